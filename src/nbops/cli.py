@@ -1,0 +1,154 @@
+"""The `nbops` command: parse arguments, call one function, print. No logic lives here.
+
+Exit codes: 0 ok, 1 a notebook failed, 2 bad input (NbopsError), 3 a bug (traceback in a log
+file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import NbopsError
+
+
+def _settings(args, **flags):
+    from .config import load_settings
+
+    return load_settings(flags=flags)
+
+
+def _overrides(args) -> dict:
+    from .params import load_params_file, parse_assignments
+
+    values = load_params_file(args.params_file) if getattr(args, "params_file", None) else {}
+    values.update(parse_assignments(args.param))
+    return values
+
+
+def cmd_run(args) -> int:
+    from .report import print_summary
+    from .runner import plan_runs, run_specs
+
+    settings = _settings(args, runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
+                         experiment=args.experiment)
+    specs = plan_runs(settings, args.notebooks, _overrides(args), args.timeout, args.cell_timeout)
+    outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug)
+    print_summary(outcomes, settings)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def cmd_new(args) -> int:
+    from .scaffold import new_notebook
+
+    settings = _settings(args)
+    dest = new_notebook(settings, args.template, args.name, _overrides(args), force=args.force)
+    print(f"created {dest.relative_to(settings.root) if dest.is_relative_to(settings.root) else dest}")
+    return 0
+
+
+def cmd_templates(args) -> int:
+    from .scaffold import list_templates
+
+    settings = _settings(args)
+    templates = list_templates(settings)
+    if not templates:
+        print(f"no templates in {settings.path(settings.templates_dir)}")
+        return 0
+    for tpl in templates:
+        gpu = f"  [gpu: {tpl.resources.gpu}]" if tpl.resources.gpu else ""
+        print(f"{tpl.stem}  ({tpl.path}){gpu}")
+        for p in tpl.parameters:
+            help_text = f"  # {p.help}" if p.help else ""
+            print(f"    {p.describe()}{help_text}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .config import describe
+
+    for key, value, source in describe(_settings(args)):
+        print(f"{key:<14} {value:<40} ({source})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nbops",
+        description="Run parameterised notebooks with papermill and track every run in MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"nbops {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and kernel logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="execute notebooks and track them in MLflow")
+    run.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a parameter (repeatable)")
+    run.add_argument("-f", "--params-file", metavar="FILE", help="YAML file of parameter values")
+    run.add_argument("--output-dir", metavar="DIR", help="where executed notebooks go (default runs/)")
+    run.add_argument("--timeout", type=float, metavar="S", help="limit for a whole notebook, seconds")
+    run.add_argument("--cell-timeout", type=float, metavar="S", help="limit for one cell, seconds")
+    run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    run.add_argument("--experiment", metavar="NAME", help="MLflow experiment (default: one per notebook)")
+    run.set_defaults(func=cmd_run)
+
+    new = sub.add_parser("new", help="make notebooks/NAME.ipynb from a template")
+    new.add_argument("template", metavar="TEMPLATE", help="template name (see `nbops templates`) or path")
+    new.add_argument("name", metavar="NAME")
+    new.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a default to write into the parameters cell (repeatable)")
+    new.add_argument("--force", action="store_true", help="overwrite an existing notebook")
+    new.set_defaults(func=cmd_new)
+
+    tpl = sub.add_parser("templates", help="list templates and their parameters")
+    tpl.set_defaults(func=cmd_templates)
+
+    cfg = sub.add_parser("config", help="print the settings and where each came from")
+    cfg.set_defaults(func=cmd_config)
+    return parser
+
+
+def _crash_log(root: Path) -> Path:
+    for base in (root / ".nbops", Path("/tmp")):
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path = base / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            path.write_text(traceback.format_exc(), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return Path("-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except NbopsError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nbops: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nbops: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, print one line
+        if args.debug:
+            traceback.print_exc()
+        log = _crash_log(Path.cwd())
+        print(f"nbops: internal error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Settings: defaults in code < [tool.nbops] in pyproject.toml < NBOPS_* variables < CLI flags.
+
+`nbops config` prints each value with where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path = Path(".")
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: str = "mlruns"
+    runs_dir: str = "runs"
+    templates_dir: str = "templates"
+    notebooks_dir: str = "notebooks"
+    experiment: str = ""  # empty: one MLflow experiment per notebook, named after it
+    timeout: float = 3600.0  # seconds per notebook, unless its metadata says otherwise
+    cell_timeout: float = 0.0  # seconds per cell; 0 means no limit
+    start_timeout: float = 60.0  # seconds for a kernel to start
+    kernel_name: str = ""  # empty: the notebook's own kernelspec
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI with a relative sqlite path made absolute (kernels run elsewhere)."""
+        uri = self.tracking_uri
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            return prefix + str(self.path(uri[len(prefix):]))
+        if "://" not in uri:  # a plain directory: MLflow's file store
+            return str(self.path(uri))
+        return uri
+
+    @property
+    def is_embedded_store(self) -> bool:
+        return "://" not in self.tracking_uri or self.tracking_uri.startswith(("sqlite:", "file:"))
+
+
+_KEYS = [f.name for f in fields(Settings) if f.name not in ("root", "sources")]
+
+
+def find_root(start: Path) -> Path:
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / "pyproject.toml").is_file() or (d / ".git").exists():
+            return d
+    return start
+
+
+def _read_pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    table = data.get("tool", {}).get("nbops", {})
+    return {k: v for k, v in table.items() if not isinstance(v, dict)}
+
+
+def _convert(key: str, value: Any, where: str) -> Any:
+    kind = type(getattr(Settings(), key))
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}") from None
+
+
+def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) -> Settings:
+    root = find_root(Path(cwd or os.getcwd()))
+    values: dict[str, Any] = {}
+    sources = {k: "default" for k in _KEYS}
+    for key, value in _read_pyproject(root).items():
+        if key not in _KEYS:
+            raise ConfigError(
+                f"{root / 'pyproject.toml'}: unknown key '{key}' in [tool.nbops]",
+                hint=f"known keys: {', '.join(_KEYS)}",
+            )
+        values[key], sources[key] = _convert(key, value, "[tool.nbops]"), "pyproject.toml"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        values["tracking_uri"], sources["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
+    for key in _KEYS:
+        env = f"NBOPS_{key.upper()}"
+        if os.environ.get(env):
+            values[key], sources[key] = _convert(key, os.environ[env], env), env
+    for key, value in (flags or {}).items():
+        if value is not None:
+            values[key], sources[key] = _convert(key, value, f"--{key.replace('_', '-')}"), "flag"
+    return replace(Settings(root=root), **values, sources=sources)
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    rows = [("root", str(settings.root), "nearest pyproject.toml or .git")]
+    for key in _KEYS:
+        rows.append((key, str(getattr(settings, key)), settings.sources.get(key, "default")))
+    return rows

@@ -1,0 +1,61 @@
+"""Facts about where a run happens: git state and hardware. Plain subprocess calls, no imports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    sha: str
+    branch: str
+    dirty: bool
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_info(root: Path) -> GitInfo:
+    sha = _git(root, "rev-parse", "HEAD") or "unknown"
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD") or "unknown"
+    if branch == "HEAD":  # detached, as in CI checkouts: CI names the branch itself
+        branch = os.environ.get("GITHUB_REF_NAME") or os.environ.get("CI_COMMIT_REF_NAME") or "HEAD"
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return GitInfo(sha=sha, branch=branch, dirty=bool(status) if status is not None else False)
+
+
+def relative_to_repo(path: Path, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
+
+
+@lru_cache(maxsize=1)
+def device_name() -> str:
+    """The first GPU's name from nvidia-smi, or 'cpu'. Never imports torch (seconds)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return "cpu"
+    try:
+        done = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "cpu"
+    names = [n.strip() for n in done.stdout.splitlines() if n.strip()]
+    return names[0] if done.returncode == 0 and names else "cpu"
+

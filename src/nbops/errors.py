@@ -1,0 +1,76 @@
+"""The one exception tree of nbops.
+
+Every error nbops means to show a user derives from :class:`NbopsError`; the CLI turns it
+into one line (plus a hint) and exit code 2. Anything else is a bug: exit 3 with a log.
+
+::
+
+    NbopsError(message, hint=None)
+    ├── ConfigError          bad [tool.nbops] table, NBOPS_* variable or flag value
+    ├── NotebookError        unreadable notebook, bad metadata.nbops, bad gate expression
+    │   └── ParameterError   unknown parameter, value of the wrong type, bad params file
+    ├── ExecutionError       a notebook failed to run (cell error, dead kernel, timeout);
+    │                        carries path, cell (1-based in the source notebook), ename, evalue
+    ├── TrackingError        MLflow store unreachable or refused a write
+    ├── RegistryError        model registration or alias problems
+    └── ReviewError          reserved for `nbops review`
+"""
+
+from __future__ import annotations
+
+
+class NbopsError(Exception):
+    """Root of every error nbops reports to a user."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        line = self.message
+        if self.hint:
+            line += f" (hint: {self.hint})"
+        return " ".join(line.split())
+
+
+class ConfigError(NbopsError):
+    pass
+
+
+class NotebookError(NbopsError):
+    pass
+
+
+class ParameterError(NotebookError):
+    pass
+
+
+class ExecutionError(NbopsError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        cell: int | None = None,
+        ename: str = "",
+        evalue: str = "",
+        hint: str | None = None,
+    ):
+        super().__init__(message, hint)
+        self.path = path
+        self.cell = cell
+        self.ename = ename
+        self.evalue = evalue
+
+
+class TrackingError(NbopsError):
+    pass
+
+
+class RegistryError(NbopsError):
+    pass
+
+
+class ReviewError(NbopsError):
+    pass

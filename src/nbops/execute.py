@@ -1,0 +1,211 @@
+"""Execute one :class:`RunSpec` with papermill and return a :class:`RunResult`.
+
+papermill gives us parameter injection, progressive saving of the output notebook and error
+marking; on top of it nbops adds (through a small papermill engine) an environment per kernel
+(the MLflow run id), a whole-notebook deadline that kills a runaway kernel, and the kernel's
+stderr kept in a log file next to the executed notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .plan import RunSpec
+from .records import read_records
+
+ENGINE_NAME = "nbops"
+_SKIP_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
+@dataclass(frozen=True)
+class CellError:
+    cell: int | None  # 1-based over the source notebook's cells (the injected cell not counted)
+    ename: str
+    evalue: str
+
+    def __str__(self) -> str:
+        where = f"cell {self.cell}: " if self.cell else ""
+        return f"{where}{self.ename}: {self.evalue}" if self.evalue else f"{where}{self.ename}"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    spec: RunSpec
+    status: str  # "succeeded" or "failed"
+    output_path: Path
+    duration: float
+    error: CellError | None = None
+    records: dict[str, Any] = field(default_factory=dict)
+    kernel_log: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+def _engine_class():
+    """papermill's nbclient engine, plus env, a deadline and a kernel log (built lazily)."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine
+    from papermill.utils import merge_kwargs, remove_args
+
+    class NbopsEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(
+            cls,
+            nb_man,
+            kernel_name,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+            start_timeout=60,
+            execution_timeout=None,
+            **kwargs,
+        ):
+            env = kwargs.pop("nbops_env", None)
+            deadline = kwargs.pop("nbops_deadline", None)
+            state = kwargs.pop("nbops_state", {})
+            kernel_stderr = kwargs.pop("nbops_kernel_stderr", None)
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            final = merge_kwargs(
+                kwargs,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logging.getLogger("nbops.kernel"),
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
+            client = PapermillNotebookClient(nb_man, **final)
+            done = threading.Event()
+            if deadline:
+                threading.Thread(
+                    target=_watchdog, args=(client, deadline, done, state), daemon=True
+                ).start()
+            start_kwargs: dict[str, Any] = {}
+            if env is not None:
+                start_kwargs["env"] = env
+            if kernel_stderr is not None:
+                start_kwargs["stderr"] = kernel_stderr
+            try:
+                return client.execute(**start_kwargs)
+            finally:
+                done.set()
+
+    return NbopsEngine
+
+
+def _watchdog(client, seconds: float, done: threading.Event, state: dict) -> None:
+    """Kill the kernel when the notebook overruns; nbclient then sees a dead kernel at once."""
+    if done.wait(seconds):
+        return
+    state["timed_out"] = True
+    km = getattr(client, "km", None)
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if process is not None:
+        try:
+            process.kill()
+        except OSError:
+            pass
+
+
+def _quiet_loggers(debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.CRITICAL
+    for name in ("papermill", "nbops.kernel", "traitlets", "nbclient"):
+        logging.getLogger(name).setLevel(level)
+
+
+def locate_failure(nb: dict) -> CellError | None:
+    """Where an executed notebook stopped: the first error output, or the last cell papermill
+    started (a dead kernel or a timeout leaves no error output). Cell numbers count the source
+    notebook's cells: papermill's injected-parameters and error-marker cells are skipped."""
+    last_started = None
+    number = 0
+    for cell in nb.get("cells", []):
+        if _SKIP_TAGS & set(cell.get("metadata", {}).get("tags") or []):
+            continue
+        number += 1
+        for out in cell.get("outputs") or []:
+            if out.get("output_type") == "error":
+                if out.get("ename") == "SystemExit" and out.get("evalue") in ("", "0"):
+                    continue
+                return CellError(number, out.get("ename", "Error"), out.get("evalue", ""))
+        if (cell.get("metadata", {}).get("papermill") or {}).get("start_time"):
+            last_started = number
+    return CellError(last_started, "", "") if last_started else None
+
+
+def _read_output(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = False) -> RunResult:
+    """Run one notebook in a fresh kernel. Never raises for a failing notebook: the result says."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.engines import papermill_engines
+    from papermill.exceptions import PapermillExecutionError
+
+    papermill_engines.register(ENGINE_NAME, _engine_class())
+    _quiet_loggers(debug)
+    out = spec.output_path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kernel_log = out.with_suffix(".kernel.log")
+    state: dict[str, Any] = {}
+    start = time.perf_counter()
+    failure: CellError | None = None
+    with open(kernel_log, "wb") as stderr:
+        try:
+            pm.execute_notebook(
+                str(spec.notebook.path),
+                str(out),
+                parameters=spec.overrides or None,
+                engine_name=ENGINE_NAME,
+                kernel_name=spec.kernel_name,
+                execution_timeout=spec.cell_timeout,
+                start_timeout=60,
+                progress_bar=False,
+                log_output=False,
+                cwd=str(spec.notebook.path.parent.resolve()),
+                nbops_env=env,
+                nbops_deadline=spec.timeout,
+                nbops_state=state,
+                nbops_kernel_stderr=stderr,
+            )
+        except PapermillExecutionError as exc:
+            failure = CellError(None, exc.ename, exc.evalue)
+        except CellTimeoutError:
+            failure = CellError(None, "CellTimeout", f"a cell ran longer than {spec.cell_timeout:g} s")
+        except DeadKernelError:
+            if state.get("timed_out"):
+                failure = CellError(None, "NotebookTimeout", f"the notebook ran longer than {spec.timeout:g} s")
+            else:
+                failure = CellError(None, "DeadKernel", "the kernel died (see the kernel log)")
+        except Exception as exc:  # e.g. the kernel never started: still a failed run, not a crash
+            failure = CellError(None, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    duration = time.perf_counter() - start
+    nb = _read_output(out)
+    if failure is not None:
+        where = locate_failure(nb)
+        failure = CellError(where.cell if where else None, failure.ename, failure.evalue)
+    if failure is None or kernel_log.stat().st_size == 0:
+        kernel_log.unlink()  # only a failed run's kernel output is worth keeping
+    return RunResult(
+        spec=spec,
+        status="failed" if failure else "succeeded",
+        output_path=out,
+        duration=duration,
+        error=failure,
+        records=read_records(nb),
+        kernel_log=kernel_log if kernel_log.exists() else None,
+    )

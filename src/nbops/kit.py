@@ -1,0 +1,173 @@
+"""Kernel-side helpers the templates share: seeding, bundled datasets, splits, metrics, models.
+
+Imported inside notebooks (`from nbops import kit`). Heavy libraries (numpy, pandas,
+scikit-learn, torch, mlflow) load inside the functions that use them, so importing the kit is
+free. It imports nothing of nbops but the recorder; the framework never imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sys
+from typing import Any
+
+from .record import record
+
+DATASETS = ("iris", "wine", "breast_cancer", "digits")
+CLASSIFIERS = ("logistic_regression", "random_forest", "gradient_boosting", "svm", "knn")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (when it is imported) PyTorch, and record the seed."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+    record("seed", seed)
+
+
+def frame_digest(X, y=None) -> str:
+    """A content digest of a feature frame (and target), stable across runs and machines."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(X, index=False).values.tobytes())
+    h.update(",".join(map(str, X.columns)).encode())
+    if y is not None:
+        h.update(pd.util.hash_pandas_object(pd.Series(y), index=False).values.tobytes())
+    return h.hexdigest()
+
+
+def load_dataset(name: str, csv_path: str = "", target: str = "target"):
+    """(X, y) as a DataFrame and a Series: one of scikit-learn's bundled datasets, or a CSV file
+    with a `target` column. Records the dataset's name, shape and digest."""
+    import pandas as pd
+
+    if csv_path:
+        frame = pd.read_csv(csv_path)
+        if target not in frame.columns:
+            raise ValueError(f"{csv_path}: no column {target!r}; columns are {list(frame.columns)}")
+        X, y = frame.drop(columns=[target]), frame[target]
+        name = os.path.basename(csv_path)
+    else:
+        from sklearn import datasets
+
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+        bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+        X, y = bunch.data, bunch.target
+    X.columns = [str(c).replace(" ", "_").replace("(", "").replace(")", "") for c in X.columns]
+    record("dataset", name)
+    record("dataset_rows", int(len(X)))
+    record("data_digest", frame_digest(X, y))
+    return X, y
+
+
+def split(X, y, validation_size: float = 0.25, seed: int = 0, stratify: bool = True):
+    """Train/validation split, stratified by the target for classification."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(
+        X, y, test_size=validation_size, random_state=seed, stratify=y if stratify else None
+    )
+
+
+def make_classifier(kind: str, seed: int = 0, **hyper: Any):
+    """A scikit-learn pipeline (scaling where the model needs it) for one of CLASSIFIERS."""
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    hyper = {k: v for k, v in hyper.items() if v is not None}
+    if kind == "logistic_regression":
+        return make_pipeline(StandardScaler(), LogisticRegression(random_state=seed, **hyper))
+    if kind == "random_forest":
+        return RandomForestClassifier(random_state=seed, **hyper)
+    if kind == "gradient_boosting":
+        return GradientBoostingClassifier(random_state=seed, **hyper)
+    if kind == "svm":
+        return make_pipeline(StandardScaler(), SVC(random_state=seed, **hyper))
+    if kind == "knn":
+        return make_pipeline(StandardScaler(), KNeighborsClassifier(**hyper))
+    raise ValueError(f"unknown model {kind!r}; choose one of {CLASSIFIERS}")
+
+
+def classification_metrics(y_true, y_pred, prefix: str = "") -> dict[str, float]:
+    """Accuracy and macro F1, recorded (so nbops logs them as MLflow metrics) and returned."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    metrics = {
+        f"{prefix}accuracy": float(accuracy_score(y_true, y_pred)),
+        f"{prefix}f1": float(f1_score(y_true, y_pred, average="macro")),
+    }
+    for name, value in metrics.items():
+        record(name, value)
+    return metrics
+
+
+def log_sklearn_model(model, X_example, name: str = "model"):
+    """Log a fitted scikit-learn model to the run nbops started, with a signature and an example.
+
+    pip requirements are given explicitly: inferring them costs a subprocess (~3 s a call).
+    """
+    import mlflow
+    import sklearn
+    import skops.io  # MLflow's default, safe format for scikit-learn models
+    from mlflow.models import infer_signature
+
+    # The types this model needs when loaded back: trusted, since we just built it.
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    example = X_example.head(5)
+    signature = infer_signature(example, model.predict(example))
+    info = mlflow.sklearn.log_model(
+        model,
+        name=name,
+        signature=signature,
+        input_example=example,
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"mlflow=={mlflow.__version__}"],
+        skops_trusted_types=trusted,
+    )
+    record("model_uri", info.model_uri)
+    return info
+
+
+def torch_device(prefer_gpu: bool = True) -> str:
+    """'cuda' when a GPU is visible (and wanted), else 'cpu'; recorded as `device`."""
+    import torch
+
+    device = "cuda" if prefer_gpu and torch.cuda.is_available() else "cpu"
+    record("device", torch.cuda.get_device_name(0) if device == "cuda" else "cpu")
+    return device
+
+
+def log_torch_model(model, X_example, name: str = "model"):
+    """Log a PyTorch module (on the CPU) with a signature and an input example."""
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    model = model.to("cpu").eval()
+    example = np.asarray(X_example[:5], dtype=np.float32)
+    with torch.no_grad():
+        out = model(torch.from_numpy(example)).numpy()
+    info = mlflow.pytorch.log_model(
+        model,
+        name=name,
+        signature=infer_signature(example, out),
+        input_example=example,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+    )
+    record("model_uri", info.model_uri)
+    return info

@@ -1,0 +1,70 @@
+"""What `nbops run` prints: a summary table (rich) and one plain line per problem."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from .config import Settings
+from .context import relative_to_repo
+from .runner import Outcome
+
+
+def _key_metrics(outcome: Outcome, limit: int = 3) -> str:
+    from .records import split_metrics
+
+    metrics, _ = split_metrics(outcome.result.records)
+    model = outcome.result.spec.notebook.model
+    first = [model.compare] if model and model.compare in metrics else []
+    names = first + sorted(k for k in metrics if k not in first)
+    return ", ".join(f"{k}={metrics[k]:.4g}" for k in names[:limit])
+
+
+def _model_cell(outcome: Outcome) -> str:
+    t = outcome.tracked
+    if t is None:
+        return "(not tracked)"
+    if t.model_version:
+        return f"{t.model_name} v{t.model_version}"
+    return "-"
+
+
+def summary_lines(outcomes: list[Outcome], settings: Settings) -> list[str]:
+    """Plain lines for failures and unregistered models: easy to read in CI logs and to grep."""
+    lines = []
+    for o in outcomes:
+        nb = relative_to_repo(o.result.spec.notebook.path, settings.root)
+        out = relative_to_repo(o.result.output_path, settings.root)
+        if not o.ok:
+            err = o.result.error
+            lines.append(f"FAILED {nb}: {err} (executed notebook: {out})")
+            if err and err.ename == "DeadKernel" and o.result.kernel_log:
+                lines.append(f"  kernel log: {relative_to_repo(o.result.kernel_log, settings.root)}")
+        elif o.tracked and o.tracked.note and o.result.spec.notebook.model:
+            lines.append(f"note {nb}: {o.tracked.note}")
+    return lines
+
+
+def print_summary(outcomes: list[Outcome], settings: Settings, file: TextIO | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    file = file or sys.stdout
+    console = Console(file=file, width=None if file.isatty() else 160, highlight=False)
+    table = Table(title=None, show_lines=False)
+    for col in ("notebook", "status", "duration", "metrics", "model", "run"):
+        table.add_column(col, overflow="fold")
+    for o in outcomes:
+        status = "[green]ok[/]" if o.ok else "[red]failed[/]"
+        run_id = o.tracked.run_id[:8] if o.tracked else "-"
+        table.add_row(
+            relative_to_repo(o.result.spec.notebook.path, settings.root),
+            status,
+            f"{o.result.duration:.1f}s",
+            _key_metrics(o),
+            _model_cell(o),
+            run_id,
+        )
+    console.print(table)
+    for line in summary_lines(outcomes, settings):
+        print(line, file=file)

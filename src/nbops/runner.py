@@ -1,0 +1,74 @@
+"""`nbops run`: notebooks -> RunSpecs -> papermill -> MLflow, one notebook after another.
+
+Everything that can be wrong with the input is checked for every notebook before the first
+kernel starts or the first MLflow run is created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import notebook as notebook_mod
+from .config import Settings
+from .context import git_info
+from .errors import NotebookError
+from .execute import RunResult, execute
+from .plan import RunSpec, make_spec
+from .track import TrackedRun
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: RunResult
+    tracked: TrackedRun | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+def plan_runs(
+    settings: Settings,
+    paths: list[str | Path],
+    overrides: dict[str, Any],
+    timeout: float | None = None,
+    cell_timeout: float | None = None,
+) -> list[RunSpec]:
+    if not paths:
+        raise NotebookError("no notebooks given", hint="e.g. nbops run notebooks/*.ipynb")
+    notebooks = [notebook_mod.load(p) for p in paths]
+    return [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
+
+
+def run_specs(
+    settings: Settings,
+    specs: list[RunSpec],
+    track: bool = True,
+    debug: bool = False,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    tracker = None
+    git = None
+    if track:
+        from .track import Tracker  # imports mlflow: only when tracking
+
+        tracker = Tracker(settings)
+        git = git_info(settings.root)
+    outcomes = []
+    for spec in specs:
+        if tracker is None:
+            outcome = Outcome(execute(spec, debug=debug))
+        else:
+            started = tracker.start(spec, git)
+            try:
+                result = execute(spec, env=tracker.kernel_env(started), debug=debug)
+            except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
+                tracker.abort(started)
+                raise
+            outcome = Outcome(result, tracker.finish(started, result))
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+    return outcomes

@@ -1,0 +1,239 @@
+"""Track runs in MLflow: a run created before the kernel starts, finished after it is gone.
+
+The run id reaches the kernel through MLFLOW_RUN_ID, so `mlflow.<flavor>.log_model(...)` and
+autologging inside the notebook land in it. When the kernel exits, MLflow's exit hook marks the
+run FINISHED; nbops sets the real final status afterwards. A model is registered only when the
+run succeeded, a model was logged and every gate holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Settings
+from .context import GitInfo, device_name, relative_to_repo
+from .errors import TrackingError
+from .execute import RunResult
+from .gates import failed_gates
+from .plan import RunSpec
+from .records import split_metrics
+
+_MAX_PARAM = 6000  # MLflow's limit on a param value's length
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    run_id: str
+    experiment_id: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    run_id: str
+    experiment_id: str
+    status: str  # FINISHED, FAILED or KILLED
+    model_name: str | None = None
+    model_version: str | None = None
+    note: str = ""  # why no model was registered, or what went wrong
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Tracker:
+    """One MLflow client for a whole `nbops run`; every method takes and returns plain values."""
+
+    def __init__(self, settings: Settings, experiment: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.settings = settings
+        self.uri = settings.resolved_tracking_uri
+        self.experiment = experiment or settings.experiment
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
+            raise TrackingError(f"cannot open the MLflow store {self.uri}: {exc}") from None
+
+    # -- before the kernel -------------------------------------------------------------------
+    def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.settings.is_embedded_store:
+            location = self.settings.path(self.settings.artifact_root).resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by a concurrent run
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def start(self, spec: RunSpec, git: GitInfo) -> StartedRun:
+        from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+        from mlflow.exceptions import MlflowException
+
+        root = self.settings.root
+        rel = relative_to_repo(spec.notebook.path, root)
+        digests = {relative_to_repo(p, root): file_digest(p) for p in spec.data_files}
+        tags = {
+            "nbops.git_sha": git.sha,
+            "nbops.git_branch": git.branch,
+            "nbops.git_dirty": str(git.dirty).lower(),
+            "nbops.notebook": rel,
+            "nbops.template": spec.notebook.template or "",
+            "nbops.fingerprint": spec.fingerprint,
+            "nbops.version": __version__,
+            "nbops.device": device_name(),
+            "nbops.output": relative_to_repo(spec.output_path, root),
+            "mlflow.source.name": rel,
+            "mlflow.source.type": "NOTEBOOK",
+            "mlflow.source.git.commit": git.sha,
+            "mlflow.source.git.branch": git.branch,
+        }
+        if digests:
+            combined = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+            tags["nbops.data_digest"] = combined
+        name = self.experiment or rel.removesuffix(".ipynb")
+        try:
+            exp_id = self._experiment_id(name)
+            run = self.client.create_run(
+                exp_id, tags=tags, run_name=f"{spec.notebook.stem}-{spec.output_path.stem[-6:]}"
+            )
+        except MlflowException as exc:
+            raise TrackingError(f"MLflow store {self.uri} refused a new run: {exc.message}") from None
+        run_id = run.info.run_id
+        try:
+            params = [Param(k, _param_value(v)) for k, v in spec.values.items()]
+            for chunk in _chunks(params, 100):
+                self.client.log_batch(run_id, params=chunk)
+            if digests:
+                inputs = [
+                    DatasetInput(
+                        Dataset(name=path, digest=digest[:32], source_type="local",
+                                source=json.dumps({"uri": (root / path).as_uri()})),
+                        tags=[InputTag("mlflow.data.context", "training")],
+                    )
+                    for path, digest in digests.items()
+                ]
+                self.client.log_inputs(run_id, datasets=inputs)
+        except Exception as exc:
+            self.client.delete_run(run_id)  # nothing half-written
+            raise TrackingError(f"could not log the parameters of {rel}: {exc}") from None
+        return StartedRun(run_id, exp_id, tags)
+
+    def kernel_env(self, started: StartedRun) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            MLFLOW_TRACKING_URI=self.uri,
+            MLFLOW_REGISTRY_URI=self.uri,
+            MLFLOW_RUN_ID=started.run_id,
+            MLFLOW_EXPERIMENT_ID=started.experiment_id,
+        )
+        return env
+
+    # -- after the kernel --------------------------------------------------------------------
+    def finish(self, started: StartedRun, result: RunResult) -> TrackedRun:
+        from mlflow.entities import Metric, RunTag
+
+        run_id = started.run_id
+        metrics, others = split_metrics(result.records)
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
+        for chunk in _chunks(batch, 1000):
+            self.client.log_batch(run_id, metrics=chunk)
+        extra_tags = [RunTag("nbops.duration_s", f"{result.duration:.2f}")]
+        if result.error:
+            extra_tags.append(RunTag("nbops.error", str(result.error)[:5000]))
+        self.client.log_batch(run_id, tags=extra_tags)
+        if result.records:
+            self.client.log_dict(run_id, result.records, "nbops/records.json")
+        if others:
+            self.client.log_dict(run_id, others, "nbops/other_records.json")
+        if result.output_path.exists():
+            self.client.log_artifact(run_id, str(result.output_path), "notebook")
+        if result.kernel_log and result.kernel_log.exists():
+            self.client.log_artifact(run_id, str(result.kernel_log), "notebook")
+        status = "FINISHED" if result.ok else "FAILED"
+        self.client.set_terminated(run_id, status)
+        if not result.ok:
+            return TrackedRun(run_id, started.experiment_id, status, note="run failed: model not registered")
+        name, version, note = self._register(started, result)
+        return TrackedRun(run_id, started.experiment_id, status, name, version, note)
+
+    def abort(self, started: StartedRun, status: str = "KILLED") -> None:
+        try:
+            self.client.set_terminated(started.run_id, status)
+        except Exception:  # noqa: BLE001 - already failing; do not hide the first error
+            pass
+
+    def _register(self, started: StartedRun, result: RunResult) -> tuple[str | None, str | None, str]:
+        from mlflow.exceptions import MlflowException
+
+        spec = result.spec.notebook.model
+        if spec is None:
+            return None, None, "no metadata.nbops.model.name: not registered"
+        run_id = started.run_id
+        logged = self.client.search_logged_models(
+            experiment_ids=[started.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+        if not logged:
+            return spec.name, None, "the notebook logged no model: not registered"
+        metrics = dict(self.client.get_run(run_id).data.metrics)
+        failures = failed_gates(spec.gates, metrics)
+        if failures:
+            self.client.set_tag(run_id, "nbops.gates", "failed")
+            return spec.name, None, "; ".join(failures) + ": not registered"
+        model = max(logged, key=lambda m: m.creation_timestamp or 0)
+        tags = {f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}
+        tags.update({k: started.tags[k] for k in ("nbops.git_sha", "nbops.git_branch", "nbops.notebook",
+                                                 "nbops.fingerprint", "nbops.template")})
+        tags["nbops.run_id"] = run_id
+        tags["nbops.gates"] = "passed: " + ", ".join(map(str, spec.gates)) if spec.gates else "none"
+        try:
+            try:
+                self.client.create_registered_model(
+                    spec.name,
+                    tags={
+                        "nbops.compare": spec.compare or "",
+                        "nbops.higher_is_better": str(spec.higher_is_better).lower(),
+                    },
+                )
+            except MlflowException as exc:
+                if "already exists" not in str(exc).lower() and exc.error_code not in (
+                    "RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    raise
+            version = self.client.create_model_version(
+                spec.name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
+                model_id=model.model_id,
+            )
+        except MlflowException as exc:
+            return spec.name, None, f"registration failed: {exc.message}"
+        self.client.set_tag(run_id, "nbops.gates", "passed")
+        return spec.name, version.version, ""
