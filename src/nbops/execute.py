@@ -83,6 +83,9 @@ def _engine_class():
                 stdout_file=stdout_file,
                 stderr_file=stderr_file,
             )
+            if env and env.get("MLFLOW_RUN_ID"):
+                # resume nbops's run when the notebook imports mlflow (see nbops/_kernel.py)
+                final["extra_arguments"] = ["--IPKernelApp.exec_lines=import nbops._kernel"]
             client = PapermillNotebookClient(nb_man, **final)
             done = threading.Event()
             if deadline:

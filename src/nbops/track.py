@@ -67,7 +67,12 @@ class Tracker:
     """One MLflow client for a whole `nbops run`; every method takes and returns plain values."""
 
     def __init__(self, settings: Settings, experiment: str | None = None):
+        import logging
+
         from mlflow.tracking import MlflowClient
+
+        # MLflow logs INFO lines (database migrations, "View run" links) that are not ours to print
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         self.settings = settings
         self.uri = settings.resolved_tracking_uri

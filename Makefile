@@ -1,0 +1,39 @@
+# nbops: `make demo` runs the example notebooks into the embedded MLflow store; `make test`
+# runs the test suite. Both create .venv and install what they need, once.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# pip here also reads local mirrors and warns about each package they lack: keep logs readable
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip $(QUIET_PIP)
+	# The CPU build of PyTorch; pinned so pip takes the wheel on local disk instead of the
+	# newest release with several GB of CUDA packages.
+	$(BIN)/python -m pip install -q "torch==2.13.0" $(QUIET_PIP)
+	$(BIN)/python -m pip install -q -e ".[dev,torch]" $(QUIET_PIP)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nbops run notebooks/*.ipynb
+	@echo "Open the results with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
+
+clean:
+	rm -rf runs mlruns mlflow.db .nbops .pytest_cache
