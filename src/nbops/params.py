@@ -112,6 +112,14 @@ def coerce(param: Parameter, value: Any, where: str) -> Any:
     return value
 
 
+def closest(name: str, names: list[str]) -> str:
+    """The most similar name, however weak the match: a suggestion always helps more than none."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    return max(names, key=lambda n: difflib.SequenceMatcher(None, name.lower(), n.lower()).ratio())
+
+
 def resolve(notebook: Notebook, overrides: dict[str, Any]) -> dict[str, Any]:
     """Typed values for the overridden parameters; an unknown name is an error with a suggestion."""
     where = str(notebook.path)
@@ -125,8 +133,7 @@ def resolve(notebook: Notebook, overrides: dict[str, Any]) -> dict[str, Any]:
                     f"{where}: unknown parameter '{name}': the notebook has no cell tagged 'parameters'",
                     hint="tag the cell holding the defaults with 'parameters' in JupyterLab",
                 )
-            close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-            suggestion = f"; did you mean '{close[0]}'?" if close else ""
+            suggestion = f"; did you mean '{closest(name, names)}'?" if names else ""
             raise ParameterError(
                 f"{where}: unknown parameter '{name}'{suggestion}",
                 hint=f"its parameters are: {', '.join(names)}",

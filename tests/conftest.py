@@ -1,0 +1,84 @@
+"""Shared fixtures: a throwaway git project with notebooks, and a reader for its MLflow store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_notebook(path: Path, cells: list[tuple[str, str] | tuple[str, str, list[str]]],
+                   nbops: dict | None = None, outputs: bool = False) -> Path:
+    """cells: (cell_type, source[, tags]); a plain nbformat 4.5 notebook written as JSON."""
+    nb_cells = []
+    for i, cell in enumerate(cells):
+        kind, source = cell[0], cell[1]
+        tags = cell[2] if len(cell) > 2 else []
+        c = {"cell_type": kind, "id": f"c{i}", "metadata": {"tags": tags} if tags else {},
+             "source": source}
+        if kind == "code":
+            c["outputs"] = []
+            c["execution_count"] = None
+        nb_cells.append(c)
+    nb = {
+        "cells": nb_cells,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    if nbops is not None:
+        nb["metadata"]["nbops"] = nbops
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb, indent=1))
+    return path
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """An empty nbops project (pyproject.toml, git repo with one commit) as the working directory."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "demo"\n\n[tool.nbops]\nruns_dir = "runs"\n')
+    (root / ".gitignore").write_text("mlflow.db\nmlruns/\nruns/\n.nbops/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "test")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    monkeypatch.chdir(root)
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    return root
+
+
+def commit_all(root: Path, message: str = "work") -> str:
+    git(root, "add", "-A")
+    git(root, "-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qm", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def mlflow_client(project):
+    def make():
+        from mlflow.tracking import MlflowClient
+
+        uri = f"sqlite:///{project / 'mlflow.db'}"
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    return make
+
+
+def all_runs(client):
+    exps = client.search_experiments()
+    return client.search_runs([e.experiment_id for e in exps]) if exps else []

@@ -1,0 +1,37 @@
+import pytest
+
+from nbops.config import describe, load_settings
+from nbops.errors import ConfigError
+
+
+def test_precedence_default_pyproject_env_flag(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.nbops]\nruns_dir = "out"\ntimeout = 10\n')
+    sub = tmp_path / "notebooks"
+    sub.mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    s = load_settings(sub)
+    assert s.root == tmp_path.resolve()
+    assert (s.runs_dir, s.sources["runs_dir"]) == ("out", "pyproject.toml")
+    assert (s.timeout, s.notebooks_dir, s.sources["notebooks_dir"]) == (10.0, "notebooks", "default")
+    assert s.resolved_tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("NBOPS_RUNS_DIR", "envruns")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    s = load_settings(sub)
+    assert (s.runs_dir, s.sources["runs_dir"]) == ("envruns", "NBOPS_RUNS_DIR")
+    assert s.resolved_tracking_uri == "http://127.0.0.1:5000" and not s.is_embedded_store
+    s = load_settings(sub, flags={"runs_dir": "flagruns", "timeout": None})
+    assert (s.runs_dir, s.sources["runs_dir"], s.timeout) == ("flagruns", "flag", 10.0)
+    rows = {k: (v, src) for k, v, src in describe(s)}
+    assert rows["runs_dir"] == ("flagruns", "flag")
+
+
+def test_bad_config_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.nbops]\nrun_dir = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key 'run_dir'"):
+        load_settings(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.nbops]\ntimeout = "soon"\n')
+    with pytest.raises(ConfigError, match="timeout must be float"):
+        load_settings(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.nbops\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_settings(tmp_path)

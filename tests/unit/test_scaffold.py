@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from nbops import notebook
+from nbops.config import load_settings
+from nbops.errors import NotebookError, ParameterError
+from nbops.scaffold import list_templates, new_notebook, rewrite_parameters
+from tests.conftest import write_notebook
+
+
+def test_rewrite_parameters_keeps_comments_and_other_lines():
+    src = 'a = 1  # first\nname: str = "x"\nlst = [\n  1,\n  2,\n]\nz = a * 2\n'
+    out = rewrite_parameters(src, {"a": 5, "name": "y", "lst": [3]})
+    assert out == 'a = 5  # first\nname: str = "y"\nlst = [3]\nz = a * 2\n'
+
+
+@pytest.fixture
+def tpl_project(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.nbops]\n")
+    raw = write_notebook(tmp_path / "templates" / "clf.ipynb", [
+        ("markdown", "# T"),
+        ("code", 'dataset = "iris"  # which\nseed = 0', ["parameters"]),
+        ("code", "print(dataset)"),
+    ], {"model": {"name": "clf", "gates": []}})
+    nb = json.loads(raw.read_text())
+    nb["cells"][2]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "iris"}]
+    nb["cells"][2]["execution_count"] = 3
+    raw.write_text(json.dumps(nb))
+    return load_settings(tmp_path)
+
+
+def test_new_writes_a_clean_notebook_with_defaults_and_template(tpl_project):
+    dest = new_notebook(tpl_project, "clf", "wine_exp", {"dataset": "wine", "seed": "7"})
+    assert dest == tpl_project.root / "notebooks" / "wine_exp.ipynb"
+    nb = notebook.load(dest)
+    assert {p.name: p.default for p in nb.parameters} == {"dataset": "wine", "seed": 7}
+    assert nb.parameters[0].help == "which"
+    assert nb.template == "clf" and nb.model.name == "wine-exp"
+    raw = json.loads(dest.read_text())
+    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
+               for c in raw["cells"] if c["cell_type"] == "code")
+    assert [t.stem for t in list_templates(tpl_project)][0] == "clf"
+
+
+def test_new_refuses_bad_input(tpl_project):
+    new_notebook(tpl_project, "clf", "one", {})
+    with pytest.raises(NotebookError, match="already exists"):
+        new_notebook(tpl_project, "clf", "one", {})
+    new_notebook(tpl_project, "clf", "one", {"seed": "2"}, force=True)
+    with pytest.raises(NotebookError, match="no template named 'nope'") as err:
+        new_notebook(tpl_project, "nope", "two", {})
+    assert "clf" in err.value.hint
+    with pytest.raises(ParameterError, match="did you mean 'seed'"):
+        new_notebook(tpl_project, "clf", "two", {"sed": "1"})
+    with pytest.raises(NotebookError, match="bad notebook name"):
+        new_notebook(tpl_project, "clf", "../evil", {})
+    assert not (tpl_project.root / "notebooks" / "two.ipynb").exists()
