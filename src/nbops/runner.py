@@ -6,9 +6,10 @@ kernel starts or the first MLflow run is created.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import notebook as notebook_mod
 from .config import Settings
