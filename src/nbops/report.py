@@ -6,7 +6,7 @@ import sys
 from typing import TextIO
 
 from .config import Settings
-from .context import relative_to_repo
+from .context import device_name, relative_to_repo
 from .runner import Outcome
 
 
@@ -15,7 +15,8 @@ def _key_metrics(outcome: Outcome, limit: int = 3) -> str:
 
     metrics, _ = split_metrics(outcome.result.records)
     model = outcome.result.spec.notebook.model
-    first = [model.compare] if model and model.compare in metrics else []
+    preferred = [model.compare, *(g.metric for g in model.gates)] if model else []
+    first = list(dict.fromkeys(m for m in preferred if m in metrics))
     names = first + sorted(k for k in metrics if k not in first)
     return ", ".join(f"{k}={metrics[k]:.4g}" for k in names[:limit])
 
@@ -42,6 +43,9 @@ def summary_lines(outcomes: list[Outcome], settings: Settings) -> list[str]:
                 lines.append(f"  kernel log: {relative_to_repo(o.result.kernel_log, settings.root)}")
         elif o.tracked and o.tracked.note and o.result.spec.notebook.model:
             lines.append(f"note {nb}: {o.tracked.note}")
+        gpus = o.result.spec.notebook.resources.gpu
+        if gpus and device_name() == "cpu":
+            lines.append(f"note {nb}: asks for {gpus} GPU(s) but this machine has none")
     return lines
 
 
