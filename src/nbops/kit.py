@@ -20,7 +20,7 @@ CLASSIFIERS = ("logistic_regression", "random_forest", "gradient_boosting", "svm
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and (when it is imported) PyTorch, and record the seed."""
+    """Seed Python, NumPy and (when it is imported) PyTorch."""
     import numpy as np
 
     random.seed(seed)
@@ -31,7 +31,6 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
         if torch.cuda.is_available():
             torch.cuda.manual_seed_all(seed)
-    record("seed", seed)
 
 
 def frame_digest(X, y=None) -> str:
