@@ -49,7 +49,10 @@ def project(tmp_path, monkeypatch):
     """An empty nbops project (pyproject.toml, git repo with one commit) as the working directory."""
     root = tmp_path / "proj"
     root.mkdir()
-    (root / "pyproject.toml").write_text('[project]\nname = "demo"\n\n[tool.nbops]\nruns_dir = "runs"\n')
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n[tool.nbops]\nruns_dir = "runs"\n\n'
+        '[tool.ruff.lint]\nselect = ["E", "F"]\n'  # ruff's own defaults change between versions
+    )
     (root / ".gitignore").write_text("mlflow.db\nmlruns/\nruns/\n.nbops/\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "t@example.com")

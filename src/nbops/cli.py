@@ -68,6 +68,23 @@ def cmd_templates(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .check import as_json, run_check
+
+    settings = _settings(args)
+    findings = run_check(settings.root, args.paths,
+                         (settings.notebooks_dir, settings.templates_dir), fix=args.fix,
+                         lint=not args.no_lint)
+    if args.format == "json":
+        print(as_json(findings))
+    else:
+        for finding in findings:
+            print(finding)
+        if findings:
+            print(f"{len(findings)} problem(s) in {len({f.path for f in findings})} notebook(s)", file=sys.stderr)
+    return 1 if findings else 0
+
+
 def cmd_config(args) -> int:
     from .config import describe
 
@@ -108,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     tpl = sub.add_parser("templates", help="list templates and their parameters")
     tpl.set_defaults(func=cmd_templates)
+
+    chk = sub.add_parser("check", help="find committed outputs, unseeded randomness, paths, secrets, lint")
+    chk.add_argument("paths", nargs="*", metavar="PATH", help="notebooks or folders (default: the project)")
+    chk.add_argument("--fix", action="store_true", help="strip outputs and execution counts in place")
+    chk.add_argument("--format", choices=("text", "json"), default="text")
+    chk.add_argument("--no-lint", action="store_true", help="skip ruff's findings")
+    chk.set_defaults(func=cmd_check)
 
     cfg = sub.add_parser("config", help="print the settings and where each came from")
     cfg.set_defaults(func=cmd_config)
