@@ -85,6 +85,14 @@ def cmd_check(args) -> int:
     return 1 if findings else 0
 
 
+def cmd_setup(args) -> int:
+    from .gitsetup import setup_clone
+
+    for what in setup_clone(_settings(args).root):
+        print(f"installed {what}")
+    return 0
+
+
 def cmd_config(args) -> int:
     from .config import describe
 
@@ -132,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--format", choices=("text", "json"), default="text")
     chk.add_argument("--no-lint", action="store_true", help="skip ruff's findings")
     chk.set_defaults(func=cmd_check)
+
+    stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime drivers and nbstripout's filter")
+    stp.set_defaults(func=cmd_setup)
 
     cfg = sub.add_parser("config", help="print the settings and where each came from")
     cfg.set_defaults(func=cmd_config)
