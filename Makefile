@@ -30,10 +30,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 
 bench: $(STAMP)
-	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
+	@for f in $(wildcard bench/bench_*.py); do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf runs mlruns mlflow.db .nbops .pytest_cache

@@ -22,6 +22,16 @@ def _settings(args, **flags):
     return load_settings(flags=flags)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _overrides(args) -> dict:
     from .params import load_params_file, parse_assignments
 
@@ -85,6 +95,18 @@ def cmd_check(args) -> int:
     return 1 if findings else 0
 
 
+def cmd_review(args) -> int:
+    from .review import write_review
+
+    settings = _settings(args)
+    md, reviews = write_review(settings.root, args.base, args.head, Path(args.out).resolve())
+    failed = [r for r in reviews if r.change.error]
+    print(f"reviewed {len(reviews) - len(failed)} notebook(s) -> {md}")
+    for r in failed:
+        print(f"could not review {r.change.path}: {r.change.error}", file=sys.stderr)
+    return 0
+
+
 def cmd_setup(args) -> int:
     from .gitsetup import setup_clone
 
@@ -116,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a parameter (repeatable)")
     run.add_argument("-f", "--params-file", metavar="FILE", help="YAML file of parameter values")
     run.add_argument("--output-dir", metavar="DIR", help="where executed notebooks go (default runs/)")
-    run.add_argument("--timeout", type=float, metavar="S", help="limit for a whole notebook, seconds")
-    run.add_argument("--cell-timeout", type=float, metavar="S", help="limit for one cell, seconds")
+    run.add_argument("--timeout", type=_seconds, metavar="S", help="limit for a whole notebook, seconds")
+    run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="limit for one cell, seconds")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     run.add_argument("--experiment", metavar="NAME", help="MLflow experiment (default: one per notebook)")
@@ -140,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--format", choices=("text", "json"), default="text")
     chk.add_argument("--no-lint", action="store_true", help="skip ruff's findings")
     chk.set_defaults(func=cmd_check)
+
+    rev = sub.add_parser("review", help="markdown and HTML diffs of the notebooks changed between two refs")
+    rev.add_argument("--base", required=True, metavar="REF", help="e.g. origin/main or HEAD~1")
+    rev.add_argument("--head", default="HEAD", metavar="REF", help="default HEAD")
+    rev.add_argument("--out", default="review", metavar="DIR", help="output folder (default review/)")
+    rev.set_defaults(func=cmd_review)
 
     stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime drivers and nbstripout's filter")
     stp.set_defaults(func=cmd_setup)

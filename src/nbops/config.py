@@ -43,10 +43,6 @@ class Settings:
             return str(self.path(uri))
         return uri
 
-    @property
-    def is_embedded_store(self) -> bool:
-        return "://" not in self.tracking_uri or self.tracking_uri.startswith(("sqlite:", "file:"))
-
 
 _KEYS = [f.name for f in fields(Settings) if f.name not in ("root", "sources")]
 

@@ -9,8 +9,9 @@ into one line (plus a hint) and exit code 2. Anything else is a bug: exit 3 with
     ├── ConfigError          bad [tool.nbops] table, NBOPS_* variable or flag value
     ├── NotebookError        unreadable notebook, bad metadata.nbops, bad gate expression
     │   └── ParameterError   unknown parameter, value of the wrong type, bad params file
-    ├── ExecutionError       a notebook failed to run (cell error, dead kernel, timeout);
-    │                        carries path, cell (1-based in the source notebook), ename, evalue
+    ├── ExecutionError       nbops could not execute at all (e.g. no kernel of that name);
+    │                        a notebook that fails is a result, not an error: RunResult.error
+    │                        (a CellError with cell, ename, evalue) says where and why
     ├── TrackingError        MLflow store unreachable or refused a write
     ├── RegistryError        model registration or alias problems
     └── ReviewError          reserved for `nbops review`

@@ -110,13 +110,16 @@ def _watchdog(client, seconds: float, done: threading.Event, state: dict) -> Non
     if done.wait(seconds):
         return
     state["timed_out"] = True
-    km = getattr(client, "km", None)
-    process = getattr(getattr(km, "provisioner", None), "process", None)
-    if process is not None:
-        try:
-            process.kill()
-        except OSError:
-            pass
+    while not done.is_set():  # the kernel may still be starting: wait for its process
+        km = getattr(client, "km", None)
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None:
+            try:
+                process.kill()
+            except OSError:
+                pass
+            return
+        done.wait(0.1)
 
 
 def _quiet_loggers(debug: bool) -> None:
@@ -126,15 +129,19 @@ def _quiet_loggers(debug: bool) -> None:
 
 
 def locate_failure(nb: dict) -> CellError | None:
-    """Where an executed notebook stopped: the first error output, or the last cell papermill
-    started (a dead kernel or a timeout leaves no error output). Cell numbers count the source
+    """Where an executed notebook stopped: the cell papermill flagged as raising, else the first
+    error output, else the last cell papermill started (a dead kernel or a timeout leaves no
+    error output). Cell numbers count the source
     notebook's cells: papermill's injected-parameters and error-marker cells are skipped."""
     last_started = None
-    number = 0
-    for cell in nb.get("cells", []):
-        if _SKIP_TAGS & set(cell.get("metadata", {}).get("tags") or []):
-            continue
-        number += 1
+    cells = [c for c in nb.get("cells", [])
+             if not _SKIP_TAGS & set(c.get("metadata", {}).get("tags") or [])]
+    for number, cell in enumerate(cells, 1):  # papermill flags the cell that raised
+        if (cell.get("metadata", {}).get("papermill") or {}).get("exception"):
+            errors = [o for o in cell.get("outputs") or [] if o.get("output_type") == "error"]
+            err = errors[-1] if errors else {}
+            return CellError(number, err.get("ename", "Error"), err.get("evalue", ""))
+    for number, cell in enumerate(cells, 1):
         for out in cell.get("outputs") or []:
             if out.get("output_type") == "error":
                 if out.get("ename") == "SystemExit" and out.get("evalue") in ("", "0"):
@@ -176,7 +183,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 engine_name=ENGINE_NAME,
                 kernel_name=spec.kernel_name,
                 execution_timeout=spec.cell_timeout,
-                start_timeout=60,
+                start_timeout=spec.start_timeout,
                 progress_bar=False,
                 log_output=False,
                 cwd=str(spec.notebook.path.parent.resolve()),

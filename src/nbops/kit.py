@@ -25,7 +25,6 @@ def seed_everything(seed: int) -> None:
 
     random.seed(seed)
     np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         torch.manual_seed(seed)
@@ -120,6 +119,8 @@ def log_sklearn_model(model, X_example, name: str = "model"):
 
     pip requirements are given explicitly: inferring them costs a subprocess (~3 s a call).
     """
+    if os.environ.get("NBOPS_NO_TRACK"):  # nbops run --no-track
+        return None
     import mlflow
     import sklearn
     import skops.io  # MLflow's default, safe format for scikit-learn models
@@ -152,6 +153,8 @@ def torch_device(prefer_gpu: bool = True) -> str:
 
 def log_torch_model(model, X_example, name: str = "model"):
     """Log a PyTorch module (on the CPU) with a signature and an input example."""
+    if os.environ.get("NBOPS_NO_TRACK"):  # nbops run --no-track
+        return None
     import mlflow
     import numpy as np
     import torch

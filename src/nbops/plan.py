@@ -27,6 +27,7 @@ class RunSpec:
     kernel_name: str
     fingerprint: str
     data_files: tuple[Path, ...] = field(default=())
+    start_timeout: float = 60.0  # seconds for the kernel to start
 
 
 def run_fingerprint(notebook: Notebook, values: dict[str, Any]) -> str:
@@ -70,4 +71,5 @@ def make_spec(
         kernel_name=settings.kernel_name or notebook.kernel_name,
         fingerprint=run_fingerprint(notebook, values),
         data_files=tuple(data_files),
+        start_timeout=settings.start_timeout,
     )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from .record import SCRAP_PREFIX
+
+# MLflow accepts metric names of letters, digits and _ - . / : and spaces
+_METRIC_NAME = re.compile(r"^[\w\-./: ]{1,250}$")
 
 
 def read_records(nb: dict) -> dict[str, Any]:
@@ -30,10 +34,11 @@ def read_records(nb: dict) -> dict[str, Any]:
 
 
 def split_metrics(records: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Finite numbers become metrics; everything else (and bools) stays a record."""
+    """Finite numbers with names MLflow accepts become metrics; everything else stays a record."""
     metrics, others = {}, {}
     for name, value in records.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and _METRIC_NAME.match(name)):
             metrics[name] = float(value)
         else:
             others[name] = value

@@ -6,6 +6,8 @@ kernel starts or the first MLflow run is created.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 from . import notebook as notebook_mod
 from .config import Settings
 from .context import git_info
-from .errors import NotebookError
+from .errors import NotebookError, TrackingError
 from .execute import RunResult, execute
 from .plan import RunSpec, make_spec
 from .track import TrackedRun
@@ -40,7 +42,22 @@ def plan_runs(
     if not paths:
         raise NotebookError("no notebooks given", hint="e.g. nbops run notebooks/*.ipynb")
     notebooks = [notebook_mod.load(p) for p in paths]
-    return [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
+    specs = [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
+    _check_kernels(specs)
+    return specs
+
+
+def _check_kernels(specs: list[RunSpec]) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    known = KernelSpecManager().find_kernel_specs()
+    known.setdefault("python3", "")  # jupyter_client always provides the running Python
+    for spec in specs:
+        if spec.kernel_name not in known:
+            raise NotebookError(
+                f"{spec.notebook.path}: no Jupyter kernel named '{spec.kernel_name}'",
+                hint=f"installed kernels: {', '.join(sorted(known))}; set metadata.kernelspec.name",
+            )
 
 
 def run_specs(
@@ -60,7 +77,11 @@ def run_specs(
     outcomes = []
     for spec in specs:
         if tracker is None:
-            outcome = Outcome(execute(spec, debug=debug))
+            with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
+                # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
+                env = {**os.environ, "NBOPS_NO_TRACK": "1",
+                       "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}"}
+                outcome = Outcome(execute(spec, env=env, debug=debug))
         else:
             started = tracker.start(spec, git)
             try:
@@ -68,7 +89,13 @@ def run_specs(
             except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
                 tracker.abort(started)
                 raise
-            outcome = Outcome(result, tracker.finish(started, result))
+            try:
+                tracked = tracker.finish(started, result)
+            except Exception as exc:  # the store failed mid-way: the run must not stay RUNNING
+                tracker.abort(started, "FAILED")
+                raise TrackingError(f"logging the run of {spec.notebook.path} to MLflow failed: {exc}",
+                                    hint=f"the executed notebook is at {result.output_path}") from None
+            outcome = Outcome(result, tracked)
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)

@@ -90,8 +90,10 @@ class Tracker:
         if exp is not None:
             return exp.experiment_id
         location = None
-        if self.settings.is_embedded_store:
-            location = self.settings.path(self.settings.artifact_root).resolve().as_uri()
+        if self.uri.startswith("sqlite:///"):  # artifacts beside the database file
+            db_dir = Path(self.uri[len("sqlite:///"):]).parent
+            artifacts = Path(self.settings.artifact_root)
+            location = (artifacts if artifacts.is_absolute() else db_dir / artifacts).resolve().as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:  # created meanwhile by a concurrent run

@@ -100,3 +100,29 @@ def test_new_then_run_both_templates_registers_models(tmp_path):
     for name in ("wine-knn", "digits-tiny"):
         [version] = client.search_model_versions(f"name = '{name}'")
         assert version.tags["nbops.git_sha"] == sha and "metric.accuracy" in version.tags
+
+
+@pytest.mark.slow
+def test_demo_notebooks_run_and_register(tmp_path):
+    """What `make demo` does, into a scratch store: one FINISHED run per notebook in notebooks/."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    notebooks = sorted(str(p.relative_to(REPO)) for p in (REPO / "notebooks").glob("*.ipynb"))
+    done = nbops("run", *notebooks, "--output-dir", str(tmp_path / "runs"),
+                 env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode == 0, done.stdout + done.stderr
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri, uri)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    runs = all_runs(client)
+    assert sorted(r.data.tags["nbops.notebook"] for r in runs) == notebooks
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags["nbops.git_sha"] == head
+        assert run.data.params and {"accuracy", "f1"} <= set(run.data.metrics)
+        assert [a for a in client.list_artifacts(run.info.run_id, "notebook") if a.path.endswith(".ipynb")]
+    models = client.search_registered_models()
+    assert len(models) >= 2
+    for model in models:
+        [version] = client.search_model_versions(f"name = '{model.name}'")
+        assert version.tags["nbops.git_sha"] == head and "metric.accuracy" in version.tags
+    assert not (REPO / "notebooks" / "mlflow.db").exists()

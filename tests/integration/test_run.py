@@ -21,6 +21,7 @@ acc = float(clf.score(X, y))
 nbops.record("accuracy", acc)
 nbops.record("classes", sorted(set(int(v) for v in y)))
 nbops.record("label", label)
+nbops.record("acc@val", acc)  # not a valid MLflow metric name: kept as a record
 mlflow.sklearn.log_model(clf, name="model", input_example=X.head(2),
                          pip_requirements=["scikit-learn"])
 '''
@@ -64,6 +65,7 @@ def test_successful_run_is_tracked_and_registered(project, mlflow_client, capsys
     assert len(artifacts) == 1 and artifacts[0].endswith(".ipynb")
     records = json.loads(open(client.download_artifacts(run.info.run_id, "nbops/records.json")).read())
     assert records["classes"] == [0, 1, 2] and records["label"] == "tuned"
+    assert "acc@val" in records and "acc@val" not in run.data.metrics
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "data/train.csv" and len(dataset_input.dataset.digest) == 32
 
@@ -99,7 +101,9 @@ def test_cell_error_fails_the_run_and_names_the_source_cell(project, mlflow_clie
         ("markdown", "# Boom"),
         ("code", "x = 1", ["parameters"]),
         ("code", "import nbops\nnbops.record('before', 1)"),
-        ("markdown", "next the error"),
+        ("code", "import mlflow\nfrom sklearn.dummy import DummyClassifier\n"
+                 "mlflow.sklearn.log_model(DummyClassifier().fit([[0]], [0]), name='model',\n"
+                 "                         pip_requirements=['scikit-learn'])"),
         ("code", "raise ValueError('boom')"),
         ("code", "print('never')"),
     ], {"model": {"name": "boom-model"}})
@@ -117,7 +121,7 @@ def test_cell_error_fails_the_run_and_names_the_source_cell(project, mlflow_clie
     [artifact] = [a.path for a in client.list_artifacts(run.info.run_id, "notebook") if a.path.endswith(".ipynb")]
     executed = json.loads(open(client.download_artifacts(run.info.run_id, artifact)).read())
     assert any(o.get("ename") == "ValueError" for c in executed["cells"] for o in c.get("outputs", []))
-    assert client.search_registered_models() == []
+    assert client.search_registered_models() == []  # a model was logged, but the run failed
 
 
 @pytest.mark.slow
@@ -142,16 +146,30 @@ def test_dead_kernel_fails_fast(project, mlflow_client, capsys):
     (["--timeout", "3"], "cell 2: NotebookTimeout: the notebook ran longer than 3 s"),
     (["--cell-timeout", "2"], "cell 2: CellTimeout: a cell ran longer than 2 s"),
 ])
-def test_timeouts_end_the_run(project, capsys, flags, expected):
+def test_timeouts_end_the_run_as_failed(project, mlflow_client, capsys, flags, expected):
     nb_path = write_notebook(project / "notebooks" / "slow.ipynb", [
         ("code", "import time"),
         ("code", "time.sleep(120)"),
     ])
     start = time.monotonic()
-    assert main(["run", str(nb_path), "--no-track", *flags]) == 1
+    assert main(["run", str(nb_path), *flags]) == 1
     assert time.monotonic() - start < 30
     assert expected in capsys.readouterr().out
-    assert not (project / "mlflow.db").exists()
+    client = mlflow_client()
+    [run] = all_runs(client)
+    assert run.info.status == "FAILED"
+    assert any(a.path.endswith(".ipynb") for a in client.list_artifacts(run.info.run_id, "notebook"))
+
+
+@pytest.mark.slow
+def test_no_track_logs_nothing_anywhere(project, capsys):
+    nb_path = write_notebook(project / "notebooks" / "plain.ipynb", [
+        ("code", "import mlflow, nbops\nmlflow.log_metric('m', 1.0)\nnbops.record('r', 2)"),
+    ])
+    assert main(["run", str(nb_path), "--no-track"]) == 0
+    assert "(not tracked)" in capsys.readouterr().out
+    leftovers = [p for p in project.rglob("*") if p.name in ("mlflow.db", "mlruns")]
+    assert leftovers == []
 
 
 @pytest.mark.slow
@@ -167,6 +185,14 @@ def test_bad_input_creates_no_run(project, capsys):
     assert main(["run", "notebooks/needs_data.ipynb"]) == 2
     assert "data file 'data/missing.csv'" in capsys.readouterr().err
     assert main(["run", "notebooks/nope.ipynb"]) == 2
+    raw = json.loads(nb_path.read_text())
+    raw["metadata"]["kernelspec"]["name"] = "cobol"
+    nb_path.write_text(json.dumps(raw))
+    assert main(["run", str(nb_path)]) == 2
+    assert "no Jupyter kernel named 'cobol'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse rejects it before anything runs
+        main(["run", "notebooks/iris.ipynb", "--timeout", "-1"])
+    assert exit_.value.code == 2
     assert not (project / "mlflow.db").exists() and not (project / "runs").exists()
 
 

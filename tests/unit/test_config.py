@@ -18,7 +18,7 @@ def test_precedence_default_pyproject_env_flag(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     s = load_settings(sub)
     assert (s.runs_dir, s.sources["runs_dir"]) == ("envruns", "NBOPS_RUNS_DIR")
-    assert s.resolved_tracking_uri == "http://127.0.0.1:5000" and not s.is_embedded_store
+    assert s.resolved_tracking_uri == "http://127.0.0.1:5000"
     s = load_settings(sub, flags={"runs_dir": "flagruns", "timeout": None})
     assert (s.runs_dir, s.sources["runs_dir"], s.timeout) == ("flagruns", "flag", 10.0)
     rows = {k: (v, src) for k, v, src in describe(s)}

@@ -39,3 +39,22 @@ def test_unencodable_values_are_refused():
         encode("none", None)
     with pytest.raises(ValueError, match="non-empty string"):
         encode("", 1)
+
+
+def test_locate_failure_prefers_the_cell_papermill_flagged():
+    from nbops.execute import locate_failure
+
+    err = {"output_type": "error", "ename": "ValueError", "evalue": "boom", "traceback": []}
+    expected_err = {"output_type": "error", "ename": "KeyError", "evalue": "k", "traceback": []}
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": []},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "outputs": []},
+        # an expected error, in a cell tagged raises-exception, comes first
+        {"cell_type": "code", "metadata": {"tags": ["raises-exception"], "papermill": {"exception": False}},
+         "outputs": [expected_err]},
+        {"cell_type": "markdown", "metadata": {}},
+        {"cell_type": "code", "metadata": {"papermill": {"exception": True, "start_time": "t"}},
+         "outputs": [err]},
+    ]}
+    failure = locate_failure(nb)
+    assert (failure.cell, failure.ename, failure.evalue) == (4, "ValueError", "boom")

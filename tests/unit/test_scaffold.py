@@ -56,3 +56,9 @@ def test_new_refuses_bad_input(tpl_project):
     with pytest.raises(NotebookError, match="bad notebook name"):
         new_notebook(tpl_project, "clf", "../evil", {})
     assert not (tpl_project.root / "notebooks" / "two.ipynb").exists()
+
+
+def test_templates_ship_inside_the_package():
+    from nbops.scaffold import PACKAGED
+
+    assert {p.name for p in PACKAGED.glob("*.ipynb")} >= {"classification.ipynb", "torch_classifier.ipynb"}
