@@ -67,14 +67,17 @@ def _read_at(root: Path, ref: str, path: str) -> dict:
     if not text.strip():
         return nbformat.v4.new_notebook()  # an empty file: reviewed as an empty notebook
     try:
-        nb = nbformat.reads(text, as_version=4)
+        # an invalid-but-readable notebook is still reviewed; keep nbformat from logging it
+        nb = nbformat.reads(text, as_version=4, capture_validation_error={})
     except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for bad input
         raise NotebookError(f"{path} at {ref}: not a readable notebook ({type(exc).__name__})") from None
     return json.loads(json.dumps(nb))
 
 
 def changed_notebooks(root: Path, base: str, head: str) -> list[NotebookChange]:
-    out = _git(root, "diff", "--name-status", "-M", "-z", base, head, "--", "*.ipynb")
+    # notebooks share much JSON boilerplate, so git's default 50% similarity pairs unrelated
+    # added and deleted notebooks as renames; only near-identical content counts here
+    out = _git(root, "diff", "--name-status", "--find-renames=90%", "-z", base, head, "--", "*.ipynb")
     fields = out.split("\0")
     changes = []
     i = 0
@@ -97,7 +100,7 @@ def changed_notebooks(root: Path, base: str, head: str) -> list[NotebookChange]:
 
 
 def strip_for_review(nb: dict | None) -> dict:
-    """Sources only: no outputs, counts, ids or volatile metadata (tags and metadata.nbops stay)."""
+    """Sources only: no outputs, counts or volatile metadata (ids, tags and metadata.nbops stay)."""
     import nbformat
 
     if nb is None:
@@ -106,7 +109,6 @@ def strip_for_review(nb: dict | None) -> dict:
     for cell in nb.get("cells", []):
         tags = (cell.get("metadata") or {}).get("tags")
         cell["metadata"] = {"tags": tags} if tags else {}
-        cell.pop("id", None)
         if cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None
         cell.pop("attachments", None)
