@@ -99,7 +99,14 @@ def cmd_review(args) -> int:
     from .review import write_review
 
     settings = _settings(args)
-    md, reviews = write_review(settings.root, args.base, args.head, Path(args.out).resolve())
+    results = None
+    if args.run:
+        from .results import run_and_compare
+
+        def results(reviews):
+            return run_and_compare(settings, reviews, args.base, args.head)
+
+    md, reviews = write_review(settings.root, args.base, args.head, Path(args.out).resolve(), results)
     failed = [r for r in reviews if r.change.error]
     print(f"reviewed {len(reviews) - len(failed)} notebook(s) -> {md}")
     for r in failed:
@@ -167,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("--base", required=True, metavar="REF", help="e.g. origin/main or HEAD~1")
     rev.add_argument("--head", default="HEAD", metavar="REF", help="default HEAD")
     rev.add_argument("--out", default="review", metavar="DIR", help="output folder (default review/)")
+    rev.add_argument("--run", action="store_true",
+                     help="execute changed notebooks at head and compare metrics with base")
     rev.set_defaults(func=cmd_review)
 
     stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime drivers and nbstripout's filter")

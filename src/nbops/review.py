@@ -217,7 +217,10 @@ def render_markdown(reviews: list[NotebookReview], base: str, head: str, results
     return text
 
 
-def write_review(root: Path, base: str, head: str, out: Path, results: dict | None = None) -> tuple[Path, list[NotebookReview]]:
+def write_review(root: Path, base: str, head: str, out: Path,
+                 results=None) -> tuple[Path, list[NotebookReview]]:
+    """Write review.md and one HTML page per notebook. `results(reviews)`, when given, returns
+    markdown lines per notebook path (the metrics of `--run`)."""
     from .htmldiff import render_diff_page
 
     out.mkdir(parents=True, exist_ok=True)
@@ -237,7 +240,8 @@ def write_review(root: Path, base: str, head: str, out: Path, results: dict | No
         _write_text(out / name, page)
         reviews.append(NotebookReview(review.change, review.cells, review.parameters, name))
     md = out / "review.md"
-    _write_text(md, render_markdown(reviews, base, head, results))
+    tables = results(reviews) if results else None
+    _write_text(md, render_markdown(reviews, base, head, tables))
     return md, reviews
 
 

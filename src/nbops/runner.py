@@ -66,13 +66,15 @@ def run_specs(
     track: bool = True,
     debug: bool = False,
     on_done: Callable[[Outcome], None] | None = None,
+    experiment: str | None = None,
+    register: bool = True,
 ) -> list[Outcome]:
     tracker = None
     git = None
     if track:
         from .track import Tracker  # imports mlflow: only when tracking
 
-        tracker = Tracker(settings)
+        tracker = Tracker(settings, experiment=experiment, register=register)
         git = git_info(settings.root)
     outcomes = []
     for spec in specs:

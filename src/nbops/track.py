@@ -66,7 +66,7 @@ def _chunks(items: list, size: int):
 class Tracker:
     """One MLflow client for a whole `nbops run`; every method takes and returns plain values."""
 
-    def __init__(self, settings: Settings, experiment: str | None = None):
+    def __init__(self, settings: Settings, experiment: str | None = None, register: bool = True):
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -77,6 +77,7 @@ class Tracker:
         self.settings = settings
         self.uri = settings.resolved_tracking_uri
         self.experiment = experiment or settings.experiment
+        self.register = register
         try:
             self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
@@ -191,6 +192,8 @@ class Tracker:
         self.client.set_terminated(run_id, status)
         if not result.ok:
             return TrackedRun(run_id, started.experiment_id, status, note="run failed: model not registered")
+        if not self.register:
+            return TrackedRun(run_id, started.experiment_id, status, note="registration off for this run")
         name, version, note = self._register(started, result)
         return TrackedRun(run_id, started.experiment_id, status, name, version, note)
 
