@@ -57,6 +57,12 @@ _SECRET_VALUE = re.compile(
     r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[baprs]-[A-Za-z0-9-]{10,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|sk-[A-Za-z0-9]{20,}"
 )
+# a cell none of whose text matches this cannot trigger NB003-NB005: skip parsing it (speed)
+_TRIGGERS = re.compile(
+    r"random|seed|rng|Forest|Tree|Boost|KMeans|MLP|SGD|[Ss]plit|SearchCV|KFold|Bagging|TSNE|torch"
+    r"|[\"']/|[\"']~|:\\|passw|pwd|secret|token|key|AKIA|gh[pousr]_|xox|BEGIN|sk-",
+    re.I,
+)
 _SKIP_DIRS = {".venv", "venv", "runs", "mlruns", ".ipynb_checkpoints", "node_modules", ".git", ".nbops"}
 
 
@@ -110,12 +116,14 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     out: list[tuple[int, str, str]] = []
     seeded = False
     for number, source in cells:
+        if not _TRIGGERS.search(source):
+            continue
         try:
             tree = ast.parse(_python(source))
         except SyntaxError:
             continue  # ruff reports syntax errors
-        calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
-                       key=lambda n: (n.lineno, n.col_offset))
+        nodes = list(ast.walk(tree))
+        calls = sorted((n for n in nodes if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
         for call in calls:
             name = _dotted(call.func)
             if _SEEDS.search(name) or (name.endswith("default_rng") and call.args):
@@ -129,7 +137,7 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
             elif (_FOLDS.search(name) and isinstance(_kw(call, "shuffle"), ast.Constant)
                   and _kw(call, "shuffle").value is True and _none(_kw(call, "random_state")) and not seeded):
                 out.append((number, "NB003", f"{name}(shuffle=True) without random_state"))
-        for node in ast.walk(tree):
+        for node in nodes:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if _PATH.match(node.value):
                     out.append((number, "NB004", f"path {node.value[:60]!r} only exists on one machine; "
@@ -175,20 +183,27 @@ def _silenced(finding: Finding, ignores: dict[int, set[str] | None]) -> bool:
     return codes is not None and (not codes or finding.code in codes)
 
 
-def ruff_findings(paths: list[Path], root: Path, shown: dict[Path, str]) -> list[Finding]:
-    """ruff's findings on the notebooks' code: one ruff process, its native notebook support."""
+def start_ruff(paths: list[Path], root: Path) -> subprocess.Popen | None:
+    """ruff on the notebooks' code, one process, its native notebook support; started early so
+    it runs while nbops's own checks do."""
     ruff = shutil.which("ruff", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if not ruff or not paths:
-        return []
-    done = subprocess.run(
+        return None
+    return subprocess.Popen(
         [ruff, "check", "--output-format", "json", "--no-cache", "--exit-zero", "--force-exclude",
          *map(str, paths)],
-        cwd=root, capture_output=True, text=True, check=False,
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def ruff_findings(process: subprocess.Popen | None, shown: dict[Path, str]) -> list[Finding]:
+    if process is None:
+        return []
+    stdout, stderr = process.communicate()
     try:
-        items = json.loads(done.stdout or "[]")
+        items = json.loads(stdout or "[]")
     except ValueError:
-        raise NbopsError(f"ruff failed: {done.stderr.strip()[:300]}") from None
+        raise NbopsError(f"ruff failed: {stderr.strip()[:300]}") from None
     out = []
     for item in items:
         path = shown.get(Path(item["filename"]).resolve(), item["filename"])
@@ -232,7 +247,8 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
     paths = find_notebooks(root, args)
     findings: list[Finding] = []
     shown: dict[Path, str] = {}
-    readable: list[Path] = []
+    # ruff reads the files as they are now; --fix only strips outputs, which ruff ignores
+    ruff = start_ruff(paths, root) if lint else None
     for path in paths:
         rel = os.path.relpath(path.resolve(), root) if path.resolve().is_relative_to(root) else str(path)
         shown[path.resolve()] = rel
@@ -241,15 +257,13 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
         except NotebookError as exc:
             findings.append(Finding(rel, None, "NB000", exc.message.split(": ", 1)[-1]))
             continue
-        readable.append(path)
         needs = any(Path(rel).parts[:1] == (d,) for d in needs_parameters_dirs)
         found = check_notebook(nb, rel, needs)
         if fix and any(f.code == "NB001" for f in found):
             write_notebook(path, strip_outputs(nb))
             found = [f for f in found if f.code != "NB001"]
         findings += found
-    if lint:
-        findings += ruff_findings(readable, root, shown)
+    findings += ruff_findings(ruff, shown)
     return sorted(findings, key=lambda f: (f.path, f.cell or 0, f.code))
 
 

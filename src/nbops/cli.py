@@ -199,6 +199,9 @@ def _crash_log(root: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._imports import skip_slow_optional_imports
+
+    skip_slow_optional_imports()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
