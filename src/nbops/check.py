@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import NbopsError, NotebookError
+from .inputs import python_source
 from .notebook import PARAMETERS_TAG, cell_source, read_json
 
 CODES = {
@@ -87,12 +88,6 @@ def _dotted(node: ast.AST) -> str:
     return ""
 
 
-def _python(source: str) -> str:
-    """Cell source with IPython magics and shell escapes blanked (ast cannot parse them)."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!", "?")) else line
-                     for line in source.splitlines())
-
-
 def _ignored(source: str) -> set[str] | None:
     """Codes this cell silences; an empty set means all of them; None means none."""
     codes: set[str] | None = None
@@ -119,7 +114,7 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
         if not _TRIGGERS.search(source):
             continue
         try:
-            tree = ast.parse(_python(source))
+            tree = ast.parse(python_source(source))
         except SyntaxError:
             continue  # ruff reports syntax errors
         nodes = list(ast.walk(tree))

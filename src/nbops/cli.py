@@ -7,6 +7,7 @@ file), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import traceback
@@ -46,7 +47,20 @@ def cmd_run(args) -> int:
 
     settings = _settings(args, runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
                          experiment=args.experiment)
-    specs = plan_runs(settings, args.notebooks, _overrides(args), args.timeout, args.cell_timeout)
+    notebooks = list(args.notebooks)
+    if args.changed:
+        from .affected import make_plan
+
+        if notebooks:
+            raise NbopsError("give notebooks or --changed, not both")
+        plan = make_plan(settings, args.base, args.head, use_cache=not args.no_cache)
+        for entry, run_id in plan.cached:
+            print(f"cached {entry.notebook}: run {run_id[:8]} has this fingerprint", file=sys.stderr)
+        if not plan.run:
+            print("nothing to run: every affected notebook is cached")
+            return 0
+        notebooks = [settings.root / e.notebook for e in plan.run]
+    specs = plan_runs(settings, notebooks, _overrides(args), args.timeout, args.cell_timeout)
     outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug)
     print_summary(outcomes, settings)
     return 0 if all(o.ok for o in outcomes) else 1
@@ -95,6 +109,24 @@ def cmd_check(args) -> int:
     return 1 if findings else 0
 
 
+def cmd_plan(args) -> int:
+    from .affected import as_github_output, as_gitlab_child, as_matrix, make_plan
+
+    settings = _settings(args)
+    plan = make_plan(settings, args.base, args.head, all_=args.all, use_cache=not args.no_cache)
+    for entry in plan.run:
+        print(f"run {entry.notebook} on {entry.runs_on}: {entry.reason}", file=sys.stderr)
+    for entry, run_id in plan.cached:
+        print(f"cached {entry.notebook}: run {run_id[:8]} has this fingerprint", file=sys.stderr)
+    if args.format == "github":
+        sys.stdout.write(as_github_output(plan))
+    elif args.format == "gitlab":
+        sys.stdout.write(as_gitlab_child(plan))
+    else:
+        print(json.dumps(as_matrix(plan), indent=1))
+    return 0
+
+
 def cmd_review(args) -> int:
     from .review import write_review
 
@@ -140,7 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="execute notebooks and track them in MLflow")
-    run.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    run.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
+    run.add_argument("--changed", action="store_true",
+                     help="run what `nbops plan --base REF` lists (changed and not cached)")
+    run.add_argument("--base", metavar="REF", help="with --changed: the ref to compare with")
+    run.add_argument("--head", metavar="REF", help="with --changed: default the working tree")
+    run.add_argument("--no-cache", action="store_true", help="with --changed: ignore cached results")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a parameter (repeatable)")
     run.add_argument("-f", "--params-file", metavar="FILE", help="YAML file of parameter values")
@@ -169,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--format", choices=("text", "json"), default="text")
     chk.add_argument("--no-lint", action="store_true", help="skip ruff's findings")
     chk.set_defaults(func=cmd_check)
+
+    pln = sub.add_parser("plan", help="which notebooks a change affects, why, and on which runner")
+    pln.add_argument("--base", metavar="REF", help="compare with this ref (e.g. origin/main, HEAD~1)")
+    pln.add_argument("--head", metavar="REF", help="default: the working tree")
+    pln.add_argument("--all", action="store_true", help="every notebook, changed or not")
+    pln.add_argument("--no-cache", action="store_true", help="also list notebooks whose result exists")
+    pln.add_argument("--format", choices=("json", "github", "gitlab"), default="json",
+                     help="json: a GitHub matrix; github: lines for $GITHUB_OUTPUT; gitlab: a child pipeline")
+    pln.set_defaults(func=cmd_plan)
 
     rev = sub.add_parser("review", help="markdown and HTML diffs of the notebooks changed between two refs")
     rev.add_argument("--base", required=True, metavar="REF", help="e.g. origin/main or HEAD~1")

@@ -12,6 +12,8 @@ from typing import Any
 
 from .errors import ConfigError
 
+DEFAULT_RUNNERS = {"cpu": "ubuntu-latest", "gpu": ["self-hosted", "linux", "x64", "gpu"]}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -21,11 +23,14 @@ class Settings:
     runs_dir: str = "runs"
     templates_dir: str = "templates"
     notebooks_dir: str = "notebooks"
+    src_dir: str = "src"  # project modules notebooks import; a change re-runs their notebooks
     experiment: str = ""  # empty: one MLflow experiment per notebook, named after it
     timeout: float = 3600.0  # seconds per notebook, unless its metadata says otherwise
     cell_timeout: float = 0.0  # seconds per cell; 0 means no limit
     start_timeout: float = 60.0  # seconds for a kernel to start
     kernel_name: str = ""  # empty: the notebook's own kernelspec
+    # CI runner labels (GitHub runs-on) and tags (GitLab) by hardware: [tool.nbops.runners]
+    runners: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RUNNERS))
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def path(self, value: str) -> Path:
@@ -44,7 +49,8 @@ class Settings:
         return uri
 
 
-_KEYS = [f.name for f in fields(Settings) if f.name not in ("root", "sources")]
+_KEYS = [f.name for f in fields(Settings) if f.name not in ("root", "sources", "runners")]
+_TABLES = {"runners"}
 
 
 def find_root(start: Path) -> Path:
@@ -67,8 +73,7 @@ def _read_pyproject(root: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    table = data.get("tool", {}).get("nbops", {})
-    return {k: v for k, v in table.items() if not isinstance(v, dict)}
+    return data.get("tool", {}).get("nbops", {})
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
@@ -82,9 +87,16 @@ def _convert(key: str, value: Any, where: str) -> Any:
 def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) -> Settings:
     root = find_root(Path(cwd or os.getcwd()))
     values: dict[str, Any] = {}
-    sources = {k: "default" for k in _KEYS}
+    sources = {k: "default" for k in [*_KEYS, *_TABLES]}
     for key, value in _read_pyproject(root).items():
-        if key not in _KEYS:
+        if key == "runners" and isinstance(value, dict):
+            bad = [k for k, v in value.items() if not isinstance(v, (str, list))]
+            if bad:
+                raise ConfigError(f"[tool.nbops.runners]: '{bad[0]}' must be a label or a list of labels")
+            values["runners"] = {**DEFAULT_RUNNERS, **value}
+            sources["runners"] = "pyproject.toml"
+            continue
+        if key not in _KEYS or isinstance(value, dict):
             raise ConfigError(
                 f"{root / 'pyproject.toml'}: unknown key '{key}' in [tool.nbops]",
                 hint=f"known keys: {', '.join(_KEYS)}",
@@ -104,6 +116,6 @@ def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows = [("root", str(settings.root), "nearest pyproject.toml or .git")]
-    for key in _KEYS:
+    for key in [*_KEYS, *_TABLES]:
         rows.append((key, str(getattr(settings, key)), settings.sources.get(key, "default")))
     return rows

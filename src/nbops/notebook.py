@@ -60,6 +60,7 @@ class Notebook:
     fingerprint: str
     cells: int = 0
     metadata: dict = field(default_factory=dict, compare=False, repr=False)
+    code: tuple[str, ...] = field(default=(), compare=False, repr=False)  # code cell sources
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -214,6 +215,7 @@ def from_dict(nb: dict, path: Path) -> Notebook:
         fingerprint=fingerprint_of(nb),
         cells=len(nb["cells"]),
         metadata=meta,
+        code=tuple(cell_source(c) for c in nb["cells"] if c["cell_type"] == "code"),
     )
 
 

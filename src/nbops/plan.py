@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,7 +10,9 @@ from typing import Any
 
 from . import params as params_mod
 from .config import Settings
+from .context import relative_to_repo
 from .errors import NotebookError
+from .inputs import file_digest, inputs_fingerprint, src_dependencies
 from .notebook import Notebook
 
 
@@ -28,12 +28,14 @@ class RunSpec:
     fingerprint: str
     data_files: tuple[Path, ...] = field(default=())
     start_timeout: float = 60.0  # seconds for the kernel to start
+    inputs: dict[str, str] = field(default_factory=dict)  # repo path -> sha256: src modules, data
 
 
-def run_fingerprint(notebook: Notebook, values: dict[str, Any]) -> str:
-    h = hashlib.sha256(notebook.fingerprint.encode())
-    h.update(json.dumps(values, sort_keys=True, default=str).encode())
-    return h.hexdigest()
+def input_files(settings: Settings, notebook: Notebook, data_files: list[Path]) -> dict[str, str]:
+    """Repo-relative path -> SHA-256 of every src/ module the notebook imports and every data file."""
+    src = settings.path(settings.src_dir)
+    files = [*src_dependencies(list(notebook.code), src), *data_files]
+    return {relative_to_repo(p, settings.root): file_digest(p) for p in files}
 
 
 def output_path_for(settings: Settings, notebook: Notebook) -> Path:
@@ -59,6 +61,7 @@ def make_spec(
                 hint=f"paths are relative to the project root {settings.root}",
             )
         data_files.append(path)
+    inputs = input_files(settings, notebook, data_files)
     total = timeout or notebook.timeout or settings.timeout or None
     per_cell = cell_timeout if cell_timeout is not None else (settings.cell_timeout or None)
     return RunSpec(
@@ -69,7 +72,8 @@ def make_spec(
         timeout=total,
         cell_timeout=per_cell or None,
         kernel_name=settings.kernel_name or notebook.kernel_name,
-        fingerprint=run_fingerprint(notebook, values),
+        fingerprint=inputs_fingerprint(notebook.fingerprint, values, inputs),
         data_files=tuple(data_files),
         start_timeout=settings.start_timeout,
+        inputs=inputs,
     )

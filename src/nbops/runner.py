@@ -60,6 +60,16 @@ def _check_kernels(specs: list[RunSpec]) -> None:
             )
 
 
+def kernel_base_env(settings: Settings) -> dict[str, str]:
+    """The environment every kernel starts from: ours, with the project's src/ importable, so a
+    notebook can `import mypkg.features` without installing the project."""
+    env = dict(os.environ)
+    src = settings.path(settings.src_dir)
+    if src.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def run_specs(
     settings: Settings,
     specs: list[RunSpec],
@@ -81,13 +91,14 @@ def run_specs(
         if tracker is None:
             with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
                 # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
-                env = {**os.environ, "NBOPS_NO_TRACK": "1",
+                env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
                        "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}"}
                 outcome = Outcome(execute(spec, env=env, debug=debug))
         else:
             started = tracker.start(spec, git)
             try:
-                result = execute(spec, env=tracker.kernel_env(started), debug=debug)
+                env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
+                result = execute(spec, env=env, debug=debug)
             except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
                 tracker.abort(started)
                 raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +42,6 @@ class TrackedRun:
     model_name: str | None = None
     model_version: str | None = None
     note: str = ""  # why no model was registered, or what went wrong
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _param_value(value: Any) -> str:
@@ -109,7 +100,8 @@ class Tracker:
 
         root = self.settings.root
         rel = relative_to_repo(spec.notebook.path, root)
-        digests = {relative_to_repo(p, root): file_digest(p) for p in spec.data_files}
+        data = {relative_to_repo(p, root) for p in spec.data_files}
+        digests = {path: digest for path, digest in spec.inputs.items() if path in data}
         tags = {
             "nbops.git_sha": git.sha,
             "nbops.git_branch": git.branch,
@@ -125,6 +117,8 @@ class Tracker:
             "mlflow.source.git.commit": git.sha,
             "mlflow.source.git.branch": git.branch,
         }
+        if not self.register:  # e.g. a review run: never a cached result for `nbops plan`
+            tags["nbops.review"] = "true"
         if digests:
             combined = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
             tags["nbops.data_digest"] = combined
@@ -157,14 +151,13 @@ class Tracker:
         return StartedRun(run_id, exp_id, tags)
 
     def kernel_env(self, started: StartedRun) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            MLFLOW_TRACKING_URI=self.uri,
-            MLFLOW_REGISTRY_URI=self.uri,
-            MLFLOW_RUN_ID=started.run_id,
-            MLFLOW_EXPERIMENT_ID=started.experiment_id,
-        )
-        return env
+        """What the kernel needs to log into this run (merged over the base environment)."""
+        return {
+            "MLFLOW_TRACKING_URI": self.uri,
+            "MLFLOW_REGISTRY_URI": self.uri,
+            "MLFLOW_RUN_ID": started.run_id,
+            "MLFLOW_EXPERIMENT_ID": started.experiment_id,
+        }
 
     # -- after the kernel --------------------------------------------------------------------
     def finish(self, started: StartedRun, result: RunResult) -> TrackedRun:

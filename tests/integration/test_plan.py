@@ -1,0 +1,102 @@
+"""`nbops plan` and `nbops run --changed` in a project with src/ modules, data and a GPU notebook."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nbops.cli import main
+from tests.conftest import commit_all, git, write_notebook
+
+
+def user_notebook(root, name, code, meta=None):
+    return write_notebook(root / "notebooks" / f"{name}.ipynb", [
+        ("code", "factor = 2", ["parameters"]),
+        ("code", code),
+    ], meta or {})
+
+
+@pytest.fixture
+def repo(project):
+    pkg = project / "src" / "demo"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("def twice(x):\n    return 2 * x\n")
+    (pkg / "features.py").write_text("from .helpers import twice\n\ndef double(x):\n    return twice(x)\n")
+    (pkg / "unused.py").write_text("X = 1\n")
+    (project / "data").mkdir()
+    (project / "data" / "train.csv").write_text("a,b\n1,2\n")
+    use = "import nbops\nfrom demo.features import double\nnbops.record('value', double(factor))"
+    user_notebook(project, "a", use)
+    user_notebook(project, "b", use, {"data": ["data/train.csv"]})
+    user_notebook(project, "g", "import nbops\nnbops.record('value', factor)", {"resources": {"gpu": 1}})
+    (project / "pyproject.toml").write_text((project / "pyproject.toml").read_text()
+                                            + '\n[tool.nbops.runners]\ngpu = ["self-hosted", "gpu-a100"]\n')
+    commit_all(project, "base")
+    return project
+
+
+def plan(capsys, *args) -> dict[str, dict]:
+    assert main(["plan", *args]) == 0
+    return {e["notebook"]: e for e in json.loads(capsys.readouterr().out)["include"]}
+
+
+def test_plan_follows_notebooks_imports_and_data(repo, capsys):
+    base = git(repo, "rev-parse", "HEAD")
+    assert plan(capsys, "--base", base) == {}
+
+    user_notebook(repo, "a", "import nbops\nfrom demo.features import double\nnbops.record('value', double(3))")
+    entries = plan(capsys, "--base", base)
+    assert list(entries) == ["notebooks/a.ipynb"]
+    assert entries["notebooks/a.ipynb"]["reason"] == "notebooks/a.ipynb changed"
+    git(repo, "checkout", "--", "notebooks/a.ipynb")
+
+    (repo / "src" / "demo" / "helpers.py").write_text("def twice(x):\n    return x + x\n")
+    entries = plan(capsys, "--base", base)
+    assert sorted(entries) == ["notebooks/a.ipynb", "notebooks/b.ipynb"]
+    assert entries["notebooks/b.ipynb"]["reason"] == "imports src/demo/helpers.py changed"
+    git(repo, "checkout", "--", "src")
+
+    (repo / "src" / "demo" / "unused.py").write_text("X = 2\n")
+    assert plan(capsys, "--base", base) == {}
+
+    (repo / "data" / "train.csv").write_text("a,b\n1,3\n")
+    entries = plan(capsys, "--base", base)
+    assert list(entries) == ["notebooks/b.ipynb"]
+    assert entries["notebooks/b.ipynb"]["reason"] == "data data/train.csv changed"
+
+    entries = plan(capsys, "--all")
+    assert entries["notebooks/g.ipynb"]["runs_on"] == ["self-hosted", "gpu-a100"]
+    assert entries["notebooks/g.ipynb"]["gpu"] == 1
+    assert entries["notebooks/a.ipynb"]["runs_on"] == "ubuntu-latest"
+    assert entries["notebooks/a.ipynb"]["timeout_minutes"] == 60
+
+
+def test_run_changed_then_cached_then_no_cache(repo, capsys):
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "src" / "demo" / "features.py").write_text(
+        "from .helpers import twice\n\ndef double(x):\n    return twice(x) + 0\n")
+    commit_all(repo, "change features")
+    assert sorted(plan(capsys, "--base", base)) == ["notebooks/a.ipynb", "notebooks/b.ipynb"]
+
+    assert main(["run", "--changed", "--base", base]) == 0
+    out = capsys.readouterr().out
+    assert "notebooks/a.ipynb" in out and "notebooks/b.ipynb" in out and "notebooks/g.ipynb" not in out
+    assert plan(capsys, "--base", base) == {}  # cached: the results are in MLflow
+    assert main(["run", "--changed", "--base", base]) == 0
+    assert "nothing to run" in capsys.readouterr().out
+    assert sorted(plan(capsys, "--base", base, "--no-cache")) == ["notebooks/a.ipynb", "notebooks/b.ipynb"]
+
+
+def test_github_and_gitlab_formats(repo, capsys):
+    assert main(["plan", "--all", "--format", "github"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "count=3" and lines[0].startswith("matrix=")
+    assert len(json.loads(lines[0][len("matrix="):])["include"]) == 3
+    import yaml
+
+    assert main(["plan", "--all", "--format", "gitlab"]) == 0
+    child = yaml.safe_load(capsys.readouterr().out)
+    assert child["run notebooks/g.ipynb"]["tags"] == ["self-hosted", "gpu-a100"]
+    assert child["run notebooks/a.ipynb"]["script"] == ["nbops run notebooks/a.ipynb"]
