@@ -146,6 +146,16 @@ def cmd_review(args) -> int:
     return 0
 
 
+def cmd_init(args) -> int:
+    from .init import init_project
+
+    written = init_project(Path(args.dir), ci=args.ci, name=args.name, force=args.force)
+    for rel in written:
+        print(f"wrote {rel}")
+    print(f"next: cd {args.dir} && git init && pip install -e . && nbops setup")
+    return 0
+
+
 def cmd_setup(args) -> int:
     from .gitsetup import setup_clone
 
@@ -223,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("--run", action="store_true",
                      help="execute changed notebooks at head and compare metrics with base")
     rev.set_defaults(func=cmd_review)
+
+    ini = sub.add_parser("init", help="scaffold a new project: templates, example, src/, CI, hooks")
+    ini.add_argument("dir", metavar="DIR")
+    ini.add_argument("--ci", choices=("github", "gitlab"), default="github")
+    ini.add_argument("--name", help="project name (default: the folder's name)")
+    ini.add_argument("--force", action="store_true", help="overwrite existing files")
+    ini.set_defaults(func=cmd_init)
 
     stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime drivers and nbstripout's filter")
     stp.set_defaults(func=cmd_setup)

@@ -18,6 +18,7 @@ from .errors import NotebookError, ReviewError
 from .notebook import PARAMETERS_TAG, cell_source, parse_parameters
 
 MAX_COMMENT = 60_000
+COMMENT_MARKER = "<!-- nbops-review -->"  # CI finds its earlier comment by it and updates it
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def html_name(path: str) -> str:
 
 def render_markdown(reviews: list[NotebookReview], base: str, head: str, results: dict | None = None,
                     limit: int = MAX_COMMENT) -> str:
-    lines = [f"## nbops review: {len(reviews)} notebook(s) changed (`{base}` → `{head}`)", ""]
+    lines = [COMMENT_MARKER, f"## nbops review: {len(reviews)} notebook(s) changed (`{base}` → `{head}`)", ""]
     for r in reviews:
         c = r.change
         title = f"`{c.old_path}` → `{c.path}`" if c.old_path else f"`{c.path}`"
