@@ -19,9 +19,12 @@ def user_notebook(root, name, code, meta=None):
 
 @pytest.fixture
 def repo(project):
+    """A project made by `nbops init` (its example notebook included) plus three notebooks:
+    a and b import src/demo/features.py, b declares a data file, g needs a GPU."""
+    from nbops.init import init_project
+
+    init_project(project, name="demo", force=True)
     pkg = project / "src" / "demo"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
     (pkg / "helpers.py").write_text("def twice(x):\n    return 2 * x\n")
     (pkg / "features.py").write_text("from .helpers import twice\n\ndef double(x):\n    return twice(x)\n")
     (pkg / "unused.py").write_text("X = 1\n")
@@ -31,8 +34,9 @@ def repo(project):
     user_notebook(project, "a", use)
     user_notebook(project, "b", use, {"data": ["data/train.csv"]})
     user_notebook(project, "g", "import nbops\nnbops.record('value', factor)", {"resources": {"gpu": 1}})
-    (project / "pyproject.toml").write_text((project / "pyproject.toml").read_text()
-                                            + '\n[tool.nbops.runners]\ngpu = ["self-hosted", "gpu-a100"]\n')
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        'gpu = ["self-hosted", "linux", "x64", "gpu"]', 'gpu = ["self-hosted", "gpu-a100"]'))
     commit_all(project, "base")
     return project
 
@@ -92,8 +96,8 @@ def test_run_changed_then_cached_then_no_cache(repo, capsys):
 def test_github_and_gitlab_formats(repo, capsys):
     assert main(["plan", "--all", "--format", "github"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "count=3" and lines[0].startswith("matrix=")
-    assert len(json.loads(lines[0][len("matrix="):])["include"]) == 3
+    assert lines[1] == "count=4" and lines[0].startswith("matrix=")  # a, b, g and init's example
+    assert len(json.loads(lines[0][len("matrix="):])["include"]) == 4
     import yaml
 
     assert main(["plan", "--all", "--format", "gitlab"]) == 0
