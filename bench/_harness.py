@@ -31,6 +31,21 @@ def run(*cmd, cwd=None, check_codes=(0, 1)) -> subprocess.CompletedProcess:
     return done
 
 
+def git(root: Path, *args: str) -> str:
+    """git in a scratch repository, with a fixed identity for its commits."""
+    done = subprocess.run(["git", "-c", "user.email=bench@nbops", "-c", "user.name=bench", *args],
+                          cwd=root, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def commit_all(root: Path, message: str) -> str:
+    if not (root / ".git").exists():
+        git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
+    return git(root, "rev-parse", "HEAD")
+
+
 def alternate(a: Callable[[], object], b: Callable[[], object], pairs: int = 5) -> tuple[list, list]:
     a(), b()  # warm-up
     ta, tb = [], []

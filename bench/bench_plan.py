@@ -7,13 +7,12 @@ Usage: python bench/bench_plan.py [--notebooks 50] [--pairs 5]
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import BIN, alternate, report, run, save  # noqa: E402
+from _harness import BIN, alternate, commit_all, report, run, save  # noqa: E402
 
 
 def trivial(i: int) -> str:
@@ -34,18 +33,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        git = ["git", "-c", "user.email=b@b", "-c", "user.name=bench"]
-        subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         (root / "pyproject.toml").write_text("[tool.nbops]\n")
         (root / ".gitignore").write_text("mlflow.db\nmlruns/\nruns/\n")
-        subprocess.run([*git, "add", "-A"], cwd=root, check=True)
-        subprocess.run([*git, "commit", "-qm", "empty"], cwd=root, check=True)
-        base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        base = commit_all(root, "empty")
         (root / "notebooks").mkdir()
         for i in range(args.notebooks):
             (root / "notebooks" / f"nb{i:02d}.ipynb").write_text(trivial(i))
-        subprocess.run([*git, "add", "-A"], cwd=root, check=True)
-        subprocess.run([*git, "commit", "-qm", "notebooks"], cwd=root, check=True)
+        commit_all(root, "notebooks")
         notebooks = sorted(str(p.relative_to(root)) for p in (root / "notebooks").glob("*.ipynb"))
 
         def baseline():  # executes every notebook (and so keeps them all cached)

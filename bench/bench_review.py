@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import BIN, alternate, report, run, save  # noqa: E402
+from _harness import BIN, alternate, commit_all, report, run, save  # noqa: E402
 from make_notebooks import notebook, write  # noqa: E402
 
 
@@ -27,17 +26,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
-        git = ["git", "-c", "user.email=b@b", "-c", "user.name=bench"]
-        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
         (repo / "pyproject.toml").write_text("[tool.nbops]\n")
         code_cells = [i for i in range(1, args.cells) if i % 5]
         changed = set(code_cells[:: max(1, len(code_cells) // args.changed)][: args.changed])
         base = write(repo / "notebooks" / "big.ipynb", notebook(args.cells, 1, images=50))
         base_copy = write(repo / "base.ipynb", notebook(args.cells, 1, images=50))
-        subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-        subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+        commit_all(repo, "base")
         write(base, notebook(args.cells, 1, images=50, change=changed))
-        subprocess.run([*git, "commit", "-qam", "head"], cwd=repo, check=True)
+        commit_all(repo, "head")
         size = base.stat().st_size / 1e6
         out = repo / "review"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -31,6 +32,12 @@ def _seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
 
 
 def _overrides(args) -> dict:
@@ -61,7 +68,7 @@ def cmd_run(args) -> int:
             return 0
         notebooks = [settings.root / e.notebook for e in plan.run]
     specs = plan_runs(settings, notebooks, _overrides(args), args.timeout, args.cell_timeout)
-    outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug)
+    outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=args.jobs)
     print_summary(outcomes, settings)
     return 0 if all(o.ok for o in outcomes) else 1
 
@@ -194,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", metavar="DIR", help="where executed notebooks go (default runs/)")
     run.add_argument("--timeout", type=_seconds, metavar="S", help="limit for a whole notebook, seconds")
     run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="limit for one cell, seconds")
+    run.add_argument("--jobs", "-j", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
+                     help="notebooks at once, each in a fresh kernel (default: the number of cores)")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     run.add_argument("--experiment", metavar="NAME", help="MLflow experiment (default: one per notebook)")

@@ -44,18 +44,27 @@ def relative_to_repo(path: Path, root: Path) -> str:
 
 
 @lru_cache(maxsize=1)
-def device_name() -> str:
-    """The first GPU's name from nvidia-smi, or 'cpu'. Never imports torch (seconds)."""
+def _gpu_names() -> tuple[str, ...]:
     smi = shutil.which("nvidia-smi")
     if not smi:
-        return "cpu"
+        return ()
     try:
         done = subprocess.run(
             [smi, "--query-gpu=name", "--format=csv,noheader"],
             capture_output=True, text=True, timeout=10, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return "cpu"
-    names = [n.strip() for n in done.stdout.splitlines() if n.strip()]
-    return names[0] if done.returncode == 0 and names else "cpu"
+        return ()
+    if done.returncode != 0:
+        return ()
+    return tuple(n.strip() for n in done.stdout.splitlines() if n.strip())
 
+
+def gpu_count() -> int:
+    return len(_gpu_names())
+
+
+def device_name() -> str:
+    """The first GPU's name from nvidia-smi, or 'cpu'. Never imports torch (seconds)."""
+    names = _gpu_names()
+    return names[0] if names else "cpu"

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import notebook as notebook_mod
 from .config import Settings
-from .context import git_info
+from .context import git_info, gpu_count
 from .errors import NotebookError, TrackingError
 from .execute import RunResult, execute
 from .plan import RunSpec, make_spec
@@ -70,6 +72,30 @@ def kernel_base_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool) -> Outcome:
+    """One notebook in a fresh kernel, tracked when `tracker` is given."""
+    if tracker is None:
+        with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
+            # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
+            env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
+                   "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}"}
+            return Outcome(execute(spec, env=env, debug=debug))
+    started = tracker.start(spec, git)
+    try:
+        env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
+        result = execute(spec, env=env, debug=debug)
+    except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
+        tracker.abort(started)
+        raise
+    try:
+        tracked = tracker.finish(started, result)
+    except Exception as exc:  # the store failed mid-way: the run must not stay RUNNING
+        tracker.abort(started, "FAILED")
+        raise TrackingError(f"logging the run of {spec.notebook.path} to MLflow failed: {exc}",
+                            hint=f"the executed notebook is at {result.output_path}") from None
+    return Outcome(result, tracked)
+
+
 def run_specs(
     settings: Settings,
     specs: list[RunSpec],
@@ -78,7 +104,12 @@ def run_specs(
     on_done: Callable[[Outcome], None] | None = None,
     experiment: str | None = None,
     register: bool = True,
+    jobs: int = 1,
 ) -> list[Outcome]:
+    """Run every spec, `jobs` at a time, each in its own fresh kernel; outcomes keep spec order.
+
+    Notebooks that ask for a GPU also wait for one of the GPUs present (when there are any).
+    """
     tracker = None
     git = None
     if track:
@@ -86,30 +117,23 @@ def run_specs(
 
         tracker = Tracker(settings, experiment=experiment, register=register)
         git = git_info(settings.root)
-    outcomes = []
-    for spec in specs:
-        if tracker is None:
-            with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
-                # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
-                env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
-                       "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}"}
-                outcome = Outcome(execute(spec, env=env, debug=debug))
+    gpu_slots = threading.BoundedSemaphore(gpu_count() or 1)
+
+    def one(spec: RunSpec) -> Outcome:
+        if spec.notebook.resources.gpu and gpu_count():
+            with gpu_slots:
+                outcome = _run_one(settings, spec, tracker, git, debug)
         else:
-            started = tracker.start(spec, git)
-            try:
-                env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
-                result = execute(spec, env=env, debug=debug)
-            except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
-                tracker.abort(started)
-                raise
-            try:
-                tracked = tracker.finish(started, result)
-            except Exception as exc:  # the store failed mid-way: the run must not stay RUNNING
-                tracker.abort(started, "FAILED")
-                raise TrackingError(f"logging the run of {spec.notebook.path} to MLflow failed: {exc}",
-                                    hint=f"the executed notebook is at {result.output_path}") from None
-            outcome = Outcome(result, tracked)
-        outcomes.append(outcome)
+            outcome = _run_one(settings, spec, tracker, git, debug)
         if on_done:
             on_done(outcome)
-    return outcomes
+        return outcome
+
+    if jobs <= 1 or len(specs) <= 1:
+        return [one(spec) for spec in specs]
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(specs)), thread_name_prefix="nbops-run")
+    try:
+        futures = [pool.submit(one, spec) for spec in specs]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -90,7 +90,16 @@ def test_run_changed_then_cached_then_no_cache(repo, capsys):
     assert plan(capsys, "--base", base) == {}  # cached: the results are in MLflow
     assert main(["run", "--changed", "--base", base]) == 0
     assert "nothing to run" in capsys.readouterr().out
-    assert sorted(plan(capsys, "--base", base, "--no-cache")) == ["notebooks/a.ipynb", "notebooks/b.ipynb"]
+    entries = plan(capsys, "--base", base, "--no-cache")
+    assert sorted(entries) == ["notebooks/a.ipynb", "notebooks/b.ipynb"]
+
+    # the embedded store's fast path answers exactly what MLflow's own search answers
+    from nbops.affected import _successful_runs_mlflow, _successful_runs_sqlite
+
+    fingerprints = [e["fingerprint"] for e in entries.values()] + ["0" * 64]
+    fast = _successful_runs_sqlite(repo / "mlflow.db", fingerprints)
+    assert fast == _successful_runs_mlflow(f"sqlite:///{repo / 'mlflow.db'}", fingerprints)
+    assert len(fast) == 2
 
 
 def test_github_and_gitlab_formats(repo, capsys):

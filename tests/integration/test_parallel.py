@@ -1,0 +1,64 @@
+"""`nbops run --jobs N`: the same results as one at a time, and every notebook in a fresh kernel."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nbops.cli import main
+from tests.conftest import all_runs, write_notebook
+
+
+def trivial(root, i):
+    return write_notebook(root / "notebooks" / f"nb{i}.ipynb", [
+        ("code", f"n = {i}", ["parameters"]),
+        ("code", "import os, nbops\nnbops.record('square', n * n)\nnbops.record('pid', os.getpid())"),
+    ])
+
+
+def records_by_notebook(client):
+    out = {}
+    for run in all_runs(client):
+        path = client.download_artifacts(run.info.run_id, "nbops/records.json")
+        with open(path) as f:
+            records = json.load(f)
+        out[run.data.tags["nbops.notebook"]] = (records["square"], run.data.params["n"],
+                                                run.info.status, records["pid"])
+    return out
+
+
+@pytest.mark.slow
+def test_jobs_2_gives_the_same_runs_as_jobs_1(project, mlflow_client, capsys, monkeypatch):
+    paths = [str(trivial(project, i)) for i in range(4)]
+    assert main(["run", *paths, "--jobs", "1", "--experiment", "serial"]) == 0
+    assert main(["run", *paths, "--jobs", "2", "--experiment", "parallel"]) == 0
+    client = mlflow_client()
+    serial, parallel = {}, {}
+    for exp_name, target in (("serial", serial), ("parallel", parallel)):
+        exp = client.get_experiment_by_name(exp_name)
+        for run in client.search_runs([exp.experiment_id]):
+            with open(client.download_artifacts(run.info.run_id, "nbops/records.json")) as f:
+                records = json.load(f)
+            target[run.data.tags["nbops.notebook"]] = (records["square"], run.data.params, run.info.status,
+                                                       run.data.metrics["square"])
+    assert serial == parallel and len(serial) == 4
+    assert serial["notebooks/nb3.ipynb"][0] == 9
+    out = capsys.readouterr().out
+    assert out.count("ok") >= 8
+
+
+@pytest.mark.slow
+def test_each_notebook_gets_a_fresh_kernel(project, capsys):
+    setter = write_notebook(project / "notebooks" / "setter.ipynb", [
+        ("code", "import builtins, nbops\nshared_state = 42\nbuiltins.nbops_leak = 1\nnbops.record('set', 1)"),
+    ])
+    reader = write_notebook(project / "notebooks" / "reader.ipynb", [
+        ("code", "import builtins, nbops\n"
+                 "assert 'shared_state' not in globals(), 'saw another run\\'s global'\n"
+                 "assert not hasattr(builtins, 'nbops_leak'), 'saw another run\\'s builtins'\n"
+                 "nbops.record('clean', 1)"),
+    ])
+    for jobs in ("1", "2"):
+        assert main(["run", str(setter), str(reader), str(setter), str(reader), "--jobs", jobs,
+                     "--no-track"]) == 0, capsys.readouterr().out
