@@ -72,6 +72,7 @@ def _engine_class():
             deadline = kwargs.pop("nbops_deadline", None)
             state = kwargs.pop("nbops_state", {})
             kernel_stderr = kwargs.pop("nbops_kernel_stderr", None)
+            kernel_cwd = kwargs.pop("nbops_cwd", None)
             kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
             final = merge_kwargs(
                 kwargs,
@@ -97,6 +98,8 @@ def _engine_class():
                 start_kwargs["env"] = env
             if kernel_stderr is not None:
                 start_kwargs["stderr"] = kernel_stderr
+            if kernel_cwd is not None:
+                start_kwargs["cwd"] = kernel_cwd
             try:
                 return client.execute(**start_kwargs)
             finally:
@@ -176,9 +179,11 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
     failure: CellError | None = None
     with open(kernel_log, "wb") as stderr:
         try:
+            # Absolute paths and the kernel's cwd given to the kernel itself: papermill's own `cwd`
+            # option chdirs the whole process, which races when notebooks run in parallel threads.
             pm.execute_notebook(
-                str(spec.notebook.path),
-                str(out),
+                str(spec.notebook.path.resolve()),
+                str(out.resolve()),
                 parameters=spec.overrides or None,
                 engine_name=ENGINE_NAME,
                 kernel_name=spec.kernel_name,
@@ -186,7 +191,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 start_timeout=spec.start_timeout,
                 progress_bar=False,
                 log_output=False,
-                cwd=str(spec.notebook.path.parent.resolve()),
+                nbops_cwd=str(spec.notebook.path.parent.resolve()),
                 nbops_env=env,
                 nbops_deadline=spec.timeout,
                 nbops_state=state,

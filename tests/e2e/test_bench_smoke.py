@@ -14,6 +14,8 @@ from tests.conftest import REPO
     ("bench_review.py", ["--cells", "20", "--changed", "2", "--pairs", "1"]),
     ("bench_check.py", ["--notebooks", "4", "--sample", "1", "--pairs", "1"]),
     ("bench_plan.py", ["--notebooks", "2", "--pairs", "1"]),
+    ("bench_start.py", ["--pairs", "1"]),
+    ("bench_run.py", ["--notebooks", "2", "--pairs", "1"]),
 ])
 def test_benchmark_runs_on_a_tiny_size(script, args, tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True,

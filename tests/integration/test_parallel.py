@@ -62,3 +62,22 @@ def test_each_notebook_gets_a_fresh_kernel(project, capsys):
     for jobs in ("1", "2"):
         assert main(["run", str(setter), str(reader), str(setter), str(reader), "--jobs", jobs,
                      "--no-track"]) == 0, capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_parallel_runs_use_each_notebooks_own_folder(project, mlflow_client, capsys):
+    """Relative paths and each kernel's working directory hold under --jobs (papermill's own
+    cwd option chdirs the whole process, which raced here)."""
+    code = "import os, nbops\nnbops.record('cwd', os.getcwd())"
+    rels = []
+    for folder in ("notebooks", "notebooks/deeper"):
+        for i in range(3):
+            rel = f"{folder}/cwd{i}.ipynb"
+            write_notebook(project / rel, [("code", code)])
+            rels.append(rel)
+    assert main(["run", *rels, "--jobs", "2"]) == 0, capsys.readouterr().out
+    client = mlflow_client()
+    for run in all_runs(client):
+        with open(client.download_artifacts(run.info.run_id, "nbops/records.json")) as f:
+            cwd = json.load(f)["cwd"]
+        assert cwd == str((project / run.data.tags["nbops.notebook"]).parent.resolve())
