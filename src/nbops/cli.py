@@ -68,9 +68,41 @@ def cmd_run(args) -> int:
             return 0
         notebooks = [settings.root / e.notebook for e in plan.run]
     specs = plan_runs(settings, notebooks, _overrides(args), args.timeout, args.cell_timeout)
-    outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=args.jobs)
+    from .progress import make_progress
+
+    progress = make_progress(quiet=args.quiet)
+    try:
+        outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=args.jobs,
+                             progress=progress)
+    finally:
+        progress.close()
     print_summary(outcomes, settings)
     return 0 if all(o.ok for o in outcomes) else 1
+
+
+def cmd_sweep(args) -> int:
+    from .notebook import load
+    from .params import load_params_file
+    from .report import print_sweep
+    from .runner import plan_runs
+    from .sweep import parse_grid, run_sweep
+
+    settings = _settings(args)
+    notebook = load(args.notebook)
+    from_file = load_params_file(args.grid_file) if args.grid_file else {}
+    grid = parse_grid(notebook, args.param, from_file)
+    plan_runs(settings, [args.notebook], {})  # data files and kernel checked before any run
+    from .progress import make_progress
+
+    progress = make_progress(quiet=args.quiet)
+    try:
+        result = run_sweep(settings, args.notebook, grid, args.random, args.seed, args.jobs,
+                           register=not args.no_register, track=not args.no_track, debug=args.debug,
+                           progress=progress)
+    finally:
+        progress.close()
+    print_sweep(result, settings)
+    return 0 if all(o.ok for o in result.outcomes) else 1
 
 
 def cmd_new(args) -> int:
@@ -204,9 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", "-j", type=_positive_int, default=os.cpu_count() or 1, metavar="N",
                      help="notebooks at once, each in a fresh kernel (default: the number of cores)")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress, only the summary")
     run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     run.add_argument("--experiment", metavar="NAME", help="MLflow experiment (default: one per notebook)")
     run.set_defaults(func=cmd_run)
+
+    swp = sub.add_parser("sweep", help="run one notebook over a grid of parameter values")
+    swp.add_argument("notebook", metavar="NOTEBOOK")
+    swp.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2,...",
+                     help="values to sweep for a parameter (repeatable; the grid is their product)")
+    swp.add_argument("-f", "--grid-file", metavar="FILE", help="YAML: NAME: [V1, V2, ...]")
+    swp.add_argument("--random", type=_positive_int, metavar="K", help="K random points of the grid")
+    swp.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    swp.add_argument("--jobs", "-j", type=_positive_int, default=os.cpu_count() or 1, metavar="N")
+    swp.add_argument("--no-register", action="store_true", help="do not register the best model")
+    swp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    swp.add_argument("--quiet", "-q", action="store_true", help="no progress, only the summary")
+    swp.set_defaults(func=cmd_sweep)
 
     new = sub.add_parser("new", help="make notebooks/NAME.ipynb from a template")
     new.add_argument("template", metavar="TEMPLATE", help="template name (see `nbops templates`) or path")

@@ -73,6 +73,15 @@ def _engine_class():
             state = kwargs.pop("nbops_state", {})
             kernel_stderr = kwargs.pop("nbops_kernel_stderr", None)
             kernel_cwd = kwargs.pop("nbops_cwd", None)
+            on_cell = kwargs.pop("nbops_on_cell", None)
+            if on_cell is not None:  # report each cell as papermill starts it
+                cell_start, total = nb_man.cell_start, len(nb_man.nb.cells)
+
+                def reporting_cell_start(cell, cell_index=None, **kw):
+                    on_cell(cell_index + 1 if cell_index is not None else 0, total)
+                    return cell_start(cell, cell_index, **kw)
+
+                nb_man.cell_start = reporting_cell_start
             kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
             final = merge_kwargs(
                 kwargs,
@@ -162,7 +171,8 @@ def _read_output(path: Path) -> dict:
         return {}
 
 
-def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = False) -> RunResult:
+def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = False,
+            on_cell=None) -> RunResult:
     """Run one notebook in a fresh kernel. Never raises for a failing notebook: the result says."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -192,6 +202,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 progress_bar=False,
                 log_output=False,
                 nbops_cwd=str(spec.notebook.path.parent.resolve()),
+                nbops_on_cell=on_cell,
                 nbops_env=env,
                 nbops_deadline=spec.timeout,
                 nbops_state=state,

@@ -72,3 +72,40 @@ def print_summary(outcomes: list[Outcome], settings: Settings, file: TextIO | No
     console.print(table)
     for line in summary_lines(outcomes, settings):
         print(line, file=file)
+
+
+def print_sweep(result, settings: Settings, file: TextIO | None = None) -> None:
+    """The points, best first by the compare metric, then the sweep's outcome in plain lines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .records import split_metrics
+
+    file = file or sys.stdout
+    console = Console(file=file, width=None if file.isatty() else 160, highlight=False)
+    table = Table()
+    for col in ("#", "parameters", "status", result.metric or "metric", "duration", "run"):
+        table.add_column(col, overflow="fold")
+    for i in result.ranked():
+        o = result.outcomes[i]
+        value = split_metrics(o.result.records)[0].get(result.metric) if result.metric else None
+        table.add_row(
+            str(i + 1),
+            ", ".join(f"{k}={v!r}" for k, v in result.points[i].items()),
+            "[green]ok[/]" if o.ok else "[red]failed[/]",
+            "-" if value is None else f"{value:.4g}",
+            f"{o.result.duration:.1f}s",
+            o.tracked.run_id[:8] if o.tracked else "-",
+        )
+    console.print(table)
+    for line in summary_lines(result.outcomes, settings):
+        print(line, file=file)
+    if result.parent_run_id:
+        print(f"sweep run {result.parent_run_id[:8]}: {len(result.points)} points", file=file)
+    if result.best is not None:
+        print(f"best: point {result.best + 1} ({', '.join(f'{k}={v!r}' for k, v in result.points[result.best].items())})",
+              file=file)
+    if result.model_version:
+        print(f"registered {result.model_name} v{result.model_version} from the best point", file=file)
+    elif result.note:
+        print(f"note: {result.note}", file=file)

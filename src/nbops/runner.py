@@ -17,10 +17,11 @@ from typing import Any
 
 from . import notebook as notebook_mod
 from .config import Settings
-from .context import git_info, gpu_count
+from .context import git_info, gpu_count, relative_to_repo
 from .errors import NotebookError, TrackingError
 from .execute import RunResult, execute
 from .plan import RunSpec, make_spec
+from .progress import Progress
 from .track import TrackedRun
 
 
@@ -72,18 +73,19 @@ def kernel_base_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool) -> Outcome:
+def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
+             parent_run_id: str | None = None, on_cell=None) -> Outcome:
     """One notebook in a fresh kernel, tracked when `tracker` is given."""
     if tracker is None:
         with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
             # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
             env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
                    "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}"}
-            return Outcome(execute(spec, env=env, debug=debug))
-    started = tracker.start(spec, git)
+            return Outcome(execute(spec, env=env, debug=debug, on_cell=on_cell))
+    started = tracker.start(spec, git, parent_run_id)
     try:
         env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
-        result = execute(spec, env=env, debug=debug)
+        result = execute(spec, env=env, debug=debug, on_cell=on_cell)
     except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
         tracker.abort(started)
         raise
@@ -105,35 +107,51 @@ def run_specs(
     experiment: str | None = None,
     register: bool = True,
     jobs: int = 1,
+    tracker=None,
+    parent_run_id: str | None = None,
+    progress: Progress | None = None,
 ) -> list[Outcome]:
     """Run every spec, `jobs` at a time, each in its own fresh kernel; outcomes keep spec order.
 
     Notebooks that ask for a GPU also wait for one of the GPUs present (when there are any).
     """
-    tracker = None
     git = None
     if track:
-        from .track import Tracker  # imports mlflow: only when tracking
+        if tracker is None:
+            from .track import Tracker  # imports mlflow: only when tracking
 
-        tracker = Tracker(settings, experiment=experiment, register=register)
+            tracker = Tracker(settings, experiment=experiment, register=register)
         git = git_info(settings.root)
+    else:
+        tracker = None
     gpu_slots = threading.BoundedSemaphore(gpu_count() or 1)
+    progress = progress or Progress()
+    labels = [relative_to_repo(s.notebook.path, settings.root) for s in specs]
+    if len(set(labels)) < len(labels):  # the same notebook several times (a sweep): number them
+        labels = [f"{label} [{i + 1}]" for i, label in enumerate(labels)]
 
-    def one(spec: RunSpec) -> Outcome:
+    def one(spec: RunSpec, label: str) -> Outcome:
+        progress.started(label)
+
+        def on_cell(index: int, total: int) -> None:
+            progress.cell(label, index, total)
+
         if spec.notebook.resources.gpu and gpu_count():
             with gpu_slots:
-                outcome = _run_one(settings, spec, tracker, git, debug)
+                outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell)
         else:
-            outcome = _run_one(settings, spec, tracker, git, debug)
+            outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell)
+        progress.finished(label, outcome.ok, outcome.result.duration,
+                          "" if outcome.ok else str(outcome.result.error))
         if on_done:
             on_done(outcome)
         return outcome
 
     if jobs <= 1 or len(specs) <= 1:
-        return [one(spec) for spec in specs]
+        return [one(spec, label) for spec, label in zip(specs, labels, strict=True)]
     pool = ThreadPoolExecutor(max_workers=min(jobs, len(specs)), thread_name_prefix="nbops-run")
     try:
-        futures = [pool.submit(one, spec) for spec in specs]
+        futures = [pool.submit(one, spec, label) for spec, label in zip(specs, labels, strict=True)]
         return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -21,6 +21,7 @@ from .context import GitInfo, device_name, relative_to_repo
 from .errors import TrackingError
 from .execute import RunResult
 from .gates import failed_gates
+from .notebook import ModelSpec
 from .plan import RunSpec
 from .records import split_metrics
 
@@ -68,7 +69,7 @@ class Tracker:
         self.settings = settings
         self.uri = settings.resolved_tracking_uri
         self.experiment = experiment or settings.experiment
-        self.register = register
+        self.auto_register = register
         try:
             self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
@@ -94,7 +95,7 @@ class Tracker:
                 raise
             return exp.experiment_id
 
-    def start(self, spec: RunSpec, git: GitInfo) -> StartedRun:
+    def start(self, spec: RunSpec, git: GitInfo, parent_run_id: str | None = None) -> StartedRun:
         from mlflow.entities import Dataset, DatasetInput, InputTag, Param
         from mlflow.exceptions import MlflowException
 
@@ -117,7 +118,9 @@ class Tracker:
             "mlflow.source.git.commit": git.sha,
             "mlflow.source.git.branch": git.branch,
         }
-        if not self.register:  # e.g. a review run: never a cached result for `nbops plan`
+        if parent_run_id:  # a sweep point: MLflow shows it nested under the sweep's run
+            tags["mlflow.parentRunId"] = parent_run_id
+        elif not self.auto_register:  # a review run: never a cached result for `nbops plan`
             tags["nbops.review"] = "true"
         if digests:
             combined = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
@@ -149,6 +152,33 @@ class Tracker:
             self.client.delete_run(run_id)  # nothing half-written
             raise TrackingError(f"could not log the parameters of {rel}: {exc}") from None
         return StartedRun(run_id, exp_id, tags)
+
+    def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
+        """The parent run of a sweep: its grid as params; each point is a child run."""
+        from mlflow.entities import Param
+
+        rel = relative_to_repo(notebook_path, self.settings.root)
+        exp_id = self._experiment_id(self.experiment or rel.removesuffix(".ipynb"))
+        tags = {"nbops.sweep": "true", "nbops.notebook": rel, "nbops.git_sha": git.sha,
+                "nbops.git_branch": git.branch, "nbops.version": __version__,
+                "mlflow.source.name": rel, "mlflow.source.git.commit": git.sha}
+        run = self.client.create_run(exp_id, tags=tags, run_name=f"sweep {Path(rel).stem}")
+        params = [Param(f"grid.{k}", _param_value(v)) for k, v in grid.items()]
+        for chunk in _chunks(params, 100):
+            self.client.log_batch(run.info.run_id, params=chunk)
+        return StartedRun(run.info.run_id, exp_id, tags)
+
+    def finish_sweep(self, parent: StartedRun, ok: bool, best_run_id: str | None,
+                     best_metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"best.{k}", v, now, 0) for k, v in best_metrics.items()]
+        for chunk in _chunks(metrics, 1000):
+            self.client.log_batch(parent.run_id, metrics=chunk)
+        if best_run_id:
+            self.client.set_tag(parent.run_id, "nbops.best_run_id", best_run_id)
+        self.client.set_terminated(parent.run_id, "FINISHED" if ok else "FAILED")
 
     def kernel_env(self, started: StartedRun) -> dict[str, str]:
         """What the kernel needs to log into this run (merged over the base environment)."""
@@ -185,9 +215,9 @@ class Tracker:
         self.client.set_terminated(run_id, status)
         if not result.ok:
             return TrackedRun(run_id, started.experiment_id, status, note="run failed: model not registered")
-        if not self.register:
+        if not self.auto_register:
             return TrackedRun(run_id, started.experiment_id, status, note="registration off for this run")
-        name, version, note = self._register(started, result)
+        name, version, note = self.register(started.run_id, started.experiment_id, result.spec.notebook.model)
         return TrackedRun(run_id, started.experiment_id, status, name, version, note)
 
     def abort(self, started: StartedRun, status: str = "KILLED") -> None:
@@ -196,27 +226,27 @@ class Tracker:
         except Exception:  # noqa: BLE001 - already failing; do not hide the first error
             pass
 
-    def _register(self, started: StartedRun, result: RunResult) -> tuple[str | None, str | None, str]:
+    def register(self, run_id: str, experiment_id: str, spec: ModelSpec | None) -> tuple[str | None, str | None, str]:
+        """Register the model a successful run logged, when its gates hold: (name, version, note)."""
         from mlflow.exceptions import MlflowException
 
-        spec = result.spec.notebook.model
         if spec is None:
             return None, None, "no metadata.nbops.model.name: not registered"
-        run_id = started.run_id
         logged = self.client.search_logged_models(
-            experiment_ids=[started.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+            experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'"
         )
         if not logged:
             return spec.name, None, "the notebook logged no model: not registered"
-        metrics = dict(self.client.get_run(run_id).data.metrics)
+        run = self.client.get_run(run_id)
+        metrics, run_tags = dict(run.data.metrics), run.data.tags
         failures = failed_gates(spec.gates, metrics)
         if failures:
             self.client.set_tag(run_id, "nbops.gates", "failed")
             return spec.name, None, "; ".join(failures) + ": not registered"
         model = max(logged, key=lambda m: m.creation_timestamp or 0)
         tags = {f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}
-        tags.update({k: started.tags[k] for k in ("nbops.git_sha", "nbops.git_branch", "nbops.notebook",
-                                                 "nbops.fingerprint", "nbops.template")})
+        tags.update({k: run_tags.get(k, "") for k in ("nbops.git_sha", "nbops.git_branch", "nbops.notebook",
+                                                     "nbops.fingerprint", "nbops.template")})
         tags["nbops.run_id"] = run_id
         tags["nbops.gates"] = "passed: " + ", ".join(map(str, spec.gates)) if spec.gates else "none"
         try:
