@@ -92,6 +92,11 @@ def _engine_class():
                 log_output=log_output,
                 stdout_file=stdout_file,
                 stderr_file=stderr_file,
+                # Every output has arrived when the last cell replies, and each kernel is used
+                # once: kill it rather than ask it to shut down. The graceful path sometimes
+                # waits ~3.3 s for the kernel to exit (measured here: 4 of 30 trivial notebooks,
+                # none with immediate), which doubled the time of a batch of small notebooks.
+                shutdown_kernel="immediate",
             )
             if env and env.get("MLFLOW_RUN_ID"):
                 # resume nbops's run when the notebook imports mlflow (see nbops/_kernel.py)
