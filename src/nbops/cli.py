@@ -34,6 +34,24 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _executor(args, specs):
+    """(executor, jobs): the local one with --jobs, or Ray, which schedules every spec itself."""
+    from .executors import RayExecutor, local_execute
+
+    if args.executor != "ray":
+        return local_execute, args.jobs
+    executor = RayExecutor(args.ray_address)
+    executor.check(specs)
+    return executor, max(1, len(specs))
+
+
+def _add_executor_flags(parser) -> None:
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local kernels (default) or Ray tasks (pip install 'nbops[ray]')")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="Ray cluster to join (default: start a local one)")
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -70,10 +88,11 @@ def cmd_run(args) -> int:
     specs = plan_runs(settings, notebooks, _overrides(args), args.timeout, args.cell_timeout)
     from .progress import make_progress
 
+    executor, jobs = _executor(args, specs)
     progress = make_progress(quiet=args.quiet)
     try:
-        outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=args.jobs,
-                             progress=progress)
+        outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=jobs,
+                             progress=progress, executor=executor)
     finally:
         progress.close()
     print_summary(outcomes, settings)
@@ -91,14 +110,17 @@ def cmd_sweep(args) -> int:
     notebook = load(args.notebook)
     from_file = load_params_file(args.grid_file) if args.grid_file else {}
     grid = parse_grid(notebook, args.param, from_file)
-    plan_runs(settings, [args.notebook], {})  # data files and kernel checked before any run
+    specs = plan_runs(settings, [args.notebook], {})  # data files and kernel checked first
     from .progress import make_progress
 
+    executor, jobs = _executor(args, specs)
+    if args.executor == "ray":
+        jobs = 10_000  # Ray schedules every point itself
     progress = make_progress(quiet=args.quiet)
     try:
-        result = run_sweep(settings, args.notebook, grid, args.random, args.seed, args.jobs,
+        result = run_sweep(settings, args.notebook, grid, args.random, args.seed, jobs,
                            register=not args.no_register, track=not args.no_track, debug=args.debug,
-                           progress=progress)
+                           progress=progress, executor=executor)
     finally:
         progress.close()
     print_sweep(result, settings)
@@ -237,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="notebooks at once, each in a fresh kernel (default: the number of cores)")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress, only the summary")
+    _add_executor_flags(run)
     run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     run.add_argument("--experiment", metavar="NAME", help="MLflow experiment (default: one per notebook)")
     run.set_defaults(func=cmd_run)
@@ -252,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--no-register", action="store_true", help="do not register the best model")
     swp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     swp.add_argument("--quiet", "-q", action="store_true", help="no progress, only the summary")
+    _add_executor_flags(swp)
     swp.set_defaults(func=cmd_sweep)
 
     new = sub.add_parser("new", help="make notebooks/NAME.ipynb from a template")

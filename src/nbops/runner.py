@@ -19,7 +19,8 @@ from . import notebook as notebook_mod
 from .config import Settings
 from .context import git_info, gpu_count, relative_to_repo
 from .errors import NotebookError, TrackingError
-from .execute import RunResult, execute
+from .execute import RunResult
+from .executors import local_execute
 from .plan import RunSpec, make_spec
 from .progress import Progress
 from .track import TrackedRun
@@ -64,28 +65,27 @@ def _check_kernels(specs: list[RunSpec]) -> None:
 
 
 def kernel_base_env(settings: Settings) -> dict[str, str]:
-    """The environment every kernel starts from: ours, with the project's src/ importable, so a
+    """What nbops adds to every kernel's environment: the project's src/ importable, so a
     notebook can `import mypkg.features` without installing the project."""
-    env = dict(os.environ)
     src = settings.path(settings.src_dir)
-    if src.is_dir():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
-    return env
+    if not src.is_dir():
+        return {}
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)}
 
 
 def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
-             parent_run_id: str | None = None, on_cell=None) -> Outcome:
+             parent_run_id: str | None = None, on_cell=None, executor=local_execute) -> Outcome:
     """One notebook in a fresh kernel, tracked when `tracker` is given."""
     if tracker is None:
         with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
             # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
             env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
                    "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}"}
-            return Outcome(execute(spec, env=env, debug=debug, on_cell=on_cell))
+            return Outcome(executor(spec, env, debug, on_cell))
     started = tracker.start(spec, git, parent_run_id)
     try:
         env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
-        result = execute(spec, env=env, debug=debug, on_cell=on_cell)
+        result = executor(spec, env, debug, on_cell)
     except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
         tracker.abort(started)
         raise
@@ -110,6 +110,7 @@ def run_specs(
     tracker=None,
     parent_run_id: str | None = None,
     progress: Progress | None = None,
+    executor=local_execute,
 ) -> list[Outcome]:
     """Run every spec, `jobs` at a time, each in its own fresh kernel; outcomes keep spec order.
 
@@ -136,11 +137,11 @@ def run_specs(
         def on_cell(index: int, total: int) -> None:
             progress.cell(label, index, total)
 
-        if spec.notebook.resources.gpu and gpu_count():
+        if spec.notebook.resources.gpu and gpu_count() and executor is local_execute:
             with gpu_slots:
-                outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell)
+                outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor)
         else:
-            outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell)
+            outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor)
         progress.finished(label, outcome.ok, outcome.result.duration,
                           "" if outcome.ok else str(outcome.result.error))
         if on_done:

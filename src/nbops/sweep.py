@@ -17,6 +17,7 @@ from typing import Any
 from .config import Settings
 from .context import git_info
 from .errors import ParameterError
+from .executors import local_execute
 from .notebook import Notebook, load
 from .params import coerce, parse_assignments, resolve
 from .plan import make_spec
@@ -99,13 +100,14 @@ def compare_metric(notebook: Notebook) -> str | None:
 
 def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], random_k: int | None = None,
               seed: int = 0, jobs: int = 1, register: bool = True, track: bool = True,
-              debug: bool = False, progress=None) -> SweepResult:
+              debug: bool = False, progress=None, executor=local_execute) -> SweepResult:
     notebook = load(path)
     points = grid_points(grid, random_k, seed)
     specs = [make_spec(settings, notebook, point) for point in points]
     metric = compare_metric(notebook)
     if not track:
-        outcomes = run_specs(settings, specs, track=False, debug=debug, jobs=jobs, progress=progress)
+        outcomes = run_specs(settings, specs, track=False, debug=debug, jobs=jobs, progress=progress,
+                             executor=executor)
         result = SweepResult(notebook, points, outcomes, None, None, metric)
         return _with_best(result)
     from .track import Tracker
@@ -114,7 +116,7 @@ def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], rando
     parent = tracker.start_sweep(notebook.path, git_info(settings.root), grid)
     try:
         outcomes = run_specs(settings, specs, debug=debug, jobs=jobs, tracker=tracker,
-                             parent_run_id=parent.run_id, progress=progress)
+                             parent_run_id=parent.run_id, progress=progress, executor=executor)
     except BaseException:
         tracker.abort(parent)
         raise

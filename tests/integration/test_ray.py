@@ -1,0 +1,79 @@
+"""`--executor ray` against a real Ray cluster started by the test on loopback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from nbops.cli import main
+from tests.conftest import all_runs, write_notebook
+
+ray = pytest.importorskip("ray", reason="the Ray executor is tested where nbops[ray] is installed")
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a limit
+    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+                    f"--temp-dir={temp}"], check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def notebook(root, name, gpu=0):
+    return write_notebook(root / "notebooks" / f"{name}.ipynb", [
+        ("code", "n = 3", ["parameters"]),
+        ("code", "import os, nbops\nnbops.record('square', n * n)\nnbops.record('pid', os.getpid())"),
+    ], {"resources": {"gpu": gpu}} if gpu else {})
+
+
+@pytest.mark.slow
+def test_two_notebooks_run_as_ray_tasks_and_are_tracked(project, mlflow_client, ray_address, capsys):
+    paths = [str(notebook(project, "one")), str(notebook(project, "two"))]
+    assert main(["run", *paths, "-p", "n=4", "--executor", "ray", "--ray-address", ray_address]) == 0, \
+        capsys.readouterr()
+    client = mlflow_client()
+    runs = all_runs(client)
+    assert sorted(r.data.tags["nbops.notebook"] for r in runs) == ["notebooks/one.ipynb", "notebooks/two.ipynb"]
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.params["n"] == "4"
+        assert run.data.metrics["square"] == 16.0
+        [artifact] = [a.path for a in client.list_artifacts(run.info.run_id, "notebook")]
+        with open(client.download_artifacts(run.info.run_id, artifact)) as f:
+            executed = json.load(f)
+        assert any("square" in json.dumps(c.get("outputs", [])) for c in executed["cells"])
+    executed_here = list((project / "runs").rglob("*.ipynb"))
+    assert len(executed_here) == 2  # the executed notebooks came back to the driver
+
+
+@pytest.mark.slow
+def test_gpu_notebook_on_a_cluster_without_gpus_fails_clearly(project, ray_address, capsys):
+    path = notebook(project, "needs_gpu", gpu=1)
+    assert main(["run", str(path), "--executor", "ray", "--ray-address", ray_address]) == 2
+    err = capsys.readouterr().err
+    assert "asks for 1 GPU(s), but the Ray cluster" in err and "has 0" in err
+    assert not (project / "mlflow.db").exists()
+
+
+def test_without_ray_the_flag_names_the_extra(project, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if nbops[ray] were not installed
+    path = notebook(project, "any")
+    assert main(["run", str(path), "--executor", "ray"]) == 2
+    assert "pip install 'nbops[ray]'" in capsys.readouterr().err
