@@ -41,8 +41,12 @@ test: $(STAMP) $(CHROMIUM)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
 
+# Every benchmark prints its table and verdicts; a missed goal is reported, not an error, and the
+# verdicts of the whole run are appended to bench/RESULTS.md.
 bench: $(STAMP)
-	@for f in $(wildcard bench/bench_*.py); do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	rm -rf bench/out
+	@for f in $(wildcard bench/bench_*.py); do echo "== $$f"; $(BIN)/python $$f || echo "(a goal was missed: see above)"; done
+	$(BIN)/python bench/update_results.py
 
 clean:
 	rm -rf runs mlruns mlflow.db .nbops .pytest_cache
