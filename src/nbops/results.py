@@ -12,7 +12,7 @@ from .context import relative_to_repo
 from .errors import ReviewError
 from .gates import failed_gates
 from .records import split_metrics
-from .review import NotebookReview, _git
+from .review import NotebookReview, git_output
 from .runner import plan_runs, run_specs
 
 
@@ -44,11 +44,11 @@ def _fmt(value) -> str:
 def run_and_compare(settings: Settings, reviews: list[NotebookReview], base: str, head: str) -> dict[str, list[str]]:
     """Markdown lines per notebook path: a metrics table base/head/delta and the gates."""
     root = settings.root
-    head_sha = _git(root, "rev-parse", head).strip()
-    if head_sha != _git(root, "rev-parse", "HEAD").strip():
+    head_sha = git_output(root, "rev-parse", head).strip()
+    if head_sha != git_output(root, "rev-parse", "HEAD").strip():
         raise ReviewError("--run executes the checked-out tree, but it is not --head",
                           hint=f"git checkout {head} first")
-    base_sha = _git(root, "rev-parse", base).strip()
+    base_sha = git_output(root, "rev-parse", base).strip()
     paths = [r.change.path for r in reviews
              if r.change.head is not None and not r.change.error and (root / r.change.path).is_file()]
     if not paths:

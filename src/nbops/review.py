@@ -51,10 +51,12 @@ class NotebookReview:
         return {k: sum(c.kind == k for c in self.cells) for k in ("added", "removed", "modified")}
 
 
-def _git(root: Path, *args: str) -> str:
+def git_output(root: Path, *args: str) -> str:
+    """stdout of a git command; a failure is a ReviewError naming the ref to fetch."""
     done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise ReviewError(f"git {' '.join(args[:2])} failed: {done.stderr.strip().splitlines()[-1:]}",
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ReviewError(f"git {' '.join(args[:2])} failed: {last}",
                           hint="is the ref fetched? (e.g. git fetch origin main)")
     return done.stdout
 
@@ -78,7 +80,7 @@ def _read_at(root: Path, ref: str, path: str) -> dict:
 def changed_notebooks(root: Path, base: str, head: str) -> list[NotebookChange]:
     # notebooks share much JSON boilerplate, so git's default 50% similarity pairs unrelated
     # added and deleted notebooks as renames; only near-identical content counts here
-    out = _git(root, "diff", "--name-status", "--find-renames=90%", "-z", base, head, "--", "*.ipynb")
+    out = git_output(root, "diff", "--name-status", "--find-renames=90%", "-z", base, head, "--", "*.ipynb")
     fields = out.split("\0")
     changes = []
     i = 0
