@@ -38,7 +38,8 @@ class Plan:
 
 def changed_files(root: Path, base: str, head: str | None) -> set[str]:
     """Paths that differ between base and head (head None: the working tree)."""
-    args = ["git", "diff", "--name-only", "--no-renames", base] + ([head] if head else [])
+    # --relative: paths from the project root, which may sit below the git top level
+    args = ["git", "diff", "--name-only", "--no-renames", "--relative", base] + ([head] if head else [])
     done = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise NbopsError(f"git diff against '{base}' failed: {done.stderr.strip()[:200]}",

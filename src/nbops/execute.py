@@ -8,6 +8,7 @@ stderr kept in a log file next to the executed notebook.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -49,6 +50,7 @@ class RunResult:
         return self.status == "succeeded"
 
 
+@functools.cache
 def _engine_class():
     """papermill's nbclient engine, plus env, a deadline and a kernel log (built lazily)."""
     from papermill.clientwrap import PapermillNotebookClient

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import NbopsError
-from .execute import RunResult, execute
+from .execute import CellError, RunResult, execute
 from .plan import RunSpec
 
 
@@ -78,7 +78,12 @@ class RayExecutor:
         resources = spec.notebook.resources
         ref = self.task.options(num_cpus=resources.cpu, num_gpus=resources.gpu).remote(
             spec, spec.notebook.path.read_bytes(), extra_env, debug)
-        status, duration, error, records, executed, log, _devices = self.ray.get(ref)
+        try:
+            status, duration, error, records, executed, log, _devices = self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:  # worker crash, out of memory, lost node
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return RunResult(spec=spec, status="failed", output_path=spec.output_path, duration=0.0,
+                             error=CellError(None, type(exc).__name__, first[:300]))
         spec.output_path.parent.mkdir(parents=True, exist_ok=True)
         if executed:
             spec.output_path.write_bytes(executed)

@@ -23,8 +23,11 @@ def _base_metrics(client, path: str, base_sha: str, model_name: str | None) -> t
             exps,
             filter_string=(f"tags.`nbops.notebook` = '{path}' and tags.`nbops.git_sha` = '{base_sha}' "
                            "and attributes.status = 'FINISHED'"),
-            order_by=["attributes.start_time DESC"], max_results=1,
+            order_by=["attributes.start_time DESC"], max_results=50,
         )
+        # a review run or a sweep point ran other code or other parameters: not the base
+        runs = [r for r in runs if r.data.tags.get("nbops.review") != "true"
+                and "mlflow.parentRunId" not in r.data.tags]
         if runs:
             return dict(runs[0].data.metrics), f"run {runs[0].info.run_id[:8]} at base"
     if model_name:

@@ -65,7 +65,7 @@ def _read_at(root: Path, ref: str, path: str) -> dict:
     """A notebook as nbformat v4 (sources joined, older minor versions upgraded) at a git ref."""
     import nbformat
 
-    text = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=root, capture_output=True,
+    text = subprocess.run(["git", "show", f"{ref}:./{path}"], cwd=root, capture_output=True,
                           check=False).stdout.decode("utf-8", errors="replace")
     if not text.strip():
         return nbformat.v4.new_notebook()  # an empty file: reviewed as an empty notebook
@@ -80,7 +80,8 @@ def _read_at(root: Path, ref: str, path: str) -> dict:
 def changed_notebooks(root: Path, base: str, head: str) -> list[NotebookChange]:
     # notebooks share much JSON boilerplate, so git's default 50% similarity pairs unrelated
     # added and deleted notebooks as renames; only near-identical content counts here
-    out = git_output(root, "diff", "--name-status", "--find-renames=90%", "-z", base, head, "--", "*.ipynb")
+    out = git_output(root, "diff", "--name-status", "--find-renames=90%", "--relative", "-z", base, head,
+                     "--", "*.ipynb")
     fields = out.split("\0")
     changes = []
     i = 0
@@ -125,12 +126,14 @@ def _unified(a: str, b: str) -> str:
     return "\n".join(line for line in lines if not line.startswith(("---", "+++")))
 
 
-def cell_changes(base: dict, head: dict) -> list[CellChange]:
-    """Cells added, removed and modified, matched by nbdime's notebook diff."""
-    from nbdime import diff_notebooks
+def cell_changes(base: dict, head: dict, diff: list | None = None) -> list[CellChange]:
+    """Cells added, removed and modified, matched by nbdime's notebook diff (given or computed)."""
+    if diff is None:
+        from nbdime import diff_notebooks
 
+        diff = diff_notebooks(base, head)
     a, b = base["cells"], head["cells"]
-    ops = next((d["diff"] for d in diff_notebooks(base, head) if d["key"] == "cells"), [])
+    ops = next((d["diff"] for d in diff if d["key"] == "cells"), [])
     changes: list[CellChange] = []
     offset = 0  # head index = base index + offset, updated as ops are applied in order
     for op in sorted(ops, key=lambda o: (o["key"], o["op"] != "addrange")):
@@ -178,9 +181,26 @@ def parameter_changes(base: dict, head: dict) -> list[str]:
     return out
 
 
-def review_notebook(change: NotebookChange) -> NotebookReview:
+def review_notebook(change: NotebookChange, out: Path | None = None, base_ref: str = "base",
+                    head_ref: str = "head") -> NotebookReview:
+    """The review of one notebook; with `out`, also its HTML page there (one nbdime diff for both)."""
+    from nbdime import diff_notebooks
+
     base, head = strip_for_review(change.base), strip_for_review(change.head)
-    return NotebookReview(change, cell_changes(base, head), parameter_changes(base, head))
+    diff = diff_notebooks(base, head)
+    name = None
+    if out is not None:
+        from .htmldiff import render_diff_page
+
+        name = html_name(change.path)
+        page = render_diff_page(
+            base, head,
+            f"{change.old_path or change.path} @ {base_ref}" if change.base is not None else "(new notebook)",
+            f"{change.path} @ {head_ref}" if change.head is not None else "(deleted)",
+            f"nbops review: {change.path}", diff=diff,
+        )
+        _write_text(out / name, page)
+    return NotebookReview(change, cell_changes(base, head, diff), parameter_changes(base, head), name)
 
 
 def html_name(path: str) -> str:
@@ -224,24 +244,9 @@ def write_review(root: Path, base: str, head: str, out: Path,
                  results=None) -> tuple[Path, list[NotebookReview]]:
     """Write review.md and one HTML page per notebook. `results(reviews)`, when given, returns
     markdown lines per notebook path (the metrics of `--run`)."""
-    from .htmldiff import render_diff_page
-
     out.mkdir(parents=True, exist_ok=True)
-    reviews = []
-    for change in changed_notebooks(root, base, head):
-        if change.error:
-            reviews.append(NotebookReview(change))
-            continue
-        review = review_notebook(change)
-        name = html_name(change.path)
-        page = render_diff_page(
-            strip_for_review(change.base), strip_for_review(change.head),
-            f"{change.old_path or change.path} @ {base}" if change.base is not None else "(new notebook)",
-            f"{change.path} @ {head}" if change.head is not None else "(deleted)",
-            f"nbops review: {change.path}",
-        )
-        _write_text(out / name, page)
-        reviews.append(NotebookReview(review.change, review.cells, review.parameters, name))
+    reviews = [NotebookReview(change) if change.error else review_notebook(change, out, base, head)
+               for change in changed_notebooks(root, base, head)]
     md = out / "review.md"
     tables = results(reviews) if results else None
     _write_text(md, render_markdown(reviews, base, head, tables))

@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import Settings
 from .context import git_info
-from .errors import ParameterError
+from .errors import ParameterError, TrackingError
 from .executors import local_execute
 from .notebook import Notebook, load
 from .params import coerce, parse_assignments, resolve
@@ -41,7 +41,7 @@ class SweepResult:
         """Point indices, best first by the compare metric; failures and missing values last."""
         def key(i):
             value = split_metrics(self.outcomes[i].result.records)[0].get(self.metric) if self.metric else None
-            if not self.outcomes[i].ok or value is None:
+            if not self.outcomes[i].ok or value is None or math.isnan(value):
                 return (1, 0.0)
             higher = self.notebook.model.higher_is_better if self.notebook.model else True
             return (0, -value if higher else value)
@@ -123,8 +123,12 @@ def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], rando
     result = _with_best(SweepResult(notebook, points, outcomes, parent.run_id, None, metric))
     best = result.outcomes[result.best] if result.best is not None else None
     best_metrics = split_metrics(best.result.records)[0] if best else {}
-    tracker.finish_sweep(parent, any(o.ok for o in outcomes), best.tracked.run_id if best else None,
-                         best_metrics)
+    try:
+        tracker.finish_sweep(parent, any(o.ok for o in outcomes), best.tracked.run_id if best else None,
+                             best_metrics)
+    except Exception as exc:  # the store failed: the parent must not stay RUNNING
+        tracker.abort(parent, "FAILED")
+        raise TrackingError(f"logging the sweep of {notebook.path} to MLflow failed: {exc}") from None
     if not register or best is None:
         note = "registration off (--no-register)" if best else "no successful point"
         return _replace(result, note=note)

@@ -232,12 +232,15 @@ class Tracker:
 
         if spec is None:
             return None, None, "no metadata.nbops.model.name: not registered"
-        logged = self.client.search_logged_models(
-            experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'"
-        )
+        try:
+            logged = self.client.search_logged_models(
+                experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'"
+            )
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            return spec.name, None, f"registration failed: {exc.message}"
         if not logged:
             return spec.name, None, "the notebook logged no model: not registered"
-        run = self.client.get_run(run_id)
         metrics, run_tags = dict(run.data.metrics), run.data.tags
         failures = failed_gates(spec.gates, metrics)
         if failures:

@@ -113,3 +113,22 @@ def test_github_and_gitlab_formats(repo, capsys):
     child = yaml.safe_load(capsys.readouterr().out)
     assert child["run notebooks/g.ipynb"]["tags"] == ["self-hosted", "gpu-a100"]
     assert child["run notebooks/a.ipynb"]["script"] == ["nbops run notebooks/a.ipynb"]
+
+
+def test_project_below_the_git_top_level(tmp_path, monkeypatch, capsys):
+    """A project in a subfolder of a larger repository: git prints paths from its top level."""
+    top = tmp_path / "mono"
+    root = top / "ml" / "proj"
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[tool.nbops]\n")
+    path = user_notebook(root, "a", "print(factor)")
+    git(top, "init", "-q", "-b", "main")
+    base = commit_all(top, "base")
+    user_notebook(root, "a", "print(factor * 2)")
+    commit_all(top, "change")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert list(plan(capsys, "--base", base)) == ["notebooks/a.ipynb"]
+    assert main(["review", "--base", base, "--out", "D"]) == 0
+    assert "`notebooks/a.ipynb` (modified)" in (root / "D" / "review.md").read_text()
+    assert path.exists()
