@@ -18,7 +18,7 @@ from . import __version__
 from .errors import NbopsError
 
 
-def _settings(args, **flags):
+def _settings(**flags):
     from .config import load_settings
 
     return load_settings(flags=flags)
@@ -70,7 +70,7 @@ def cmd_run(args) -> int:
     from .report import print_summary
     from .runner import plan_runs, run_specs
 
-    settings = _settings(args, runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
+    settings = _settings(runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
                          experiment=args.experiment)
     notebooks = list(args.notebooks)
     if args.changed:
@@ -106,7 +106,7 @@ def cmd_sweep(args) -> int:
     from .runner import plan_runs
     from .sweep import parse_grid, run_sweep
 
-    settings = _settings(args)
+    settings = _settings()
     notebook = load(args.notebook)
     from_file = load_params_file(args.grid_file) if args.grid_file else {}
     grid = parse_grid(notebook, args.param, from_file)
@@ -130,7 +130,7 @@ def cmd_sweep(args) -> int:
 def cmd_new(args) -> int:
     from .scaffold import new_notebook
 
-    settings = _settings(args)
+    settings = _settings()
     dest = new_notebook(settings, args.template, args.name, _overrides(args), force=args.force)
     print(f"created {dest.relative_to(settings.root) if dest.is_relative_to(settings.root) else dest}")
     return 0
@@ -139,7 +139,7 @@ def cmd_new(args) -> int:
 def cmd_templates(args) -> int:
     from .scaffold import list_templates
 
-    settings = _settings(args)
+    settings = _settings()
     templates = list_templates(settings)
     if not templates:
         print(f"no templates in {settings.path(settings.templates_dir)}")
@@ -156,7 +156,7 @@ def cmd_templates(args) -> int:
 def cmd_check(args) -> int:
     from .check import as_json, run_check
 
-    settings = _settings(args)
+    settings = _settings()
     findings = run_check(settings.root, args.paths,
                          (settings.notebooks_dir, settings.templates_dir), fix=args.fix,
                          lint=not args.no_lint)
@@ -173,7 +173,7 @@ def cmd_check(args) -> int:
 def cmd_plan(args) -> int:
     from .affected import as_github_output, as_gitlab_child, as_matrix, make_plan
 
-    settings = _settings(args)
+    settings = _settings()
     plan = make_plan(settings, args.base, args.head, all_=args.all, use_cache=not args.no_cache)
     for entry in plan.run:
         print(f"run {entry.notebook} on {entry.runs_on}: {entry.reason}", file=sys.stderr)
@@ -191,7 +191,7 @@ def cmd_plan(args) -> int:
 def cmd_review(args) -> int:
     from .review import write_review
 
-    settings = _settings(args)
+    settings = _settings()
     results = None
     if args.run:
         from .results import run_and_compare
@@ -220,7 +220,7 @@ def cmd_init(args) -> int:
 def cmd_setup(args) -> int:
     from .gitsetup import setup_clone
 
-    for what in setup_clone(_settings(args).root):
+    for what in setup_clone(_settings().root):
         print(f"installed {what}")
     return 0
 
@@ -228,7 +228,7 @@ def cmd_setup(args) -> int:
 def cmd_config(args) -> int:
     from .config import describe
 
-    for key, value, source in describe(_settings(args)):
+    for key, value, source in describe(_settings()):
         print(f"{key:<14} {value:<40} ({source})")
     return 0
 

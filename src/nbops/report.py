@@ -7,12 +7,11 @@ from typing import TextIO
 
 from .config import Settings
 from .context import device_name, relative_to_repo
+from .records import split_metrics
 from .runner import Outcome
 
 
 def _key_metrics(outcome: Outcome, limit: int = 3) -> str:
-    from .records import split_metrics
-
     metrics, _ = split_metrics(outcome.result.records)
     model = outcome.result.spec.notebook.model
     preferred = [model.compare, *(g.metric for g in model.gates)] if model else []
@@ -78,8 +77,6 @@ def print_sweep(result, settings: Settings, file: TextIO | None = None) -> None:
     """The points, best first by the compare metric, then the sweep's outcome in plain lines."""
     from rich.console import Console
     from rich.table import Table
-
-    from .records import split_metrics
 
     file = file or sys.stdout
     console = Console(file=file, width=None if file.isatty() else 160, highlight=False)

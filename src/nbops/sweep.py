@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,9 @@ def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], rando
         raise TrackingError(f"logging the sweep of {notebook.path} to MLflow failed: {exc}") from None
     if not register or best is None:
         note = "registration off (--no-register)" if best else "no successful point"
-        return _replace(result, note=note)
+        return replace(result, note=note)
     name, version, note = tracker.register(best.tracked.run_id, best.tracked.experiment_id, notebook.model)
-    return _replace(result, model_name=name, model_version=version, note=note)
+    return replace(result, model_name=name, model_version=version, note=note)
 
 
 def _with_best(result: SweepResult) -> SweepResult:
@@ -143,10 +143,4 @@ def _with_best(result: SweepResult) -> SweepResult:
     if ok and result.metric:
         value = split_metrics(result.outcomes[first].result.records)[0].get(result.metric)
         ok = value is not None and not math.isnan(value)
-    return _replace(result, best=first if ok else None)
-
-
-def _replace(result: SweepResult, **changes) -> SweepResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
+    return replace(result, best=first if ok else None)
