@@ -85,3 +85,15 @@ def mlflow_client(project):
 def all_runs(client):
     exps = client.search_experiments()
     return client.search_runs([e.experiment_id for e in exps]) if exps else []
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory):
+    """A project with `clf` v1 (champion) and v2 (challenger), built once per session.
+
+    Read-only: tests that move aliases or register versions build their own with
+    `tests.lifecycle.build_trained_project`.
+    """
+    from tests.lifecycle import build_trained_project
+
+    return build_trained_project(tmp_path_factory.mktemp("lifecycle") / "proj")

@@ -13,6 +13,22 @@ from typing import Any
 from .errors import ConfigError
 
 DEFAULT_RUNNERS = {"cpu": "ubuntu-latest", "gpu": ["self-hosted", "linux", "x64", "gpu"]}
+# [tool.nbops.registry]: what promotion to champion requires, and what retrain may do itself
+DEFAULT_REGISTRY: dict[str, Any] = {
+    "require_approval": False,  # champion only after `nbops models approve`
+    "champion_gates": [],  # gates beyond the notebook's own, e.g. ["accuracy >= 0.95"]
+    "auto_promote": False,  # `nbops retrain` promotes a better challenger itself (if no approval needed)
+}
+# [tool.nbops.monitor]: when `nbops monitor` calls it drift (exit 1)
+DEFAULT_MONITOR: dict[str, Any] = {
+    "p_value": 0.01,  # a feature drifts when its test's p-value is below this ...
+    "psi": 0.2,  # ... and its population stability index is at least this
+    "max_drifted_features": 0,  # more drifted features than this is drift
+    "metric_drop": 0.05,  # with labels: decay when the compare metric falls by more than this
+    "bins": 10,  # PSI bins (quantiles of the reference)
+    "reproduce_tolerance": 1e-6,  # `nbops reproduce`: largest metric difference that passes
+}
+_TABLE_DEFAULTS = {"registry": DEFAULT_REGISTRY, "monitor": DEFAULT_MONITOR}
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,8 @@ class Settings:
     kernel_name: str = ""  # empty: the notebook's own kernelspec
     # CI runner labels (GitHub runs-on) and tags (GitLab) by hardware: [tool.nbops.runners]
     runners: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RUNNERS))
+    registry: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REGISTRY))
+    monitor: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MONITOR))
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def path(self, value: str) -> Path:
@@ -49,8 +67,8 @@ class Settings:
         return uri
 
 
-_KEYS = [f.name for f in fields(Settings) if f.name not in ("root", "sources", "runners")]
-_TABLES = {"runners"}
+_TABLES = ("runners", "registry", "monitor")
+_KEYS = [f.name for f in fields(Settings) if f.name not in ("root", "sources", *_TABLES)]
 
 
 def find_root(start: Path) -> Path:
@@ -84,6 +102,32 @@ def _convert(key: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}") from None
 
 
+def _table(name: str, value: Any) -> dict[str, Any]:
+    """[tool.nbops.registry] or [tool.nbops.monitor]: known keys, each of its default's type."""
+    defaults = _TABLE_DEFAULTS[name]
+    if not isinstance(value, dict):
+        raise ConfigError(f"[tool.nbops.{name}] must be a table")
+    out = dict(defaults)
+    for key, item in value.items():
+        if key not in defaults:
+            raise ConfigError(f"[tool.nbops.{name}]: unknown key '{key}'",
+                              hint=f"known keys: {', '.join(defaults)}")
+        kind = type(defaults[key])
+        ok = (isinstance(item, kind) and not (kind is int and isinstance(item, bool))) or (
+            kind is float and isinstance(item, int) and not isinstance(item, bool))
+        if kind is list:
+            ok = isinstance(item, list) and all(isinstance(x, str) for x in item)
+        if not ok:
+            raise ConfigError(f"[tool.nbops.{name}]: {key} must be {kind.__name__}, got {item!r}")
+        out[key] = float(item) if kind is float else item
+    if name == "registry":
+        from .gates import parse_gate
+
+        for text in out["champion_gates"]:
+            parse_gate(text, "[tool.nbops.registry] champion_gates")
+    return out
+
+
 def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) -> Settings:
     root = find_root(Path(cwd or os.getcwd()))
     values: dict[str, Any] = {}
@@ -95,6 +139,9 @@ def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) 
                 raise ConfigError(f"[tool.nbops.runners]: '{bad[0]}' must be a label or a list of labels")
             values["runners"] = {**DEFAULT_RUNNERS, **value}
             sources["runners"] = "pyproject.toml"
+            continue
+        if key in _TABLE_DEFAULTS:
+            values[key], sources[key] = _table(key, value), "pyproject.toml"
             continue
         if key not in _KEYS or isinstance(value, dict):
             raise ConfigError(

@@ -106,3 +106,27 @@ def print_sweep(result, settings: Settings, file: TextIO | None = None) -> None:
         print(f"registered {result.model_name} v{result.model_version} from the best point", file=file)
     elif result.note:
         print(f"note: {result.note}", file=file)
+
+
+def print_versions(info, rows: list[dict], file: TextIO | None = None) -> None:
+    """`nbops models list`: best compare metric first; the version number is only a column."""
+    from rich.console import Console
+    from rich.table import Table
+
+    file = file or sys.stdout
+    console = Console(file=file, width=None if file.isatty() else 200, highlight=False)
+    direction = "higher" if info.higher_is_better else "lower"
+    title = f"{info.name}: ranked by {info.compare} ({direction} is better)" if info.compare else (
+        f"{info.name}: no compare metric in the notebook's metadata, newest first")
+    table = Table(title=title, title_justify="left")
+    for col in ("rank", info.compare or "metric", "other metrics", "version", "aliases", "approved",
+                "notebook", "git sha", "params"):
+        table.add_column(col, overflow="fold")
+    for rank, row in enumerate(rows, 1):
+        value = row["value"]
+        others = ", ".join(f"{k}={v:.4g}" for k, v in list(row["metrics"].items())[:4])
+        approved = f"{row['approved_by']} {row['approved_at']}".strip() or "-"
+        table.add_row(str(rank), "-" if value is None else f"{value:.4g}", others or "-", row["version"],
+                      ", ".join(row["aliases"]) or "-", approved, row["notebook"] or "-",
+                      row["git_sha"] or "-", row["params_digest"][:8] or "-")
+    console.print(table)

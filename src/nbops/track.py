@@ -24,6 +24,7 @@ from .gates import failed_gates
 from .notebook import ModelSpec
 from .plan import RunSpec
 from .records import split_metrics
+from .registry import params_digest
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 
@@ -251,20 +252,23 @@ class Tracker:
         tags.update({k: run_tags.get(k, "") for k in ("nbops.git_sha", "nbops.git_branch", "nbops.notebook",
                                                      "nbops.fingerprint", "nbops.template")})
         tags["nbops.run_id"] = run_id
+        tags["nbops.params_digest"] = params_digest(dict(run.data.params))
         tags["nbops.gates"] = "passed: " + ", ".join(map(str, spec.gates)) if spec.gates else "none"
+        model_tags = {
+            "nbops.compare": spec.compare or "",
+            "nbops.higher_is_better": str(spec.higher_is_better).lower(),
+            "nbops.gates": json.dumps([str(g) for g in spec.gates]),
+        }
         try:
             try:
-                self.client.create_registered_model(
-                    spec.name,
-                    tags={
-                        "nbops.compare": spec.compare or "",
-                        "nbops.higher_is_better": str(spec.higher_is_better).lower(),
-                    },
-                )
+                self.client.create_registered_model(spec.name, tags=model_tags)
             except MlflowException as exc:
                 if "already exists" not in str(exc).lower() and exc.error_code not in (
                     "RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                     raise
+                # it exists: the notebook's newest metadata describes the model from now on
+                for key, value in model_tags.items():
+                    self.client.set_registered_model_tag(spec.name, key, value)
             version = self.client.create_model_version(
                 spec.name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
                 model_id=model.model_id,
