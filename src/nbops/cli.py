@@ -290,7 +290,8 @@ def cmd_predict(args) -> int:
 
     result = predict_file(_settings(), args.model, Path(args.input), Path(args.output),
                           chunk_size=args.chunk_size, progress=not args.quiet)
-    print(f"wrote {result.rows} prediction(s) from {result.model} to {result.output}")
+    print(f"wrote {result.rows} prediction(s) from {result.model} to {result.output} in "
+          f"{result.duration:.1f}s ({result.rows_per_second:,.0f} rows/s after loading the model)")
     return 0
 
 
