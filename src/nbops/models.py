@@ -121,3 +121,21 @@ def load(version: VersionInfo) -> LoadedModel:
         raise RegistryError(f"cannot load {uri}: {exc}",
                             hint="are the artifacts of its run still where MLflow stored them?") from None
     return LoadedModel(version, _columns(meta), flavor, predictor)
+
+
+def input_columns(version: VersionInfo) -> tuple[Column, ...]:
+    """VERSION's signature columns, read from its MLmodel file alone: no model is loaded
+    (loading a scikit-learn model through skops costs seconds of imports)."""
+    import logging
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        return _columns(Model.load(version.uri))
+    except MlflowException as exc:
+        raise RegistryError(f"cannot read {version.uri}: {exc.message}") from None
+    except OSError as exc:
+        raise RegistryError(f"cannot read {version.uri}: {exc}",
+                            hint="are the artifacts of its run still where MLflow stored them?") from None
