@@ -75,3 +75,24 @@ def build_trained_project(root: Path, kinds: tuple[str, ...] = ("knn", "random_f
     if len(kinds) > 1:
         nbops(root, "models", "promote", MODEL, "2", "--alias", "challenger")
     return root
+
+
+def cli(root: Path, *args: str) -> tuple[int, str, str]:
+    """`nbops ARGS` in this process, in ROOT: (exit code, stdout, stderr). Much cheaper than a
+    subprocess once mlflow is imported (~2 s an import); the behaviour is the same `main`."""
+    import contextlib
+    import io
+
+    from nbops.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    saved = {k: os.environ.pop(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID") if k in os.environ}
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(cwd)
+        os.environ.update(saved)
+    return code, out.getvalue(), err.getvalue()

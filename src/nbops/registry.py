@@ -301,22 +301,20 @@ class Registry:
                 stack.append(event.from_version)
             elif stack:
                 stack.pop()
-        if not stack:
+        if not stack or stack[-1] is None:
+            # the first move has nothing before it; removing the alias would stop `nbops serve`
             raise RegistryError(f"{name}@{alias} has no earlier version to roll back to",
-                                hint=f"nbops models list {name} shows the alias history")
+                                hint=f"move it with: nbops models promote {name} VERSION --alias {alias}")
         target = stack[-1]
         current = info.aliases.get(alias)
-        if target is None:
-            self.client.delete_registered_model_alias(name, alias)
-        else:
-            self.client.set_registered_model_alias(name, alias, target)
+        self.client.set_registered_model_alias(name, alias, target)
         event = AliasEvent(alias, target, current, by or whoami(), _now(), "rollback")
         self._record(name, event)
         return event
 
 
 def describe_event(name: str, event: AliasEvent) -> str:
-    to = f"version {event.to_version}" if event.to_version else "nothing (alias removed)"
+    to = f"version {event.to_version}"
     was = f" (was version {event.from_version})" if event.from_version else ""
     return f"{name}@{event.alias} -> {to}{was}, by {event.by} at {event.at}"
 

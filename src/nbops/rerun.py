@@ -1,0 +1,414 @@
+"""`nbops retrain` and `nbops reproduce`: run a registered version's notebook again.
+
+Both rebuild what produced the version: the project's files at the git sha recorded on the version
+(a temporary `git worktree`, so `src/` modules are those of that commit too), the notebook exactly
+as it was executed (the executed notebook logged with the run, its injected-parameters cell and
+outputs removed), and the parameter values papermill recorded in it. Data files the notebook
+declares that git does not hold (ignored data) are linked in from the working tree.
+
+- `retrain` swaps the notebook's data parameter for new data, registers the result (when its gates
+  hold) and makes it `challenger`; it promotes it to `champion` only when [tool.nbops.registry]
+  says `auto_promote = true`, approval is not required, and it beats the champion.
+- `reproduce` runs with the logged parameters, registers nothing, and compares every metric with
+  the registered run's: a difference above the tolerance fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .context import relative_to_repo
+from .errors import NbopsError, RegistryError
+from .registry import ModelInfo, Registry, VersionInfo
+
+_DATA_PARAM = re.compile(r"^(data|dataset|input|train|training|csv)(_?(path|file|csv|uri))?$|"
+                         r"^(data|input|train|training|csv)_?\w*_(path|file)$")
+
+
+@dataclass(frozen=True)
+class MetricDiff:
+    name: str
+    registered: float | None
+    new: float | None
+
+    @property
+    def diff(self) -> float | None:
+        if self.registered is None or self.new is None:
+            return None
+        return self.new - self.registered
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    name: str
+    champion: VersionInfo
+    run_id: str
+    ok: bool  # the notebook ran
+    version: str | None  # the new version, when registered
+    note: str
+    metrics: list[MetricDiff] = field(default_factory=list)  # champion -> challenger
+    compare: str = ""
+    better: bool | None = None
+    promoted: bool = False
+    data_digest: str = ""
+
+
+@dataclass(frozen=True)
+class ReproduceResult:
+    version: VersionInfo
+    run_id: str
+    ran: bool
+    tolerance: float
+    metrics: list[MetricDiff] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def mismatches(self) -> list[MetricDiff]:
+        def bad(m: MetricDiff) -> bool:
+            if m.diff is None:
+                return True
+            if math.isnan(m.diff):  # NaN on both sides reproduces NaN
+                return not (math.isnan(m.registered) and math.isnan(m.new))
+            return abs(m.diff) > self.tolerance
+
+        return [m for m in self.metrics if bad(m)]
+
+    @property
+    def ok(self) -> bool:
+        return self.ran and bool(self.metrics) and not self.mismatches
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What produced a version: its run's notebook (repo-relative), sha, parameters, data digests."""
+
+    version: VersionInfo
+    notebook: str
+    sha: str
+    dirty: bool
+    parameters: dict[str, Any]  # as papermill injected them (typed)
+    executed: dict | None  # the executed notebook, when the run logged it
+    run_metrics: dict[str, float]
+    data_digests: dict[str, str]  # dataset name -> digest, as logged
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise NbopsError(f"git {' '.join(args)} failed: {lines[-1] if lines else done.returncode}")
+    return done.stdout.strip()
+
+
+def lineage(registry: Registry, version: VersionInfo) -> Lineage:
+    from mlflow.exceptions import MlflowException
+
+    if not version.run_id:
+        raise RegistryError(f"{version.name} version {version.version} has no run to re-run",
+                            hint="only versions registered from a run can be retrained or reproduced")
+    client = registry.client
+    try:
+        run = client.get_run(version.run_id)
+    except MlflowException:
+        raise RegistryError(f"the run {version.run_id} of {version.name} v{version.version} is gone") from None
+    tags = run.data.tags
+    notebook = tags.get("nbops.notebook") or version.notebook
+    sha = tags.get("nbops.git_sha") or version.git_sha
+    if not notebook or not sha or sha == "unknown":
+        raise RegistryError(
+            f"{version.name} v{version.version}: its run records no notebook or git sha",
+            hint="versions registered by `nbops run` in a git repository carry both")
+    executed = None
+    # MLflow draws a progress bar on stderr for every download; one small file needs none
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory(prefix="nbops-artifacts-") as tmp:
+        try:
+            names = [a.path for a in client.list_artifacts(version.run_id, "notebook")
+                     if a.path.endswith(".ipynb")]
+            if names:
+                local = client.download_artifacts(version.run_id, names[0], tmp)
+                executed = json.loads(Path(local).read_text(encoding="utf-8"))
+        except (MlflowException, OSError, json.JSONDecodeError):
+            executed = None  # fall back to the notebook at the sha and the logged params
+    if executed is not None:
+        parameters = dict(executed.get("metadata", {}).get("papermill", {}).get("parameters") or {})
+    else:
+        parameters = {}
+    digests = {d.dataset.name: d.dataset.digest for d in (run.inputs.dataset_inputs if run.inputs else [])}
+    return Lineage(version, notebook, sha, tags.get("nbops.git_dirty") == "true", parameters, executed,
+                   dict(run.data.metrics), digests)
+
+
+@contextmanager
+def checkout(settings: Settings, sha: str):
+    """The project as it was at SHA, in a temporary worktree; yields the project root inside it."""
+    root = settings.root.resolve()
+    top = Path(_git(root, "rev-parse", "--show-toplevel")).resolve()
+    try:
+        _git(root, "cat-file", "-e", f"{sha}^{{commit}}")
+    except NbopsError:
+        raise RegistryError(f"git commit {sha[:12]} is not in this repository",
+                            hint="git fetch the branch it was trained on (or unshallow the clone)") from None
+    tmp = Path(tempfile.mkdtemp(prefix="nbops-worktree-"))
+    tree = tmp / "tree"
+    _git(top, "worktree", "add", "--detach", "--quiet", str(tree), sha)
+    try:
+        yield tree / root.relative_to(top)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=top,
+                       capture_output=True, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=top, capture_output=True, check=False)
+
+
+def _executable_notebook(lin: Lineage, path: Path) -> None:
+    """Write the executed notebook back as a source notebook: no injected cell, no outputs."""
+    if lin.executed is None:
+        return  # the file at the sha is the source
+    nb = json.loads(json.dumps(lin.executed))
+    cells = []
+    for cell in nb.get("cells", []):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        meta = cell.get("metadata", {})
+        meta.pop("papermill", None)
+        meta.pop("execution", None)
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+        cells.append(cell)
+    nb["cells"] = cells
+    nb.get("metadata", {}).pop("papermill", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+
+
+def _link_missing_data(settings: Settings, tree_root: Path, declared: tuple[str, ...]) -> None:
+    """Data files git does not hold (ignored): link the working tree's copies into the worktree."""
+    for rel in declared:
+        target = tree_root / rel
+        source = settings.path(rel)
+        if not target.exists() and source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source.resolve())
+
+
+def _rerun_settings(settings: Settings, tree_root: Path) -> Settings:
+    """Run in the worktree, track in the project's store, keep executed notebooks in its runs/."""
+    return replace(settings, root=tree_root, tracking_uri=settings.resolved_tracking_uri,
+                   runs_dir=str(settings.path(settings.runs_dir).resolve()))
+
+
+def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, overrides: dict[str, Any],
+          new_data: Path | None = None, replaced: Path | None = None):
+    from .notebook import load
+    from .plan import make_spec
+    from .runner import _check_kernels
+
+    path = tree_settings.root / lin.notebook
+    _executable_notebook(lin, path)
+    if not path.is_file():
+        raise RegistryError(f"{lin.notebook} does not exist at {lin.sha[:12]}")
+    nb = load(path)
+    _link_missing_data(settings, tree_settings.root, nb.data)
+    known = {p.name for p in nb.parameters}
+    spec = make_spec(tree_settings, nb, {k: v for k, v in overrides.items() if k in known})
+    if new_data is not None:
+        from .inputs import file_digest
+
+        # compared without resolving links: an ignored data file is a link into the working tree
+        keep = tuple(p for p in spec.data_files
+                     if replaced is None or os.path.abspath(p) != os.path.abspath(replaced))
+        data_keys = {relative_to_repo(p, tree_settings.root) for p in spec.data_files}
+        inputs = {k: v for k, v in spec.inputs.items() if k not in data_keys}
+        inputs.update({relative_to_repo(p, tree_settings.root): file_digest(p) for p in keep})
+        inputs[relative_to_repo(new_data, tree_settings.root)] = file_digest(new_data)
+        spec = replace(spec, data_files=(*keep, new_data), inputs=inputs)
+    _check_kernels([spec])
+    return spec
+
+
+def _run(tree_settings: Settings, spec, register: bool, quiet: bool):
+    from .progress import make_progress
+    from .runner import run_specs
+
+    progress = make_progress(quiet=quiet)
+    try:
+        return run_specs(tree_settings, [spec], register=register, progress=progress)[0]
+    finally:
+        progress.close()
+
+
+def _diffs(old: dict[str, float], new: dict[str, float]) -> list[MetricDiff]:
+    return [MetricDiff(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new))]
+
+
+def find_data_param(lin: Lineage, notebook_params: dict[str, Any], given: str | None) -> str:
+    """The parameter that takes the training data's path: --data-param, or the one string
+    parameter named like data_path / csv_path / train_file."""
+    if given:
+        if given not in notebook_params:
+            raise RegistryError(f"{lin.notebook} has no parameter '{given}'",
+                                hint="parameters: " + ", ".join(notebook_params))
+        return given
+    candidates = [n for n, v in notebook_params.items() if isinstance(v, str) and _DATA_PARAM.match(n)]
+    paths = [n for n in candidates if n.endswith(("_path", "_file", "path", "file"))]
+    for group in (paths, candidates):  # `data_path` over `dataset` (a name, not a file)
+        if len(group) == 1:
+            return group[0]
+    raise RegistryError(
+        f"cannot tell which parameter of {lin.notebook} takes the data"
+        + (f" ({', '.join(candidates)})" if candidates else ""),
+        hint="name it with --data-param NAME")
+
+
+def retrain(settings: Settings, name: str, data: Path, param: str | None = None,
+            quiet: bool = False) -> RetrainResult:
+    from .notebook import load
+
+    if "@" in name or "/" in name:
+        raise RegistryError(f"retrain takes a model name, got '{name}'",
+                            hint="it retrains the champion: nbops retrain NAME --data FILE")
+    data = data.resolve()
+    if not data.is_file():
+        raise NbopsError(f"--data {data}: no such file")
+    registry = Registry(settings)
+    info = registry.model(name)
+    champion = registry.resolve(f"{name}@champion")
+    lin = lineage(registry, champion)
+    with checkout(settings, lin.sha) as tree_root:
+        tree_settings = _rerun_settings(settings, tree_root)
+        path = tree_root / lin.notebook
+        _executable_notebook(lin, path)
+        nb = load(path)
+        values = {p.name: p.default for p in nb.parameters}
+        values.update({k: v for k, v in lin.parameters.items() if k in values})
+        data_param = find_data_param(lin, values, param)
+        old = values.get(data_param)
+        replaced = Path(os.path.abspath(path.parent / old)) if isinstance(old, str) and old else None
+        overrides = {**lin.parameters, data_param: str(data)}
+        spec = _spec(settings, tree_settings, lin, overrides, new_data=data, replaced=replaced)
+        outcome = _run(tree_settings, spec, register=True, quiet=quiet)
+    tracked = outcome.tracked
+    run_id = tracked.run_id if tracked else ""
+    if run_id:
+        registry.client.set_tag(run_id, "nbops.retrain_of", f"{name}/{champion.version}")
+    digest = registry.client.get_run(run_id).data.tags.get("nbops.data_digest", "") if run_id else ""
+    if not outcome.ok or not tracked or not tracked.model_version:
+        note = tracked.note if tracked else ""
+        if not outcome.ok:
+            note = f"the notebook failed: {outcome.result.error}"
+        return RetrainResult(name, champion, run_id, outcome.ok, None, note or "no model registered",
+                             data_digest=digest)
+    version = tracked.model_version
+    registry.promote(name, version, "challenger", by="nbops retrain")
+    new = registry.get(name, version)
+    diffs = _diffs(champion.metrics, new.metrics)
+    better = _better(info, champion, new)
+    promoted, note = False, ""
+    reg = settings.registry
+    if better and reg.get("auto_promote") and not reg.get("require_approval"):
+        failures = registry.gate_failures(info, new)
+        if failures:
+            note = "not promoted: " + "; ".join(failures)
+        else:
+            registry.promote(name, version, "champion", by="nbops retrain (auto_promote)")
+            promoted = True
+    elif reg.get("require_approval"):
+        note = (f"promotion waits for approval: nbops models approve {name} {version} --by WHO, "
+                f"then nbops models promote {name} {version} --alias champion")
+    else:
+        note = f"to promote it: nbops models promote {name} {version} --alias champion"
+    return RetrainResult(name, champion, run_id, True, version, note, diffs, info.compare, better,
+                         promoted, digest)
+
+
+def _better(info: ModelInfo, old: VersionInfo, new: VersionInfo) -> bool | None:
+    if not info.compare:
+        return None
+    a, b = old.metrics.get(info.compare), new.metrics.get(info.compare)
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return None
+    return b > a if info.higher_is_better else b < a
+
+
+def reproduce(settings: Settings, ref: str, tolerance: float | None = None,
+              quiet: bool = False) -> ReproduceResult:
+    tol = float(settings.monitor.get("reproduce_tolerance", 1e-6) if tolerance is None else tolerance)
+    if tol < 0:
+        raise NbopsError(f"--tolerance must not be negative, got {tol}")
+    registry = Registry(settings)
+    version = registry.resolve(ref)
+    lin = lineage(registry, version)
+    with checkout(settings, lin.sha) as tree_root:
+        tree_settings = _rerun_settings(settings, tree_root)
+        spec = _spec(settings, tree_settings, lin, lin.parameters)
+        outcome = _run(tree_settings, spec, register=False, quiet=quiet)
+    from .records import split_metrics
+
+    new_metrics, _ = split_metrics(outcome.result.records)
+    run_id = outcome.tracked.run_id if outcome.tracked else ""
+    if run_id:
+        registry.client.set_tag(run_id, "nbops.reproduce_of", f"{version.name}/{version.version}")
+    note = "" if outcome.ok else f"the notebook failed: {outcome.result.error}"
+    if lin.dirty:
+        note = (note + "; " if note else "") + "the original run had uncommitted changes"
+    return ReproduceResult(version, run_id, outcome.ok, tol,
+                           _diffs(lin.run_metrics, new_metrics) if outcome.ok else [], note)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def print_retrain(result: RetrainResult, file=None) -> None:
+    file = file or sys.stdout
+    champ = result.champion
+    if not result.version:
+        print(f"retrain of {result.name} (champion v{champ.version} at {champ.git_sha[:10]}) "
+              f"registered nothing: {result.note}", file=file)
+        return
+    print(f"retrained {result.name} v{champ.version} at git {champ.git_sha[:10]} on new data "
+          f"(digest {result.data_digest[:12]}): v{result.version} is challenger", file=file)
+    print(f"{'metric':<24} {'champion':>12} {'challenger':>12} {'delta':>12}", file=file)
+    for m in result.metrics:
+        mark = " *" if m.name == result.compare else ""
+        delta = "-" if m.diff is None else f"{m.diff:+.4g}"
+        print(f"{m.name + mark:<24} {_fmt(m.registered):>12} {_fmt(m.new):>12} {delta:>12}", file=file)
+    if result.better is not None:
+        print(f"challenger is {'better' if result.better else 'not better'} on {result.compare}", file=file)
+    if result.promoted:
+        print(f"promoted {result.name} v{result.version} to champion (auto_promote)", file=file)
+    if result.note:
+        print(result.note, file=file)
+
+
+def print_reproduce(result: ReproduceResult, file=None) -> None:
+    file = file or sys.stdout
+    v = result.version
+    if not result.ran:
+        print(f"reproduce {v.name} v{v.version}: {result.note}", file=file)
+        return
+    print(f"{'metric':<24} {'registered':>14} {'reproduced':>14} {'difference':>12}", file=file)
+    for m in result.metrics:
+        diff = "-" if m.diff is None else f"{m.diff:+.3g}"
+        print(f"{m.name:<24} {_fmt(m.registered):>14} {_fmt(m.new):>14} {diff:>12}", file=file)
+    bad = result.mismatches
+    verdict = (f"reproduced {v.name} v{v.version}: every metric within {result.tolerance:g}" if result.ok
+               else f"{v.name} v{v.version} did not reproduce: "
+               + (", ".join(m.name for m in bad) if bad else "no metrics recorded")
+               + f" differ by more than {result.tolerance:g}")
+    print(verdict, file=file)
+    if result.note:
+        print(f"note: {result.note}", file=file)
