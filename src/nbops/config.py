@@ -121,10 +121,15 @@ def _table(name: str, value: Any) -> dict[str, Any]:
             raise ConfigError(f"[tool.nbops.{name}]: {key} must be {kind.__name__}, got {item!r}")
         out[key] = float(item) if kind is float else item
     if name == "registry":
+        from .errors import NotebookError
         from .gates import parse_gate
 
         for text in out["champion_gates"]:
-            parse_gate(text, "[tool.nbops.registry] champion_gates")
+            try:
+                parse_gate(text, "")
+            except NotebookError:
+                raise ConfigError(f"[tool.nbops.registry] champion_gates: bad gate {text!r}",
+                                  hint="write gates as 'METRIC OP NUMBER', e.g. 'accuracy >= 0.9'") from None
     return out
 
 

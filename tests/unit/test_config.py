@@ -35,3 +35,27 @@ def test_bad_config_is_reported(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text("[tool.nbops\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_settings(tmp_path)
+
+
+def test_registry_and_monitor_tables(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.nbops.registry]\nrequire_approval = true\nchampion_gates = ["accuracy >= 0.9"]\n'
+        "[tool.nbops.monitor]\npsi = 0.1\nmax_drifted_features = 2\n")
+    s = load_settings(tmp_path)
+    assert s.registry == {"require_approval": True, "champion_gates": ["accuracy >= 0.9"],
+                          "auto_promote": False}
+    assert (s.monitor["psi"], s.monitor["max_drifted_features"], s.monitor["p_value"]) == (0.1, 2, 0.01)
+    assert s.sources["registry"] == s.sources["monitor"] == "pyproject.toml"
+    assert load_settings(tmp_path.parent).monitor["psi"] == 0.2  # defaults elsewhere
+    for body, message in [
+        ("[tool.nbops.registry]\nrequire_aproval = true\n", "unknown key 'require_aproval'"),
+        ("[tool.nbops.registry]\nrequire_approval = 1\n", "require_approval must be bool"),
+        ("[tool.nbops.monitor]\npsi = \"high\"\n", "psi must be float"),
+        ("[tool.nbops.monitor]\nmax_drifted_features = true\n", "max_drifted_features must be int"),
+        ('[tool.nbops.registry]\nchampion_gates = ["accuracy >> 1"]\n', "bad gate"),
+        ("[tool.nbops]\nregistry = 3\n", "must be a table"),
+    ]:
+        (tmp_path / "pyproject.toml").write_text(body)
+        with pytest.raises(ConfigError, match=message):
+            load_settings(tmp_path)
