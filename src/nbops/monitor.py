@@ -540,7 +540,7 @@ def to_html(report: MonitorReport, samples: dict[str, tuple[Any, Any]]) -> str:
     if report.decay:
         d = report.decay
         decay = (f"<h2>Decay</h2><table><tr><th>metric</th><th>validation</th><th>current</th>"
-                 f"<th>worse by</th><th>decayed</th></tr><tr{' class=drifted' if d.decayed else ''}>"
+                 f"<th>drop</th><th>decayed</th></tr><tr{' class=drifted' if d.decayed else ''}>"
                  f"<td>{escape(d.metric)}</td><td class=num>{d.validation:.4g}</td>"
                  f"<td class=num>{d.current:.4g}</td><td class=num>{d.drop:.4g}</td>"
                  f"<td>{'yes' if d.decayed else 'no'}</td></tr></table>")
@@ -554,7 +554,7 @@ def to_html(report: MonitorReport, samples: dict[str, tuple[Any, Any]]) -> str:
 <p>reference <code>{escape(report.reference)}</code> ({report.reference_rows} rows),
 current <code>{escape(report.current)}</code> ({report.current_rows} rows).
 A feature drifts when p &lt; {t['p_value']:g} and PSI &ge; {t['psi']:g};
-alarm when more than {t['max_drifted_features']} drift, or the metric falls by more than {t['metric_drop']:g}.</p>
+alarm when more than {t['max_drifted_features']} features drift, or the metric falls by more than {t['metric_drop']:g}.</p>
 <p class="verdict {'alarm' if report.alarm else 'ok'}">{verdict}</p>
 {decay}
 <h2>Features</h2>
