@@ -185,3 +185,29 @@ def test_reproduce_fails_when_a_metric_differs(one_version):
         assert "every metric within 0.02" in out
     finally:
         client.log_metric(v1.run_id, "accuracy", original)
+
+
+@pytest.mark.slow
+def test_monitor_retrain_chains_drift_to_a_challenger(one_version, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from nbops.inputs import file_digest
+
+    same = tmp_path / "same.csv"
+    shutil.copy(one_version / "data" / "train.csv", same)
+    code, out, _ = run(one_version, "monitor", MODEL, "--reference", "data/train.csv",
+                       "--current", str(same), "--out", str(tmp_path / "m0"), "--retrain", "--quiet",
+                       check=False)
+    assert code == 0 and "no drift" in out and "retrained" not in out  # no drift: no retrain
+    shifted = make_data(tmp_path / "shifted.csv", shift={"f4": 2.0})  # the training rows, f4 moved
+    code, out, _ = run(one_version, "monitor", MODEL, "--reference", "data/train.csv",
+                       "--current", str(shifted), "--out", str(tmp_path / "m1"), "--retrain", "--quiet",
+                       check=False)
+    assert code == 1 and "drift: f4 (" in out, out
+    assert "is challenger" in out
+    client = MlflowClient(f"sqlite:///{one_version / 'mlflow.db'}")
+    challenger = client.get_model_version_by_alias(MODEL, "challenger")
+    run_ = client.get_run(challenger.run_id)
+    assert run_.data.params["data_path"] == str(shifted)
+    assert file_digest(shifted)[:32] in {d.dataset.digest for d in run_.inputs.dataset_inputs}
+    assert run_.data.tags["nbops.retrain_of"] == "clf/1"
