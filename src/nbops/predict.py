@@ -43,6 +43,7 @@ class PredictResult:
     chunks: int
     duration: float  # seconds, resolving and loading the model included
     load_seconds: float = 0.0  # of which resolving and loading the model
+    prediction_columns: tuple[str, ...] = ()  # the columns the model's output became
 
     @property
     def rows_per_second(self) -> float:
@@ -323,7 +324,8 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
     try:
         temps += [_temp_beside(output), _temp_beside(sidecar)]
         tmp, side_tmp = temps
-        rows, chunks, columns = _predict_chunks(loaded, input, in_fmt, tmp, out_fmt, chunk_size, progress)
+        rows, chunks, columns, predicted = _predict_chunks(loaded, input, in_fmt, tmp, out_fmt,
+                                                           chunk_size, progress)
         duration = time.monotonic() - start
         meta = {
             "model": {"ref": ref, "name": version.name, "version": version.version,
@@ -331,7 +333,8 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
                       "source": version.source, "uri": version.uri, "flavor": loaded.flavor},
             "input": {"path": str(input.resolve()), "format": in_fmt, "sha256": digest,
                       "bytes": input.stat().st_size},
-            "output": {"path": str(output.resolve()), "format": out_fmt, "columns": columns},
+            "output": {"path": str(output.resolve()), "format": out_fmt, "columns": columns,
+                       "prediction_columns": predicted},
             "rows": rows, "chunks": chunks, "chunk_size": chunk_size,
             "duration_s": round(duration, 3), "load_model_s": round(loaded_at - start, 3),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -351,12 +354,13 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
     return PredictResult(rows=rows, model=model_label(version), output=output, name=version.name,
                          version=version.version, aliases=tuple(version.aliases),
                          run_id=version.run_id, sidecar=sidecar, chunks=chunks, duration=duration,
-                         load_seconds=loaded_at - start)
+                         load_seconds=loaded_at - start, prediction_columns=tuple(predicted))
 
 
 def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, chunk_size: int,
-                    progress: bool) -> tuple[int, int, list[str]]:
-    """Read, check, predict and write chunk by chunk into TMP: (rows, chunks, output columns)."""
+                    progress: bool) -> tuple[int, int, list[str], list[str]]:
+    """Read, check, predict and write chunk by chunk into TMP:
+    (rows, chunks, output columns, prediction columns)."""
     from .models import InputError
 
     label = model_label(loaded.version)
@@ -366,6 +370,7 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
                f"{label} {input.name}")
     rows = chunks = 0
     columns: list[str] = []
+    predicted: list[str] = []
     try:
         for chunk, position in reader:
             n = len(chunk)
@@ -384,6 +389,7 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
             else:  # an empty input: models refuse zero rows; the output still gets its columns
                 pred = []
             extra = prediction_columns(pred, n)
+            predicted = predicted or list(extra)
             extra[VERSION_COLUMN] = _repeat(loaded.version.version, n)
             table = _table(chunk, extra, where)
             writer.write(table, where)
@@ -394,4 +400,4 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
         reader.close()
         writer.close()
         bar.close()
-    return rows, chunks, columns
+    return rows, chunks, columns, predicted

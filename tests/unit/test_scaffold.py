@@ -61,4 +61,4 @@ def test_new_refuses_bad_input(tpl_project):
 def test_templates_ship_inside_the_package():
     from nbops.scaffold import PACKAGED
 
-    assert {p.name for p in PACKAGED.glob("*.ipynb")} >= {"classification.ipynb", "torch_classifier.ipynb"}
+    assert {p.name for p in PACKAGED.glob("*.ipynb")} >= {"classification.ipynb", "torch_classifier.ipynb", "batch_predict.ipynb"}
