@@ -138,6 +138,58 @@ def _columns(obj: dict, where: str) -> dict[str, list]:
 
 
 # -- one served version ----------------------------------------------------------------------
+class Batcher:
+    """One `predict` call for the requests that arrived together.
+
+    While the event loop predicts for one request, others arrive; their handlers run in the next
+    loop iteration, each adds its matrix here, and one `call_soon` flush predicts them stacked:
+    a scikit-learn call costs about the same for 1 row as for 20 (validation, not arithmetic), so
+    under concurrent load this multiplies throughput; a lone request waits one loop turn. Only
+    matrices (the numpy fast path) are stacked, rows are independent in `predict`, and a batch
+    that fails is redone request by request so that one bad payload fails alone.
+    """
+
+    def __init__(self, predict: Callable[[Any], Any]):
+        self.predict = predict
+        self.pending: list[tuple[Any, asyncio.Future]] = []
+        self.rows = 0
+
+    def submit(self, matrix) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self.flush)
+        self.pending.append((matrix, future))
+        self.rows += len(matrix)
+        if self.rows >= INLINE_ROWS:  # a large batch goes now; later ones start a new batch
+            self.flush()
+        return future
+
+    def flush(self) -> None:
+        batch, self.pending, self.rows = self.pending, [], 0
+        batch = [(m, f) for m, f in batch if not f.done()]  # a client that hung up
+        if not batch:
+            return
+        if len(batch) > 1:
+            import numpy as np
+
+            try:
+                out = self.predict(np.concatenate([m for m, _ in batch]))
+            except Exception:  # noqa: BLE001 - redone one by one below, each gets its own error
+                out = None
+            if out is not None and len(out) == sum(len(m) for m, _ in batch):
+                start = 0
+                for matrix, future in batch:
+                    future.set_result(out[start:start + len(matrix)])
+                    start += len(matrix)
+                return
+        for matrix, future in batch:
+            try:
+                future.set_result(self.predict(matrix))
+            except Exception as exc:  # noqa: BLE001 - handed to that request's handler
+                future.set_exception(exc)
+
+
 @dataclass(frozen=True)
 class Served:
     """A loaded version behind one alias, and what its requests need precomputed."""
@@ -149,6 +201,7 @@ class Served:
     names: tuple[str, ...]  # the signature's columns, in order; empty without a signature
     fast: bool  # all-double columns into a sklearn model: a numpy matrix, no DataFrame
     headers: dict[str, str]
+    batcher: Batcher | None  # for fast-path matrices
 
     @classmethod
     def of(cls, model, alias: str) -> Served:
@@ -160,7 +213,8 @@ class Served:
         version = model.version.version
         headers = {"X-Model-Name": model.version.name, "X-Model-Version": version,
                    "X-Model-Alias": alias}
-        return cls(model, model.version.name, alias, version, names, fast, headers)
+        return cls(model, model.version.name, alias, version, names, fast, headers,
+                   Batcher(model.predict) if fast else None)
 
     def prepare(self, shape: str, data: Any) -> tuple[Any, int]:
         """(model input, rows). Raises models.InputError or PayloadError naming the field."""
@@ -410,6 +464,7 @@ def create_app(service: Service, versions: dict[str, Any]):
     loaded once the server runs."""
     import contextlib
 
+    import numpy as np
     import orjson
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
@@ -474,6 +529,8 @@ def create_app(service: Service, versions: dict[str, Any]):
             if rows > INLINE_ROWS:
                 loop = asyncio.get_running_loop()
                 predictions = await loop.run_in_executor(None, served.model.predict, features)
+            elif served.batcher is not None and isinstance(features, np.ndarray):
+                predictions = await served.batcher.submit(features)
             else:
                 predictions = served.model.predict(features)
         except (ValueError, TypeError) as exc:  # the model refused these values (e.g. NaN)

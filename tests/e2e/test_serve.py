@@ -1,0 +1,320 @@
+"""`nbops serve` as a user runs it: a real server process on the trained project, real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nbops.serve import bands, decode, key_point
+from tests.lifecycle import FEATURES
+
+ROW = {"f0": 0.5, "f1": -1.2, "f2": 0.3, "f3": 1.1, "f4": -0.4, "f5": 0.9}
+MAX_BODY = 64 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
+class Server:
+    def __init__(self, root: Path, log: Path, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.statuses_while_loading: list[tuple[int, int]] = []  # (/ready, /predict) before ready
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nbops", "serve", "clf", "--port", str(self.port), *args],
+                cwd=root, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, f"server exited {self.proc.returncode}: {self.text()}"
+                try:
+                    ready = client.get("/ready").status_code
+                except httpx.TransportError:
+                    time.sleep(0.1)
+                    continue
+                if ready == 200:
+                    return
+                predict = client.post("/predict", json={"records": [ROW]}).status_code
+                self.statuses_while_loading.append((ready, predict))
+                time.sleep(0.1)
+        raise AssertionError(f"not ready after {timeout} s: {self.text()}")
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def running(root: Path, log: Path, *args: str):
+    server = Server(root, log, *args)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def canary(trained_project, tmp_path_factory):
+    """clf@champion (version 1) with 20% of the traffic to clf@challenger (version 2)."""
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with running(trained_project, log, "--canary", "challenger=20", "--max-body", str(MAX_BODY)) as server:
+        yield server
+
+
+@pytest.fixture
+def client(canary):
+    with httpx.Client(base_url=canary.url, timeout=30) as c:
+        yield c
+
+
+def counts(client: httpx.Client) -> dict[tuple[str, str], float]:
+    """(version, status) -> nbops_serve_requests_total."""
+    found = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("nbops_serve_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            found[(labels["version"], labels["status"])] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+# -- pure pieces, no server ----------------------------------------------------------------------
+def test_bands_give_the_canary_its_share_and_champion_the_rest():
+    assert bands({"challenger": 20}) == (("challenger", 20.0), ("champion", 100.0))
+    assert bands({}) == (("champion", 100.0),)
+
+
+def test_request_keys_spread_evenly_and_stay_put():
+    points = [key_point(f"user-{i}") for i in range(5000)]
+    assert all(0 <= p < 100 for p in points)
+    assert 0.17 < sum(p < 20 for p in points) / len(points) < 0.23
+    assert key_point("user-7") == key_point("user-7")
+
+
+@pytest.mark.parametrize("payload,shape", [
+    ({"records": [ROW]}, "records"),
+    ([ROW], "records"),
+    ({"dataframe_records": [ROW]}, "records"),
+    ({"instances": [ROW]}, "records"),
+    ({"columns": {k: [v] for k, v in ROW.items()}}, "columns"),
+    ({"inputs": ROW}, "columns"),
+    ({"columns": list(ROW), "data": [list(ROW.values())]}, "split"),
+    ({"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())]}}, "split"),
+    ({"inputs": [list(ROW.values())]}, "rows"),
+])
+def test_payload_shapes(payload, shape):
+    assert decode(payload)[0] == shape
+
+
+# -- a real server -------------------------------------------------------------------------------
+slow = pytest.mark.slow  # a server process: imports MLflow, loads two models
+
+
+@slow
+def test_ready_is_503_until_the_models_are_loaded(canary, client):
+    assert canary.statuses_while_loading, "the server was ready before it was first asked"
+    assert all(status == (503, 503) for status in canary.statuses_while_loading)
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["aliases"] == {"challenger": {"version": "2", "percent": 20.0},
+                                       "champion": {"version": "1", "percent": 80.0}}
+
+
+@slow
+def test_canary_share_and_metrics_match_the_requests(client):
+    before = counts(client)
+    answered = {"1": 0, "2": 0}
+    for _ in range(2000):
+        response = client.post("/predict", json={"records": [ROW]})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["version"] == response.headers["x-model-version"]
+        assert body["model"] == "clf" and body["alias"] == {"1": "champion", "2": "challenger"}[body["version"]]
+        assert len(body["predictions"]) == 1
+        answered[body["version"]] += 1
+    share = answered["2"] / 2000
+    assert 0.15 <= share <= 0.25, answered
+    after = counts(client)
+    for version in ("1", "2"):
+        key = (version, "200")
+        assert after.get(key, 0) - before.get(key, 0) == answered[version]
+
+
+@slow
+def test_the_same_request_key_always_gets_the_same_version(client):
+    seen: dict[str, set[str]] = {}
+    for i in range(100):
+        for _ in range(3):
+            response = client.post("/predict", json=[ROW], headers={"X-Request-Key": f"user-{i}"})
+            assert response.status_code == 200
+            seen.setdefault(f"user-{i}", set()).add(response.headers["x-model-version"])
+    assert all(len(versions) == 1 for versions in seen.values())
+    assert {v for versions in seen.values() for v in versions} == {"1", "2"}
+
+
+@slow
+def test_a_missing_column_is_a_400_naming_it_and_serving_goes_on(client):
+    before = counts(client)
+    bad = {k: v for k, v in ROW.items() if k != "f3"}
+    for payload in ({"records": [bad]}, {"columns": {k: [v] for k, v in bad.items()}},
+                    {"dataframe_split": {"columns": list(bad), "data": [list(bad.values())]}}):
+        response = client.post("/predict", json=payload)
+        assert response.status_code == 400
+        assert "'f3'" in response.json()["error"]
+    ok = client.post("/predict", json={"records": [ROW]})
+    assert ok.status_code == 200
+    after = counts(client)
+    errors = sum(after.get((v, "400"), 0) - before.get((v, "400"), 0) for v in ("1", "2"))
+    assert errors == 3
+
+
+@slow
+def test_a_value_of_the_wrong_type_is_a_400_naming_the_column(client):
+    for payload in ({"records": [{**ROW, "f2": "abc"}]}, {"inputs": {**ROW, "f4": [1, 2]}},
+                    {"columns": list(ROW), "data": [[*list(ROW.values())[:5], {"x": 1}]]}):
+        response = client.post("/predict", json=payload)
+        assert response.status_code == 400, response.text
+        column = next(k for k in ("f2", "f4", "f5") if f"'{k}'" in response.json()["error"])
+        assert column
+    # the champion (k-nearest neighbours) refuses missing values; the forest would accept them
+    champion = {"X-Request-Key": next(f"k{i}" for i in range(100) if key_point(f"k{i}") >= 20)}
+    missing = client.post("/predict", json={"records": [{**ROW, "f1": None}]}, headers=champion)
+    assert missing.status_code == 400 and "'f1'" in missing.json()["error"]
+    assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+
+
+@slow
+def test_bad_json_and_unknown_shapes_are_400(client):
+    response = client.post("/predict", content=b'{"records": [', headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+    response = client.post("/predict", json={"rows": [ROW]})
+    assert response.status_code == 400 and "'rows'" in response.json()["error"]
+    assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+
+
+@slow
+def test_an_oversized_body_is_a_413(client):
+    big = b'{"records": [' + b",".join([b'{"f0": 1.0}'] * (MAX_BODY // 10)) + b"]}"
+    assert client.post("/predict", content=big).status_code == 413
+    # no Content-Length (chunked): counted as it arrives
+    chunks = (big[i:i + 4096] for i in range(0, len(big), 4096))
+    assert client.post("/predict", content=chunks).status_code == 413
+    assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+
+
+@slow
+def test_every_payload_format_gives_the_same_predictions(client):
+    rows = [ROW, {k: -v for k, v in ROW.items()}, {k: v * 3 for k, v in ROW.items()}]
+    split = {"columns": FEATURES, "data": [[r[c] for c in FEATURES] for r in rows]}
+    shuffled = FEATURES[::-1] + ["comment"]
+    payloads = [
+        {"records": rows}, rows, {"dataframe_records": rows}, {"instances": rows}, {"inputs": rows},
+        {"columns": {c: [r[c] for r in rows] for c in FEATURES}}, split, {"dataframe_split": split},
+        {"dataframe_split": {"columns": shuffled, "data": [[r[c] for c in FEATURES[::-1]] + ["x"] for r in rows]}},
+        {"inputs": split["data"]},
+    ]
+    answers = []
+    for payload in payloads:
+        response = client.post("/predict", json=payload, headers={"X-Request-Key": "formats"})
+        assert response.status_code == 200, (payload, response.text)
+        answers.append(response.json()["predictions"])
+    assert all(a == answers[0] for a in answers) and len(answers[0]) == 3
+    mlflow_path = client.post("/invocations", json={"dataframe_split": split},
+                              headers={"X-Request-Key": "formats"})
+    assert mlflow_path.json()["predictions"] == answers[0]
+
+
+@slow
+def test_concurrent_requests_each_get_their_own_predictions(canary):
+    rows = [{k: v * (i - 20) / 7 for k, v in ROW.items()} for i in range(40)]
+    key = {"X-Request-Key": "batch"}
+    with httpx.Client(base_url=canary.url, timeout=30) as c:
+        alone = [c.post("/predict", json=[r], headers=key).json()["predictions"] for r in rows]
+    assert len({str(a) for a in alone}) > 1  # not a constant model
+
+    def send(i: int):
+        with httpx.Client(base_url=canary.url, timeout=30) as c:
+            return [c.post("/predict", json=[rows[j]], headers=key).json()["predictions"]
+                    for j in range(i, len(rows), 8)], i
+
+    with ThreadPoolExecutor(8) as pool:
+        together = [None] * len(rows)
+        for answers, i in pool.map(send, range(8)):
+            for n, j in enumerate(range(i, len(rows), 8)):
+                together[j] = answers[n]
+    assert together == alone
+
+
+@slow
+def test_errors_before_the_port_is_bound_are_one_line(trained_project):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        done = subprocess.run([sys.executable, "-m", "nbops", "serve", "clf", "--port",
+                               str(taken.getsockname()[1])], cwd=trained_project, env=clean_env(),
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        taken.close()
+    assert done.returncode == 2 and "cannot listen on 127.0.0.1" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "nbops", "serve", "clf", "--port", str(free_port()),
+                           "--canary", "shadow=10"], cwd=trained_project, env=clean_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "no alias 'shadow'" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@slow
+def test_reload_picks_up_an_alias_move(trained_project, tmp_path):
+    from tests.lifecycle import nbops
+
+    root = tmp_path / "proj"
+    shutil.copytree(trained_project, root)
+    with running(root, tmp_path / "server.log", "--reload-interval", "0.5", "--quiet") as server, \
+            httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.post("/predict", json=[ROW]).headers["x-model-version"] == "1"
+        nbops(root, "models", "promote", "clf", "2", "--alias", "champion")
+        deadline = time.monotonic() + 60
+        versions = []
+        while time.monotonic() < deadline:
+            response = c.post("/predict", json=[ROW])
+            assert response.status_code == 200  # no failed request while the version moves
+            versions.append(response.headers["x-model-version"])
+            if versions[-1] == "2":
+                break
+            time.sleep(0.05)
+        assert versions[-1] == "2", server.text()
+        assert "clf@champion: version 1 -> 2" in server.text()
+        assert c.get("/ready").json()["aliases"]["champion"]["version"] == "2"
