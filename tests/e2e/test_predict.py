@@ -40,7 +40,14 @@ def sidecar(output: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory) -> Path:
-    return make_data(tmp_path_factory.mktemp("predict") / "big.csv", rows=ROWS, seed=1)
+    """200,000 rows of make_data plus two text columns the model does not read: ids with leading
+    zeros, notes with "NA" and a comma (added as text: pandas would rewrite them)."""
+    path = make_data(tmp_path_factory.mktemp("predict") / "big.csv", rows=ROWS, seed=1)
+    lines = path.read_text().splitlines()
+    notes = {0: "NA", 7: "null", 123_456: '"a,b"'}
+    out = [lines[0] + ",id,note"] + [f"{line},{i:07d},{notes.get(i, '')}" for i, line in enumerate(lines[1:])]
+    path.write_text("\n".join(out) + "\n")
+    return path
 
 
 def test_predict_csv_and_parquet_record_the_version(trained_project, big_csv, tmp_path):
@@ -66,12 +73,14 @@ def test_predict_csv_and_parquet_record_the_version(trained_project, big_csv, tm
     assert "from clf/2 (challenger)" in v2.stdout
     assert v1.stderr == "" and v2.stderr == ""  # no progress bar without a terminal
 
-    source = pd.read_csv(big_csv)
-    out = pd.read_csv(csv_out, dtype={"model_version": str})
+    text = {"dtype": {"id": str, "note": str, "model_version": str}, "keep_default_na": False}
+    source = pd.read_csv(big_csv, **text)
+    out = pd.read_csv(csv_out, **text)
     assert len(out) == ROWS
     assert list(out.columns) == [*source.columns, "prediction", "model_version"]
     assert set(out["model_version"]) == {"1"}
     pd.testing.assert_frame_equal(out[source.columns], source)  # passed through unchanged
+    assert out["id"].iloc[5] == "0000005" and out["note"].iloc[[0, 7, 123_456]].tolist() == ["NA", "null", "a,b"]
     assert set(out["prediction"]) == {0, 1}
     meta = sidecar(csv_out)
     assert meta["model"]["name"] == "clf" and meta["model"]["version"] == "1"
@@ -165,3 +174,20 @@ def test_batch_predict_template_writes_and_records_the_version(trained_project, 
     assert records["predictions"]["model"]["run_id"] == sidecar(root / "predictions" / "score.parquet")["model"]["run_id"]
     # the registry is unchanged: a prediction run registers nothing
     assert len(client.search_model_versions("name = 'clf'")) == 2
+
+
+def test_prediction_columns_follow_the_output_shape():
+    import numpy as np
+    import pandas as pd
+
+    from nbops.errors import NbopsError
+    from nbops.predict import prediction_columns
+
+    assert list(prediction_columns(np.array([1, 0]), 2)) == ["prediction"]
+    assert list(prediction_columns(np.ones((2, 1)), 2)) == ["prediction"]
+    assert list(prediction_columns(pd.Series(["a", "b"]), 2)) == ["prediction"]
+    assert list(prediction_columns(np.ones((2, 3)), 2)) == ["prediction_0", "prediction_1", "prediction_2"]
+    assert list(prediction_columns(pd.DataFrame({"p_yes": [0.1, 0.2], "p_no": [0.9, 0.8]}), 2)) == ["p_yes", "p_no"]
+    assert list(prediction_columns(pd.DataFrame(np.ones((2, 2))), 2)) == ["prediction_0", "prediction_1"]
+    with pytest.raises(NbopsError, match="3 predictions for 2 rows"):
+        prediction_columns(np.ones(3), 2)
