@@ -264,8 +264,9 @@ def _needs_quotes(table) -> bool:
 
 
 class _ParquetWriter:
-    """One schema for the whole file: the first chunk's; later chunks are cast to it (an int
-    column with missing values in a later CSV chunk arrives as float, and casts back)."""
+    """One schema for the whole file: the first chunk's; later chunks are cast to it (for a
+    model without a signature CSV columns are typed chunk by chunk: an int column with a missing
+    value in a later chunk arrives as float, and casts back)."""
 
     def __init__(self, path: str):
         self.path = path
