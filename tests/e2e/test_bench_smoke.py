@@ -16,6 +16,7 @@ from tests.conftest import REPO
     ("bench_plan.py", ["--notebooks", "2", "--pairs", "1"]),
     ("bench_start.py", ["--pairs", "1"]),
     ("bench_run.py", ["--notebooks", "2", "--pairs", "1"]),
+    ("bench_serve.py", ["--quick"]),
 ])
 def test_benchmark_runs_on_a_tiny_size(script, args, tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True,
