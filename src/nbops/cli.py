@@ -296,7 +296,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from .monitor import monitor, print_report
+    from .monitor import monitor
+    from .monitor_report import print_report
 
     settings = _settings()
     report = monitor(settings, args.name, Path(args.reference), Path(args.current),
