@@ -346,7 +346,7 @@ class Service:
         self.mlflow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbops-registry")
         self._registry = None
         self._models: dict[str, Any] = {}  # version -> LoadedModel, shared by aliases
-        self.failure: NbopsError | None = None
+        self.failure: Exception | None = None  # why loading failed, raised by serve()
         self.on_failure: Callable[[], None] = lambda: None
 
     # these run on the registry thread ---------------------------------------------------------
@@ -416,9 +416,10 @@ class Service:
         started = time.perf_counter()
         try:
             served = await loop.run_in_executor(self.mlflow, self._load, versions)
-        except NbopsError as exc:
+        except Exception as exc:  # noqa: BLE001 - stop serving; serve() raises it (exit 2, or 3 for a bug)
             self.failure = exc
-            log.error("cannot load %s: %s", self.options.name, exc.one_line())
+            text = exc.one_line() if isinstance(exc, NbopsError) else f"{type(exc).__name__}: {exc}"
+            log.error("cannot load %s: %s", self.options.name, text)
             self.on_failure()
             return
         self.install(served)
@@ -612,7 +613,6 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}",
                           hint="another process uses the port: choose another --port") from None
-    sock.set_inheritable(True)
     return sock
 
 
