@@ -440,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     srv = sub.add_parser("serve", help="HTTP predictions from NAME@champion, with a canary split")
     srv.add_argument("name", metavar="NAME")
-    srv.add_argument("--host", default="127.0.0.1")
-    srv.add_argument("--port", type=int, default=5050)
+    srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=5050, help="default 5050")
     srv.add_argument("--canary", type=_canary, action="append", metavar="ALIAS=PERCENT",
                      help="send PERCENT of requests to NAME@ALIAS, e.g. challenger=10")
     srv.add_argument("--reload-interval", type=_seconds, metavar="S",
