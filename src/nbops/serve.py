@@ -8,8 +8,9 @@ background: `/health` answers at once, `/ready` is 503 until every alias is load
 The hot path (`POST /predict`, also `/invocations` for MLflow clients) reads the raw body, parses
 it with orjson, picks a version (a stable hash of `X-Request-Key` into [0, 100), else a random
 draw, against cumulative weight bands), checks the input against the signature and predicts on
-the event loop: for small batches a hop to a thread costs more than the prediction. Requests,
-errors and latency are counted per version in a private Prometheus registry (`/metrics`).
+the event loop (a hop to a thread costs more than a small prediction), one call for the requests
+that arrive together (`Batcher`). Requests, errors and latency are counted per version in a
+private Prometheus registry (`/metrics`).
 
 With `--reload-interval` a task re-resolves the aliases; a moved version is loaded on the
 registry thread (MLflow is only ever called from that one thread) and swapped in on the event
@@ -37,7 +38,7 @@ log = logging.getLogger("nbops.serve")
 # batches of more rows than this are predicted on a worker thread, so that /health, /metrics and
 # small requests are not stuck behind them; smaller ones run inline (the hop costs ~0.1 ms)
 INLINE_ROWS = 1000
-# MLflow's payload keys (and nbops's own) -> how the value is read; see `decode`
+# the body's keys nbops reads (MLflow's and its own), first found wins; see `decode`
 PAYLOAD_KEYS = ("records", "columns", "dataframe_split", "dataframe_records", "inputs", "instances")
 # request latency buckets, in seconds: predictions on small batches take about a millisecond
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
