@@ -97,15 +97,27 @@ def _columns(meta) -> tuple[Column, ...]:
     return tuple(cols)
 
 
-def load(version: VersionInfo) -> LoadedModel:
-    """Load VERSION from the registry (its artifacts are downloaded once into MLflow's cache)."""
+def _use_store(version: VersionInfo) -> None:
+    """Point MLflow at the store VERSION came from: `models:/` URIs resolve through MLflow's
+    process-wide registry URI, which otherwise defaults to ./mlflow.db of the working directory
+    and would ignore [tool.nbops] tracking_uri and NBOPS_TRACKING_URI."""
     import logging
 
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    if version.store_uri:
+        mlflow.set_tracking_uri(version.store_uri)
+        mlflow.set_registry_uri(version.store_uri)
+
+
+def load(version: VersionInfo) -> LoadedModel:
+    """Load VERSION from the registry (its artifacts are downloaded once into MLflow's cache)."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _use_store(version)
     uri = version.uri
     try:
         meta = Model.load(uri)
@@ -126,12 +138,10 @@ def load(version: VersionInfo) -> LoadedModel:
 def input_columns(version: VersionInfo) -> tuple[Column, ...]:
     """VERSION's signature columns, read from its MLmodel file alone: no model is loaded
     (loading a scikit-learn model through skops costs seconds of imports)."""
-    import logging
-
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _use_store(version)
     try:
         return _columns(Model.load(version.uri))
     except MlflowException as exc:

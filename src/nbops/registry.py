@@ -37,6 +37,7 @@ class VersionInfo:
     tags: dict[str, str]
     aliases: tuple[str, ...] = ()
     created: int = 0  # ms since the epoch
+    store_uri: str = ""  # the tracking/registry URI it came from (`models.load` reads it there)
 
     @property
     def notebook(self) -> str:
@@ -130,7 +131,7 @@ class Registry:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.settings = settings
-        uri = settings.resolved_tracking_uri
+        self.uri = uri = settings.resolved_tracking_uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     # -- reading -----------------------------------------------------------------------------
@@ -181,7 +182,7 @@ class Registry:
         return VersionInfo(
             name=mv.name, version=str(mv.version), run_id=mv.run_id or "", source=mv.source or "",
             metrics=metrics, tags=tags, aliases=tuple(aliases_by_version.get(str(mv.version), ())),
-            created=int(mv.creation_timestamp or 0),
+            created=int(mv.creation_timestamp or 0), store_uri=self.uri,
         )
 
     def versions(self, name: str) -> tuple[ModelInfo, list[VersionInfo]]:

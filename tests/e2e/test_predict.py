@@ -147,6 +147,17 @@ def test_refuses_before_loading_a_model(trained_project, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["in.csv"]
 
 
+def test_loads_from_the_projects_store_from_any_folder(trained_project, tmp_path):
+    """`models:/` URIs resolve through MLflow's process-wide registry URI, which defaults to
+    ./mlflow.db of the working directory: from notebooks/ that is no store at all."""
+    out = tmp_path / "p.csv"
+    done = run_all(trained_project / "notebooks",
+                   ["predict", "clf/2", "--input", "../data/train.csv", "--output", str(out)])[0]
+    assert done.returncode == 0, done.stderr
+    assert sidecar(out)["model"]["version"] == "2"
+    assert not (trained_project / "notebooks" / "mlflow.db").exists()
+
+
 def test_batch_predict_template_writes_and_records_the_version(trained_project, tmp_path):
     root = tmp_path / "proj"
     shutil.copytree(trained_project, root)
