@@ -300,13 +300,23 @@ def cmd_monitor(args) -> int:
     from .monitor_report import print_report
 
     settings = _settings()
+    name = args.name
+    if args.retrain:  # checked before monitoring: retrain always starts from the champion
+        from .registry import parse_ref
+
+        name, alias, version = parse_ref(args.name)
+        if version or alias not in (None, "champion"):
+            raise NbopsError(f"--retrain retrains the champion, not {args.name}",
+                             hint=f"nbops monitor {name} ... --retrain")
+    elif args.data_param:
+        raise NbopsError("--data-param goes with --retrain", hint="add --retrain or drop --data-param")
     report = monitor(settings, args.name, Path(args.reference), Path(args.current),
                      labels=args.labels, out_dir=Path(args.out))
     print_report(report)
     if report.alarm and args.retrain:
         from .rerun import print_retrain, retrain
 
-        print_retrain(retrain(settings, args.name, Path(args.current), param=args.data_param,
+        print_retrain(retrain(settings, name, Path(args.current), param=args.data_param,
                               quiet=args.quiet))
     return 1 if report.alarm else 0
 

@@ -120,6 +120,14 @@ def _table(name: str, value: Any) -> dict[str, Any]:
         if not ok:
             raise ConfigError(f"[tool.nbops.{name}]: {key} must be {kind.__name__}, got {item!r}")
         out[key] = float(item) if kind is float else item
+    ranges = {"p_value": (0.0, 1.0), "psi": (0.0, None), "max_drifted_features": (0, None),
+              "metric_drop": (0.0, None), "bins": (2, None), "reproduce_tolerance": (0.0, None)}
+    if name == "monitor":
+        for key, (low, high) in ranges.items():
+            value = out[key]
+            if value < low or (high is not None and value > high) or (key == "p_value" and value == 0):
+                allowed = f"in (0, {high:g}]" if key == "p_value" else f"at least {low:g}"
+                raise ConfigError(f"[tool.nbops.monitor]: {key} must be {allowed}, got {value!r}")
     if name == "registry":
         from .errors import NotebookError
         from .gates import parse_gate

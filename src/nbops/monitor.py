@@ -241,19 +241,25 @@ def read_table(path: Path):
 
 
 def _as_numeric(frame, column: str, path: Path, declared: str):
-    """COLUMN as float64; NbopsError naming the first value that is not a number."""
+    """COLUMN as float64 (infinities count as missing: no bin or plot can hold them);
+    NbopsError naming the first value that is not a number."""
+    import numpy as np
     import pandas as pd
 
     values = frame[column]
     if values.dtype.kind in "iufb":
-        return values.to_numpy(dtype=float)
+        out = values.to_numpy(dtype=float, copy=True)
+        out[np.isinf(out)] = np.nan
+        return out
     converted = pd.to_numeric(values, errors="coerce")
     bad = converted.isna() & values.notna()
     if bad.any():
         raise NbopsError(f"{path}: column '{column}' must be numeric (the model's signature "
                          f"says {declared}), "
                          f"got {values[bad].iloc[0]!r}")
-    return converted.to_numpy(dtype=float)
+    out = converted.to_numpy(dtype=float, copy=True)
+    out[np.isinf(out)] = np.nan
+    return out
 
 
 def _features(signature, reference, current, ref_path: Path, cur_path: Path,

@@ -140,7 +140,9 @@ class Registry:
 
         try:
             rm = self.client.get_registered_model(name)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # the store itself failed
+                raise RegistryError(f"cannot read model '{name}' from {self.uri}: {exc.message}") from None
             names = [m.name for m in self.client.search_registered_models(max_results=1000)]
             from .params import closest
 
@@ -163,22 +165,23 @@ class Registry:
             aliases={a: str(v) for a, v in (rm.aliases or {}).items()},
         )
 
-    def _info(self, mv, aliases_by_version: dict[str, list[str]], runs: dict | None = None) -> VersionInfo:
+    def _info(self, mv, aliases_by_version: dict[str, list[str]]) -> VersionInfo:
         tags = dict(mv.tags or {})
+        # the version's `metric.*` tags are rounded to 6 digits for display; the run has the
+        # exact values (0.8999996 must not pass `accuracy >= 0.9`), so the run wins when it exists
         metrics = {k[len("metric."):]: float(v) for k, v in tags.items() if k.startswith("metric.")}
-        if mv.run_id and (not metrics or "nbops.params_digest" not in tags):
-            run = (runs or {}).get(mv.run_id)
-            if run is None:
-                try:
-                    run = self.client.get_run(mv.run_id)
-                except Exception:  # noqa: BLE001 - the run was deleted: the tags are all we have
-                    run = None
-            if run is not None:
-                metrics = {**dict(run.data.metrics), **metrics}
-                tags.setdefault("nbops.params_digest", params_digest(dict(run.data.params)))
-                for key in ("nbops.notebook", "nbops.git_sha"):
-                    if key in run.data.tags:
-                        tags.setdefault(key, run.data.tags[key])
+        run = None
+        if mv.run_id:
+            try:
+                run = self.client.get_run(mv.run_id)
+            except Exception:  # noqa: BLE001 - the run was deleted: the tags are all we have
+                run = None
+        if run is not None:
+            metrics.update(run.data.metrics)
+            tags.setdefault("nbops.params_digest", params_digest(dict(run.data.params)))
+            for key in ("nbops.notebook", "nbops.git_sha"):
+                if key in run.data.tags:
+                    tags.setdefault(key, run.data.tags[key])
         return VersionInfo(
             name=mv.name, version=str(mv.version), run_id=mv.run_id or "", source=mv.source or "",
             metrics=metrics, tags=tags, aliases=tuple(aliases_by_version.get(str(mv.version), ())),

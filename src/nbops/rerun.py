@@ -55,7 +55,7 @@ class RetrainResult:
     name: str
     champion: VersionInfo
     run_id: str
-    ok: bool  # the notebook ran
+    ran: bool  # the notebook ran to the end
     version: str | None  # the new version, when registered
     note: str
     metrics: list[MetricDiff] = field(default_factory=list)  # champion -> challenger
@@ -63,6 +63,11 @@ class RetrainResult:
     better: bool | None = None
     promoted: bool = False
     data_digest: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """A challenger was registered (a run whose gates failed registers nothing: exit 1)."""
+        return self.ran and self.version is not None
 
 
 @dataclass(frozen=True)
@@ -163,8 +168,8 @@ def checkout(settings: Settings, sha: str):
                             hint="git fetch the branch it was trained on (or unshallow the clone)") from None
     tmp = Path(tempfile.mkdtemp(prefix="nbops-worktree-"))
     tree = tmp / "tree"
-    _git(top, "worktree", "add", "--detach", "--quiet", str(tree), sha)
     try:
+        _git(top, "worktree", "add", "--detach", "--quiet", str(tree), sha)
         yield tree / root.relative_to(top)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=top,
@@ -174,9 +179,12 @@ def checkout(settings: Settings, sha: str):
 
 
 def _executable_notebook(lin: Lineage, path: Path) -> None:
-    """Write the executed notebook back as a source notebook: no injected cell, no outputs."""
-    if lin.executed is None:
-        return  # the file at the sha is the source
+    """The notebook as it ran. From a clean tree that is the file at the sha (papermill injects
+    the logged parameters again); rewriting it would make the re-run look dirty. From a dirty
+    tree only the executed notebook knows the code: written back as source, no injected cell,
+    no outputs."""
+    if lin.executed is None or (not lin.dirty and path.is_file()):
+        return
     nb = json.loads(json.dumps(lin.executed))
     cells = []
     for cell in nb.get("cells", []):
@@ -214,7 +222,7 @@ def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, overrides: 
           new_data: Path | None = None, replaced: Path | None = None):
     from .notebook import load
     from .plan import make_spec
-    from .runner import _check_kernels
+    from .runner import check_kernels
 
     path = tree_settings.root / lin.notebook
     _executable_notebook(lin, path)
@@ -235,17 +243,21 @@ def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, overrides: 
         inputs.update({relative_to_repo(p, tree_settings.root): file_digest(p) for p in keep})
         inputs[relative_to_repo(new_data, tree_settings.root)] = file_digest(new_data)
         spec = replace(spec, data_files=(*keep, new_data), inputs=inputs)
-    _check_kernels([spec])
+    check_kernels([spec])
     return spec
 
 
 def _run(tree_settings: Settings, spec, register: bool, quiet: bool):
     from .progress import make_progress
     from .runner import run_specs
+    from .track import Tracker
 
+    # an old commit's notebook must not rewrite the model's compare metric and gates
+    tracker = Tracker(tree_settings, register=register, describe_model=False)
     progress = make_progress(quiet=quiet)
     try:
-        return run_specs(tree_settings, [spec], register=register, progress=progress)[0]
+        return run_specs(tree_settings, [spec], register=register, progress=progress,
+                         tracker=tracker)[0]
     finally:
         progress.close()
 
@@ -355,15 +367,23 @@ def reproduce(settings: Settings, ref: str, tolerance: float | None = None,
         tree_settings = _rerun_settings(settings, tree_root)
         spec = _spec(settings, tree_settings, lin, lin.parameters)
         outcome = _run(tree_settings, spec, register=False, quiet=quiet)
-    from .records import split_metrics
-
-    new_metrics, _ = split_metrics(outcome.result.records)
     run_id = outcome.tracked.run_id if outcome.tracked else ""
+    new_metrics, new_digests = {}, {}
     if run_id:
         registry.client.set_tag(run_id, "nbops.reproduce_of", f"{version.name}/{version.version}")
-    note = "" if outcome.ok else f"the notebook failed: {outcome.result.error}"
+        # every MLflow metric of both runs: recorded with nbops.record or logged by mlflow itself
+        new_run = registry.client.get_run(run_id)
+        new_metrics = dict(new_run.data.metrics)
+        new_digests = {d.dataset.name: d.dataset.digest
+                       for d in (new_run.inputs.dataset_inputs if new_run.inputs else [])}
+    notes = [] if outcome.ok else [f"the notebook failed: {outcome.result.error}"]
     if lin.dirty:
-        note = (note + "; " if note else "") + "the original run had uncommitted changes"
+        notes.append("the original run had uncommitted changes")
+    changed = [name for name, digest in lin.data_digests.items()
+               if name in new_digests and new_digests[name] != digest]
+    if changed:
+        notes.append("data changed since it was trained: " + ", ".join(changed))
+    note = "; ".join(notes)
     return ReproduceResult(version, run_id, outcome.ok, tol,
                            _diffs(lin.run_metrics, new_metrics) if outcome.ok else [], note)
 
@@ -387,7 +407,9 @@ def print_retrain(result: RetrainResult, file=None) -> None:
         delta = "-" if m.diff is None else f"{m.diff:+.4g}"
         print(f"{m.name + mark:<24} {_fmt(m.registered):>12} {_fmt(m.new):>12} {delta:>12}", file=file)
     if result.better is not None:
-        print(f"challenger is {'better' if result.better else 'not better'} on {result.compare}", file=file)
+        # each version's number is from its own validation split: the old data's and the new's
+        print(f"challenger is {'better' if result.better else 'not better'} on {result.compare} "
+              "(each measured on its own training data's validation split)", file=file)
     if result.promoted:
         print(f"promoted {result.name} v{result.version} to champion (auto_promote)", file=file)
     if result.note:

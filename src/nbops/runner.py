@@ -47,11 +47,11 @@ def plan_runs(
         raise NotebookError("no notebooks given", hint="e.g. nbops run notebooks/*.ipynb")
     notebooks = [notebook_mod.load(p) for p in paths]
     specs = [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
-    _check_kernels(specs)
+    check_kernels(specs)
     return specs
 
 
-def _check_kernels(specs: list[RunSpec]) -> None:
+def check_kernels(specs: list[RunSpec]) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
     known = KernelSpecManager().find_kernel_specs()

@@ -59,7 +59,8 @@ def _chunks(items: list, size: int):
 class Tracker:
     """One MLflow client for a whole `nbops run`; every method takes and returns plain values."""
 
-    def __init__(self, settings: Settings, experiment: str | None = None, register: bool = True):
+    def __init__(self, settings: Settings, experiment: str | None = None, register: bool = True,
+                 describe_model: bool = True):
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -71,6 +72,9 @@ class Tracker:
         self.uri = settings.resolved_tracking_uri
         self.experiment = experiment or settings.experiment
         self.auto_register = register
+        # whether a registration rewrites the registered model's compare metric and gates (the
+        # newest notebook describes the model; a re-run of an old commit's notebook must not)
+        self.describe_model = describe_model
         try:
             self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
@@ -267,8 +271,9 @@ class Tracker:
                     "RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                     raise
                 # it exists: the notebook's newest metadata describes the model from now on
-                for key, value in model_tags.items():
-                    self.client.set_registered_model_tag(spec.name, key, value)
+                if self.describe_model:
+                    for key, value in model_tags.items():
+                        self.client.set_registered_model_tag(spec.name, key, value)
             version = self.client.create_model_version(
                 spec.name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
                 model_id=model.model_id,

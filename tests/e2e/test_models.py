@@ -138,6 +138,7 @@ def one_version(tmp_path_factory):
 def test_reproduce_a_seeded_run_gives_zero_differences(one_version):
     done = nbops(one_version, "reproduce", f"{MODEL}@champion", "--quiet")
     assert "reproduced clf v1: every metric within" in done.stdout
+    assert "uncommitted" not in done.stdout and "data changed" not in done.stdout
     lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
     assert lines["accuracy"][-1] == "+0" and lines["f1"][-1] == "+0"
     assert git(one_version, "worktree", "list").count("\n") == 0  # the worktree is gone
@@ -162,6 +163,7 @@ def test_retrain_registers_a_challenger_at_the_champions_sha_with_the_new_data(o
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     run = client.get_run(challenger.run_id)
     assert run.data.tags["nbops.git_sha"] == sha == challenger.tags["nbops.git_sha"]
+    assert run.data.tags["nbops.git_dirty"] == "false"  # the code at the sha, untouched
     assert run.data.tags["nbops.retrain_of"] == "clf/1"
     assert run.data.params["data_path"] == str(new)
     digests = {d.dataset.digest for d in run.inputs.dataset_inputs}
@@ -199,14 +201,27 @@ def test_monitor_retrain_chains_drift_to_a_challenger(one_version, tmp_path):
                        "--current", str(same), "--out", str(tmp_path / "m0"), "--retrain", "--quiet",
                        check=False)
     assert code == 0 and "no drift" in out and "retrained" not in out  # no drift: no retrain
+    code, _, err = run(one_version, "monitor", f"{MODEL}/1", "--reference", "data/train.csv",
+                       "--current", str(same), "--retrain", check=False)
+    assert code == 2 and "--retrain retrains the champion" in err
+    # with auto_promote (and no approval required) a better challenger becomes champion itself
+    pyproject = one_version / "pyproject.toml"
+    original = pyproject.read_text()
+    pyproject.write_text(original + "\n[tool.nbops.registry]\nauto_promote = true\n")
     shifted = make_data(tmp_path / "shifted.csv", shift={"f4": 2.0})  # the training rows, f4 moved
     code, out, _ = run(one_version, "monitor", MODEL, "--reference", "data/train.csv",
                        "--current", str(shifted), "--out", str(tmp_path / "m1"), "--retrain", "--quiet",
                        check=False)
+    pyproject.write_text(original)
     assert code == 1 and "drift: f4 (" in out, out
     assert "is challenger" in out
     client = MlflowClient(f"sqlite:///{one_version / 'mlflow.db'}")
     challenger = client.get_model_version_by_alias(MODEL, "challenger")
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    if "challenger is better" in out:
+        assert "(auto_promote)" in out and champion.version == challenger.version
+    else:
+        assert "challenger is not better" in out and str(champion.version) == "1"
     run_ = client.get_run(challenger.run_id)
     assert run_.data.params["data_path"] == str(shifted)
     assert file_digest(shifted)[:32] in {d.dataset.digest for d in run_.inputs.dataset_inputs}

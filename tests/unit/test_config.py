@@ -59,3 +59,11 @@ def test_registry_and_monitor_tables(tmp_path, monkeypatch):
         (tmp_path / "pyproject.toml").write_text(body)
         with pytest.raises(ConfigError, match=message):
             load_settings(tmp_path)
+
+
+@pytest.mark.parametrize("body", ["bins = 1", "p_value = 0", "p_value = 1.5", "psi = -0.1",
+                                  "max_drifted_features = -1", "reproduce_tolerance = -1e-6"])
+def test_monitor_thresholds_out_of_range(tmp_path, body):
+    (tmp_path / "pyproject.toml").write_text(f"[tool.nbops.monitor]\n{body}\n")
+    with pytest.raises(ConfigError, match=body.split()[0] + " must be"):
+        load_settings(tmp_path)

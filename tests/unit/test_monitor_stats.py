@@ -150,3 +150,19 @@ def test_read_table_errors_name_the_file(tmp_path, name, content, message):
         read_table(path)
     assert str(path) in info.value.message
     assert "\n" not in info.value.one_line()
+
+
+def test_infinities_count_as_missing_and_still_plot(tmp_path):
+    import pandas as pd
+
+    from nbops.monitor import _as_numeric
+    from nbops.monitor_report import _plot
+
+    frame = pd.DataFrame({"x": [1.0, float("inf"), 2.0, -float("inf"), 3.0],
+                          "t": ["1", "inf", "2", "-inf", "3"]})
+    for column in ("x", "t"):
+        values = _as_numeric(frame, column, tmp_path / "f.csv", "double")
+        assert np.isnan(values).sum() == 2
+        assert _plot(column, "numeric", values, values + 1, drifted=False)  # no ValueError
+    statistic, p_value, size = numeric_drift(values, values)
+    assert statistic == 0.0 and size < 1e-9
