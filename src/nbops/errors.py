@@ -75,3 +75,9 @@ class RegistryError(NbopsError):
 
 class ReviewError(NbopsError):
     pass
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries put whole tracebacks or tables in
+    theirs), or its type's name when it has none: what a one-line error can quote."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import NbopsError
+from .errors import NbopsError, first_line
 from .execute import CellError, RunResult, execute
 from .plan import RunSpec
 
@@ -81,7 +81,7 @@ class RayExecutor:
         try:
             status, duration, error, records, executed, log, _devices = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:  # worker crash, out of memory, lost node
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            first = first_line(exc)
             return RunResult(spec=spec, status="failed", output_path=spec.output_path, duration=0.0,
                              error=CellError(None, type(exc).__name__, first[:300]))
         spec.output_path.parent.mkdir(parents=True, exist_ok=True)

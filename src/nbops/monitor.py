@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import NbopsError, RegistryError
+from .errors import NbopsError, RegistryError, first_line
 from .registry import ModelInfo, Registry, VersionInfo
 
 EPSILON = 1e-4  # stands in for an empty bin's share in PSI (log of zero otherwise)
@@ -233,7 +233,7 @@ def read_table(path: Path):
     except pd.errors.EmptyDataError:
         raise NbopsError(f"{path}: the file is empty") from None
     except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "unreadable"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise NbopsError(f"{path}: cannot read it as {fmt}: {first}") from None
     if frame.empty:
         raise NbopsError(f"{path}: no rows")
@@ -333,7 +333,7 @@ def _decay(info: ModelInfo, validation: float, loaded, current, cur_path: Path, 
             value = metric_value(info.compare, y_true,
                                  y_pred=np.asarray(loaded.predict(frame)).ravel())
     except (ValueError, TypeError) as exc:  # labels the model never saw, types that do not mix
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise NbopsError(f"{cur_path}: cannot score {label} on it: {first}") from None
     drop = (validation - value) if info.higher_is_better else (value - validation)
     return Decay(info.compare, validation, value, drop, info.higher_is_better,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import NbopsError
+from .errors import NbopsError, first_line
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 PREDICTION = "prediction"
@@ -432,9 +432,8 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
                 try:
                     pred = loaded.predict(frame)
                 except Exception as exc:  # noqa: BLE001 - the model's own code, failing on these rows
-                    message = (str(exc).strip().splitlines() or [""])[0]
                     raise NbopsError(f"{where}: {label} could not predict: {type(exc).__name__}: "
-                                     f"{message}") from None
+                                     f"{first_line(exc)}") from None
             else:  # an empty input: models refuse zero rows; the output still gets its columns
                 pred = []
             extra = prediction_columns(pred, n)
