@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -124,22 +126,40 @@ def wait_until(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120
     raise RuntimeError(f"{url} not ready after {timeout:.0f} s: {log.read_text()[-1500:]}")
 
 
+SERVERS: list[subprocess.Popen] = []  # stopped on the way out, however the script ends
+
+
 def start(cmd: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+        # a process group of its own: mlflow's CLI runs uvicorn in a child, stop() ends both
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+    SERVERS.append(proc)
+    return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
-    import signal
-
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # mlflow's CLI runs uvicorn in a child: the group
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+def stop_all() -> None:
+    for proc in SERVERS:
+        stop(proc)
+
+
+def on_signal(signum, frame) -> None:
+    """SIGTERM or SIGHUP (a test's timeout, a closed terminal): unwind, so that the servers stop;
+    the servers are in groups of their own and would outlive the script."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
+    raise SystemExit(128 + signum)
 
 
 def build_project(root: Path) -> None:
@@ -186,8 +206,13 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--rows", type=int, nargs="+", default=[1, 100])
     ap.add_argument("--quick", action="store_true", help="a tiny size: 50 requests, 1 round")
-    ap.add_argument("--project", type=Path, help="reuse a project built by an earlier run")
+    ap.add_argument("--project", type=Path,
+                    help="a project with clf version 1 at champion, e.g. built by an earlier run; "
+                         "only read (no alias moves, nothing written)")
     args = ap.parse_args(argv)
+    atexit.register(stop_all)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     if args.quick:
         args.requests, args.rounds, args.concurrency, args.rows = 50, 1, [2], [1]
     print(f"machine: {machine()}")

@@ -35,8 +35,9 @@ from .errors import ConfigError, NbopsError
 
 log = logging.getLogger("nbops.serve")
 
-# batches of more rows than this are predicted on a worker thread, so that /health, /metrics and
-# small requests are not stuck behind them; smaller ones run inline (the hop costs ~0.1 ms)
+# requests of more rows than this are predicted on a worker thread, so that /health, /metrics and
+# small requests are not stuck behind them; smaller ones run inline (the hop costs ~0.1 ms), in
+# batches (`Batcher`) of at most this many rows
 INLINE_ROWS = 1000
 # the body's keys nbops reads (MLflow's and its own), first found wins; see `decode`
 PAYLOAD_KEYS = ("records", "columns", "dataframe_split", "dataframe_records", "inputs", "instances")
@@ -48,7 +49,7 @@ BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 class ServeOptions:
     name: str
     host: str = "127.0.0.1"
-    port: int = 5050
+    port: int = 5050  # 0: a free port the system picks (the log line names it)
     canary: dict[str, float] = field(default_factory=dict)  # alias -> percent of requests
     reload_interval: float | None = None  # seconds between alias checks; None: never
     max_body: int = 10 * 1024 * 1024  # bytes; larger bodies get 413
@@ -117,6 +118,9 @@ def _split(obj: dict, prefix: str) -> tuple[list[str], list]:
     names, rows = obj.get("columns"), obj.get("data")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise PayloadError(f"'{prefix}columns' must be a list of column names")
+    if len(set(names)) != len(names):
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        raise PayloadError(f"'{prefix}columns' names column '{twice}' more than once")
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
         raise PayloadError(f"'{prefix}data' must be a list of rows (lists)")
     if not rows:
@@ -154,19 +158,26 @@ class Batcher:
         self.predict = predict
         self.pending: list[tuple[Any, asyncio.Future]] = []
         self.rows = 0
+        self.scheduled: asyncio.Handle | None = None
 
     def submit(self, matrix) -> asyncio.Future:
+        """A future for MATRIX's predictions. MATRIX has at most INLINE_ROWS rows (larger ones are
+        the caller's to predict on a thread), and so does every batch: when MATRIX would take the
+        pending rows past INLINE_ROWS they are predicted first, and MATRIX starts a new batch."""
         loop = asyncio.get_running_loop()
+        if self.pending and self.rows + len(matrix) > INLINE_ROWS:
+            self.flush()
         future = loop.create_future()
         if not self.pending:
-            loop.call_soon(self.flush)
+            self.scheduled = loop.call_soon(self.flush)
         self.pending.append((matrix, future))
         self.rows += len(matrix)
-        if self.rows >= INLINE_ROWS:  # a large batch goes now; later ones start a new batch
-            self.flush()
         return future
 
     def flush(self) -> None:
+        if self.scheduled is not None:  # flushed early: the next batch schedules its own
+            self.scheduled.cancel()
+            self.scheduled = None
         batch, self.pending, self.rows = self.pending, [], 0
         batch = [(m, f) for m, f in batch if not f.done()]  # a client that hung up
         if not batch:
@@ -401,6 +412,10 @@ class Service:
             if alias in old:
                 self.metrics.loaded.remove(self.options.name, old[alias].version, alias)
             self.metrics.loaded.labels(self.options.name, s.version, alias).set(1)
+        # versions no alias routes to any more are dropped (requests under way keep theirs);
+        # the registry thread is idle here: load and watch install what it returned
+        routed = {s.version for _, s in self.table}
+        self._models = {v: m for v, m in self._models.items() if v in routed}
 
     def pick(self, key: str | None) -> Served | None:
         table = self.table
@@ -527,6 +542,12 @@ def create_app(service: Service, versions: dict[str, Any]):
             return failed(served, started, 400, "bad_json", f"the body is not valid JSON: {exc}")
         except (PayloadError, InputError) as exc:
             return failed(served, started, 400, "bad_input", str(exc))
+        except (ValueError, TypeError) as exc:  # a conversion the checks did not foresee
+            return failed(served, started, 400, "bad_input", f"cannot read the input: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the service
+            log.exception("reading a request for %s version %s failed", served.name, served.version)
+            return failed(served, started, 500, "internal",
+                          f"cannot read the input: {type(exc).__name__}: {exc}")
         try:
             if rows > INLINE_ROWS:
                 loop = asyncio.get_running_loop()
@@ -541,8 +562,13 @@ def create_app(service: Service, versions: dict[str, Any]):
             log.exception("prediction failed on %s version %s", served.name, served.version)
             return failed(served, started, 500, "model_error",
                           f"prediction failed: {type(exc).__name__}: {exc}")
-        response = reply(200, {"model": served.name, "version": served.version,
-                               "alias": served.alias, "predictions": predictions}, served.headers)
+        try:
+            response = reply(200, {"model": served.name, "version": served.version,
+                                   "alias": served.alias, "predictions": predictions}, served.headers)
+        except Exception as exc:  # noqa: BLE001 - predictions orjson cannot write
+            log.exception("writing predictions of %s version %s failed", served.name, served.version)
+            return failed(served, started, 500, "model_error",
+                          f"cannot write the predictions as JSON: {type(exc).__name__}: {exc}")
         service.metrics.observe(served, 200, time.perf_counter() - started)
         return response
 
@@ -662,7 +688,8 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         server.should_exit = True
 
     service.on_failure = stop
-    log.info("serving %s on http://%s:%d (loading %s)", options.name, options.host, options.port,
+    port = sock.getsockname()[1]  # the one the system picked for --port 0
+    log.info("serving %s on http://%s:%d (loading %s)", options.name, options.host, port,
              ", ".join(f"{a}=version {v.version}" for a, v in versions.items()))
     try:
         server.run(sockets=[sock])

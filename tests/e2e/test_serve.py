@@ -16,17 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nbops.serve import bands, decode, key_point
+from nbops import serve
+from nbops.serve import INLINE_ROWS, Batcher, PayloadError, bands, decode, key_point
 from tests.lifecycle import FEATURES
 
 ROW = {"f0": 0.5, "f1": -1.2, "f2": 0.3, "f3": 1.1, "f4": -0.4, "f5": 0.9}
 MAX_BODY = 64 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env() -> dict[str, str]:
@@ -34,18 +29,33 @@ def clean_env() -> dict[str, str]:
 
 
 class Server:
+    """`nbops serve clf --port 0`: the system picks a free port, read back from the log line (a
+    port found free here and handed over could be taken in between)."""
+
     def __init__(self, root: Path, log: Path, *args: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
+        self.url = ""
         self.log = log
         self.statuses_while_loading: list[tuple[int, int]] = []  # (/ready, /predict) before ready
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nbops", "serve", "clf", "--port", str(self.port), *args],
+                [sys.executable, "-m", "nbops", "serve", "clf", "--port", "0", *args],
                 cwd=root, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_port(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            found = re.search(r"serving clf on http://127\.0\.0\.1:(\d+)", self.text())
+            if found:
+                self.port = int(found.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
+                return
+            assert self.proc.poll() is None, f"server exited {self.proc.returncode}: {self.text()}"
+            time.sleep(0.05)
+        raise AssertionError(f"no port in the log: {self.text()}")
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
+        self.wait_port(deadline)
         with httpx.Client(base_url=self.url, timeout=5) as client:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, f"server exited {self.proc.returncode}: {self.text()}"
@@ -136,6 +146,155 @@ def test_payload_shapes(payload, shape):
     assert decode(payload)[0] == shape
 
 
+@pytest.mark.parametrize("wrap", [lambda split: split, lambda split: {"dataframe_split": split}],
+                         ids=["columns", "dataframe_split"])
+def test_a_column_named_twice_is_a_payload_error(wrap):
+    split = {"columns": [*FEATURES, "f0"], "data": [[1, 2, 3, 4, 5, 6, "abc"]]}
+    with pytest.raises(PayloadError, match="column 'f0' more than once"):
+        decode(wrap(split))
+
+
+def _model(version: str = "1", predict=None):
+    """A LoadedModel of six double columns whose predictor needs no MLflow."""
+    import numpy as np
+
+    from nbops.models import Column, LoadedModel
+    from nbops.registry import VersionInfo
+
+    class Predictor:
+        def predict(self, X):
+            return (np.asarray(X, dtype=float)[:, 0] > 0).astype(int)
+
+    predictor = Predictor()
+    if predict is not None:
+        predictor.predict = predict
+    info = VersionInfo(name="clf", version=version, run_id="", source="", metrics={}, tags={})
+    return LoadedModel(info, tuple(Column(f, "double") for f in FEATURES), "sklearn", predictor)
+
+
+@pytest.fixture
+def app_client():
+    """The app in-process on one fake version: no server, no MLflow."""
+    import warnings
+
+    with warnings.catch_warnings():  # starlette would rather have httpx2; httpx works
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from nbops.serve import Served, ServeOptions, Service, create_app
+
+    service = Service(None, ServeOptions("clf"))
+    service._load = lambda versions: {"champion": Served.of(_model(), "champion")}
+    with TestClient(create_app(service, {})) as c:
+        deadline = time.monotonic() + 10
+        while c.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        yield c
+
+
+def _app_counts(c) -> dict[str, float]:
+    return {status: n for (_, status), n in counts(c).items()}
+
+
+def test_a_column_named_twice_is_a_400_and_counted(app_client):
+    payload = {"columns": [*FEATURES, "f0"], "data": [[1, 2, 3, 4, 5, 6, "abc"]]}
+    response = app_client.post("/predict", json=payload)
+    assert response.status_code == 400 and "'f0'" in response.json()["error"]
+    assert _app_counts(app_client) == {"400": 1}
+    assert app_client.post("/predict", json=[ROW]).status_code == 200
+
+
+@pytest.mark.parametrize("exc,status", [(AttributeError("a bug"), 500), (ValueError("odd value"), 400),
+                                        (TypeError("odd type"), 400)])
+def test_an_unexpected_error_reading_the_input_is_json_counted_and_serving_goes_on(
+        app_client, monkeypatch, exc, status):
+    def prepare(self, shape, data):
+        raise exc
+
+    with monkeypatch.context() as m:
+        m.setattr(serve.Served, "prepare", prepare)
+        response = app_client.post("/predict", json=[ROW])
+    assert response.status_code == status
+    assert str(exc) in response.json()["error"] and response.json()["version"] == "1"
+    assert _app_counts(app_client) == {str(status): 1}
+    assert app_client.post("/predict", json=[ROW]).status_code == 200
+
+
+def _batches(predict, sizes: list[int]) -> list:
+    """Submit matrices of SIZES rows in one loop turn; each one's result or exception."""
+    import asyncio
+
+    import numpy as np
+
+    async def main():
+        batcher = Batcher(predict)
+        futures = [batcher.submit(np.full((n, len(FEATURES)), float(i))) for i, n in enumerate(sizes)]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_a_failing_batch_is_redone_request_by_request_and_only_the_bad_one_fails():
+    import numpy as np
+
+    calls = []
+
+    def predict(X):
+        calls.append(len(X))
+        if (X == 1.0).any():  # the second request's rows
+            raise ValueError("Input contains NaN")
+        return X[:, 0]
+
+    results = _batches(predict, [2, 3, 1])
+    assert calls == [6, 2, 3, 1]  # the stacked call, then one per request
+    assert isinstance(results[1], ValueError)
+    assert np.array_equal(results[0], [0.0, 0.0]) and np.array_equal(results[2], [2.0])
+
+
+def test_no_batch_predicted_on_the_loop_has_more_than_inline_rows():
+    import numpy as np
+
+    calls = []
+
+    def predict(X):
+        calls.append(len(X))
+        return X[:, 0]
+
+    sizes = [INLINE_ROWS * 6 // 10, INLINE_ROWS * 6 // 10, INLINE_ROWS * 3 // 10, INLINE_ROWS]
+    results = _batches(predict, sizes)
+    assert calls == [sizes[0], sizes[1] + sizes[2], sizes[3]]
+    assert all(np.array_equal(r, np.full(n, float(i))) for i, (r, n) in enumerate(zip(results, sizes, strict=True)))
+
+
+def test_versions_no_alias_routes_to_are_dropped(monkeypatch):
+    from types import SimpleNamespace
+
+    from nbops import models
+    from nbops.serve import ServeOptions, Service
+
+    loaded = []
+
+    def load(info):
+        loaded.append(info.version)
+        return _model(info.version)
+
+    monkeypatch.setattr(models, "load", load)
+    service = Service(None, ServeOptions("clf", canary={"challenger": 20}))
+    try:
+        info = {v: _model(v).version for v in ("1", "2", "3")}
+        service.install(service._load({"champion": info["1"], "challenger": info["2"]}))
+        assert set(service._models) == {"1", "2"}
+        aliases = {"champion": "2", "challenger": "3"}  # both move: 1 is no longer served
+        service._registry = SimpleNamespace(model=lambda name: SimpleNamespace(aliases=aliases),
+                                            get=lambda name, version: info[version])
+        service.install(service._moved({"champion": "1", "challenger": "2"}))
+        assert set(service._models) == {"2", "3"} and loaded == ["1", "2", "3"]
+        assert {s.alias: s.version for _, s in service.table} == aliases
+    finally:
+        service.mlflow.shutdown()
+
+
 # -- a real server -------------------------------------------------------------------------------
 slow = pytest.mark.slow  # a server process: imports MLflow, loads two models
 
@@ -143,7 +302,10 @@ slow = pytest.mark.slow  # a server process: imports MLflow, loads two models
 @slow
 def test_ready_is_503_until_the_models_are_loaded(canary, client):
     assert canary.statuses_while_loading, "the server was ready before it was first asked"
-    assert all(status == (503, 503) for status in canary.statuses_while_loading)
+    *before, last = canary.statuses_while_loading
+    assert all(status == (503, 503) for status in before), canary.statuses_while_loading
+    # the models may finish loading between the last /ready and its /predict
+    assert last in ((503, 503), (503, 200)), canary.statuses_while_loading
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200
@@ -288,7 +450,7 @@ def test_errors_before_the_port_is_bound_are_one_line(trained_project):
     finally:
         taken.close()
     assert done.returncode == 2 and "cannot listen on 127.0.0.1" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "nbops", "serve", "clf", "--port", str(free_port()),
+    done = subprocess.run([sys.executable, "-m", "nbops", "serve", "clf", "--port", "0",
                            "--canary", "shadow=10"], cwd=trained_project, env=clean_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
