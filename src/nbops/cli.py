@@ -276,9 +276,7 @@ def cmd_models(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import ServeOptions, serve
 
-    canary = dict(args.canary or [])
-    if sum(canary.values()) >= 100:
-        raise NbopsError("--canary weights add up to 100% or more", hint="e.g. --canary challenger=10")
+    canary = dict(args.canary or [])  # serve() checks the weights and aliases
     options = ServeOptions(name=args.name, host=args.host, port=args.port, canary=canary,
                            reload_interval=args.reload_interval, max_body=args.max_body,
                            log_requests=not args.quiet)

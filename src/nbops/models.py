@@ -9,11 +9,12 @@ messages that name the column.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import RegistryError
-from .registry import VersionInfo
+from .registry import VersionInfo, use_store
 
 # MLflow signature types -> the numpy dtype kind a column must have (or be cast to)
 _NUMERIC = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}
@@ -47,6 +48,9 @@ class LoadedModel:
         import pandas as pd
 
         frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+        repeated = frame.columns[frame.columns.duplicated()]
+        if len(repeated):
+            raise InputError(f"column '{repeated[0]}' appears more than once")
         if not self.columns:
             return frame
         missing = [c.name for c in self.columns if c.required and c.name not in frame.columns]
@@ -97,27 +101,14 @@ def _columns(meta) -> tuple[Column, ...]:
     return tuple(cols)
 
 
-def _use_store(version: VersionInfo) -> None:
-    """Point MLflow at the store VERSION came from: `models:/` URIs resolve through MLflow's
-    process-wide registry URI, which otherwise defaults to ./mlflow.db of the working directory
-    and would ignore [tool.nbops] tracking_uri and NBOPS_TRACKING_URI."""
-    import logging
-
-    import mlflow
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    if version.store_uri:
-        mlflow.set_tracking_uri(version.store_uri)
-        mlflow.set_registry_uri(version.store_uri)
-
-
 def load(version: VersionInfo) -> LoadedModel:
     """Load VERSION from the registry (its artifacts are downloaded once into MLflow's cache)."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    _use_store(version)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    use_store(version.store_uri)
     uri = version.uri
     try:
         meta = Model.load(uri)
@@ -141,7 +132,8 @@ def input_columns(version: VersionInfo) -> tuple[Column, ...]:
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    _use_store(version)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    use_store(version.store_uri)
     try:
         return _columns(Model.load(version.uri))
     except MlflowException as exc:

@@ -79,6 +79,22 @@ class AliasEvent:
     action: str  # promote or rollback
 
 
+def use_store(uri: str) -> None:
+    """Point MLflow's process-wide tracking and registry URI at URI.
+
+    Some MLflow calls ignore the client they are called on and resolve `models:/` URIs through
+    the process-wide URI (loading a model; `create_model_version` checking its source), which
+    otherwise defaults to ./mlflow.db of the working directory: wrong from a project's subfolder,
+    and a stray database left there. Every nbops call that needs it sets it first, so a process
+    that works on several stores (the tests) stays right too.
+    """
+    if uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+
+
 def params_digest(params: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 

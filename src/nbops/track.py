@@ -24,7 +24,7 @@ from .gates import failed_gates
 from .notebook import ModelSpec
 from .plan import RunSpec
 from .records import split_metrics
-from .registry import params_digest
+from .registry import params_digest, use_store
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 
@@ -274,6 +274,7 @@ class Tracker:
                 if self.describe_model:
                     for key, value in model_tags.items():
                         self.client.set_registered_model_tag(spec.name, key, value)
+            use_store(self.uri)  # it checks the `models:/` source through MLflow's global URI
             version = self.client.create_model_version(
                 spec.name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
                 model_id=model.model_id,

@@ -226,3 +226,14 @@ def test_monitor_retrain_chains_drift_to_a_challenger(one_version, tmp_path):
     assert run_.data.params["data_path"] == str(shifted)
     assert file_digest(shifted)[:32] in {d.dataset.digest for d in run_.inputs.dataset_inputs}
     assert run_.data.tags["nbops.retrain_of"] == "clf/1"
+
+
+@pytest.mark.slow
+def test_run_from_a_subfolder_registers_into_the_projects_store(scored_project, tmp_path):
+    """MLflow checks a new version's `models:/` source through its process-wide URI, which
+    defaults to ./mlflow.db of the working directory; nbops points it at the project's store."""
+    root = tmp_path / "proj"
+    shutil.copytree(scored_project, root)
+    done = nbops(root / "notebooks", "run", "v2.ipynb", "--quiet")
+    assert "scored v4" in done.stdout, done.stdout
+    assert not (root / "notebooks" / "mlflow.db").exists()
