@@ -58,11 +58,11 @@ _SECRET_VALUE = re.compile(
     r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[baprs]-[A-Za-z0-9-]{10,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|sk-[A-Za-z0-9]{20,}"
 )
-# a cell none of whose text matches this cannot trigger NB003-NB005: skip parsing it (speed)
+# a cell none of whose text matches this cannot trigger NB003-NB005: skip parsing it (speed).
+# Matched against the lowercased source: re.IGNORECASE made this one search cost 4x more.
 _TRIGGERS = re.compile(
-    r"random|seed|rng|Forest|Tree|Boost|KMeans|MLP|SGD|[Ss]plit|SearchCV|KFold|Bagging|TSNE|torch"
-    r"|[\"']/|[\"']~|:\\|passw|pwd|secret|token|key|AKIA|gh[pousr]_|xox|BEGIN|sk-",
-    re.I,
+    r"random|seed|rng|forest|tree|boost|kmeans|mlp|sgd|split|searchcv|kfold|bagging|tsne|torch"
+    r"|[\"']/|[\"']~|:\\|passw|pwd|secret|token|key|akia|gh[pousr]_|xox|begin|sk-"
 )
 _SKIP_DIRS = {".venv", "venv", "runs", "mlruns", ".ipynb_checkpoints", "node_modules", ".git", ".nbops"}
 
@@ -111,7 +111,7 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     out: list[tuple[int, str, str]] = []
     seeded = False
     for number, source in cells:
-        if not _TRIGGERS.search(source):
+        if not _TRIGGERS.search(source.lower()):
             continue
         try:
             tree = ast.parse(python_source(source))
@@ -245,8 +245,9 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
     # ruff reads the files as they are now; --fix only strips outputs, which ruff ignores
     ruff = start_ruff(paths, root) if lint else None
     for path in paths:
-        rel = os.path.relpath(path.resolve(), root) if path.resolve().is_relative_to(root) else str(path)
-        shown[path.resolve()] = rel
+        full = path.resolve()  # once: resolving costs a system call per path component
+        rel = os.path.relpath(full, root) if full.is_relative_to(root) else str(path)
+        shown[full] = rel
         try:
             nb = read_json(path)
         except NotebookError as exc:
