@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from nbops import serve
-from nbops.serve import INLINE_ROWS, Batcher, PayloadError, bands, decode, key_point
+from nbops.payload import PayloadError, decode
+from nbops.serve import INLINE_ROWS, Batcher, bands, key_point
 from tests.lifecycle import FEATURES
 
 ROW = {"f0": 0.5, "f1": -1.2, "f2": 0.3, "f3": 1.1, "f4": -0.4, "f5": 0.9}
