@@ -21,6 +21,9 @@ from .plan import RunSpec
 from .records import read_records
 
 ENGINE_NAME = "nbops"
+# Set on Ctrl-C while notebooks run in worker threads: every kernel is killed at once, so the
+# workers finish (their runs end KILLED) instead of the interrupt waiting for whole notebooks.
+CANCEL = threading.Event()
 _SKIP_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
 
@@ -38,7 +41,7 @@ class CellError:
 @dataclass(frozen=True)
 class RunResult:
     spec: RunSpec
-    status: str  # "succeeded" or "failed"
+    status: str  # "succeeded", "failed" or "interrupted" (Ctrl-C)
     output_path: Path
     duration: float
     error: CellError | None = None
@@ -105,10 +108,9 @@ def _engine_class():
                 final["extra_arguments"] = ["--IPKernelApp.exec_lines=import nbops._kernel"]
             client = PapermillNotebookClient(nb_man, **final)
             done = threading.Event()
-            if deadline:
-                threading.Thread(
-                    target=_watchdog, args=(client, deadline, done, state), daemon=True
-                ).start()
+            threading.Thread(
+                target=_watchdog, args=(client, deadline, done, state), daemon=True
+            ).start()
             start_kwargs: dict[str, Any] = {}
             if env is not None:
                 start_kwargs["env"] = env
@@ -124,21 +126,28 @@ def _engine_class():
     return NbopsEngine
 
 
-def _watchdog(client, seconds: float, done: threading.Event, state: dict) -> None:
-    """Kill the kernel when the notebook overruns; nbclient then sees a dead kernel at once."""
-    if done.wait(seconds):
+def _watchdog(client, seconds: float | None, done: threading.Event, state: dict) -> None:
+    """Kill the kernel when the notebook overruns or nbops is interrupted (CANCEL); nbclient
+    then sees a dead kernel at once."""
+    limit = time.monotonic() + seconds if seconds else None
+    while not done.wait(0.2):
+        if CANCEL.is_set():
+            state["interrupted"] = True
+        elif limit is not None and time.monotonic() >= limit:
+            state["timed_out"] = True
+        else:
+            continue
+        while not done.is_set():  # the kernel may still be starting: wait for its process
+            km = getattr(client, "km", None)
+            process = getattr(getattr(km, "provisioner", None), "process", None)
+            if process is not None:
+                try:
+                    process.kill()
+                except OSError:
+                    pass
+                return
+            done.wait(0.1)
         return
-    state["timed_out"] = True
-    while not done.is_set():  # the kernel may still be starting: wait for its process
-        km = getattr(client, "km", None)
-        process = getattr(getattr(km, "provisioner", None), "process", None)
-        if process is not None:
-            try:
-                process.kill()
-            except OSError:
-                pass
-            return
-        done.wait(0.1)
 
 
 def _quiet_loggers(debug: bool) -> None:
@@ -220,7 +229,9 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
         except CellTimeoutError:
             failure = CellError(None, "CellTimeout", f"a cell ran longer than {spec.cell_timeout:g} s")
         except DeadKernelError:
-            if state.get("timed_out"):
+            if state.get("interrupted"):
+                failure = CellError(None, "Interrupted", "stopped by Ctrl-C")
+            elif state.get("timed_out"):
                 failure = CellError(None, "NotebookTimeout", f"the notebook ran longer than {spec.timeout:g} s")
             else:
                 failure = CellError(None, "DeadKernel", "the kernel died (see the kernel log)")
@@ -235,7 +246,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
         kernel_log.unlink()  # only a failed run's kernel output is worth keeping
     return RunResult(
         spec=spec,
-        status="failed" if failure else "succeeded",
+        status=("interrupted" if state.get("interrupted") else "failed") if failure else "succeeded",
         output_path=out,
         duration=duration,
         error=failure,

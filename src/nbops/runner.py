@@ -19,7 +19,7 @@ from . import notebook as notebook_mod
 from .config import Settings
 from .context import git_info, gpu_count, relative_to_repo
 from .errors import NotebookError, TrackingError
-from .execute import RunResult
+from .execute import CANCEL, RunResult
 from .executors import local_execute
 from .plan import RunSpec, make_spec
 from .progress import Progress
@@ -150,9 +150,15 @@ def run_specs(
 
     if jobs <= 1 or len(specs) <= 1:
         return [one(spec, label) for spec, label in zip(specs, labels, strict=True)]
+    CANCEL.clear()
     pool = ThreadPoolExecutor(max_workers=min(jobs, len(specs)), thread_name_prefix="nbops-run")
     try:
         futures = [pool.submit(one, spec, label) for spec, label in zip(specs, labels, strict=True)]
         return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        # Ctrl-C reaches this thread only: kill the running kernels so the workers end their
+        # runs (KILLED) within a second, and start nothing new
+        CANCEL.set()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -216,7 +216,7 @@ class Tracker:
             self.client.log_artifact(run_id, str(result.output_path), "notebook")
         if result.kernel_log and result.kernel_log.exists():
             self.client.log_artifact(run_id, str(result.kernel_log), "notebook")
-        status = "FINISHED" if result.ok else "FAILED"
+        status = "FINISHED" if result.ok else ("KILLED" if result.status == "interrupted" else "FAILED")
         self.client.set_terminated(run_id, status)
         if not result.ok:
             return TrackedRun(run_id, started.experiment_id, status, note="run failed: model not registered")

@@ -81,3 +81,39 @@ def test_parallel_runs_use_each_notebooks_own_folder(project, mlflow_client, cap
         with open(client.download_artifacts(run.info.run_id, "nbops/records.json")) as f:
             cwd = json.load(f)["cwd"]
         assert cwd == str((project / run.data.tags["nbops.notebook"]).parent.resolve())
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_jobs_kills_the_kernels_and_ends_every_run(project, mlflow_client, tmp_path):
+    """Ctrl-C during `run --jobs 2`: exit 130 within seconds (not when the notebooks would end),
+    the running notebooks' runs KILLED, none left RUNNING, queued notebooks never started."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "started"
+    marker.mkdir()
+    paths = [str(write_notebook(project / "notebooks" / f"slow{i}.ipynb", [
+        ("code", f"i = {i}", ["parameters"]),
+        ("code", f"import pathlib, time\npathlib.Path({str(marker)!r}, str(i)).touch()\ntime.sleep(120)"),
+    ])) for i in range(3)]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
+    proc = subprocess.Popen([sys.executable, "-m", "nbops", "run", *paths, "--jobs", "2", "--quiet"],
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while len(os.listdir(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(os.listdir(marker)) == 2, "the notebooks never started"
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err
+    assert took < 20, took  # the sleeping cells had ~2 minutes to go
+    runs = all_runs(mlflow_client())
+    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]  # the third never started
