@@ -243,9 +243,15 @@ class _CsvWriter:
             csv.writer(header, lineterminator="\n").writerow(table.column_names)
             self.file.write(header.getvalue().encode())
             self.started = True
+        import pyarrow as pa
+
         quoting = "needed" if _needs_quotes(table) else "none"
-        pacsv.write_csv(table, self.file, write_options=pacsv.WriteOptions(
-            include_header=False, quoting_style=quoting))
+        try:
+            pacsv.write_csv(table, self.file, write_options=pacsv.WriteOptions(
+                include_header=False, quoting_style=quoting))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # nested or odd columns
+            raise NbopsError(f"{where}: cannot write this as CSV: {first_line(exc)}",
+                             hint="write Parquet (--output FILE.parquet)") from None
 
     def close(self) -> None:
         self.file.close()
@@ -256,6 +262,8 @@ def _needs_quotes(table) -> bool:
     import pyarrow.compute as pc
 
     for column in table.columns:
+        if pa.types.is_dictionary(column.type):  # a categorical: check its values
+            column = column.cast(column.type.value_type)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
         if pc.any(pc.match_substring_regex(column, r'[",\r\n]')).as_py():

@@ -250,7 +250,10 @@ class Registry:
         found = []
         for key, value in (rm.tags or {}).items():
             if key.startswith(prefix) and key[len(prefix):].isdigit():
-                data = json.loads(value)
+                try:
+                    data = json.loads(value)
+                except json.JSONDecodeError:
+                    continue  # a hand-edited tag: not an event nbops can replay
                 found.append((int(key[len(prefix):]), AliasEvent(alias, data.get("to"), data.get("from"),
                                                                   data.get("by", ""), data.get("at", ""),
                                                                   data.get("action", "promote"))))
@@ -269,9 +272,10 @@ class Registry:
 
     # -- writing -----------------------------------------------------------------------------
     def _record(self, name: str, event: AliasEvent) -> None:
-        n = len(self.events(name, event.alias)) + 1
+        # keyed by time, not by count: two moves at once must not overwrite each other's record
+        # (MLflow has no compare-and-set, so the alias itself is still last-writer-wins)
         self.client.set_registered_model_tag(
-            name, f"{_EVENT}{event.alias}.{n:06d}",
+            name, f"{_EVENT}{event.alias}.{time.time_ns():020d}",
             json.dumps({"to": event.to_version, "from": event.from_version, "by": event.by,
                         "at": event.at, "action": event.action}),
         )
@@ -327,6 +331,7 @@ class Registry:
                                 hint=f"move it with: nbops models promote {name} VERSION --alias {alias}")
         target = stack[-1]
         current = info.aliases.get(alias)
+        self.get(name, target)  # a deleted version: a one-line error, not MLflow's exception
         self.client.set_registered_model_alias(name, alias, target)
         event = AliasEvent(alias, target, current, by or whoami(), _now(), "rollback")
         self._record(name, event)

@@ -149,8 +149,8 @@ def lineage(registry: Registry, version: VersionInfo) -> Lineage:
             executed = None  # fall back to the notebook at the sha and the logged params
     if executed is not None:
         parameters = dict(executed.get("metadata", {}).get("papermill", {}).get("parameters") or {})
-    else:
-        parameters = {}
+    else:  # logged as text; make_spec types them against the notebook's defaults, like -p
+        parameters = dict(run.data.params)
     digests = {d.dataset.name: d.dataset.digest for d in (run.inputs.dataset_inputs if run.inputs else [])}
     return Lineage(version, notebook, sha, tags.get("nbops.git_dirty") == "true", parameters, executed,
                    dict(run.data.metrics), digests)
@@ -212,6 +212,16 @@ def _link_missing_data(settings: Settings, tree_root: Path, declared: tuple[str,
             target.symlink_to(source.resolve())
 
 
+def _project_path(settings: Settings, tree_root: Path, name: str) -> str:
+    path = Path(name)
+    if not path.is_absolute():
+        return name
+    for root in (settings.root, tree_root):
+        if path.is_relative_to(root.resolve()):
+            return path.relative_to(root.resolve()).as_posix()
+    return name
+
+
 def _rerun_settings(settings: Settings, tree_root: Path) -> Settings:
     """Run in the worktree, track in the project's store, keep executed notebooks in its runs/."""
     return replace(settings, root=tree_root, tracking_uri=settings.resolved_tracking_uri,
@@ -233,7 +243,7 @@ def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, overrides: 
     known = {p.name for p in nb.parameters}
     spec = make_spec(tree_settings, nb, {k: v for k, v in overrides.items() if k in known})
     if new_data is not None:
-        from .inputs import file_digest
+        from .inputs import file_digest, inputs_fingerprint
 
         # compared without resolving links: an ignored data file is a link into the working tree
         keep = tuple(p for p in spec.data_files
@@ -242,7 +252,8 @@ def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, overrides: 
         inputs = {k: v for k, v in spec.inputs.items() if k not in data_keys}
         inputs.update({relative_to_repo(p, tree_settings.root): file_digest(p) for p in keep})
         inputs[relative_to_repo(new_data, tree_settings.root)] = file_digest(new_data)
-        spec = replace(spec, data_files=(*keep, new_data), inputs=inputs)
+        fingerprint = inputs_fingerprint(spec.notebook.fingerprint, spec.values, inputs)
+        spec = replace(spec, data_files=(*keep, new_data), inputs=inputs, fingerprint=fingerprint)
     check_kernels([spec])
     return spec
 
@@ -374,7 +385,9 @@ def reproduce(settings: Settings, ref: str, tolerance: float | None = None,
         # every MLflow metric of both runs: recorded with nbops.record or logged by mlflow itself
         new_run = registry.client.get_run(run_id)
         new_metrics = dict(new_run.data.metrics)
-        new_digests = {d.dataset.name: d.dataset.digest
+        # ignored data is linked into the worktree, and the run names it by where the link
+        # points (the working tree): back to a project path to compare with the original
+        new_digests = {_project_path(settings, tree_root, d.dataset.name): d.dataset.digest
                        for d in (new_run.inputs.dataset_inputs if new_run.inputs else [])}
     notes = [] if outcome.ok else [f"the notebook failed: {outcome.result.error}"]
     if lin.dirty:

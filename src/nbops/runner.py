@@ -79,8 +79,11 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
     if tracker is None:
         with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
             # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
+            # NBOPS_TRACKING_URI keeps the project's store for nbops's own reads in the kernel
+            # (the batch_predict template loads a registered model)
             env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
-                   "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}"}
+                   "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}",
+                   "NBOPS_TRACKING_URI": settings.resolved_tracking_uri}
             return Outcome(executor(spec, env, debug, on_cell))
     started = tracker.start(spec, git, parent_run_id)
     try:
@@ -116,6 +119,7 @@ def run_specs(
 
     Notebooks that ask for a GPU also wait for one of the GPUs present (when there are any).
     """
+    CANCEL.clear()  # a Ctrl-C of an earlier batch in this process is over
     git = None
     if track:
         if tracker is None:
@@ -150,7 +154,6 @@ def run_specs(
 
     if jobs <= 1 or len(specs) <= 1:
         return [one(spec, label) for spec, label in zip(specs, labels, strict=True)]
-    CANCEL.clear()
     pool = ThreadPoolExecutor(max_workers=min(jobs, len(specs)), thread_name_prefix="nbops-run")
     try:
         futures = [pool.submit(one, spec, label) for spec, label in zip(specs, labels, strict=True)]

@@ -185,6 +185,11 @@ def test_batch_predict_template_writes_and_records_the_version(trained_project, 
     assert records["predictions"]["model"]["run_id"] == sidecar(root / "predictions" / "score.parquet")["model"]["run_id"]
     # the registry is unchanged: a prediction run registers nothing
     assert len(client.search_model_versions("name = 'clf'")) == 2
+    # untracked, the kernel still reads the project's registry (its MLflow run goes to scratch)
+    done = nbops(root, "run", "notebooks/score.ipynb", "--no-track", "-p", "model=clf/2", "--quiet")
+    assert "rows=2000" in done.stdout
+    assert set(pd.read_parquet(root / "predictions" / "score.parquet")["model_version"]) == {"2"}
+    assert len(client.search_runs([client.get_experiment_by_name("notebooks/score").experiment_id])) == 1
 
 
 def test_prediction_columns_follow_the_output_shape():

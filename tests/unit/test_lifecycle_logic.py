@@ -53,3 +53,15 @@ def test_reproduce_tolerance_and_missing_metrics():
     assert [m.name for m in result(MetricDiff("acc", 0.9, None)).mismatches] == ["acc"]
     assert result(MetricDiff("loss", math.nan, math.nan)).ok
     assert not result().ok  # nothing compared is not a reproduction
+
+
+def test_project_path_maps_a_linked_file_back_to_the_project(tmp_path):
+    from nbops.config import Settings
+    from nbops.rerun import _project_path
+
+    settings = Settings(root=tmp_path / "proj")
+    tree = tmp_path / "worktree" / "proj"
+    assert _project_path(settings, tree, "data/a.csv") == "data/a.csv"
+    assert _project_path(settings, tree, str((tmp_path / "proj" / "data" / "a.csv").resolve())) == "data/a.csv"
+    assert _project_path(settings, tree, str((tree / "data" / "b.csv").resolve())) == "data/b.csv"
+    assert _project_path(settings, tree, "/elsewhere/c.csv") == "/elsewhere/c.csv"
