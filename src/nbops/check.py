@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import NbopsError, NotebookError
+from .files import write_notebook_atomic
 from .inputs import python_source
 from .notebook import PARAMETERS_TAG, cell_source, read_json
 
@@ -231,12 +232,6 @@ def strip_outputs(nb: dict) -> dict:
     return json.loads(json.dumps(stripped))
 
 
-def write_notebook(path: Path, nb: dict) -> None:
-    tmp = path.with_name(f".{path.name}.nbops-tmp")
-    tmp.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...], fix: bool = False,
               lint: bool = True) -> list[Finding]:
     paths = find_notebooks(root, args)
@@ -256,7 +251,7 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
         needs = any(Path(rel).parts[:1] == (d,) for d in needs_parameters_dirs)
         found = check_notebook(nb, rel, needs)
         if fix and any(f.code == "NB001" for f in found):
-            write_notebook(path, strip_outputs(nb))
+            write_notebook_atomic(path, strip_outputs(nb))
             found = [f for f in found if f.code != "NB001"]
         findings += found
     findings += ruff_findings(ruff, shown)

@@ -16,7 +16,6 @@ The statistics are plain functions of arrays (`numeric_drift`, `categorical_drif
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -388,11 +387,10 @@ def monitor(settings: Settings, name_or_ref: str, reference: Path, current: Path
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    from .files import write_text_atomic
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError as exc:
         raise NbopsError(f"cannot write {path}: {exc.strerror or exc}",
                          hint="choose another folder with --out") from None

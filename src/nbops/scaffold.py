@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import notebook as notebook_mod
 from .config import Settings
 from .errors import NotebookError
+from .files import write_notebook_atomic
 from .notebook import Notebook, cell_source
 from .params import resolve
 
@@ -68,21 +67,6 @@ def rewrite_parameters(source: str, values: dict[str, Any]) -> str:
     return "".join(lines)
 
 
-def _write_atomic(path: Path, nb: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a notebook is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def new_notebook(
     settings: Settings,
     template: str,
@@ -108,5 +92,5 @@ def new_notebook(
     meta["template"] = src.stem
     if isinstance(meta.get("model"), dict):
         meta["model"]["name"] = name.replace("_", "-")
-    _write_atomic(dest, nb)
+    write_notebook_atomic(dest, nb)
     return dest
