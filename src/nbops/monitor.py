@@ -134,9 +134,16 @@ def categorical_counts(reference, current):
     """(categories, reference counts, current counts) over the categories of both samples."""
     import pandas as pd
 
+    def label(value) -> str:
+        # a code column of whole numbers reads as int64 from one file and float64 from another
+        # (a missing value turns it to floats): 101 and 101.0 are the same category
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
     def tally(values):
         series = pd.Series(values, dtype=object)
-        return series.where(series.notna(), _MISSING).astype(str).value_counts()
+        return series.where(series.notna(), _MISSING).map(label).value_counts()
 
     ref, cur = tally(reference), tally(current)
     categories = sorted(set(ref.index) | set(cur.index))

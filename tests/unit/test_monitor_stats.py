@@ -166,3 +166,12 @@ def test_infinities_count_as_missing_and_still_plot(tmp_path):
         assert _plot(column, "numeric", values, values + 1, drifted=False)  # no ValueError
     statistic, p_value, size = numeric_drift(values, values)
     assert statistic == 0.0 and size < 1e-9
+
+
+def test_whole_number_codes_are_one_category_as_ints_or_floats():
+    codes = np.array([101, 102, 103] * 200)
+    with_missing = np.append(codes.astype(float), np.nan)  # what pandas reads when one is empty
+    categories, ref, cur = categorical_counts(codes, with_missing)
+    assert categories == ["101", "102", "103", "<missing>"]
+    statistic, p_value, size = categorical_drift(codes, with_missing)
+    assert p_value > 0.5 and size < 0.01
