@@ -228,17 +228,22 @@ def _rerun_settings(settings: Settings, tree_root: Path) -> Settings:
                    runs_dir=str(settings.path(settings.runs_dir).resolve()))
 
 
-def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, overrides: dict[str, Any],
-          new_data: Path | None = None, replaced: Path | None = None):
+def _notebook(tree_settings: Settings, lin: Lineage):
+    """The version's notebook in the worktree, as it ran (see `_executable_notebook`)."""
     from .notebook import load
-    from .plan import make_spec
-    from .runner import check_kernels
 
     path = tree_settings.root / lin.notebook
     _executable_notebook(lin, path)
     if not path.is_file():
         raise RegistryError(f"{lin.notebook} does not exist at {lin.sha[:12]}")
-    nb = load(path)
+    return load(path)
+
+
+def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, nb, overrides: dict[str, Any],
+          new_data: Path | None = None, replaced: Path | None = None):
+    from .plan import make_spec
+    from .runner import check_kernels
+
     _link_missing_data(settings, tree_settings.root, nb.data)
     known = {p.name for p in nb.parameters}
     spec = make_spec(tree_settings, nb, {k: v for k, v in overrides.items() if k in known})
@@ -298,8 +303,6 @@ def find_data_param(lin: Lineage, notebook_params: dict[str, Any], given: str | 
 
 def retrain(settings: Settings, name: str, data: Path, param: str | None = None,
             quiet: bool = False) -> RetrainResult:
-    from .notebook import load
-
     if "@" in name or "/" in name:
         raise RegistryError(f"retrain takes a model name, got '{name}'",
                             hint="it retrains the champion: nbops retrain NAME --data FILE")
@@ -312,16 +315,14 @@ def retrain(settings: Settings, name: str, data: Path, param: str | None = None,
     lin = lineage(registry, champion)
     with checkout(settings, lin.sha) as tree_root:
         tree_settings = _rerun_settings(settings, tree_root)
-        path = tree_root / lin.notebook
-        _executable_notebook(lin, path)
-        nb = load(path)
+        nb = _notebook(tree_settings, lin)
         values = {p.name: p.default for p in nb.parameters}
         values.update({k: v for k, v in lin.parameters.items() if k in values})
         data_param = find_data_param(lin, values, param)
         old = values.get(data_param)
-        replaced = Path(os.path.abspath(path.parent / old)) if isinstance(old, str) and old else None
+        replaced = Path(os.path.abspath(nb.path.parent / old)) if isinstance(old, str) and old else None
         overrides = {**lin.parameters, data_param: str(data)}
-        spec = _spec(settings, tree_settings, lin, overrides, new_data=data, replaced=replaced)
+        spec = _spec(settings, tree_settings, lin, nb, overrides, new_data=data, replaced=replaced)
         outcome = _run(tree_settings, spec, register=True, quiet=quiet)
     tracked = outcome.tracked
     run_id = tracked.run_id if tracked else ""
@@ -376,7 +377,7 @@ def reproduce(settings: Settings, ref: str, tolerance: float | None = None,
     lin = lineage(registry, version)
     with checkout(settings, lin.sha) as tree_root:
         tree_settings = _rerun_settings(settings, tree_root)
-        spec = _spec(settings, tree_settings, lin, lin.parameters)
+        spec = _spec(settings, tree_settings, lin, _notebook(tree_settings, lin), lin.parameters)
         outcome = _run(tree_settings, spec, register=False, quiet=quiet)
     run_id = outcome.tracked.run_id if outcome.tracked else ""
     new_metrics, new_digests = {}, {}
