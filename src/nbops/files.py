@@ -1,4 +1,5 @@
-"""Writing files whole or not at all: a temp file beside the target, then one rename."""
+"""Files: table formats by extension, and writing whole or not at all (a temp file beside the
+target, then one rename)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+# the table files `nbops predict` and `nbops monitor` read (and predict writes), by extension
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def write_text_atomic(path: Path, text: str) -> None:

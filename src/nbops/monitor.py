@@ -22,11 +22,11 @@ from typing import Any
 
 from .config import Settings
 from .errors import NbopsError, RegistryError, first_line
+from .files import FORMATS
 from .registry import ModelInfo, Registry, VersionInfo
 
 EPSILON = 1e-4  # stands in for an empty bin's share in PSI (log of zero otherwise)
 NUMERIC_KINDS = ("double", "float", "long", "integer")  # MLflow signature types tested with KS
-_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _MISSING = "<missing>"  # a categorical feature's missing values count as one more category
 
 
@@ -228,7 +228,7 @@ def read_table(path: Path):
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes[-1:] in ([".gz"], [".bz2"], [".xz"], [".zip"]):  # a compressed CSV
         suffixes = suffixes[:-1]
-    fmt = _READERS.get(suffixes[-1] if suffixes else "")
+    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
     if fmt is None:
         raise NbopsError(f"{path}: unknown file type '{path.suffix}'",
                          hint="give a .csv or .parquet file")

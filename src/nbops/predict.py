@@ -27,8 +27,8 @@ from typing import Any
 
 from .config import Settings
 from .errors import NbopsError, first_line
+from .files import FORMATS
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 PREDICTION = "prediction"
 VERSION_COLUMN = "model_version"
 # pandas' default missing-value markers (read_csv's documentation): they apply to the model's
