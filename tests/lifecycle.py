@@ -83,7 +83,7 @@ def cli(root: Path, *args: str) -> tuple[int, str, str]:
     import contextlib
     import io
 
-    from nbops.cli import main
+    from nbops.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()

@@ -4,7 +4,7 @@
 everything else loads when a command needs it.
 """
 
-from .record import record
+from nbops.record import record
 
 __version__ = "0.1.0"
 __all__ = ["record", "__version__"]

@@ -13,7 +13,7 @@ import random
 import sys
 from typing import Any
 
-from .record import record
+from nbops.record import record
 
 DATASETS = ("iris", "wine", "breast_cancer", "digits")
 CLASSIFIERS = ("logistic_regression", "random_forest", "gradient_boosting", "svm", "knn")

@@ -148,7 +148,7 @@ def test_reproduce_a_seeded_run_gives_zero_differences(one_version):
 def test_retrain_registers_a_challenger_at_the_champions_sha_with_the_new_data(one_version, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from nbops.inputs import file_digest
+    from nbops.notebook.inputs import file_digest
 
     client = MlflowClient(f"sqlite:///{one_version / 'mlflow.db'}")
     champion = client.get_model_version_by_alias(MODEL, "champion")
@@ -193,7 +193,7 @@ def test_reproduce_fails_when_a_metric_differs(one_version):
 def test_monitor_retrain_chains_drift_to_a_challenger(one_version, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from nbops.inputs import file_digest
+    from nbops.notebook.inputs import file_digest
 
     same = tmp_path / "same.csv"
     shutil.copy(one_version / "data" / "train.csv", same)

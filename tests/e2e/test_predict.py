@@ -196,8 +196,8 @@ def test_prediction_columns_follow_the_output_shape():
     import numpy as np
     import pandas as pd
 
-    from nbops.errors import NbopsError
-    from nbops.predict import prediction_columns
+    from nbops.core.errors import NbopsError
+    from nbops.lifecycle.predict import prediction_columns
 
     assert list(prediction_columns(np.array([1, 0]), 2)) == ["prediction"]
     assert list(prediction_columns(np.ones((2, 1)), 2)) == ["prediction"]

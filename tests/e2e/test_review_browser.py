@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from nbops.cli import main
+from nbops.cli.main import main
 from tests.conftest import commit_all, write_notebook
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

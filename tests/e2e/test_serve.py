@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nbops import serve
-from nbops.payload import PayloadError, decode
-from nbops.serve import INLINE_ROWS, Batcher, bands, key_point
+from nbops.lifecycle.serve.batching import INLINE_ROWS, Batcher
+from nbops.lifecycle.serve.payload import PayloadError, decode
+from nbops.lifecycle.serve.routing import bands, key_point
+from nbops.lifecycle.serve.served import Served
 from tests.lifecycle import FEATURES
 
 ROW = {"f0": 0.5, "f1": -1.2, "f2": 0.3, "f3": 1.1, "f4": -0.4, "f5": 0.9}
@@ -159,8 +160,8 @@ def _model(version: str = "1", predict=None):
     """A LoadedModel of six double columns whose predictor needs no MLflow."""
     import numpy as np
 
-    from nbops.models import Column, LoadedModel
-    from nbops.registry import VersionInfo
+    from nbops.lifecycle.models import Column, LoadedModel
+    from nbops.lifecycle.registry import VersionInfo
 
     class Predictor:
         def predict(self, X):
@@ -182,7 +183,8 @@ def app_client():
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    from nbops.serve import Served, ServeOptions, Service, create_app
+    from nbops.lifecycle.serve.app import create_app
+    from nbops.lifecycle.serve.service import ServeOptions, Service
 
     service = Service(None, ServeOptions("clf"))
     service._load = lambda versions: {"champion": Served.of(_model(), "champion")}
@@ -214,7 +216,7 @@ def test_an_unexpected_error_reading_the_input_is_json_counted_and_serving_goes_
         raise exc
 
     with monkeypatch.context() as m:
-        m.setattr(serve.Served, "prepare", prepare)
+        m.setattr(Served, "prepare", prepare)
         response = app_client.post("/predict", json=[ROW])
     assert response.status_code == status
     assert str(exc) in response.json()["error"] and response.json()["version"] == "1"
@@ -271,8 +273,8 @@ def test_no_batch_predicted_on_the_loop_has_more_than_inline_rows():
 def test_versions_no_alias_routes_to_are_dropped(monkeypatch):
     from types import SimpleNamespace
 
-    from nbops import models
-    from nbops.serve import ServeOptions, Service
+    from nbops.lifecycle import models
+    from nbops.lifecycle.serve.service import ServeOptions, Service
 
     loaded = []
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from nbops.check import run_check
-from nbops.cli import main
+from nbops.cli.main import main
+from nbops.review.check import run_check
 from tests.conftest import REPO, write_notebook
 
 CELLS = [

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nbops.cli import main
+from nbops.cli.main import main
 from tests.conftest import all_runs, write_notebook
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nbops.cli import main
+from nbops.cli.main import main
 from tests.conftest import commit_all, git, write_notebook
 
 
@@ -21,7 +21,7 @@ def user_notebook(root, name, code, meta=None):
 def repo(project):
     """A project made by `nbops init` (its example notebook included) plus three notebooks:
     a and b import src/demo/features.py, b declares a data file, g needs a GPU."""
-    from nbops.init import init_project
+    from nbops.ci.init import init_project
 
     init_project(project, name="demo", force=True)
     pkg = project / "src" / "demo"
@@ -94,7 +94,7 @@ def test_run_changed_then_cached_then_no_cache(repo, capsys):
     assert sorted(entries) == ["notebooks/a.ipynb", "notebooks/b.ipynb"]
 
     # the embedded store's fast path answers exactly what MLflow's own search answers
-    from nbops.affected import _successful_runs_mlflow, _successful_runs_sqlite
+    from nbops.ci.plan import _successful_runs_mlflow, _successful_runs_sqlite
 
     fingerprints = [e["fingerprint"] for e in entries.values()] + ["0" * 64]
     fast = _successful_runs_sqlite(repo / "mlflow.db", fingerprints)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nbops.cli import main
+from nbops.cli.main import main
 from tests.conftest import all_runs, write_notebook
 
 ray = pytest.importorskip("ray", reason="the Ray executor is tested where nbops[ray] is installed")

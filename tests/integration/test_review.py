@@ -6,8 +6,8 @@ import base64
 import json
 import re
 
-from nbops.cli import main
-from nbops.review import NotebookChange, render_markdown, review_notebook
+from nbops.cli.main import main
+from nbops.review.changes import NotebookChange, render_markdown, review_notebook
 from tests.conftest import commit_all, git, write_notebook
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nbops.cli import main
+from nbops.cli.main import main
 from tests.conftest import all_runs, commit_all, git, write_notebook
 
 TRAIN = '''import mlflow

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nbops.cli import main
-from nbops.notebook import load
-from nbops.sweep import _split_values, grid_points, parse_grid
+from nbops.cli.main import main
+from nbops.notebook.document import load
+from nbops.run.sweep import _split_values, grid_points, parse_grid
 from tests.conftest import all_runs, write_notebook
 
 CODE = """import mlflow, nbops

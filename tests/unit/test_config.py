@@ -1,7 +1,7 @@
 import pytest
 
-from nbops.config import describe, load_settings
-from nbops.errors import ConfigError
+from nbops.core.config import describe, load_settings
+from nbops.core.errors import ConfigError
 
 
 def test_precedence_default_pyproject_env_flag(tmp_path, monkeypatch):

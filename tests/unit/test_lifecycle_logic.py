@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from nbops.errors import RegistryError
-from nbops.registry import ModelInfo, VersionInfo, parse_ref, rank_key
-from nbops.rerun import Lineage, MetricDiff, ReproduceResult, find_data_param
+from nbops.core.errors import RegistryError
+from nbops.lifecycle.registry import ModelInfo, VersionInfo, parse_ref, rank_key
+from nbops.lifecycle.rerun import Lineage, MetricDiff, ReproduceResult, find_data_param
 
 
 def _version(number: str, **metrics) -> VersionInfo:
@@ -56,8 +56,8 @@ def test_reproduce_tolerance_and_missing_metrics():
 
 
 def test_project_path_maps_a_linked_file_back_to_the_project(tmp_path):
-    from nbops.config import Settings
-    from nbops.rerun import _project_path
+    from nbops.core.config import Settings
+    from nbops.lifecycle.rerun import _project_path
 
     settings = Settings(root=tmp_path / "proj")
     tree = tmp_path / "worktree" / "proj"

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbops.config import DEFAULT_MONITOR
-from nbops.errors import NbopsError
-from nbops.monitor import (
+from nbops.core.config import DEFAULT_MONITOR
+from nbops.core.errors import NbopsError
+from nbops.lifecycle.monitor.drift import read_table
+from nbops.lifecycle.monitor.stats import (
     categorical_counts,
     categorical_drift,
     compare_feature,
@@ -19,7 +20,6 @@ from nbops.monitor import (
     numeric_counts,
     numeric_drift,
     psi,
-    read_table,
 )
 
 RNG = np.random.default_rng(7)
@@ -155,8 +155,8 @@ def test_read_table_errors_name_the_file(tmp_path, name, content, message):
 def test_infinities_count_as_missing_and_still_plot(tmp_path):
     import pandas as pd
 
-    from nbops.monitor import _as_numeric
-    from nbops.monitor_report import _plot
+    from nbops.lifecycle.monitor.drift import _as_numeric
+    from nbops.lifecycle.monitor.report import _plot
 
     frame = pd.DataFrame({"x": [1.0, float("inf"), 2.0, -float("inf"), 3.0],
                           "t": ["1", "inf", "2", "-inf", "3"]})

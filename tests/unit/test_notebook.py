@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from nbops import notebook
-from nbops.errors import NotebookError
-from nbops.gates import Gate, failed_gates, parse_gate
+from nbops.core.errors import NotebookError
+from nbops.core.gates import Gate, failed_gates, parse_gate
+from nbops.notebook import document as notebook
 from tests.conftest import write_notebook
 
 META = {"resources": {"gpu": 1}, "timeout": 60, "data": ["data/x.csv"],

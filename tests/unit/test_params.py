@@ -1,8 +1,8 @@
 import pytest
 
-from nbops.errors import ParameterError
-from nbops.notebook import Notebook, Resources, parse_parameters
-from nbops.params import coerce, load_params_file, parse_assignments, resolve, values_used
+from nbops.core.errors import ParameterError
+from nbops.notebook.document import Notebook, Resources, parse_parameters
+from nbops.notebook.params import coerce, load_params_file, parse_assignments, resolve, values_used
 
 SOURCE = '''
 dataset = "iris"  # which dataset

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from nbops import notebook
-from nbops.config import load_settings
-from nbops.errors import NotebookError, ParameterError
-from nbops.scaffold import list_templates, new_notebook, rewrite_parameters
+from nbops.ci.scaffold import list_templates, new_notebook, rewrite_parameters
+from nbops.core.config import load_settings
+from nbops.core.errors import NotebookError, ParameterError
+from nbops.notebook import document as notebook
 from tests.conftest import write_notebook
 
 
@@ -59,6 +59,6 @@ def test_new_refuses_bad_input(tpl_project):
 
 
 def test_templates_ship_inside_the_package():
-    from nbops.scaffold import PACKAGED
+    from nbops.ci.scaffold import PACKAGED
 
     assert {p.name for p in PACKAGED.glob("*.ipynb")} >= {"classification.ipynb", "torch_classifier.ipynb", "batch_predict.ipynb"}

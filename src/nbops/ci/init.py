@@ -1,0 +1,136 @@
+"""`nbops init DIR`: a new project with this repository's layout, ready for notebooks and CI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nbops.core.config import load_settings
+from nbops.core.errors import NbopsError
+from nbops.core.files import SHIPPED as PACKAGE
+
+CI_FILES = {
+    "github": {".github/workflows/notebooks.yml": "ci/github/notebooks.yml",
+               ".github/workflows/review.yml": "ci/github/review.yml"},
+    "gitlab": {".gitlab-ci.yml": "ci/gitlab/.gitlab-ci.yml"},
+}
+
+PYPROJECT = '''[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{name}"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = ["nbops"]
+
+[tool.setuptools.packages.find]
+where = ["src"]
+
+[tool.nbops]
+# tracking_uri = "sqlite:///mlflow.db"   # or set MLFLOW_TRACKING_URI to your team's server
+
+[tool.nbops.runners]
+# CI runner labels (GitHub runs-on) and tags (GitLab) by the hardware a notebook asks for
+cpu = "ubuntu-latest"
+gpu = ["self-hosted", "linux", "x64", "gpu"]
+
+[tool.ruff.lint]
+select = ["E", "F", "W", "B"]
+ignore = ["E501"]
+
+[tool.nbqa.addopts]
+ruff = ["--extend-ignore=E402,B018"]
+'''
+
+FEATURES = '''"""Feature code shared by this project's notebooks (a change here re-runs the notebooks that
+import it: see `nbops plan`)."""
+
+
+def add_ratio_features(frame):
+    """Pairwise ratios of the first two columns, a small example of shared feature code."""
+    out = frame.copy()
+    first, second = out.columns[:2]
+    out[f"{first}_over_{second}"] = out[first] / out[second].where(out[second] != 0, 1)
+    return out
+'''
+
+SMOKE_TEST = '''"""Smoke test: every notebook loads, has a parameters cell, and passes `nbops check`."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_notebooks_pass_nbops_check():
+    nbops = Path(sys.executable).with_name("nbops")
+    done = subprocess.run([str(nbops), "check", "notebooks"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+'''
+
+README = '''# {name}
+
+Experiments as parameterised notebooks, run with papermill and tracked in MLflow by
+[nbops](https://pypi.org/project/nbops/).
+
+```bash
+pip install -e .
+nbops setup                                  # pre-commit hooks, nbdime diffs, nbstripout
+nbops new classification my_experiment -p dataset=wine
+nbops run notebooks/*.ipynb                  # results in ./mlflow.db: mlflow ui --backend-store-uri sqlite:///mlflow.db
+nbops check                                  # before committing
+```
+
+Shared code lives in `src/{package}/`; notebooks import it (`from {package}.features import ...`).
+CI runs the notebooks a push affects and reviews notebook changes on every {request}.
+'''
+
+
+def _files(name: str, package: str, ci: str) -> dict[str, str | Path]:
+    files: dict[str, str | Path] = {
+        "pyproject.toml": PYPROJECT.format(name=name),
+        "README.md": README.format(name=name, package=package,
+                                   request="pull request" if ci == "github" else "merge request"),
+        f"src/{package}/__init__.py": "",
+        f"src/{package}/features.py": FEATURES,
+        "tests/test_smoke.py": SMOKE_TEST,
+        ".gitignore": "mlflow.db\nmlruns/\nruns/\nreview/\n.nbops/\n.venv/\n__pycache__/\n.ipynb_checkpoints/\n",
+        ".gitattributes": "*.ipynb diff=jupyternotebook merge=jupyternotebook\n",
+        ".pre-commit-config.yaml": PACKAGE.joinpath("precommit.yaml"),
+    }
+    for tpl in sorted((PACKAGE / "templates").glob("*.ipynb")):
+        files[f"templates/{tpl.name}"] = tpl
+    for dest, src in CI_FILES[ci].items():
+        files[dest] = PACKAGE / src
+    return files
+
+
+def init_project(dest: Path, ci: str = "github", name: str | None = None, force: bool = False) -> list[str]:
+    """Write the project; returns the files written. Nothing is written if any would be
+    overwritten without `force`."""
+    from nbops.ci.scaffold import new_notebook
+
+    dest = dest.resolve()
+    name = name or dest.name
+    package = re.sub(r"\W", "_", name.lower()).strip("_") or "project"
+    if not re.fullmatch(r"[A-Za-z][\w\-]*", name):
+        raise NbopsError(f"bad project name {name!r}", hint="letters, digits, '-' and '_', e.g. --name churn-model")
+    files = _files(name, package, ci)
+    example = "notebooks/example.ipynb"
+    existing = [rel for rel in [*files, example] if (dest / rel).exists()]
+    if existing and not force:
+        raise NbopsError(f"{dest}: would overwrite {', '.join(existing)}",
+                         hint="pass --force to overwrite, or choose an empty folder")
+    for rel, content in files.items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            path.write_bytes(content.read_bytes())
+        else:
+            path.write_text(content, encoding="utf-8")
+    settings = load_settings(dest)
+    new_notebook(settings, "classification", "example", {"dataset": "iris"}, force=True)
+    return [*files, example]

@@ -1,0 +1,193 @@
+"""`nbops plan`: which notebooks a change affects, why, and on which CI runner they run.
+
+A notebook runs when its file changed, when a `src/` module it imports (directly or through
+other `src/` modules) changed, or when a data file it declares changed. A notebook whose
+fingerprint (stripped source, parameters, imported src modules, data digests) already has a
+successful run in MLflow is skipped as cached: its result is already there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nbops.core.config import Settings
+from nbops.core.context import relative_to_repo
+from nbops.core.errors import ConfigError, NbopsError
+from nbops.notebook.document import load
+from nbops.run.spec import RunSpec, make_spec
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    notebook: str  # repo-relative path
+    reason: str
+    runs_on: list[str] | str  # GitHub runs-on; GitLab tags
+    gpu: int
+    timeout_minutes: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: list[PlanEntry]
+    cached: list[tuple[PlanEntry, str]]  # entry, id of the run that already has its result
+
+
+def changed_files(root: Path, base: str, head: str | None) -> set[str]:
+    """Paths that differ between base and head (head None: the working tree)."""
+    # --relative: paths from the project root, which may sit below the git top level
+    args = ["git", "diff", "--name-only", "--no-renames", "--relative", base] + ([head] if head else [])
+    done = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise NbopsError(f"git diff against '{base}' failed: {done.stderr.strip()[:200]}",
+                         hint="is the ref fetched? in CI use a checkout with fetch-depth: 0")
+    return {line for line in done.stdout.splitlines() if line}
+
+
+def notebooks_in(settings: Settings) -> list[Path]:
+    folder = settings.path(settings.notebooks_dir)
+    return sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def _labels(settings: Settings, gpu: int) -> list[str] | str:
+    return settings.runners["gpu" if gpu else "cpu"]
+
+
+def _reasons(spec: RunSpec, rel: str, changed: set[str]) -> list[str]:
+    reasons = [f"{rel} changed"] if rel in changed else []
+    for path in sorted(spec.inputs):
+        if path in changed:
+            kind = "data" if path in spec.notebook.data else "imports"
+            reasons.append(f"{kind} {path} changed")
+    return reasons
+
+
+_SQL = """
+SELECT t.value, r.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid
+WHERE t.key = 'nbops.fingerprint' AND t.value IN ({marks})
+  AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'
+  AND NOT EXISTS (SELECT 1 FROM tags v WHERE v.run_uuid = r.run_uuid
+                  AND v.key = 'nbops.review' AND v.value = 'true')
+ORDER BY r.start_time DESC
+"""
+
+
+def _successful_runs_sqlite(db: Path, fingerprints: list[str]) -> dict[str, str] | None:
+    """The embedded store read directly (read-only): `import mlflow` alone costs ~2.3 s, more
+    than the whole answer. None when the schema is not what we expect: ask MLflow instead."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    found: dict[str, str] = {}
+    try:
+        for i in range(0, len(fingerprints), 500):
+            chunk = fingerprints[i : i + 500]
+            for value, run_id in con.execute(_SQL.format(marks=",".join("?" * len(chunk))), chunk):
+                found.setdefault(value, run_id)
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return found
+
+
+def _successful_runs(settings: Settings, fingerprints: list[str]) -> dict[str, str]:
+    """fingerprint -> run id of a FINISHED run with it (review runs do not count)."""
+    if not fingerprints:
+        return {}
+    uri = settings.resolved_tracking_uri
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.exists():
+            return {}  # no store yet: nothing is cached (and do not create one)
+        fast = _successful_runs_sqlite(db, fingerprints)
+        if fast is not None:
+            return fast
+    return _successful_runs_mlflow(uri, fingerprints)
+
+
+def _successful_runs_mlflow(uri: str, fingerprints: list[str]) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    found: dict[str, str] = {}
+    for fingerprint in dict.fromkeys(fingerprints) if exps else ():  # MLflow has no IN for tags
+        runs = client.search_runs(
+            exps, filter_string=f"tags.`nbops.fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
+            max_results=20,
+        )
+        ours = [r for r in runs if r.data.tags.get("nbops.review") != "true"]
+        if ours:
+            found[fingerprint] = ours[0].info.run_id
+    return found
+
+
+def make_plan(settings: Settings, base: str | None, head: str | None = None, all_: bool = False,
+              use_cache: bool = True) -> Plan:
+    if base is None and not all_:
+        raise ConfigError("nothing to compare with", hint="pass --base REF (e.g. origin/main) or --all")
+    changed = set() if all_ else changed_files(settings.root, base, head)
+    entries: list[PlanEntry] = []
+    for path in notebooks_in(settings):
+        nb = load(path)
+        spec = make_spec(settings, nb, {})
+        rel = relative_to_repo(path, settings.root)
+        reasons = ["--all"] if all_ else _reasons(spec, rel, changed)
+        if not reasons:
+            continue
+        entries.append(PlanEntry(
+            notebook=rel, reason="; ".join(reasons), runs_on=_labels(settings, nb.resources.gpu),
+            gpu=nb.resources.gpu, timeout_minutes=max(1, int(-(-(spec.timeout or 3600) // 60))),
+            fingerprint=spec.fingerprint,
+        ))
+    done = _successful_runs(settings, [e.fingerprint for e in entries]) if use_cache else {}
+    return Plan(run=[e for e in entries if e.fingerprint not in done],
+                cached=[(e, done[e.fingerprint]) for e in entries if e.fingerprint in done])
+
+
+def changed_notebooks(settings: Settings, notebooks: list[str], base: str | None, head: str | None,
+                      use_cache: bool = True) -> tuple[list[Path], Plan]:
+    """`nbops run --changed`: the notebooks `nbops plan` would run (and the plan, for its cached
+    entries); giving notebooks as well is an error."""
+    if notebooks:
+        raise ConfigError("give notebooks or --changed, not both",
+                          hint="--changed runs what `nbops plan --base REF` lists")
+    plan = make_plan(settings, base, head, use_cache=use_cache)
+    return [settings.root / e.notebook for e in plan.run], plan
+
+
+def as_matrix(plan: Plan) -> dict:
+    """A GitHub Actions matrix (`strategy.matrix: ${{ fromJSON(...) }}`)."""
+    return {"include": [asdict(e) for e in plan.run]}
+
+
+def as_github_output(plan: Plan) -> str:
+    """Lines for $GITHUB_OUTPUT: the matrix and how many entries it has."""
+    return f"matrix={json.dumps(as_matrix(plan), separators=(',', ':'))}\ncount={len(plan.run)}\n"
+
+
+def as_gitlab_child(plan: Plan, nbops: str = "nbops") -> str:
+    """A child-pipeline YAML: one job per notebook, tagged for its runner."""
+    import yaml
+
+    jobs: dict = {"stages": ["notebooks"]}
+    for e in plan.run:
+        tags = e.runs_on if isinstance(e.runs_on, list) else [e.runs_on]
+        jobs[f"run {e.notebook}"] = {
+            "stage": "notebooks",
+            "tags": tags,
+            "timeout": f"{e.timeout_minutes} minutes",
+            "script": [f"{nbops} run {e.notebook}"],
+            "artifacts": {"when": "always", "paths": ["runs/"]},
+            "variables": {"NBOPS_REASON": e.reason},
+        }
+    if not plan.run:  # a child pipeline needs at least one job
+        jobs["nothing to run"] = {"stage": "notebooks", "script": ["echo 'every notebook is up to date'"]}
+    return yaml.safe_dump(jobs, sort_keys=False)

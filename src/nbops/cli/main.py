@@ -1,0 +1,79 @@
+"""The `nbops` command: parse arguments, call one function, print. No logic lives here: each
+command group is a module of this package (`run`, `project`, `review`, `models`).
+
+Exit codes: 0 ok, 1 a notebook failed, 2 bad input (NbopsError), 3 a bug (traceback in a log
+file), 130 interrupted, 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from nbops import __version__
+from nbops.cli import models, project, review, run
+from nbops.core.errors import NbopsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nbops",
+        description="Run parameterised notebooks with papermill and track every run in MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"nbops {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and kernel logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in (run, project, review, models):
+        group.add_parsers(sub)
+    return parser
+
+
+def _crash_log(root: Path) -> Path:
+    """The traceback of a bug, in a file of its own (two crashes in one second get two files)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for base in (root / ".nbops", Path(tempfile.gettempdir())):
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"crash-{stamp}-{os.getpid()}-", suffix=".log", dir=base)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(traceback.format_exc())
+            return Path(name)
+        except OSError:
+            continue
+    return Path("-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nbops.core._imports import skip_slow_optional_imports
+
+    skip_slow_optional_imports()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except NbopsError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nbops: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nbops: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, print one line
+        if args.debug:
+            traceback.print_exc()
+        log = _crash_log(Path.cwd())
+        print(f"nbops: internal error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

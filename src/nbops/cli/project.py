@@ -1,0 +1,86 @@
+"""`nbops new`, `nbops templates`, `nbops init`, `nbops setup`, `nbops config`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nbops.cli import options
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from nbops.ci.scaffold import new_notebook
+
+    settings = options.settings()
+    dest = new_notebook(settings, args.template, args.name, options.overrides(args), force=args.force)
+    print(f"created {dest.relative_to(settings.root) if dest.is_relative_to(settings.root) else dest}")
+    return 0
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    from nbops.ci.scaffold import list_templates
+
+    settings = options.settings()
+    templates = list_templates(settings)
+    if not templates:
+        print(f"no templates in {settings.path(settings.templates_dir)}")
+        return 0
+    for tpl in templates:
+        gpu = f"  [gpu: {tpl.resources.gpu}]" if tpl.resources.gpu else ""
+        print(f"{tpl.stem}  ({tpl.path}){gpu}")
+        for p in tpl.parameters:
+            help_text = f"  # {p.help}" if p.help else ""
+            print(f"    {p.describe()}{help_text}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from nbops.ci.init import init_project
+
+    written = init_project(Path(args.dir), ci=args.ci, name=args.name, force=args.force)
+    for rel in written:
+        print(f"wrote {rel}")
+    print(f"next: cd {args.dir} && git init && pip install -e . && nbops setup")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from nbops.ci.setup import setup_clone
+
+    for what in setup_clone(options.settings().root):
+        print(f"installed {what}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from nbops.core.config import describe
+
+    for key, value, source in describe(options.settings()):
+        print(f"{key:<14} {value:<40} ({source})")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    new = sub.add_parser("new", help="make notebooks/NAME.ipynb from a template")
+    new.add_argument("template", metavar="TEMPLATE", help="template name (see `nbops templates`) or path")
+    new.add_argument("name", metavar="NAME")
+    options.add_param_flags(new, "a default to write into the parameters cell (repeatable)",
+                            with_file=False)
+    new.add_argument("--force", action="store_true", help="overwrite an existing notebook")
+    new.set_defaults(func=cmd_new)
+
+    tpl = sub.add_parser("templates", help="list templates and their parameters")
+    tpl.set_defaults(func=cmd_templates)
+
+    ini = sub.add_parser("init", help="scaffold a new project: templates, example, src/, CI, hooks")
+    ini.add_argument("dir", metavar="DIR")
+    ini.add_argument("--ci", choices=("github", "gitlab"), default="github")
+    ini.add_argument("--name", help="project name (default: the folder's name)")
+    ini.add_argument("--force", action="store_true", help="overwrite existing files")
+    ini.set_defaults(func=cmd_init)
+
+    stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime drivers and nbstripout's filter")
+    stp.set_defaults(func=cmd_setup)
+
+    cfg = sub.add_parser("config", help="print the settings and where each came from")
+    cfg.set_defaults(func=cmd_config)

@@ -1,0 +1,103 @@
+"""`nbops run` and `nbops sweep`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nbops.cli import options
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nbops.lifecycle.registration import Registrar
+    from nbops.run.progress import make_progress
+    from nbops.run.runner import plan_runs, run_specs
+    from nbops.run.summary import print_summary
+
+    settings = options.settings(runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
+                                experiment=args.experiment)
+    notebooks = list(args.notebooks)
+    if args.changed:
+        from nbops.ci.plan import changed_notebooks
+
+        notebooks, plan = changed_notebooks(settings, notebooks, args.base, args.head,
+                                            use_cache=not args.no_cache)
+        for entry, run_id in plan.cached:
+            print(f"cached {entry.notebook}: run {run_id[:8]} has this fingerprint", file=sys.stderr)
+        if not notebooks:
+            print("nothing to run: every affected notebook is cached")
+            return 0
+    specs = plan_runs(settings, notebooks, options.overrides(args), args.timeout, args.cell_timeout)
+    executor, jobs = options.executor(args, specs)
+    progress = make_progress(quiet=args.quiet)
+    try:
+        outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=jobs,
+                             progress=progress, executor=executor, registrar=Registrar())
+    finally:
+        progress.close()
+    print_summary(outcomes, settings)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from nbops.lifecycle.registration import Registrar
+    from nbops.notebook.document import load
+    from nbops.notebook.params import load_params_file
+    from nbops.run.progress import make_progress
+    from nbops.run.runner import plan_runs
+    from nbops.run.summary import print_sweep
+    from nbops.run.sweep import parse_grid, run_sweep
+
+    settings = options.settings()
+    notebook = load(args.notebook)
+    from_file = load_params_file(args.grid_file) if args.grid_file else {}
+    grid = parse_grid(notebook, args.param, from_file)
+    specs = plan_runs(settings, [args.notebook], {})  # data files and kernel checked first
+    executor, jobs = options.executor(args, specs)
+    if args.executor == "ray":
+        jobs = 10_000  # Ray schedules every point itself
+    progress = make_progress(quiet=args.quiet)
+    try:
+        result = run_sweep(settings, args.notebook, grid, args.random, args.seed, jobs,
+                           registrar=None if args.no_register else Registrar(),
+                           track=not args.no_track, debug=args.debug, progress=progress,
+                           executor=executor)
+    finally:
+        progress.close()
+    print_sweep(result, settings)
+    return 0 if all(o.ok for o in result.outcomes) else 1
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="execute notebooks and track them in MLflow")
+    run.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
+    run.add_argument("--changed", action="store_true",
+                     help="run what `nbops plan --base REF` lists (changed and not cached)")
+    run.add_argument("--base", metavar="REF", help="with --changed: the ref to compare with")
+    run.add_argument("--head", metavar="REF", help="with --changed: default the working tree")
+    run.add_argument("--no-cache", action="store_true", help="with --changed: ignore cached results")
+    options.add_param_flags(run, "override a parameter (repeatable)")
+    run.add_argument("--output-dir", metavar="DIR", help="where executed notebooks go (default runs/)")
+    run.add_argument("--timeout", type=options.seconds, metavar="S", help="limit for a whole notebook, seconds")
+    run.add_argument("--cell-timeout", type=options.seconds, metavar="S", help="limit for one cell, seconds")
+    options.add_jobs_flag(run, "notebooks at once, each in a fresh kernel (default: the number of cores)")
+    run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    options.add_quiet_flag(run, "no progress, only the summary")
+    options.add_executor_flags(run)
+    run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    run.add_argument("--experiment", metavar="NAME", help="MLflow experiment (default: one per notebook)")
+    run.set_defaults(func=cmd_run)
+
+    swp = sub.add_parser("sweep", help="run one notebook over a grid of parameter values")
+    swp.add_argument("notebook", metavar="NOTEBOOK")
+    swp.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2,...",
+                     help="values to sweep for a parameter (repeatable; the grid is their product)")
+    swp.add_argument("-f", "--grid-file", metavar="FILE", help="YAML: NAME: [V1, V2, ...]")
+    swp.add_argument("--random", type=options.positive_int, metavar="K", help="K random points of the grid")
+    swp.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    options.add_jobs_flag(swp)
+    swp.add_argument("--no-register", action="store_true", help="do not register the best model")
+    swp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    options.add_quiet_flag(swp, "no progress, only the summary")
+    options.add_executor_flags(swp)
+    swp.set_defaults(func=cmd_sweep)

@@ -1,0 +1,181 @@
+"""Settings: defaults in code < [tool.nbops] in pyproject.toml < NBOPS_* variables < CLI flags.
+
+`nbops config` prints each value with where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from nbops.core.errors import ConfigError
+
+DEFAULT_RUNNERS = {"cpu": "ubuntu-latest", "gpu": ["self-hosted", "linux", "x64", "gpu"]}
+# [tool.nbops.registry]: what promotion to champion requires, and what retrain may do itself
+DEFAULT_REGISTRY: dict[str, Any] = {
+    "require_approval": False,  # champion only after `nbops models approve`
+    "champion_gates": [],  # gates beyond the notebook's own, e.g. ["accuracy >= 0.95"]
+    "auto_promote": False,  # `nbops retrain` promotes a better challenger itself (if no approval needed)
+}
+# [tool.nbops.monitor]: when `nbops monitor` calls it drift (exit 1)
+DEFAULT_MONITOR: dict[str, Any] = {
+    "p_value": 0.01,  # a feature drifts when its test's p-value is below this ...
+    "psi": 0.2,  # ... and its population stability index is at least this
+    "max_drifted_features": 0,  # more drifted features than this is drift
+    "metric_drop": 0.05,  # with labels: decay when the compare metric falls by more than this
+    "bins": 10,  # PSI bins (quantiles of the reference)
+    "reproduce_tolerance": 1e-6,  # `nbops reproduce`: largest metric difference that passes
+}
+_TABLE_DEFAULTS = {"registry": DEFAULT_REGISTRY, "monitor": DEFAULT_MONITOR}
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path = Path(".")
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: str = "mlruns"
+    runs_dir: str = "runs"
+    templates_dir: str = "templates"
+    notebooks_dir: str = "notebooks"
+    src_dir: str = "src"  # project modules notebooks import; a change re-runs their notebooks
+    experiment: str = ""  # empty: one MLflow experiment per notebook, named after it
+    timeout: float = 3600.0  # seconds per notebook, unless its metadata says otherwise
+    cell_timeout: float = 0.0  # seconds per cell; 0 means no limit
+    start_timeout: float = 60.0  # seconds for a kernel to start
+    kernel_name: str = ""  # empty: the notebook's own kernelspec
+    # CI runner labels (GitHub runs-on) and tags (GitLab) by hardware: [tool.nbops.runners]
+    runners: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RUNNERS))
+    registry: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REGISTRY))
+    monitor: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MONITOR))
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI with a relative sqlite path made absolute (kernels run elsewhere)."""
+        uri = self.tracking_uri
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            return prefix + str(self.path(uri[len(prefix):]))
+        if "://" not in uri:  # a plain directory: MLflow's file store
+            return str(self.path(uri))
+        return uri
+
+
+_TABLES = ("runners", "registry", "monitor")
+_KEYS = [f.name for f in fields(Settings) if f.name not in ("root", "sources", *_TABLES)]
+
+
+def find_root(start: Path) -> Path:
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / "pyproject.toml").is_file() or (d / ".git").exists():
+            return d
+    return start
+
+
+def _read_pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return data.get("tool", {}).get("nbops", {})
+
+
+def _convert(key: str, value: Any, where: str) -> Any:
+    kind = type(getattr(Settings(), key))
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}") from None
+
+
+def _table(name: str, value: Any) -> dict[str, Any]:
+    """[tool.nbops.registry] or [tool.nbops.monitor]: known keys, each of its default's type."""
+    defaults = _TABLE_DEFAULTS[name]
+    if not isinstance(value, dict):
+        raise ConfigError(f"[tool.nbops.{name}] must be a table")
+    out = dict(defaults)
+    for key, item in value.items():
+        if key not in defaults:
+            raise ConfigError(f"[tool.nbops.{name}]: unknown key '{key}'",
+                              hint=f"known keys: {', '.join(defaults)}")
+        kind = type(defaults[key])
+        ok = (isinstance(item, kind) and not (kind is int and isinstance(item, bool))) or (
+            kind is float and isinstance(item, int) and not isinstance(item, bool))
+        if kind is list:
+            ok = isinstance(item, list) and all(isinstance(x, str) for x in item)
+        if not ok:
+            raise ConfigError(f"[tool.nbops.{name}]: {key} must be {kind.__name__}, got {item!r}")
+        out[key] = float(item) if kind is float else item
+    ranges = {"p_value": (0.0, 1.0), "psi": (0.0, None), "max_drifted_features": (0, None),
+              "metric_drop": (0.0, None), "bins": (2, None), "reproduce_tolerance": (0.0, None)}
+    if name == "monitor":
+        for key, (low, high) in ranges.items():
+            value = out[key]
+            if value < low or (high is not None and value > high) or (key == "p_value" and value == 0):
+                allowed = f"in (0, {high:g}]" if key == "p_value" else f"at least {low:g}"
+                raise ConfigError(f"[tool.nbops.monitor]: {key} must be {allowed}, got {value!r}")
+    if name == "registry":
+        from nbops.core.errors import NotebookError
+        from nbops.core.gates import parse_gate
+
+        for text in out["champion_gates"]:
+            try:
+                parse_gate(text, "")
+            except NotebookError:
+                raise ConfigError(f"[tool.nbops.registry] champion_gates: bad gate {text!r}",
+                                  hint="write gates as 'METRIC OP NUMBER', e.g. 'accuracy >= 0.9'") from None
+    return out
+
+
+def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) -> Settings:
+    root = find_root(Path(cwd or os.getcwd()))
+    values: dict[str, Any] = {}
+    sources = {k: "default" for k in [*_KEYS, *_TABLES]}
+    for key, value in _read_pyproject(root).items():
+        if key == "runners" and isinstance(value, dict):
+            bad = [k for k, v in value.items() if not isinstance(v, (str, list))]
+            if bad:
+                raise ConfigError(f"[tool.nbops.runners]: '{bad[0]}' must be a label or a list of labels")
+            values["runners"] = {**DEFAULT_RUNNERS, **value}
+            sources["runners"] = "pyproject.toml"
+            continue
+        if key in _TABLE_DEFAULTS:
+            values[key], sources[key] = _table(key, value), "pyproject.toml"
+            continue
+        if key not in _KEYS or isinstance(value, dict):
+            raise ConfigError(
+                f"{root / 'pyproject.toml'}: unknown key '{key}' in [tool.nbops]",
+                hint=f"known keys: {', '.join(_KEYS)}",
+            )
+        values[key], sources[key] = _convert(key, value, "[tool.nbops]"), "pyproject.toml"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        values["tracking_uri"], sources["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
+    for key in _KEYS:
+        env = f"NBOPS_{key.upper()}"
+        if os.environ.get(env):
+            values[key], sources[key] = _convert(key, os.environ[env], env), env
+    for key, value in (flags or {}).items():
+        if value is not None:
+            values[key], sources[key] = _convert(key, value, f"--{key.replace('_', '-')}"), "flag"
+    return replace(Settings(root=root), **values, sources=sources)
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    rows = [("root", str(settings.root), "nearest pyproject.toml or .git")]
+    for key in [*_KEYS, *_TABLES]:
+        rows.append((key, str(getattr(settings, key)), settings.sources.get(key, "default")))
+    return rows

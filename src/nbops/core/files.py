@@ -1,0 +1,38 @@
+"""Files: table formats by extension, and writing whole or not at all (a temp file beside the
+target, then one rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+# what the package ships beside its code: templates, CI files, the pre-commit config (symlinks
+# to the repository's own copies in a source checkout, real files in a wheel)
+SHIPPED = Path(__file__).resolve().parents[1] / "data"
+
+# the table files `nbops predict` and `nbops monitor` read (and predict writes), by extension
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write TEXT to PATH so that a reader sees the old file or the new one, never half of it;
+    on any error (disk full, Ctrl-C) the temp file is removed and PATH is untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; these are normal files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_notebook_atomic(path: Path, nb: dict) -> None:
+    """A notebook as JSON the way JupyterLab and nbstripout write it (indent 1, sorted keys)."""
+    write_text_atomic(path, json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")

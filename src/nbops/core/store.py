@@ -1,0 +1,68 @@
+"""The MLflow store nbops works on: MLflow's process-wide URI, credentials kept out of messages,
+and MLflow's exceptions turned into nbops errors in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from nbops.core.errors import NbopsError, TrackingError, first_line
+
+# user:password@ (or a token) inside a URI: never printed or stored
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
+
+
+def mask_uri(text: str) -> str:
+    """TEXT with the credentials of every URI in it replaced by `***`."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow's process-wide tracking and registry URI at URI.
+
+    Some MLflow calls ignore the client they are called on and resolve `models:/` URIs through
+    the process-wide URI (loading a model; `create_model_version` checking its source), which
+    otherwise defaults to ./mlflow.db of the working directory: wrong from a project's subfolder,
+    and a stray database left there. Every nbops call that needs it sets it first, so a process
+    that works on several stores (the tests) stays right too.
+    """
+    if uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+
+
+def params_digest(params: dict[str, str]) -> str:
+    """A short digest of a run's parameters (compares versions' inputs at a glance)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Whether an MLflow exception says the thing asked for does not exist."""
+    code = getattr(exc, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+
+
+def is_already_exists(exc: BaseException) -> bool:
+    code = getattr(exc, "error_code", "")
+    return code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS") or "already exists" in str(exc).lower()
+
+
+@contextmanager
+def mlflow_errors(what: str, error: type[NbopsError] = TrackingError,
+                  hint: str | None = None) -> Iterator[None]:
+    """Turn MLflow's exceptions (and the connection errors of a remote store) raised inside the
+    block into ERROR("WHAT: <first line>"), with credentials masked; anything else propagates."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise error(f"{what}: {mask_uri(first_line(exc))}", hint=hint) from exc
+    except (ConnectionError, TimeoutError) as exc:
+        raise error(f"{what}: {mask_uri(first_line(exc))}",
+                    hint=hint or "is the tracking server up? (nbops config shows the store)") from exc

@@ -1,0 +1,81 @@
+"""What the model commands print on a terminal: `models list`, `retrain`, `reproduce`."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from nbops.lifecycle.registry import ModelInfo
+from nbops.lifecycle.rerun import ReproduceResult, RetrainResult
+
+
+def print_versions(info: ModelInfo, rows: list[dict], file: TextIO | None = None) -> None:
+    """`nbops models list`: best compare metric first; the version number is only a column."""
+    from rich.console import Console
+    from rich.table import Table
+
+    file = file or sys.stdout
+    console = Console(file=file, width=None if file.isatty() else 200, highlight=False)
+    direction = "higher" if info.higher_is_better else "lower"
+    title = f"{info.name}: ranked by {info.compare} ({direction} is better)" if info.compare else (
+        f"{info.name}: no compare metric in the notebook's metadata, newest first")
+    table = Table(title=title, title_justify="left")
+    for col in ("rank", info.compare or "metric", "other metrics", "version", "aliases", "approved",
+                "notebook", "git sha", "params"):
+        table.add_column(col, overflow="fold")
+    for rank, row in enumerate(rows, 1):
+        value = row["value"]
+        others = ", ".join(f"{k}={v:.4g}" for k, v in list(row["metrics"].items())[:4])
+        approved = f"{row['approved_by']} {row['approved_at']}".strip() or "-"
+        table.add_row(str(rank), "-" if value is None else f"{value:.4g}", others or "-", row["version"],
+                      ", ".join(row["aliases"]) or "-", approved, row["notebook"] or "-",
+                      row["git_sha"] or "-", row["params_digest"][:8] or "-")
+    console.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def print_retrain(result: RetrainResult, file: TextIO | None = None) -> None:
+    file = file or sys.stdout
+    champ = result.champion
+    if not result.version:
+        print(f"retrain of {result.name} (champion v{champ.version} at {champ.git_sha[:10]}) "
+              f"registered nothing: {result.note}", file=file)
+        return
+    print(f"retrained {result.name} v{champ.version} at git {champ.git_sha[:10]} on new data "
+          f"(digest {result.data_digest[:12]}): v{result.version} is challenger", file=file)
+    print(f"{'metric':<24} {'champion':>12} {'challenger':>12} {'delta':>12}", file=file)
+    for m in result.metrics:
+        mark = " *" if m.name == result.compare else ""
+        delta = "-" if m.diff is None else f"{m.diff:+.4g}"
+        print(f"{m.name + mark:<24} {_fmt(m.registered):>12} {_fmt(m.new):>12} {delta:>12}", file=file)
+    if result.better is not None:
+        # each version's number is from its own validation split: the old data's and the new's
+        print(f"challenger is {'better' if result.better else 'not better'} on {result.compare} "
+              "(each measured on its own training data's validation split)", file=file)
+    if result.promoted:
+        print(f"promoted {result.name} v{result.version} to champion (auto_promote)", file=file)
+    if result.note:
+        print(result.note, file=file)
+
+
+def print_reproduce(result: ReproduceResult, file: TextIO | None = None) -> None:
+    file = file or sys.stdout
+    v = result.version
+    if not result.ran:
+        print(f"reproduce {v.name} v{v.version}: {result.note}", file=file)
+        return
+    print(f"{'metric':<24} {'registered':>14} {'reproduced':>14} {'difference':>12}", file=file)
+    for m in result.metrics:
+        diff = "-" if m.diff is None else f"{m.diff:+.3g}"
+        print(f"{m.name:<24} {_fmt(m.registered):>14} {_fmt(m.new):>14} {diff:>12}", file=file)
+    bad = result.mismatches
+    verdict = (f"reproduced {v.name} v{v.version}: every metric within {result.tolerance:g}" if result.ok
+               else f"{v.name} v{v.version} did not reproduce: "
+               + (", ".join(m.name for m in bad) if bad else "no metrics recorded")
+               + f" differ by more than {result.tolerance:g}")
+    print(verdict, file=file)
+    if result.note:
+        print(f"note: {result.note}", file=file)

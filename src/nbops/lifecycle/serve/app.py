@@ -1,0 +1,162 @@
+"""The FastAPI app of `nbops serve`: routes, replies, error accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from nbops.lifecycle.serve.batching import INLINE_ROWS
+from nbops.lifecycle.serve.payload import PayloadError, decode
+from nbops.lifecycle.serve.served import Served
+from nbops.lifecycle.serve.service import Service, log
+
+
+def create_app(service: Service, versions: dict[str, Any]):
+    """The FastAPI app. VERSIONS (alias -> VersionInfo, resolved before the port was bound) are
+    loaded once the server runs."""
+    import contextlib
+
+    import numpy as np
+    import orjson
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    from nbops.lifecycle.models import InputError
+
+    max_body = service.options.max_body
+    json_type = "application/json"
+
+    def reply(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
+        return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain),
+                        status_code=status, media_type=json_type, headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        tasks = [asyncio.create_task(service.load(versions))]
+        if service.options.reload_interval:
+            tasks.append(asyncio.create_task(service.watch(service.options.reload_interval)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            service.mlflow.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title=f"nbops serve {service.options.name}", lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+
+    def failed(served: Served | None, started: float, status: int, reason: str,
+               message: str) -> Response:
+        service.metrics.observe(served, status, time.perf_counter() - started, reason)
+        body = {"error": message}
+        if served is not None:
+            body.update(model=served.name, version=served.version, alias=served.alias)
+            return reply(status, body, served.headers)
+        return reply(status, body)
+
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        served = service.pick(request.headers.get("x-request-key"))
+        if served is None:
+            return failed(None, started, 503, "not_ready", "the models are still loading")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body:
+            return failed(served, started, 413, "too_large",
+                          f"the body has {declared} bytes; the limit is {max_body} (--max-body)")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as it arrives: chunked bodies too
+            size += len(chunk)
+            if size > max_body:
+                return failed(served, started, 413, "too_large",
+                              f"the body exceeds {max_body} bytes (--max-body)")
+            chunks.append(chunk)
+        try:
+            shape, data = decode(orjson.loads(b"".join(chunks)))
+            features, rows = served.prepare(shape, data)
+        except orjson.JSONDecodeError as exc:
+            return failed(served, started, 400, "bad_json", f"the body is not valid JSON: {exc}")
+        except (PayloadError, InputError) as exc:
+            return failed(served, started, 400, "bad_input", str(exc))
+        except (ValueError, TypeError) as exc:  # a conversion the checks did not foresee
+            return failed(served, started, 400, "bad_input", f"cannot read the input: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the service
+            log.exception("reading a request for %s version %s failed", served.name, served.version)
+            return failed(served, started, 500, "internal",
+                          f"cannot read the input: {type(exc).__name__}: {exc}")
+        try:
+            if rows > INLINE_ROWS:
+                loop = asyncio.get_running_loop()
+                predictions = await loop.run_in_executor(None, served.model.predict, features)
+            elif served.batcher is not None and isinstance(features, np.ndarray):
+                predictions = await served.batcher.submit(features)
+            else:
+                predictions = served.model.predict(features)
+        except (ValueError, TypeError) as exc:  # the model refused these values (e.g. NaN)
+            return failed(served, started, 400, "bad_input", _rejected(exc, features, served.names))
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the service
+            log.exception("prediction failed on %s version %s", served.name, served.version)
+            return failed(served, started, 500, "model_error",
+                          f"prediction failed: {type(exc).__name__}: {exc}")
+        try:
+            response = reply(200, {"model": served.name, "version": served.version,
+                                   "alias": served.alias, "predictions": predictions}, served.headers)
+        except Exception as exc:  # noqa: BLE001 - predictions orjson cannot write
+            log.exception("writing predictions of %s version %s failed", served.name, served.version)
+            return failed(served, started, 500, "model_error",
+                          f"cannot write the predictions as JSON: {type(exc).__name__}: {exc}")
+        service.metrics.observe(served, 200, time.perf_counter() - started)
+        return response
+
+    # plain Starlette routes: FastAPI's dependency solving and body models would only add
+    # per-request work here, and the body is read raw anyway
+    app.router.add_route("/predict", predict, methods=["POST"])
+    app.router.add_route("/invocations", predict, methods=["POST"])  # MLflow's path
+
+    async def health(request: Request) -> Response:
+        return reply(200, {"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        state = service.readiness()
+        return reply(200 if state["ready"] else 503, state)
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+    app.router.add_route("/health", health, methods=["GET"])
+    app.router.add_route("/ping", health, methods=["GET"])  # MLflow's path
+    app.router.add_route("/ready", ready, methods=["GET"])
+    app.router.add_route("/metrics", metrics, methods=["GET"])
+    return app
+
+
+def _rejected(exc: Exception, features: Any, names: tuple[str, ...]) -> str:
+    """The model's complaint (its first line: sklearn's go on for a paragraph), naming the
+    columns with missing values when there are any, since the model's message does not."""
+    import numpy as np
+
+    message = f"the model rejected the input: {(str(exc).strip().splitlines() or [''])[0]}"
+    try:
+        if isinstance(features, np.ndarray):
+            empty = [n for n, bad in zip(names, np.isnan(features).any(axis=0), strict=True) if bad]
+        else:
+            empty = [str(n) for n in features.columns[features.isna().any().to_numpy()]]
+    except (TypeError, ValueError, AttributeError):
+        empty = []
+    if empty:
+        message += f" (missing values in column {', '.join(repr(n) for n in empty)})"
+    return message
+
+
+def _plain(obj: Any) -> Any:
+    """orjson's fallback: numpy arrays it cannot take (strings, objects), scalars, pandas."""
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):  # a DataFrame
+        return obj.to_dict(orient="records")
+    if hasattr(obj, "tolist"):  # ndarray, Series, numpy scalar
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+# -- the command -------------------------------------------------------------------------------

@@ -1,0 +1,226 @@
+"""Read a notebook file into a :class:`Notebook`: parameters, metadata.nbops and a fingerprint.
+
+Reads the JSON directly instead of through nbformat: importing nbformat costs over a second
+(jsonschema's format checkers), and planning, listing and checking must stay fast. The kernel
+path (papermill) validates with nbformat anyway.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops.core.errors import NotebookError
+from nbops.core.gates import Gate, parse_gate
+
+PARAMETERS_TAG = "parameters"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: Any
+    type: str  # int, float, bool, str, list, dict, tuple, none, or expr (not a literal)
+    help: str = ""
+
+    def describe(self) -> str:
+        default = self.default if self.type == "expr" else repr(self.default)
+        return f"{self.name}: {self.type} = {default}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    gates: tuple[Gate, ...] = ()
+    compare: str | None = None
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpu: int = 0
+    cpu: int = 1
+
+
+@dataclass(frozen=True)
+class Notebook:
+    path: Path
+    parameters: tuple[Parameter, ...]
+    parameters_cell: int | None  # 1-based over all cells; None when no cell is tagged
+    resources: Resources
+    timeout: float | None
+    data: tuple[str, ...]
+    model: ModelSpec | None
+    template: str | None
+    kernel_name: str
+    fingerprint: str
+    cells: int = 0
+    metadata: dict = field(default_factory=dict, compare=False, repr=False)
+    code: tuple[str, ...] = field(default=(), compare=False, repr=False)  # code cell sources
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+def cell_source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def read_json(path: Path) -> dict:
+    """Load a notebook file as a dict, with a clear error for each way it can be broken."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotebookError(f"{path}: no such notebook", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotebookError(f"{path}: cannot read notebook: {exc}") from None
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            hint="was it saved completely? try opening it in JupyterLab",
+        ) from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{path}: not a Jupyter notebook (no 'cells' list)")
+    if nb.get("nbformat", 4) < 4:
+        raise NotebookError(
+            f"{path}: nbformat {nb.get('nbformat')} is too old",
+            hint="upgrade with `jupyter nbconvert --to notebook --inplace`",
+        )
+    for i, cell in enumerate(nb["cells"], 1):
+        if not isinstance(cell, dict) or "cell_type" not in cell:
+            raise NotebookError(f"{path}: cell {i}: malformed cell (no cell_type)")
+    return nb
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "none"
+    return type(value).__name__ if isinstance(value, (bool, int, float, str, list, dict, tuple)) else "expr"
+
+
+def parse_parameters(source: str, where: str = "") -> tuple[Parameter, ...]:
+    """Top-level assignments of the parameters cell, in order; the last assignment of a name wins."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise NotebookError(
+            f"{where}: syntax error in the parameters cell, line {exc.lineno}: {exc.msg}"
+        ) from None
+    lines = source.splitlines()
+    found: dict[str, Parameter] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        tail = lines[node.end_lineno - 1][node.end_col_offset :] if node.end_lineno else ""
+        comment = tail.split("#", 1)[1].strip() if "#" in tail else ""
+        try:
+            default = ast.literal_eval(value)
+            kind = _type_name(default)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            default, kind = ast.get_source_segment(source, value), "expr"
+        found.pop(target.id, None)
+        found[target.id] = Parameter(target.id, default, kind, comment)
+    return tuple(found.values())
+
+
+def _model_spec(meta: Any, where: str) -> ModelSpec | None:
+    if meta is None:
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise NotebookError(
+            f"{where}: metadata.nbops.model needs a 'name'",
+            hint='e.g. "model": {"name": "iris-classifier", "gates": ["accuracy >= 0.9"]}',
+        )
+    gates = meta.get("gates", [])
+    if not isinstance(gates, list):
+        raise NotebookError(f"{where}: metadata.nbops.model.gates must be a list of strings")
+    compare = meta.get("compare")
+    return ModelSpec(
+        name=meta["name"],
+        gates=tuple(parse_gate(g, where) for g in gates),
+        compare=compare if isinstance(compare, str) else None,
+        higher_is_better=bool(meta.get("higher_is_better", True)),
+    )
+
+
+def _resources(meta: Any, where: str) -> Resources:
+    meta = meta or {}
+    try:
+        return Resources(gpu=int(meta.get("gpu", 0)), cpu=int(meta.get("cpu", 1)))
+    except (TypeError, ValueError, AttributeError):
+        raise NotebookError(
+            f"{where}: metadata.nbops.resources must look like {{\"gpu\": 1, \"cpu\": 2}}"
+        ) from None
+
+
+def fingerprint_of(nb: dict) -> str:
+    """SHA-256 of what defines the computation: cell types and sources, no outputs or ids."""
+    h = hashlib.sha256()
+    for cell in nb["cells"]:
+        h.update(cell["cell_type"].encode())
+        h.update(b"\0")
+        h.update(cell_source(cell).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def from_dict(nb: dict, path: Path) -> Notebook:
+    where = str(path)
+    params: tuple[Parameter, ...] = ()
+    params_cell = None
+    for i, cell in enumerate(nb["cells"], 1):
+        if PARAMETERS_TAG in (cell.get("metadata", {}).get("tags") or []):
+            if cell["cell_type"] != "code":
+                raise NotebookError(f"{where}: cell {i}: the cell tagged 'parameters' is not code")
+            params_cell = i
+            params = parse_parameters(cell_source(cell), f"{where}: cell {i}")
+            break
+    meta = nb.get("metadata", {}).get("nbops") or {}
+    if not isinstance(meta, dict):
+        raise NotebookError(f"{where}: metadata.nbops must be an object")
+    timeout = meta.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise NotebookError(f"{where}: metadata.nbops.timeout must be a positive number of seconds")
+    data = meta.get("data", [])
+    if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
+        raise NotebookError(f"{where}: metadata.nbops.data must be a list of paths")
+    kernel = (nb.get("metadata", {}).get("kernelspec") or {}).get("name") or "python3"
+    return Notebook(
+        path=Path(path),
+        parameters=params,
+        parameters_cell=params_cell,
+        resources=_resources(meta.get("resources"), where),
+        timeout=float(timeout) if timeout is not None else None,
+        data=tuple(data),
+        model=_model_spec(meta.get("model"), where),
+        template=meta.get("template"),
+        kernel_name=kernel,
+        fingerprint=fingerprint_of(nb),
+        cells=len(nb["cells"]),
+        metadata=meta,
+        code=tuple(cell_source(c) for c in nb["cells"] if c["cell_type"] == "code"),
+    )
+
+
+def load(path: str | Path) -> Notebook:
+    path = Path(path)
+    if path.suffix != ".ipynb":
+        raise NotebookError(f"{path}: not an .ipynb file", hint="pass notebook files, e.g. notebooks/*.ipynb")
+    return from_dict(read_json(path), path)

@@ -1,0 +1,262 @@
+"""`nbops check`: the habits that break reproducibility or leak data, found in one process.
+
+Each finding is `path:cell N: CODE message` (N 1-based over all cells, like ruff and nbQA).
+A cell silences a code with a comment naming it: `# nbops: ignore[NB003]` (or `ignore` alone
+for every code). Notebooks are read as JSON; the pure transforms and rules here never import
+nbformat; only `--fix` does (it uses nbstripout's transform, which works on nbformat nodes).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nbops.core.errors import NbopsError, NotebookError
+from nbops.core.files import write_notebook_atomic
+from nbops.notebook.document import PARAMETERS_TAG, cell_source, read_json
+from nbops.notebook.inputs import python_source
+
+CODES = {
+    "NB000": "notebook cannot be read",
+    "NB001": "outputs or execution counts committed",
+    "NB002": "no cell tagged 'parameters'",
+    "NB003": "randomness without a seed",
+    "NB004": "absolute or home-directory path",
+    "NB005": "value that looks like a secret",
+}
+_IGNORE = re.compile(r"#\s*nbops:\s*ignore(?:\[([A-Z0-9, ]+)\])?")
+
+# calls that draw random numbers from a global generator; a seed call anywhere earlier fixes them
+_GLOBAL_RANDOM = re.compile(
+    r"^(np|numpy)\.random\.(rand|randn|randint|random|random_sample|choice|shuffle|permutation|"
+    r"normal|uniform|binomial|poisson|exponential|beta|gamma|multivariate_normal)$"
+    r"|^random\.(random|randint|randrange|choice|choices|shuffle|sample|uniform|gauss)$"
+    r"|^torch\.(rand|randn|randint|randperm|rand_like|randn_like|randint_like|normal|bernoulli|multinomial)$"
+)
+_SEEDS = re.compile(
+    r"(^|\.)(seed|manual_seed|manual_seed_all|seed_everything|set_seed|set_random_seed)$"
+)
+# scikit-learn callables that are random unless given random_state
+_SKLEARN_RANDOM = re.compile(
+    r"(^|\.)(train_test_split|RandomForest\w+|ExtraTrees\w+|GradientBoosting\w+|"
+    r"HistGradientBoosting\w+|DecisionTree\w+|KMeans|MiniBatchKMeans|MLP\w+|SGD\w+|"
+    r"ShuffleSplit|StratifiedShuffleSplit|RandomizedSearchCV|IsolationForest|BaggingClassifier|"
+    r"BaggingRegressor|AdaBoost\w+|TSNE|RandomTreesEmbedding)$"
+)
+_FOLDS = re.compile(r"(^|\.)(KFold|StratifiedKFold|GroupKFold|RepeatedKFold)$")
+_PATH = re.compile(r"^(/(home|Users|root|mnt|media|opt|srv|var|tmp|data|workspace|scratch)/|~[/\\]|[A-Za-z]:\\)")
+_SECRET_NAME = re.compile(
+    r"(^|_|\.)(password|passwd|pwd|secret|token|api_?key|access_?key|private_?key|secret_?key)(_|$)", re.I
+)
+_SECRET_VALUE = re.compile(
+    r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[baprs]-[A-Za-z0-9-]{10,}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|sk-[A-Za-z0-9]{20,}"
+)
+# a cell none of whose text matches this cannot trigger NB003-NB005: skip parsing it (speed).
+# Matched against the lowercased source: re.IGNORECASE made this one search cost 4x more.
+_TRIGGERS = re.compile(
+    r"random|seed|rng|forest|tree|boost|kmeans|mlp|sgd|split|searchcv|kfold|bagging|tsne|torch"
+    r"|[\"']/|[\"']~|:\\|passw|pwd|secret|token|key|akia|gh[pousr]_|xox|begin|sk-"
+)
+_SKIP_DIRS = {".venv", "venv", "runs", "mlruns", ".ipynb_checkpoints", "node_modules", ".git", ".nbops"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    cell: int | None
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:cell {self.cell}" if self.cell else self.path
+        return f"{where}: {self.code} {self.message}"
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else node.attr
+    return ""
+
+
+def _ignored(source: str) -> set[str] | None:
+    """Codes this cell silences; an empty set means all of them; None means none."""
+    codes: set[str] | None = None
+    for m in _IGNORE.finditer(source):
+        if m.group(1) is None:
+            return set()
+        codes = (codes or set()) | {c.strip() for c in m.group(1).split(",") if c.strip()}
+    return codes
+
+
+def _kw(call: ast.Call, name: str):
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _none(node) -> bool:
+    return node is None or (isinstance(node, ast.Constant) and node.value is None)
+
+
+def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    """(cell, code, message) for NB003/NB004/NB005 over the code cells, in order."""
+    out: list[tuple[int, str, str]] = []
+    seeded = False
+    for number, source in cells:
+        if not _TRIGGERS.search(source.lower()):
+            continue
+        try:
+            tree = ast.parse(python_source(source))
+        except SyntaxError:
+            continue  # ruff reports syntax errors
+        nodes = list(ast.walk(tree))
+        calls = sorted((n for n in nodes if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+        for call in calls:
+            name = _dotted(call.func)
+            if _SEEDS.search(name) or (name.endswith("default_rng") and call.args):
+                seeded = True
+            elif name.endswith("default_rng") and not call.args and _none(_kw(call, "seed")):
+                out.append((number, "NB003", f"{name}() without a seed"))
+            elif _GLOBAL_RANDOM.match(name) and not seeded:
+                out.append((number, "NB003", f"{name}() before any seed is set (e.g. np.random.seed(...))"))
+            elif _SKLEARN_RANDOM.search(name) and _none(_kw(call, "random_state")) and not seeded:
+                out.append((number, "NB003", f"{name}(...) without random_state"))
+            elif (_FOLDS.search(name) and isinstance(_kw(call, "shuffle"), ast.Constant)
+                  and _kw(call, "shuffle").value is True and _none(_kw(call, "random_state")) and not seeded):
+                out.append((number, "NB003", f"{name}(shuffle=True) without random_state"))
+        for node in nodes:
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if _PATH.match(node.value):
+                    out.append((number, "NB004", f"path {node.value[:60]!r} only exists on one machine; "
+                                                 "use a path relative to the project"))
+                if _SECRET_VALUE.search(node.value):
+                    out.append((number, "NB005", "string looks like a credential; read it from the environment"))
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                value = node.value
+                for t in targets:
+                    name = _dotted(t) if not isinstance(t, ast.Subscript) else (
+                        t.slice.value if isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str) else "")
+                    if (name and _SECRET_NAME.search(name) and isinstance(value, ast.Constant)
+                            and isinstance(value.value, str) and len(value.value) >= 4
+                            and not _SECRET_VALUE.search(value.value)):
+                        out.append((number, "NB005", f"'{name}' is assigned a literal; read it from the environment"))
+    return out
+
+
+def check_notebook(nb: dict, path: str, needs_parameters: bool) -> list[Finding]:
+    findings: list[Finding] = []
+    ignores: dict[int, set[str] | None] = {}
+    code_cells: list[tuple[int, str]] = []
+    has_params = False
+    for number, cell in enumerate(nb["cells"], 1):
+        source = cell_source(cell)
+        ignores[number] = _ignored(source)
+        if PARAMETERS_TAG in (cell.get("metadata", {}).get("tags") or []):
+            has_params = True
+        if cell["cell_type"] != "code":
+            continue
+        code_cells.append((number, source))
+        if cell.get("outputs") or cell.get("execution_count") is not None:
+            findings.append(Finding(path, number, "NB001", "has outputs or an execution count (nbops check --fix strips them)"))
+    if needs_parameters and not has_params:
+        findings.append(Finding(path, None, "NB002", "no cell tagged 'parameters' (tag the cell of defaults in JupyterLab)"))
+    findings += [Finding(path, n, code, msg) for n, code, msg in code_findings(code_cells)]
+    return [f for f in findings if not _silenced(f, ignores)]
+
+
+def _silenced(finding: Finding, ignores: dict[int, set[str] | None]) -> bool:
+    codes = ignores.get(finding.cell) if finding.cell else None
+    return codes is not None and (not codes or finding.code in codes)
+
+
+def start_ruff(paths: list[Path], root: Path) -> subprocess.Popen | None:
+    """ruff on the notebooks' code, one process, its native notebook support; started early so
+    it runs while nbops's own checks do."""
+    ruff = shutil.which("ruff", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not ruff or not paths:
+        return None
+    return subprocess.Popen(
+        [ruff, "check", "--output-format", "json", "--no-cache", "--exit-zero", "--force-exclude",
+         *map(str, paths)],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def ruff_findings(process: subprocess.Popen | None, shown: dict[Path, str]) -> list[Finding]:
+    if process is None:
+        return []
+    stdout, stderr = process.communicate()
+    try:
+        items = json.loads(stdout or "[]")
+    except ValueError:
+        raise NbopsError(f"ruff failed: {stderr.strip()[:300]}") from None
+    out = []
+    for item in items:
+        path = shown.get(Path(item["filename"]).resolve(), item["filename"])
+        out.append(Finding(path, item.get("cell"), item.get("code") or "ruff", item["message"]))
+    return out
+
+
+def find_notebooks(root: Path, args: list[str]) -> list[Path]:
+    targets = [Path(a) for a in args] or [root]
+    found: list[Path] = []
+    for t in targets:
+        if t.is_dir():
+            for dirpath, dirnames, filenames in os.walk(t):
+                dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+                found += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".ipynb")]
+        elif t.suffix == ".ipynb":
+            if not t.exists():
+                raise NotebookError(f"{t}: no such notebook")
+            found.append(t)
+    return found
+
+
+def strip_outputs(nb: dict) -> dict:
+    """nbstripout's transform, keeping cell ids and metadata.nbops (it keeps unknown metadata)."""
+    import nbformat
+    from nbstripout._utils import strip_output
+
+    node = nbformat.from_dict(nb)
+    stripped = strip_output(node, keep_output=False, keep_count=False, keep_id=True)
+    return json.loads(json.dumps(stripped))
+
+
+def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...], fix: bool = False,
+              lint: bool = True) -> list[Finding]:
+    paths = find_notebooks(root, args)
+    findings: list[Finding] = []
+    shown: dict[Path, str] = {}
+    # ruff reads the files as they are now; --fix only strips outputs, which ruff ignores
+    ruff = start_ruff(paths, root) if lint else None
+    for path in paths:
+        full = path.resolve()  # once: resolving costs a system call per path component
+        rel = os.path.relpath(full, root) if full.is_relative_to(root) else str(path)
+        shown[full] = rel
+        try:
+            nb = read_json(path)
+        except NotebookError as exc:
+            findings.append(Finding(rel, None, "NB000", exc.message.split(": ", 1)[-1]))
+            continue
+        needs = any(Path(rel).parts[:1] == (d,) for d in needs_parameters_dirs)
+        found = check_notebook(nb, rel, needs)
+        if fix and any(f.code == "NB001" for f in found):
+            write_notebook_atomic(path, strip_outputs(nb))
+            found = [f for f in found if f.code != "NB001"]
+        findings += found
+    findings += ruff_findings(ruff, shown)
+    return sorted(findings, key=lambda f: (f.path, f.cell or 0, f.code))
+
+
+def as_json(findings: list[Finding]) -> str:
+    return json.dumps([asdict(f) for f in findings], indent=1)

@@ -1,0 +1,83 @@
+"""`nbops review --run`: execute the changed notebooks at head and compare metrics with base.
+
+Base is the newest successful run of the same notebook at the base commit; failing that, the run
+behind the registered `champion` of the notebook's model. Review runs go to an experiment named
+for the review and are never registered.
+"""
+
+from __future__ import annotations
+
+from nbops.core.config import Settings
+from nbops.core.context import relative_to_repo
+from nbops.core.errors import ReviewError
+from nbops.core.gates import failed_gates
+from nbops.notebook.scraps import split_metrics
+from nbops.review.changes import NotebookReview, git_output
+from nbops.run.runner import plan_runs, run_specs
+
+
+def _base_metrics(client, path: str, base_sha: str, model_name: str | None) -> tuple[dict, str]:
+    exps = [e.experiment_id for e in client.search_experiments()]
+    if exps:
+        runs = client.search_runs(
+            exps,
+            filter_string=(f"tags.`nbops.notebook` = '{path}' and tags.`nbops.git_sha` = '{base_sha}' "
+                           "and attributes.status = 'FINISHED'"),
+            order_by=["attributes.start_time DESC"], max_results=50,
+        )
+        # a review run or a sweep point ran other code or other parameters: not the base
+        runs = [r for r in runs if r.data.tags.get("nbops.review") != "true"
+                and "mlflow.parentRunId" not in r.data.tags]
+        if runs:
+            return dict(runs[0].data.metrics), f"run {runs[0].info.run_id[:8]} at base"
+    if model_name:
+        try:
+            version = client.get_model_version_by_alias(model_name, "champion")
+        except Exception:  # noqa: BLE001 - no such model or alias: nothing to compare with
+            return {}, "no base run"
+        if version.run_id:
+            return dict(client.get_run(version.run_id).data.metrics), f"champion {model_name} v{version.version}"
+    return {}, "no base run"
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def run_and_compare(settings: Settings, reviews: list[NotebookReview], base: str, head: str) -> dict[str, list[str]]:
+    """Markdown lines per notebook path: a metrics table base/head/delta and the gates."""
+    root = settings.root
+    head_sha = git_output(root, "rev-parse", head).strip()
+    if head_sha != git_output(root, "rev-parse", "HEAD").strip():
+        raise ReviewError("--run executes the checked-out tree, but it is not --head",
+                          hint=f"git checkout {head} first")
+    base_sha = git_output(root, "rev-parse", base).strip()
+    paths = [r.change.path for r in reviews
+             if r.change.head is not None and not r.change.error and (root / r.change.path).is_file()]
+    if not paths:
+        return {}
+    specs = plan_runs(settings, [root / p for p in paths], {})
+    outcomes = run_specs(settings, specs, experiment=f"review {base_sha[:8]}..{head_sha[:8]}")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings.resolved_tracking_uri, settings.resolved_tracking_uri)
+    tables: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        nb = outcome.result.spec.notebook
+        path = relative_to_repo(nb.path, root)
+        head_metrics, _ = split_metrics(outcome.result.records)
+        base_metrics, source = _base_metrics(client, path, base_sha, nb.model.name if nb.model else None)
+        lines = [f"**Results** (head run {'ok' if outcome.ok else 'FAILED: ' + str(outcome.result.error)};"
+                 f" base: {source})", "", "| metric | base | head | delta |", "|---|---|---|---|"]
+        for name in sorted(set(head_metrics) | set(base_metrics)):
+            b, h = base_metrics.get(name), head_metrics.get(name)
+            delta = f"{h - b:+.4g}" if b is not None and h is not None else "–"
+            lines.append(f"| {name} | {_fmt(b)} | {_fmt(h)} | {delta} |")
+        if nb.model and nb.model.gates:
+            failures = failed_gates(nb.model.gates, head_metrics)
+            for gate in nb.model.gates:
+                held = not any(f.startswith(f"gate '{gate}'") for f in failures)
+                lines.append(f"- gate `{gate}`: {'holds' if held else 'FAILS'}")
+        tables[path] = lines
+    return tables
+

@@ -1,0 +1,167 @@
+"""`nbops run`: notebooks -> RunSpecs -> papermill -> MLflow, one notebook after another.
+
+Everything that can be wrong with the input is checked for every notebook before the first
+kernel starts or the first MLflow run is created.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbops.core.config import Settings
+from nbops.core.context import git_info, gpu_count, relative_to_repo
+from nbops.core.errors import NotebookError, TrackingError
+from nbops.notebook import document as notebook_mod
+from nbops.run.engine import CANCEL, RunResult
+from nbops.run.executors import local_execute
+from nbops.run.progress import Progress
+from nbops.run.spec import RunSpec, make_spec
+from nbops.run.tracking import Registrar, TrackedRun
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: RunResult
+    tracked: TrackedRun | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+def plan_runs(
+    settings: Settings,
+    paths: list[str | Path],
+    overrides: dict[str, Any],
+    timeout: float | None = None,
+    cell_timeout: float | None = None,
+) -> list[RunSpec]:
+    if not paths:
+        raise NotebookError("no notebooks given", hint="e.g. nbops run notebooks/*.ipynb")
+    notebooks = [notebook_mod.load(p) for p in paths]
+    specs = [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
+    check_kernels(specs)
+    return specs
+
+
+def check_kernels(specs: list[RunSpec]) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    known = KernelSpecManager().find_kernel_specs()
+    known.setdefault("python3", "")  # jupyter_client always provides the running Python
+    for spec in specs:
+        if spec.kernel_name not in known:
+            raise NotebookError(
+                f"{spec.notebook.path}: no Jupyter kernel named '{spec.kernel_name}'",
+                hint=f"installed kernels: {', '.join(sorted(known))}; set metadata.kernelspec.name",
+            )
+
+
+def kernel_base_env(settings: Settings) -> dict[str, str]:
+    """What nbops adds to every kernel's environment: the project's src/ importable, so a
+    notebook can `import mypkg.features` without installing the project."""
+    src = settings.path(settings.src_dir)
+    if not src.is_dir():
+        return {}
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
+             parent_run_id: str | None = None, on_cell=None, executor=local_execute) -> Outcome:
+    """One notebook in a fresh kernel, tracked when `tracker` is given."""
+    if tracker is None:
+        with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
+            # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
+            # NBOPS_TRACKING_URI keeps the project's store for nbops's own reads in the kernel
+            # (the batch_predict template loads a registered model)
+            env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
+                   "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}",
+                   "NBOPS_TRACKING_URI": settings.resolved_tracking_uri}
+            return Outcome(executor(spec, env, debug, on_cell))
+    started = tracker.start(spec, git, parent_run_id)
+    try:
+        env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
+        result = executor(spec, env, debug, on_cell)
+    except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
+        tracker.abort(started)
+        raise
+    try:
+        tracked = tracker.finish(started, result)
+    except Exception as exc:  # the store failed mid-way: the run must not stay RUNNING
+        tracker.abort(started, "FAILED")
+        raise TrackingError(f"logging the run of {spec.notebook.path} to MLflow failed: {exc}",
+                            hint=f"the executed notebook is at {result.output_path}") from None
+    return Outcome(result, tracked)
+
+
+def run_specs(
+    settings: Settings,
+    specs: list[RunSpec],
+    track: bool = True,
+    debug: bool = False,
+    on_done: Callable[[Outcome], None] | None = None,
+    experiment: str | None = None,
+    registrar: Registrar | None = None,
+    jobs: int = 1,
+    tracker=None,
+    parent_run_id: str | None = None,
+    progress: Progress | None = None,
+    executor=local_execute,
+) -> list[Outcome]:
+    """Run every spec, `jobs` at a time, each in its own fresh kernel; outcomes keep spec order.
+
+    Notebooks that ask for a GPU also wait for one of the GPUs present (when there are any).
+    """
+    CANCEL.clear()  # a Ctrl-C of an earlier batch in this process is over
+    git = None
+    if track:
+        if tracker is None:
+            from nbops.run.tracking import Tracker  # imports mlflow: only when tracking
+
+            tracker = Tracker(settings, experiment=experiment, registrar=registrar)
+        git = git_info(settings.root)
+    else:
+        tracker = None
+    gpu_slots = threading.BoundedSemaphore(gpu_count() or 1)
+    progress = progress or Progress()
+    labels = [relative_to_repo(s.notebook.path, settings.root) for s in specs]
+    if len(set(labels)) < len(labels):  # the same notebook several times (a sweep): number them
+        labels = [f"{label} [{i + 1}]" for i, label in enumerate(labels)]
+
+    def one(spec: RunSpec, label: str) -> Outcome:
+        progress.started(label)
+
+        def on_cell(index: int, total: int) -> None:
+            progress.cell(label, index, total)
+
+        if spec.notebook.resources.gpu and gpu_count() and executor is local_execute:
+            with gpu_slots:
+                outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor)
+        else:
+            outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor)
+        progress.finished(label, outcome.ok, outcome.result.duration,
+                          "" if outcome.ok else str(outcome.result.error))
+        if on_done:
+            on_done(outcome)
+        return outcome
+
+    if jobs <= 1 or len(specs) <= 1:
+        return [one(spec, label) for spec, label in zip(specs, labels, strict=True)]
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(specs)), thread_name_prefix="nbops-run")
+    try:
+        futures = [pool.submit(one, spec, label) for spec, label in zip(specs, labels, strict=True)]
+        return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        # Ctrl-C reaches this thread only: kill the running kernels so the workers end their
+        # runs (KILLED) within a second, and start nothing new
+        CANCEL.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

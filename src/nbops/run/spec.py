@@ -1,0 +1,79 @@
+"""From notebooks and parameter overrides to :class:`RunSpec` values, checked before anything runs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from nbops.core.config import Settings
+from nbops.core.context import relative_to_repo
+from nbops.core.errors import NotebookError
+from nbops.notebook import params as params_mod
+from nbops.notebook.document import Notebook
+from nbops.notebook.inputs import file_digest, inputs_fingerprint, src_dependencies
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    notebook: Notebook
+    overrides: dict[str, Any]  # typed values given on the command line or in a file
+    values: dict[str, Any]  # every parameter's value in this run
+    output_path: Path
+    timeout: float | None  # whole notebook, seconds
+    cell_timeout: float | None  # one cell, seconds
+    kernel_name: str
+    fingerprint: str
+    data_files: tuple[Path, ...] = field(default=())
+    start_timeout: float = 60.0  # seconds for the kernel to start
+    inputs: dict[str, str] = field(default_factory=dict)  # repo path -> sha256: src modules, data
+
+
+def input_files(settings: Settings, notebook: Notebook, data_files: list[Path]) -> dict[str, str]:
+    """Repo-relative path -> SHA-256 of every src/ module the notebook imports and every data file."""
+    src = settings.path(settings.src_dir)
+    files = [*src_dependencies(list(notebook.code), src), *data_files]
+    return {relative_to_repo(p, settings.root): file_digest(p) for p in files}
+
+
+def output_path_for(settings: Settings, notebook: Notebook) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return settings.path(settings.runs_dir) / notebook.stem / f"{stamp}-{uuid.uuid4().hex[:6]}.ipynb"
+
+
+def make_spec(
+    settings: Settings,
+    notebook: Notebook,
+    raw_overrides: dict[str, Any],
+    timeout: float | None = None,
+    cell_timeout: float | None = None,
+) -> RunSpec:
+    typed = params_mod.resolve(notebook, raw_overrides)
+    values = params_mod.values_used(notebook, typed)
+    data_files = []
+    for rel in notebook.data:
+        path = settings.path(rel)
+        if not path.is_file():
+            raise NotebookError(
+                f"{notebook.path}: data file '{rel}' declared in metadata.nbops.data does not exist",
+                hint=f"paths are relative to the project root {settings.root}",
+            )
+        data_files.append(path)
+    inputs = input_files(settings, notebook, data_files)
+    total = timeout or notebook.timeout or settings.timeout or None
+    per_cell = cell_timeout if cell_timeout is not None else (settings.cell_timeout or None)
+    return RunSpec(
+        notebook=notebook,
+        overrides=typed,
+        values=values,
+        output_path=output_path_for(settings, notebook),
+        timeout=total,
+        cell_timeout=per_cell or None,
+        kernel_name=settings.kernel_name or notebook.kernel_name,
+        fingerprint=inputs_fingerprint(notebook.fingerprint, values, inputs),
+        data_files=tuple(data_files),
+        start_timeout=settings.start_timeout,
+        inputs=inputs,
+    )

@@ -1,0 +1,147 @@
+"""`nbops sweep`: one notebook over a grid (or random draws) of parameter values.
+
+One parent MLflow run, a child run per point; points run in parallel like `nbops run --jobs`;
+a failed point is reported and does not stop the others. The best point by the notebook's
+compare metric has its model registered when its gates hold.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nbops.core.config import Settings
+from nbops.core.context import git_info
+from nbops.core.errors import ParameterError, TrackingError
+from nbops.notebook.document import Notebook, load
+from nbops.notebook.params import coerce, parse_assignments, resolve
+from nbops.notebook.scraps import split_metrics
+from nbops.run.executors import local_execute
+from nbops.run.runner import Outcome, run_specs
+from nbops.run.spec import make_spec
+from nbops.run.tracking import Registrar
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    notebook: Notebook
+    points: list[dict[str, Any]]
+    outcomes: list[Outcome]  # in point order
+    parent_run_id: str | None
+    best: int | None  # index of the best successful point
+    metric: str | None
+    model_name: str | None = None
+    model_version: str | None = None
+    note: str = ""
+
+    def ranked(self) -> list[int]:
+        """Point indices, best first by the compare metric; failures and missing values last."""
+        def key(i):
+            value = split_metrics(self.outcomes[i].result.records)[0].get(self.metric) if self.metric else None
+            if not self.outcomes[i].ok or value is None or math.isnan(value):
+                return (1, 0.0)
+            higher = self.notebook.model.higher_is_better if self.notebook.model else True
+            return (0, -value if higher else value)
+        return sorted(range(len(self.points)), key=key)
+
+
+def _split_values(text: str) -> list[str]:
+    """`1,2,[3,4]` -> ['1', '2', '[3,4]']: commas inside brackets or quotes do not split."""
+    out, depth, quote, current = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(current)
+            current = ""
+            continue
+        current += ch
+    out.append(current)
+    return [v.strip() for v in out if v.strip()]
+
+
+def parse_grid(notebook: Notebook, items: list[str], from_file: dict[str, Any]) -> dict[str, list]:
+    """Typed value lists per parameter, from `-p NAME=V1,V2` and a grid file (lists)."""
+    raw: dict[str, list] = {k: (v if isinstance(v, list) else [v]) for k, v in from_file.items()}
+    raw.update({k: _split_values(v) for k, v in parse_assignments(items).items()})
+    if not raw:
+        raise ParameterError("a sweep needs values", hint="e.g. nbops sweep NB -p C=0.1,1,10 -p seed=1,2")
+    resolve(notebook, {k: v[0] for k, v in raw.items() if v})  # unknown names: did-you-mean
+    grid = {}
+    for name, values in raw.items():
+        if not values:
+            raise ParameterError(f"{notebook.path}: no values given for '{name}'")
+        grid[name] = [coerce(notebook.parameter(name), v, str(notebook.path)) for v in values]
+    return grid
+
+
+def grid_points(grid: dict[str, list], random_k: int | None = None, seed: int = 0) -> list[dict]:
+    points = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    if random_k is not None and random_k < len(points):
+        points = random.Random(seed).sample(points, random_k)
+    return points
+
+
+def compare_metric(notebook: Notebook) -> str | None:
+    model = notebook.model
+    if model and model.compare:
+        return model.compare
+    return model.gates[0].metric if model and model.gates else None
+
+
+def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], random_k: int | None = None,
+              seed: int = 0, jobs: int = 1, registrar: Registrar | None = None, track: bool = True,
+              debug: bool = False, progress=None, executor=local_execute) -> SweepResult:
+    notebook = load(path)
+    points = grid_points(grid, random_k, seed)
+    specs = [make_spec(settings, notebook, point) for point in points]
+    metric = compare_metric(notebook)
+    if not track:
+        outcomes = run_specs(settings, specs, track=False, debug=debug, jobs=jobs, progress=progress,
+                             executor=executor)
+        result = SweepResult(notebook, points, outcomes, None, None, metric)
+        return _with_best(result)
+    from nbops.run.tracking import Tracker
+
+    tracker = Tracker(settings)  # the points register nothing; the best one may, below
+    parent = tracker.start_sweep(notebook.path, git_info(settings.root), grid)
+    try:
+        outcomes = run_specs(settings, specs, debug=debug, jobs=jobs, tracker=tracker,
+                             parent_run_id=parent.run_id, progress=progress, executor=executor)
+    except BaseException:
+        tracker.abort(parent)
+        raise
+    result = _with_best(SweepResult(notebook, points, outcomes, parent.run_id, None, metric))
+    best = result.outcomes[result.best] if result.best is not None else None
+    best_metrics = split_metrics(best.result.records)[0] if best else {}
+    try:
+        tracker.finish_sweep(parent, any(o.ok for o in outcomes), best.tracked.run_id if best else None,
+                             best_metrics)
+    except Exception as exc:  # the store failed: the parent must not stay RUNNING
+        tracker.abort(parent, "FAILED")
+        raise TrackingError(f"logging the sweep of {notebook.path} to MLflow failed: {exc}") from None
+    if registrar is None or best is None:
+        note = "registration off (--no-register)" if best else "no successful point"
+        return replace(result, note=note)
+    name, version, note = registrar(tracker.client, tracker.uri, best.tracked.run_id, notebook.model)
+    return replace(result, model_name=name, model_version=version, note=note)
+
+
+def _with_best(result: SweepResult) -> SweepResult:
+    ranked = result.ranked()
+    first = ranked[0] if ranked else None
+    ok = first is not None and result.outcomes[first].ok
+    if ok and result.metric:
+        value = split_metrics(result.outcomes[first].result.records)[0].get(result.metric)
+        ok = value is not None and not math.isnan(value)
+    return replace(result, best=first if ok else None)

@@ -1,0 +1,238 @@
+"""Track runs in MLflow: a run created before the kernel starts, finished after it is gone.
+
+The run id reaches the kernel through MLFLOW_RUN_ID, so `mlflow.<flavor>.log_model(...)` and
+autologging inside the notebook land in it. When the kernel exits, MLflow's exit hook marks the
+run FINISHED; nbops sets the real final status afterwards. A model is registered only when the
+run succeeded, a model was logged and every gate holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from nbops import __version__
+from nbops.core.config import Settings
+from nbops.core.context import GitInfo, device_name, relative_to_repo
+from nbops.core.errors import TrackingError
+from nbops.notebook.document import ModelSpec
+from nbops.notebook.scraps import split_metrics
+from nbops.run.engine import RunResult
+from nbops.run.spec import RunSpec
+
+_MAX_PARAM = 6000  # MLflow's limit on a param value's length
+
+
+class Registrar(Protocol):
+    """Registers the model a successful run logged: (model name, version, note on why not).
+
+    The run layer calls it and never imports the registry (`nbops.lifecycle.registry.Registrar`
+    is the one nbops uses); None anywhere means "never register"."""
+
+    def __call__(self, client: Any, uri: str, run_id: str,
+                 spec: ModelSpec | None) -> tuple[str | None, str | None, str]: ...
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    run_id: str
+    experiment_id: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    run_id: str
+    experiment_id: str
+    status: str  # FINISHED, FAILED or KILLED
+    model_name: str | None = None
+    model_version: str | None = None
+    note: str = ""  # why no model was registered, or what went wrong
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Tracker:
+    """One MLflow client for a whole `nbops run`; every method takes and returns plain values."""
+
+    def __init__(self, settings: Settings, experiment: str | None = None,
+                 registrar: Registrar | None = None):
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        # MLflow logs INFO lines (database migrations, "View run" links) that are not ours to print
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+        self.settings = settings
+        self.uri = settings.resolved_tracking_uri
+        self.experiment = experiment or settings.experiment
+        # registers a successful run's model (the lifecycle layer's); None: never register
+        self.registrar = registrar
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
+            raise TrackingError(f"cannot open the MLflow store {self.uri}: {exc}") from None
+
+    # -- before the kernel -------------------------------------------------------------------
+    def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:///"):  # artifacts beside the database file
+            db_dir = Path(self.uri[len("sqlite:///"):]).parent
+            artifacts = Path(self.settings.artifact_root)
+            location = (artifacts if artifacts.is_absolute() else db_dir / artifacts).resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by a concurrent run
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def start(self, spec: RunSpec, git: GitInfo, parent_run_id: str | None = None) -> StartedRun:
+        from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+        from mlflow.exceptions import MlflowException
+
+        root = self.settings.root
+        rel = relative_to_repo(spec.notebook.path, root)
+        data = {relative_to_repo(p, root) for p in spec.data_files}
+        digests = {path: digest for path, digest in spec.inputs.items() if path in data}
+        tags = {
+            "nbops.git_sha": git.sha,
+            "nbops.git_branch": git.branch,
+            "nbops.git_dirty": str(git.dirty).lower(),
+            "nbops.notebook": rel,
+            "nbops.template": spec.notebook.template or "",
+            "nbops.fingerprint": spec.fingerprint,
+            "nbops.version": __version__,
+            "nbops.device": device_name(),
+            "nbops.output": relative_to_repo(spec.output_path, root),
+            "mlflow.source.name": rel,
+            "mlflow.source.type": "NOTEBOOK",
+            "mlflow.source.git.commit": git.sha,
+            "mlflow.source.git.branch": git.branch,
+        }
+        if parent_run_id:  # a sweep point: MLflow shows it nested under the sweep's run
+            tags["mlflow.parentRunId"] = parent_run_id
+        elif self.registrar is None:  # a review run: never a cached result for `nbops plan`
+            tags["nbops.review"] = "true"
+        if digests:
+            combined = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+            tags["nbops.data_digest"] = combined
+        name = self.experiment or rel.removesuffix(".ipynb")
+        try:
+            exp_id = self._experiment_id(name)
+            run = self.client.create_run(
+                exp_id, tags=tags, run_name=f"{spec.notebook.stem}-{spec.output_path.stem[-6:]}"
+            )
+        except MlflowException as exc:
+            raise TrackingError(f"MLflow store {self.uri} refused a new run: {exc.message}") from None
+        run_id = run.info.run_id
+        try:
+            params = [Param(k, _param_value(v)) for k, v in spec.values.items()]
+            for chunk in _chunks(params, 100):
+                self.client.log_batch(run_id, params=chunk)
+            if digests:
+                inputs = [
+                    DatasetInput(
+                        Dataset(name=path, digest=digest[:32], source_type="local",
+                                source=json.dumps({"uri": (root / path).as_uri()})),
+                        tags=[InputTag("mlflow.data.context", "training")],
+                    )
+                    for path, digest in digests.items()
+                ]
+                self.client.log_inputs(run_id, datasets=inputs)
+        except Exception as exc:
+            self.client.delete_run(run_id)  # nothing half-written
+            raise TrackingError(f"could not log the parameters of {rel}: {exc}") from None
+        return StartedRun(run_id, exp_id, tags)
+
+    def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
+        """The parent run of a sweep: its grid as params; each point is a child run."""
+        from mlflow.entities import Param
+
+        rel = relative_to_repo(notebook_path, self.settings.root)
+        exp_id = self._experiment_id(self.experiment or rel.removesuffix(".ipynb"))
+        tags = {"nbops.sweep": "true", "nbops.notebook": rel, "nbops.git_sha": git.sha,
+                "nbops.git_branch": git.branch, "nbops.version": __version__,
+                "mlflow.source.name": rel, "mlflow.source.git.commit": git.sha}
+        run = self.client.create_run(exp_id, tags=tags, run_name=f"sweep {Path(rel).stem}")
+        params = [Param(f"grid.{k}", _param_value(v)) for k, v in grid.items()]
+        for chunk in _chunks(params, 100):
+            self.client.log_batch(run.info.run_id, params=chunk)
+        return StartedRun(run.info.run_id, exp_id, tags)
+
+    def finish_sweep(self, parent: StartedRun, ok: bool, best_run_id: str | None,
+                     best_metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"best.{k}", v, now, 0) for k, v in best_metrics.items()]
+        for chunk in _chunks(metrics, 1000):
+            self.client.log_batch(parent.run_id, metrics=chunk)
+        if best_run_id:
+            self.client.set_tag(parent.run_id, "nbops.best_run_id", best_run_id)
+        self.client.set_terminated(parent.run_id, "FINISHED" if ok else "FAILED")
+
+    def kernel_env(self, started: StartedRun) -> dict[str, str]:
+        """What the kernel needs to log into this run (merged over the base environment)."""
+        return {
+            "MLFLOW_TRACKING_URI": self.uri,
+            "MLFLOW_REGISTRY_URI": self.uri,
+            "MLFLOW_RUN_ID": started.run_id,
+            "MLFLOW_EXPERIMENT_ID": started.experiment_id,
+        }
+
+    # -- after the kernel --------------------------------------------------------------------
+    def finish(self, started: StartedRun, result: RunResult) -> TrackedRun:
+        from mlflow.entities import Metric, RunTag
+
+        run_id = started.run_id
+        metrics, others = split_metrics(result.records)
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
+        for chunk in _chunks(batch, 1000):
+            self.client.log_batch(run_id, metrics=chunk)
+        extra_tags = [RunTag("nbops.duration_s", f"{result.duration:.2f}")]
+        if result.error:
+            extra_tags.append(RunTag("nbops.error", str(result.error)[:5000]))
+        self.client.log_batch(run_id, tags=extra_tags)
+        if result.records:
+            self.client.log_dict(run_id, result.records, "nbops/records.json")
+        if others:
+            self.client.log_dict(run_id, others, "nbops/other_records.json")
+        if result.output_path.exists():
+            self.client.log_artifact(run_id, str(result.output_path), "notebook")
+        if result.kernel_log and result.kernel_log.exists():
+            self.client.log_artifact(run_id, str(result.kernel_log), "notebook")
+        status = "FINISHED" if result.ok else ("KILLED" if result.status == "interrupted" else "FAILED")
+        self.client.set_terminated(run_id, status)
+        if not result.ok:
+            return TrackedRun(run_id, started.experiment_id, status, note="run failed: model not registered")
+        if self.registrar is None:
+            return TrackedRun(run_id, started.experiment_id, status, note="registration off for this run")
+        name, version, note = self.registrar(self.client, self.uri, run_id, result.spec.notebook.model)
+        return TrackedRun(run_id, started.experiment_id, status, name, version, note)
+
+    def abort(self, started: StartedRun, status: str = "KILLED") -> None:
+        try:
+            self.client.set_terminated(started.run_id, status)
+        except Exception:  # noqa: BLE001 - already failing; do not hide the first error
+            pass
