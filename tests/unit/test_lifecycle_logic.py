@@ -57,7 +57,7 @@ def test_reproduce_tolerance_and_missing_metrics():
 
 def test_project_path_maps_a_linked_file_back_to_the_project(tmp_path):
     from nbops.core.config import Settings
-    from nbops.lifecycle.rerun import _project_path
+    from nbops.lifecycle.lineage import project_path as _project_path
 
     settings = Settings(root=tmp_path / "proj")
     tree = tmp_path / "worktree" / "proj"

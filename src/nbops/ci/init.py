@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from nbops.core.config import load_settings
-from nbops.core.errors import NbopsError
+from nbops.core.errors import ConfigError
 from nbops.core.files import SHIPPED as PACKAGE
 
 CI_FILES = {
@@ -117,12 +117,12 @@ def init_project(dest: Path, ci: str = "github", name: str | None = None, force:
     name = name or dest.name
     package = re.sub(r"\W", "_", name.lower()).strip("_") or "project"
     if not re.fullmatch(r"[A-Za-z][\w\-]*", name):
-        raise NbopsError(f"bad project name {name!r}", hint="letters, digits, '-' and '_', e.g. --name churn-model")
+        raise ConfigError(f"bad project name {name!r}", hint="letters, digits, '-' and '_', e.g. --name churn-model")
     files = _files(name, package, ci)
     example = "notebooks/example.ipynb"
     existing = [rel for rel in [*files, example] if (dest / rel).exists()]
     if existing and not force:
-        raise NbopsError(f"{dest}: would overwrite {', '.join(existing)}",
+        raise ConfigError(f"{dest}: would overwrite {', '.join(existing)}",
                          hint="pass --force to overwrite, or choose an empty folder")
     for rel, content in files.items():
         path = dest / rel

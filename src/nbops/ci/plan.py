@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nbops.core.config import Settings
 from nbops.core.context import relative_to_repo
-from nbops.core.errors import ConfigError, NbopsError
+from nbops.core.errors import ConfigError, GitError
 from nbops.notebook.document import load
 from nbops.run.spec import RunSpec, make_spec
 
@@ -42,7 +42,7 @@ def changed_files(root: Path, base: str, head: str | None) -> set[str]:
     args = ["git", "diff", "--name-only", "--no-renames", "--relative", base] + ([head] if head else [])
     done = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise NbopsError(f"git diff against '{base}' failed: {done.stderr.strip()[:200]}",
+        raise GitError(f"git diff against '{base}' failed: {done.stderr.strip()[:200]}",
                          hint="is the ref fetched? in CI use a checkout with fetch-depth: 0")
     return {line for line in done.stdout.splitlines() if line}
 
@@ -133,7 +133,7 @@ def make_plan(settings: Settings, base: str | None, head: str | None = None, all
               use_cache: bool = True) -> Plan:
     if base is None and not all_:
         raise ConfigError("nothing to compare with", hint="pass --base REF (e.g. origin/main) or --all")
-    changed = set() if all_ else changed_files(settings.root, base, head)
+    changed = set() if all_ or base is None else changed_files(settings.root, base, head)
     entries: list[PlanEntry] = []
     for path in notebooks_in(settings):
         nb = load(path)

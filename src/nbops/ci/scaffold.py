@@ -57,12 +57,14 @@ def rewrite_parameters(source: str, values: dict[str, Any]) -> str:
         target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
             node.target if isinstance(node, ast.AnnAssign) and node.value is not None else None)
         if isinstance(target, ast.Name) and target.id in values:
+            assert isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None
             edits.append((node.value, _literal(values[target.id])))
     # apply bottom-up so earlier offsets stay valid
     for value, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
-        start, end = value.lineno - 1, value.end_lineno - 1
+        end_line, end_col = value.end_lineno or value.lineno, value.end_col_offset or 0  # set by ast.parse
+        start, end = value.lineno - 1, end_line - 1
         head = lines[start][: value.col_offset]
-        tail = lines[end][value.end_col_offset :]
+        tail = lines[end][end_col:]
         lines[start : end + 1] = [head + text + tail]
     return "".join(lines)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nbops.core.errors import NbopsError
+from nbops.core.errors import ConfigError, GitError
 
 STEPS = (
     ("pre-commit hooks", ["pre-commit", "install"]),
@@ -20,19 +20,19 @@ STEPS = (
 def _tool(name: str) -> str:
     path = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if not path:
-        raise NbopsError(f"'{name}' is not installed", hint="pip install nbops (it depends on it)")
+        raise ConfigError(f"'{name}' is not installed", hint="pip install nbops (it depends on it)")
     return path
 
 
 def setup_clone(root: Path) -> list[str]:
     """Run each step in the repository at `root`; returns what was done."""
     if not (root / ".git").exists():
-        raise NbopsError(f"{root} is not a git repository", hint="run `git init` first")
+        raise GitError(f"{root} is not a git repository", hint="run `git init` first")
     done = []
     for what, (tool, *args) in STEPS:
         result = subprocess.run([_tool(tool), *args], cwd=root, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
-            raise NbopsError(f"installing the {what} failed: {detail[-1] if detail else result.returncode}")
+            raise ConfigError(f"installing the {what} failed: {detail[-1] if detail else result.returncode}")
         done.append(what)
     return done

@@ -15,4 +15,4 @@ import sys
 
 def skip_slow_optional_imports() -> None:
     if "jsonschema" not in sys.modules:  # too late once jsonschema has loaded
-        sys.modules.setdefault("rfc3987_syntax", None)  # None: `import` raises ImportError
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: `import` raises ImportError

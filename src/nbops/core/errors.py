@@ -9,12 +9,16 @@ into one line (plus a hint) and exit code 2. Anything else is a bug: exit 3 with
     ├── ConfigError          bad [tool.nbops] table, NBOPS_* variable or flag value
     ├── NotebookError        unreadable notebook, bad metadata.nbops, bad gate expression
     │   └── ParameterError   unknown parameter, value of the wrong type, bad params file
-    ├── ExecutionError       nbops could not execute at all (e.g. no kernel of that name);
+    ├── ExecutionError       nbops could not execute at all (no such kernel, no Ray cluster);
     │                        a notebook that fails is a result, not an error: RunResult.error
     │                        (a CellError with cell, ename, evalue) says where and why
     ├── TrackingError        MLflow store unreachable or refused a write
-    ├── RegistryError        model registration or alias problems
-    └── ReviewError          reserved for `nbops review`
+    ├── RegistryError        no such model, version or alias; a promotion refused
+    ├── ModelError           a registered model that cannot load, or predicts nonsense
+    ├── DataError            a table file (predict, monitor, retrain): missing, unreadable,
+    │                        wrong columns, or an output that cannot be written
+    ├── GitError             a git command nbops needs failed (diff, show, worktree)
+    └── ReviewError          `nbops check` / `nbops review` could not do their work
 """
 
 from __future__ import annotations
@@ -70,6 +74,18 @@ class TrackingError(NbopsError):
 
 
 class RegistryError(NbopsError):
+    pass
+
+
+class ModelError(NbopsError):
+    pass
+
+
+class DataError(NbopsError):
+    pass
+
+
+class GitError(NbopsError):
     pass
 
 

@@ -66,3 +66,11 @@ def mlflow_errors(what: str, error: type[NbopsError] = TrackingError,
     except (ConnectionError, TimeoutError) as exc:
         raise error(f"{what}: {mask_uri(first_line(exc))}",
                     hint=hint or "is the tracking server up? (nbops config shows the store)") from exc
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Whether EXC is the store failing (MLflow refused, the disk or the network failed) rather
+    than a bug: store errors become TrackingErrors, bugs keep their traceback."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException | OSError | TimeoutError)

@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from nbops.core.errors import RegistryError
-from nbops.core.store import use_store
+from nbops.core.errors import ModelError, first_line
+from nbops.core.store import mask_uri, use_store
 from nbops.lifecycle.registry import VersionInfo
 
 # MLflow signature types -> the numpy dtype kind a column must have (or be cast to)
@@ -119,11 +119,9 @@ def load(version: VersionInfo) -> LoadedModel:
             predictor, flavor = mlflow.sklearn.load_model(uri), "sklearn"
         else:
             predictor, flavor = mlflow.pyfunc.load_model(uri), "pyfunc"
-    except MlflowException as exc:
-        raise RegistryError(f"cannot load {uri}: {exc.message}") from None
-    except OSError as exc:
-        raise RegistryError(f"cannot load {uri}: {exc}",
-                            hint="are the artifacts of its run still where MLflow stored them?") from None
+    except (MlflowException, OSError) as exc:
+        raise ModelError(f"cannot load {uri}: {mask_uri(first_line(exc))}",
+                         hint="are the artifacts of its run still where MLflow stored them?") from None
     return LoadedModel(version, _columns(meta), flavor, predictor)
 
 
@@ -137,8 +135,6 @@ def input_columns(version: VersionInfo) -> tuple[Column, ...]:
     use_store(version.store_uri)
     try:
         return _columns(Model.load(version.uri))
-    except MlflowException as exc:
-        raise RegistryError(f"cannot read {version.uri}: {exc.message}") from None
-    except OSError as exc:
-        raise RegistryError(f"cannot read {version.uri}: {exc}",
-                            hint="are the artifacts of its run still where MLflow stored them?") from None
+    except (MlflowException, OSError) as exc:
+        raise ModelError(f"cannot read {version.uri}: {mask_uri(first_line(exc))}",
+                         hint="are the artifacts of its run still where MLflow stored them?") from None

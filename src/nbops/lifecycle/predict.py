@@ -20,23 +20,23 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nbops.core.config import Settings
-from nbops.core.errors import NbopsError, first_line
+from nbops.core.errors import ConfigError, DataError, ModelError, first_line
 from nbops.core.files import FORMATS
+from nbops.lifecycle.tables import (
+    CsvWriter,
+    ParquetWriter,
+    csv_chunks,
+    parquet_chunks,
+    progress_total,
+)
 
 PREDICTION = "prediction"
 VERSION_COLUMN = "model_version"
-# pandas' default missing-value markers (read_csv's documentation): they apply to the model's
-# columns only, text columns keep "NA" or "null" as written
-_NA_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-               "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-
-
 @dataclass(frozen=True)
 class PredictResult:
     rows: int
@@ -63,7 +63,7 @@ def file_format(path: Path, role: str) -> str:
     """'csv' or 'parquet' from the file's extension."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise NbopsError(f"{role} {path}: unknown file type '{path.suffix or '(none)'}'",
+        raise DataError(f"{role} {path}: unknown file type '{path.suffix or '(none)'}'",
                          hint="use a .csv or .parquet file")
     return fmt
 
@@ -72,12 +72,12 @@ def check_paths(input: Path, output: Path) -> tuple[str, str]:
     """(input format, output format); raises before any model is loaded (that costs seconds)."""
     in_fmt, out_fmt = file_format(input, "input"), file_format(output, "output")
     if not input.is_file():
-        raise NbopsError(f"input {input} does not exist" if not input.exists() else
+        raise DataError(f"input {input} does not exist" if not input.exists() else
                          f"input {input} is not a file", hint="--input takes a .csv or .parquet file")
     if output.is_dir():
-        raise NbopsError(f"output {output} is a folder", hint="--output takes a file name")
+        raise DataError(f"output {output} is a folder", hint="--output takes a file name")
     if output.resolve() == input.resolve() or (output.exists() and os.path.samefile(output, input)):
-        raise NbopsError(f"output {output} is the input file",
+        raise DataError(f"output {output} is the input file",
                          hint="write the predictions to another file")
     return in_fmt, out_fmt
 
@@ -96,58 +96,6 @@ def _rows(start: int, n: int) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------
-def _csv_chunks(path: Path, chunk_size: int, features: tuple[str, ...]) -> Iterator[tuple[Any, int]]:
-    """(DataFrame, bytes read so far). FEATURES (the signature's columns) are parsed; with a
-    signature every other column stays text. Without one, types come from each chunk alone."""
-    import pandas as pd
-
-    with open(path, "rb") as handle:  # our own handle: its position is the progress
-        try:
-            options: dict[str, Any] = {}
-            if features:
-                header = pd.read_csv(handle, nrows=0).columns
-                handle.seek(0)
-                options = {"dtype": {c: str for c in header if c not in features},
-                           "keep_default_na": False,
-                           "na_values": {c: _NA_MARKERS for c in header if c in features}}
-            # low_memory=False: the chunk is already our memory bound, and pandas' internal
-            # sub-chunks would give a column mixed Python types that Arrow cannot convert
-            for frame in pd.read_csv(handle, chunksize=chunk_size, low_memory=False, **options):
-                yield frame, handle.tell()
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise NbopsError(f"input {path}: cannot read it as CSV: {exc}") from None
-
-
-def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[tuple[Any, int]]:
-    """(RecordBatch, rows read so far); an empty file gives one empty batch, so the output
-    still gets the input's columns."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        source = pq.ParquetFile(path)
-        done = 0
-        for batch in source.iter_batches(batch_size=chunk_size):
-            done += batch.num_rows
-            yield batch, done
-        if done == 0:
-            yield pa.RecordBatch.from_pylist([], schema=source.schema_arrow), 0
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise NbopsError(f"input {path}: cannot read it as Parquet: {exc}") from None
-
-
-def _progress_total(path: Path, fmt: str) -> int:
-    if fmt == "csv":
-        return path.stat().st_size
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except Exception:  # noqa: BLE001 - the reader reports a bad file with a proper message
-        return 0
-
-
-# -- prediction columns ------------------------------------------------------------------------
 def prediction_columns(pred, n: int) -> dict[str, Any]:
     """Column name -> values: `prediction` for 1-D output (or one column), `prediction_<i>` for a
     2-D array, a DataFrame's own column names when it has several."""
@@ -172,11 +120,11 @@ def prediction_columns(pred, n: int) -> dict[str, Any]:
         elif array.ndim == 2:
             columns = {f"{PREDICTION}_{i}": array[:, i] for i in range(array.shape[1])}
         else:
-            raise NbopsError(f"the model returned {array.ndim}-D predictions",
+            raise ModelError(f"the model returned {array.ndim}-D predictions",
                              hint="nbops predict writes 1-D or 2-D output as columns")
     for values in columns.values():
         if len(values) != n:
-            raise NbopsError(f"the model returned {len(values)} predictions for {n} rows")
+            raise ModelError(f"the model returned {len(values)} predictions for {n} rows")
     return columns
 
 
@@ -211,10 +159,10 @@ def _table(chunk, frame, extra: dict[str, Any], where: str):
             # pandas metadata would describe this chunk's dtypes only: leave it out
             table = pa.Table.from_pandas(chunk, preserve_index=False).replace_schema_metadata(None)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise NbopsError(f"{where}: {exc}") from None
+            raise DataError(f"{where}: {exc}") from None
     clash = [name for name in extra if name in table.column_names]
     if clash:
-        raise NbopsError(f"{where}: the input already has a column '{clash[0]}'",
+        raise DataError(f"{where}: the input already has a column '{clash[0]}'",
                          hint="rename or drop it; nbops predict adds it")
     for name, values in extra.items():
         table = table.append_column(name, values if isinstance(values, pa.Array) else pa.array(values))
@@ -222,91 +170,6 @@ def _table(chunk, frame, extra: dict[str, Any], where: str):
 
 
 # -- writing -----------------------------------------------------------------------------------
-class _CsvWriter:
-    """Appends chunks; each chunk may have its own column types, only the header is shared.
-    Text is quoted only in chunks where some value needs it (Arrow's "needed" style quotes every
-    string, which turns `00123` into `"00123"`)."""
-
-    def __init__(self, path: str):
-        self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self.started = False
-
-    def write(self, table, where: str) -> None:
-        import csv
-        import io
-
-        import pyarrow.csv as pacsv
-
-        if not self.started:
-            # Arrow quotes every header name; a header of plain names reads better
-            header = io.StringIO()
-            csv.writer(header, lineterminator="\n").writerow(table.column_names)
-            self.file.write(header.getvalue().encode())
-            self.started = True
-        import pyarrow as pa
-
-        quoting = "needed" if _needs_quotes(table) else "none"
-        try:
-            pacsv.write_csv(table, self.file, write_options=pacsv.WriteOptions(
-                include_header=False, quoting_style=quoting))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # nested or odd columns
-            raise NbopsError(f"{where}: cannot write this as CSV: {first_line(exc)}",
-                             hint="write Parquet (--output FILE.parquet)") from None
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _needs_quotes(table) -> bool:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for column in table.columns:
-        if pa.types.is_dictionary(column.type):  # a categorical: check its values
-            column = column.cast(column.type.value_type)
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            continue
-        if pc.any(pc.match_substring_regex(column, r'[",\r\n]')).as_py():
-            return True
-    return False
-
-
-class _ParquetWriter:
-    """One schema for the whole file: the first chunk's; later chunks are cast to it (for a
-    model without a signature CSV columns are typed chunk by chunk: an int column with a missing
-    value in a later chunk arrives as float, and casts back)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.writer = None
-
-    def write(self, table, where: str) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
-        schema = self.writer.schema
-        if not table.schema.equals(schema, check_metadata=False):
-            try:
-                table = table.cast(schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-                first = next((f for f in table.schema if f.name not in schema.names
-                              or schema.field(f.name).type != f.type), table.schema[0])
-                was = schema.field(first.name).type if first.name in schema.names else "absent"
-                raise NbopsError(
-                    f"{where}: column '{first.name}' is {first.type} here but {was} in the first "
-                    "chunk; a Parquet file has one type per column",
-                    hint="give the column one type in the input, write CSV, or raise --chunk-size",
-                ) from None
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-# -- progress ----------------------------------------------------------------------------------
 class _Bar:
     """A rich progress bar on stderr, by bytes (CSV) or rows (Parquet); nothing off a terminal."""
 
@@ -353,7 +216,7 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
 
     start = time.monotonic()
     if chunk_size < 1:
-        raise NbopsError(f"chunk size must be at least 1, got {chunk_size}")
+        raise ConfigError(f"chunk size must be at least 1, got {chunk_size}")
     input, output = Path(input), Path(output)
     in_fmt, out_fmt = check_paths(input, output)
     sidecar = sidecar_path(output)
@@ -363,7 +226,7 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
             output.parent.mkdir(parents=True, exist_ok=True)
             temps += [_temp_beside(output), _temp_beside(sidecar)]
         except OSError as exc:
-            raise NbopsError(f"cannot write in {output.parent}: {exc.strerror or exc}") from None
+            raise DataError(f"cannot write in {output.parent}: {exc.strerror or exc}") from None
         tmp, side_tmp = temps
         version = Registry(settings).resolve(ref)
         loaded = models.load(version)
@@ -420,10 +283,10 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
 
     label = model_label(loaded.version)
     features = tuple(c.name for c in loaded.columns)
-    reader = (_csv_chunks(input, chunk_size, features) if in_fmt == "csv"
-              else _parquet_chunks(input, chunk_size))
-    writer = _CsvWriter(tmp) if out_fmt == "csv" else _ParquetWriter(tmp)
-    bar = _Bar(progress, _progress_total(input, in_fmt), "bytes" if in_fmt == "csv" else "rows",
+    reader = (csv_chunks(input, chunk_size, features) if in_fmt == "csv"
+              else parquet_chunks(input, chunk_size))
+    writer = CsvWriter(tmp) if out_fmt == "csv" else ParquetWriter(tmp)
+    bar = _Bar(progress, progress_total(input, in_fmt), "bytes" if in_fmt == "csv" else "rows",
                f"{label} {input.name}")
     rows = chunks = 0
     columns: list[str] = []
@@ -435,12 +298,12 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
             try:
                 frame = loaded.frame(_features(loaded, chunk))
             except InputError as exc:
-                raise NbopsError(f"{where}: {exc}") from None
+                raise DataError(f"{where}: {exc}") from None
             if n:
                 try:
                     pred = loaded.predict(frame)
                 except Exception as exc:  # noqa: BLE001 - the model's own code, failing on these rows
-                    raise NbopsError(f"{where}: {label} could not predict: {type(exc).__name__}: "
+                    raise ModelError(f"{where}: {label} could not predict: {type(exc).__name__}: "
                                      f"{first_line(exc)}") from None
             else:  # an empty input: models refuse zero rows; the output still gets its columns
                 pred = []

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbops.core.config import Settings
-from nbops.core.errors import RegistryError
+from nbops.core.errors import RegistryError, first_line
 from nbops.core.gates import failed_gates, parse_gate
-from nbops.core.store import params_digest
+from nbops.core.store import is_not_found, mask_uri, params_digest
 
 ALIASES = ("champion", "challenger")
 _EVENT = "nbops.alias_event."
@@ -111,7 +111,7 @@ def rank_key(info: ModelInfo):
     def key(v: VersionInfo):
         value = v.metrics.get(info.compare) if info.compare else None
         missing = value is None or (isinstance(value, float) and math.isnan(value))
-        score = 0.0 if missing else (-value if info.higher_is_better else value)
+        score = 0.0 if value is None or missing else (-value if info.higher_is_better else value)
         return (missing, score, -int(v.version))
 
     return key
@@ -137,8 +137,9 @@ class Registry:
         try:
             rm = self.client.get_registered_model(name)
         except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # the store itself failed
-                raise RegistryError(f"cannot read model '{name}' from {self.uri}: {exc.message}") from None
+            if not is_not_found(exc):  # the store itself failed
+                raise RegistryError(f"cannot read model '{name}' from {mask_uri(self.uri)}: "
+                                    f"{mask_uri(first_line(exc))}") from None
             names = [m.name for m in self.client.search_registered_models(max_results=1000)]
             from nbops.notebook.params import closest
 
@@ -168,9 +169,16 @@ class Registry:
         metrics = {k[len("metric."):]: float(v) for k, v in tags.items() if k.startswith("metric.")}
         run = None
         if mv.run_id:
+            from mlflow.exceptions import MlflowException
+
             try:
                 run = self.client.get_run(mv.run_id)
-            except Exception:  # noqa: BLE001 - the run was deleted: the tags are all we have
+            except MlflowException as exc:
+                # only a deleted run falls back to the version's tags: their metrics are rounded
+                # for display, and gates or ranking on them would be weaker than the run's own
+                if not is_not_found(exc):
+                    raise RegistryError(f"cannot read run {mv.run_id} of {mv.name} version {mv.version}: "
+                                        f"{mask_uri(first_line(exc))}") from None
                 run = None
         if run is not None:
             metrics.update(run.data.metrics)
@@ -201,7 +209,9 @@ class Registry:
         info = self.model(name)
         try:
             mv = self.client.get_model_version(name, str(version))
-        except MlflowException:
+        except MlflowException as exc:
+            if not is_not_found(exc):
+                raise RegistryError(f"cannot read {name} version {version}: {mask_uri(first_line(exc))}") from None
             raise RegistryError(f"model '{name}' has no version {version}",
                                 hint=f"nbops models list {name}") from None
         by_version: dict[str, list[str]] = {}

@@ -15,21 +15,28 @@ declares that git does not hold (ignored data) are linked in from the working tr
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import shutil
-import subprocess
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.context import relative_to_repo
-from nbops.core.errors import ConfigError, NbopsError, RegistryError
+from nbops.core.errors import (
+    ConfigError,
+    DataError,
+    RegistryError,
+)
+from nbops.lifecycle.lineage import (
+    Lineage,
+    checkout,
+    executable_notebook,
+    lineage,
+    link_missing_data,
+    project_path,
+)
 from nbops.lifecycle.registry import ModelInfo, Registry, VersionInfo, parse_ref
 
 _DATA_PARAM = re.compile(r"^(data|dataset|input|train|training|csv)(_?(path|file|csv|uri))?$|"
@@ -84,7 +91,8 @@ class ReproduceResult:
             if m.diff is None:
                 return True
             if math.isnan(m.diff):  # NaN on both sides reproduces NaN
-                return not (math.isnan(m.registered) and math.isnan(m.new))
+                both = m.registered is not None and m.new is not None
+                return not (both and math.isnan(m.registered) and math.isnan(m.new))  # type: ignore[arg-type]
             return abs(m.diff) > self.tolerance
 
         return [m for m in self.metrics if bad(m)]
@@ -94,133 +102,6 @@ class ReproduceResult:
         return self.ran and bool(self.metrics) and not self.mismatches
 
 
-@dataclass(frozen=True)
-class Lineage:
-    """What produced a version: its run's notebook (repo-relative), sha, parameters, data digests."""
-
-    version: VersionInfo
-    notebook: str
-    sha: str
-    dirty: bool
-    parameters: dict[str, Any]  # as papermill injected them (typed)
-    executed: dict | None  # the executed notebook, when the run logged it
-    run_metrics: dict[str, float]
-    data_digests: dict[str, str]  # dataset name -> digest, as logged
-
-
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise NbopsError(f"git {' '.join(args)} failed: {lines[-1] if lines else done.returncode}")
-    return done.stdout.strip()
-
-
-def lineage(registry: Registry, version: VersionInfo) -> Lineage:
-    from mlflow.exceptions import MlflowException
-
-    if not version.run_id:
-        raise RegistryError(f"{version.name} version {version.version} has no run to re-run",
-                            hint="only versions registered from a run can be retrained or reproduced")
-    client = registry.client
-    try:
-        run = client.get_run(version.run_id)
-    except MlflowException:
-        raise RegistryError(f"the run {version.run_id} of {version.name} v{version.version} is gone") from None
-    tags = run.data.tags
-    notebook = tags.get("nbops.notebook") or version.notebook
-    sha = tags.get("nbops.git_sha") or version.git_sha
-    if not notebook or not sha or sha == "unknown":
-        raise RegistryError(
-            f"{version.name} v{version.version}: its run records no notebook or git sha",
-            hint="versions registered by `nbops run` in a git repository carry both")
-    executed = None
-    # MLflow draws a progress bar on stderr for every download; one small file needs none
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory(prefix="nbops-artifacts-") as tmp:
-        try:
-            names = [a.path for a in client.list_artifacts(version.run_id, "notebook")
-                     if a.path.endswith(".ipynb")]
-            if names:
-                local = client.download_artifacts(version.run_id, names[0], tmp)
-                executed = json.loads(Path(local).read_text(encoding="utf-8"))
-        except (MlflowException, OSError, json.JSONDecodeError):
-            executed = None  # fall back to the notebook at the sha and the logged params
-    if executed is not None:
-        parameters = dict(executed.get("metadata", {}).get("papermill", {}).get("parameters") or {})
-    else:  # logged as text; make_spec types them against the notebook's defaults, like -p
-        parameters = dict(run.data.params)
-    digests = {d.dataset.name: d.dataset.digest for d in (run.inputs.dataset_inputs if run.inputs else [])}
-    return Lineage(version, notebook, sha, tags.get("nbops.git_dirty") == "true", parameters, executed,
-                   dict(run.data.metrics), digests)
-
-
-@contextmanager
-def checkout(settings: Settings, sha: str):
-    """The project as it was at SHA, in a temporary worktree; yields the project root inside it."""
-    root = settings.root.resolve()
-    top = Path(_git(root, "rev-parse", "--show-toplevel")).resolve()
-    try:
-        _git(root, "cat-file", "-e", f"{sha}^{{commit}}")
-    except NbopsError:
-        raise RegistryError(f"git commit {sha[:12]} is not in this repository",
-                            hint="git fetch the branch it was trained on (or unshallow the clone)") from None
-    tmp = Path(tempfile.mkdtemp(prefix="nbops-worktree-"))
-    tree = tmp / "tree"
-    try:
-        _git(top, "worktree", "add", "--detach", "--quiet", str(tree), sha)
-        yield tree / root.relative_to(top)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=top,
-                       capture_output=True, check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=top, capture_output=True, check=False)
-
-
-def _executable_notebook(lin: Lineage, path: Path) -> None:
-    """The notebook as it ran. From a clean tree that is the file at the sha (papermill injects
-    the logged parameters again); rewriting it would make the re-run look dirty. From a dirty
-    tree only the executed notebook knows the code: written back as source, no injected cell,
-    no outputs."""
-    if lin.executed is None or (not lin.dirty and path.is_file()):
-        return
-    nb = json.loads(json.dumps(lin.executed))
-    cells = []
-    for cell in nb.get("cells", []):
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            continue
-        meta = cell.get("metadata", {})
-        meta.pop("papermill", None)
-        meta.pop("execution", None)
-        if cell.get("cell_type") == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-        cells.append(cell)
-    nb["cells"] = cells
-    nb.get("metadata", {}).pop("papermill", None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
-
-
-def _link_missing_data(settings: Settings, tree_root: Path, declared: tuple[str, ...]) -> None:
-    """Data files git does not hold (ignored): link the working tree's copies into the worktree."""
-    for rel in declared:
-        target = tree_root / rel
-        source = settings.path(rel)
-        if not target.exists() and source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(source.resolve())
-
-
-def _project_path(settings: Settings, tree_root: Path, name: str) -> str:
-    path = Path(name)
-    if not path.is_absolute():
-        return name
-    for root in (settings.root, tree_root):
-        if path.is_relative_to(root.resolve()):
-            return path.relative_to(root.resolve()).as_posix()
-    return name
-
-
 def _rerun_settings(settings: Settings, tree_root: Path) -> Settings:
     """Run in the worktree, track in the project's store, keep executed notebooks in its runs/."""
     return replace(settings, root=tree_root, tracking_uri=settings.resolved_tracking_uri,
@@ -228,11 +109,11 @@ def _rerun_settings(settings: Settings, tree_root: Path) -> Settings:
 
 
 def _notebook(tree_settings: Settings, lin: Lineage):
-    """The version's notebook in the worktree, as it ran (see `_executable_notebook`)."""
+    """The version's notebook in the worktree, as it ran (see `executable_notebook`)."""
     from nbops.notebook.document import load
 
     path = tree_settings.root / lin.notebook
-    _executable_notebook(lin, path)
+    executable_notebook(lin, path)
     if not path.is_file():
         raise RegistryError(f"{lin.notebook} does not exist at {lin.sha[:12]}")
     return load(path)
@@ -243,7 +124,7 @@ def _spec(settings: Settings, tree_settings: Settings, lin: Lineage, nb, overrid
     from nbops.run.runner import check_kernels
     from nbops.run.spec import make_spec
 
-    _link_missing_data(settings, tree_settings.root, nb.data)
+    link_missing_data(settings, tree_settings.root, nb.data)
     known = {p.name for p in nb.parameters}
     spec = make_spec(tree_settings, nb, {k: v for k, v in overrides.items() if k in known})
     if new_data is not None:
@@ -323,7 +204,7 @@ def retrain(settings: Settings, name: str, data: Path, param: str | None = None,
                             hint="it retrains the champion: nbops retrain NAME --data FILE")
     data = data.resolve()
     if not data.is_file():
-        raise NbopsError(f"--data {data}: no such file")
+        raise DataError(f"--data {data}: no such file")
     registry = Registry(settings)
     info = registry.model(name)
     champion = registry.resolve(f"{name}@champion")
@@ -386,7 +267,7 @@ def reproduce(settings: Settings, ref: str, tolerance: float | None = None,
               quiet: bool = False) -> ReproduceResult:
     tol = float(settings.monitor.get("reproduce_tolerance", 1e-6) if tolerance is None else tolerance)
     if tol < 0:
-        raise NbopsError(f"--tolerance must not be negative, got {tol}")
+        raise ConfigError(f"--tolerance must not be negative, got {tol}")
     registry = Registry(settings)
     version = registry.resolve(ref)
     lin = lineage(registry, version)
@@ -403,7 +284,7 @@ def reproduce(settings: Settings, ref: str, tolerance: float | None = None,
         new_metrics = dict(new_run.data.metrics)
         # ignored data is linked into the worktree, and the run names it by where the link
         # points (the working tree): back to a project path to compare with the original
-        new_digests = {_project_path(settings, tree_root, d.dataset.name): d.dataset.digest
+        new_digests = {project_path(settings, tree_root, d.dataset.name): d.dataset.digest
                        for d in (new_run.inputs.dataset_inputs if new_run.inputs else [])}
     notes = [] if outcome.ok else [f"the notebook failed: {outcome.result.error}"]
     if lin.dirty:

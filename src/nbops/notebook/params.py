@@ -106,7 +106,7 @@ def coerce(param: Parameter, value: Any, where: str) -> Any:
         raise reject()
     if kind in _CONTAINERS:
         parsed = _yaml_value(value) if isinstance(value, str) else value
-        if isinstance(parsed, _CONTAINERS[kind]):
+        if isinstance(parsed, _CONTAINERS[kind]):  # type: ignore[arg-type]
             return list(parsed) if kind == "tuple" else parsed
         raise reject()
     return value

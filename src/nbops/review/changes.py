@@ -65,8 +65,12 @@ def _read_at(root: Path, ref: str, path: str) -> dict:
     """A notebook as nbformat v4 (sources joined, older minor versions upgraded) at a git ref."""
     import nbformat
 
-    text = subprocess.run(["git", "show", f"{ref}:./{path}"], cwd=root, capture_output=True,
-                          check=False).stdout.decode("utf-8", errors="replace")
+    done = subprocess.run(["git", "show", f"{ref}:./{path}"], cwd=root, capture_output=True, check=False)
+    if done.returncode != 0:  # not an empty notebook: the review would show every cell as added
+        last = (done.stderr.decode("utf-8", errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise ReviewError(f"{path} at {ref}: git show failed: {last}",
+                          hint="is the ref fetched? (e.g. git fetch origin main)")
+    text = done.stdout.decode("utf-8", errors="replace")
     if not text.strip():
         return nbformat.v4.new_notebook()  # an empty file: reviewed as an empty notebook
     try:
@@ -133,7 +137,7 @@ def cell_changes(base: dict, head: dict, diff: list | None = None) -> list[CellC
 
         diff = diff_notebooks(base, head)
     a, b = base["cells"], head["cells"]
-    ops = next((d["diff"] for d in diff if d["key"] == "cells"), [])
+    ops: list = next((d["diff"] for d in diff if d["key"] == "cells"), [])
     changes: list[CellChange] = []
     offset = 0  # head index = base index + offset, updated as ops are applied in order
     for op in sorted(ops, key=lambda o: (o["key"], o["op"] != "addrange")):

@@ -18,7 +18,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nbops.core.errors import NbopsError, NotebookError
+from nbops.core.errors import NotebookError, ReviewError
 from nbops.core.files import write_notebook_atomic
 from nbops.notebook.document import PARAMETERS_TAG, cell_source, read_json
 from nbops.notebook.inputs import python_source
@@ -199,7 +199,7 @@ def ruff_findings(process: subprocess.Popen | None, shown: dict[Path, str]) -> l
     try:
         items = json.loads(stdout or "[]")
     except ValueError:
-        raise NbopsError(f"ruff failed: {stderr.strip()[:300]}") from None
+        raise ReviewError(f"ruff failed: {stderr.strip()[:300]}") from None
     out = []
     for item in items:
         path = shown.get(Path(item["filename"]).resolve(), item["filename"])
@@ -215,10 +215,13 @@ def find_notebooks(root: Path, args: list[str]) -> list[Path]:
             for dirpath, dirnames, filenames in os.walk(t):
                 dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
                 found += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".ipynb")]
+        elif not t.exists():
+            raise NotebookError(f"{t}: no such notebook or folder", hint="nbops check [NOTEBOOK|FOLDER]...")
         elif t.suffix == ".ipynb":
-            if not t.exists():
-                raise NotebookError(f"{t}: no such notebook")
             found.append(t)
+        else:
+            raise NotebookError(f"{t}: not a notebook (.ipynb) or a folder",
+                                hint="nbops check [NOTEBOOK|FOLDER]...")
     return found
 
 

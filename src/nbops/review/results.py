@@ -9,15 +9,27 @@ from __future__ import annotations
 
 from nbops.core.config import Settings
 from nbops.core.context import relative_to_repo
-from nbops.core.errors import ReviewError
+from nbops.core.errors import ReviewError, first_line
 from nbops.core.gates import failed_gates
+from nbops.core.store import is_not_found, mask_uri
 from nbops.notebook.scraps import split_metrics
 from nbops.review.changes import NotebookReview, git_output
 from nbops.run.runner import plan_runs, run_specs
 
 
+def _all_experiments(client) -> list:
+    out, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
 def _base_metrics(client, path: str, base_sha: str, model_name: str | None) -> tuple[dict, str]:
-    exps = [e.experiment_id for e in client.search_experiments()]
+    # every experiment, page by page (a team's store has more than one page of them)
+    exps = [e.experiment_id for e in _all_experiments(client)]
     if exps:
         runs = client.search_runs(
             exps,
@@ -31,9 +43,13 @@ def _base_metrics(client, path: str, base_sha: str, model_name: str | None) -> t
         if runs:
             return dict(runs[0].data.metrics), f"run {runs[0].info.run_id[:8]} at base"
     if model_name:
+        from mlflow.exceptions import MlflowException
+
         try:
             version = client.get_model_version_by_alias(model_name, "champion")
-        except Exception:  # noqa: BLE001 - no such model or alias: nothing to compare with
+        except MlflowException as exc:
+            if not is_not_found(exc):  # the store failed: saying "no base run" would mislead
+                raise ReviewError(f"cannot read {model_name}@champion: {mask_uri(first_line(exc))}") from None
             return {}, "no base run"
         if version.run_id:
             return dict(client.get_run(version.run_id).data.metrics), f"champion {model_name} v{version.version}"

@@ -235,7 +235,9 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 failure = CellError(None, "NotebookTimeout", f"the notebook ran longer than {spec.timeout:g} s")
             else:
                 failure = CellError(None, "DeadKernel", "the kernel died (see the kernel log)")
-        except Exception as exc:  # e.g. the kernel never started: still a failed run, not a crash
+        except (AttributeError, NameError, TypeError, AssertionError):
+            raise  # a bug (nbops's or papermill's): exit 3 with its traceback, shown with --debug
+        except Exception as exc:  # noqa: BLE001 - the kernel never started, papermill refused the notebook: a failed run
             failure = CellError(None, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
     duration = time.perf_counter() - start
     nb = _read_output(out)

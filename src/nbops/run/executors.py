@@ -8,12 +8,13 @@ CUDA_VISIBLE_DEVICES survives. Tracking always stays on the driver.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from nbops.core.errors import NbopsError, first_line
+from nbops.core.errors import ExecutionError, first_line
 from nbops.run.engine import CellError, RunResult, execute
 from nbops.run.spec import RunSpec
 
@@ -49,16 +50,16 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise NbopsError("--executor ray needs Ray installed",
+            raise ExecutionError("--executor ray needs Ray installed",
                              hint="pip install 'nbops[ray]'") from None
         self.ray = ray
         self.address = address or "a new local cluster"
         if not ray.is_initialized():
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR", configure_logging=False)
+                         logging_level=logging.ERROR, configure_logging=False)
             except ConnectionError as exc:
-                raise NbopsError(f"cannot reach the Ray cluster at {address}: {exc}",
+                raise ExecutionError(f"cannot reach the Ray cluster at {address}: {exc}",
                                  hint="start one with `ray start --head` or check --ray-address") from None
         self.task = ray.remote(_ray_task)
 
@@ -68,7 +69,7 @@ class RayExecutor:
         for spec in specs:
             need = spec.notebook.resources.gpu
             if need > have:
-                raise NbopsError(
+                raise ExecutionError(
                     f"{spec.notebook.path} asks for {need} GPU(s), but the Ray cluster at "
                     f"{self.address} has {have}",
                     hint="add a GPU node to the cluster, or run it with the local executor",

@@ -17,7 +17,8 @@ from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.context import git_info, gpu_count, relative_to_repo
-from nbops.core.errors import NotebookError, TrackingError
+from nbops.core.errors import ExecutionError, NotebookError, TrackingError, first_line
+from nbops.core.store import is_store_error, mask_uri
 from nbops.notebook import document as notebook_mod
 from nbops.run.engine import CANCEL, RunResult
 from nbops.run.executors import local_execute
@@ -58,7 +59,7 @@ def check_kernels(specs: list[RunSpec]) -> None:
     known.setdefault("python3", "")  # jupyter_client always provides the running Python
     for spec in specs:
         if spec.kernel_name not in known:
-            raise NotebookError(
+            raise ExecutionError(
                 f"{spec.notebook.path}: no Jupyter kernel named '{spec.kernel_name}'",
                 hint=f"installed kernels: {', '.join(sorted(known))}; set metadata.kernelspec.name",
             )
@@ -94,9 +95,11 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
         raise
     try:
         tracked = tracker.finish(started, result)
-    except Exception as exc:  # the store failed mid-way: the run must not stay RUNNING
-        tracker.abort(started, "FAILED")
-        raise TrackingError(f"logging the run of {spec.notebook.path} to MLflow failed: {exc}",
+    except Exception as exc:
+        tracker.abort(started, "FAILED")  # whatever failed, the run must not stay RUNNING
+        if not is_store_error(exc):
+            raise
+        raise TrackingError(f"logging the run of {spec.notebook.path} to MLflow failed: {mask_uri(first_line(exc))}",
                             hint=f"the executed notebook is at {result.output_path}") from None
     return Outcome(result, tracked)
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.context import git_info
-from nbops.core.errors import ParameterError, TrackingError
+from nbops.core.errors import ParameterError, TrackingError, first_line
+from nbops.core.store import is_store_error, mask_uri
 from nbops.notebook.document import Notebook, load
 from nbops.notebook.params import coerce, parse_assignments, resolve
 from nbops.notebook.scraps import split_metrics
@@ -81,7 +82,9 @@ def parse_grid(notebook: Notebook, items: list[str], from_file: dict[str, Any]) 
     for name, values in raw.items():
         if not values:
             raise ParameterError(f"{notebook.path}: no values given for '{name}'")
-        grid[name] = [coerce(notebook.parameter(name), v, str(notebook.path)) for v in values]
+        param = notebook.parameter(name)
+        assert param is not None  # parse_grid checked the names
+        grid[name] = [coerce(param, v, str(notebook.path)) for v in values]
     return grid
 
 
@@ -123,17 +126,20 @@ def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], rando
         raise
     result = _with_best(SweepResult(notebook, points, outcomes, parent.run_id, None, metric))
     best = result.outcomes[result.best] if result.best is not None else None
+    best_run = best.tracked if best else None
     best_metrics = split_metrics(best.result.records)[0] if best else {}
     try:
-        tracker.finish_sweep(parent, any(o.ok for o in outcomes), best.tracked.run_id if best else None,
+        tracker.finish_sweep(parent, any(o.ok for o in outcomes), best_run.run_id if best_run else None,
                              best_metrics)
-    except Exception as exc:  # the store failed: the parent must not stay RUNNING
-        tracker.abort(parent, "FAILED")
-        raise TrackingError(f"logging the sweep of {notebook.path} to MLflow failed: {exc}") from None
-    if registrar is None or best is None:
-        note = "registration off (--no-register)" if best else "no successful point"
+    except Exception as exc:
+        tracker.abort(parent, "FAILED")  # whatever failed, the parent must not stay RUNNING
+        if not is_store_error(exc):
+            raise
+        raise TrackingError(f"logging the sweep of {notebook.path} to MLflow failed: {mask_uri(first_line(exc))}") from None
+    if registrar is None or best_run is None:
+        note = "registration off (--no-register)" if best_run else "no successful point"
         return replace(result, note=note)
-    name, version, note = registrar(tracker.client, tracker.uri, best.tracked.run_id, notebook.model)
+    name, version, note = registrar(tracker.client, tracker.uri, best_run.run_id, notebook.model)
     return replace(result, model_name=name, model_version=version, note=note)
 
 
@@ -141,7 +147,7 @@ def _with_best(result: SweepResult) -> SweepResult:
     ranked = result.ranked()
     first = ranked[0] if ranked else None
     ok = first is not None and result.outcomes[first].ok
-    if ok and result.metric:
+    if ok and first is not None and result.metric:
         value = split_metrics(result.outcomes[first].result.records)[0].get(result.metric)
         ok = value is not None and not math.isnan(value)
     return replace(result, best=first if ok else None)

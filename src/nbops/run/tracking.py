@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from nbops import __version__
 from nbops.core.config import Settings
 from nbops.core.context import GitInfo, device_name, relative_to_repo
-from nbops.core.errors import TrackingError
+from nbops.core.errors import TrackingError, first_line
+from nbops.core.store import is_store_error, mask_uri
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
 from nbops.run.engine import RunResult
@@ -84,7 +85,7 @@ class Tracker:
         try:
             self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
-            raise TrackingError(f"cannot open the MLflow store {self.uri}: {exc}") from None
+            raise TrackingError(f"cannot open the MLflow store {mask_uri(self.uri)}: {mask_uri(first_line(exc))}") from None
 
     # -- before the kernel -------------------------------------------------------------------
     def _experiment_id(self, name: str) -> str:
@@ -161,7 +162,9 @@ class Tracker:
                 self.client.log_inputs(run_id, datasets=inputs)
         except Exception as exc:
             self.client.delete_run(run_id)  # nothing half-written
-            raise TrackingError(f"could not log the parameters of {rel}: {exc}") from None
+            if not is_store_error(exc):
+                raise
+            raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
         return StartedRun(run_id, exp_id, tags)
 
     def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from nbops.core.config import Settings
-from nbops.core.errors import NbopsError, RegistryError, first_line
+from nbops.core.errors import DataError, RegistryError, first_line
 from nbops.core.files import FORMATS
 from nbops.lifecycle.monitor.report import to_html, to_json
 from nbops.lifecycle.monitor.stats import (
@@ -43,19 +43,19 @@ def read_table(path: Path):
         suffixes = suffixes[:-1]
     fmt = FORMATS.get(suffixes[-1] if suffixes else "")
     if fmt is None:
-        raise NbopsError(f"{path}: unknown file type '{path.suffix}'",
+        raise DataError(f"{path}: unknown file type '{path.suffix}'",
                          hint="give a .csv or .parquet file")
     if not path.is_file():
-        raise NbopsError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     try:
         frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
-        raise NbopsError(f"{path}: the file is empty") from None
+        raise DataError(f"{path}: the file is empty") from None
     except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "unreadable"
         first = first_line(exc)
-        raise NbopsError(f"{path}: cannot read it as {fmt}: {first}") from None
+        raise DataError(f"{path}: cannot read it as {fmt}: {first}") from None
     if frame.empty:
-        raise NbopsError(f"{path}: no rows")
+        raise DataError(f"{path}: no rows")
     return frame
 
 
@@ -73,7 +73,7 @@ def _as_numeric(frame, column: str, path: Path, declared: str):
     converted = pd.to_numeric(values, errors="coerce")
     bad = converted.isna() & values.notna()
     if bad.any():
-        raise NbopsError(f"{path}: column '{column}' must be numeric (the model's signature "
+        raise DataError(f"{path}: column '{column}' must be numeric (the model's signature "
                          f"says {declared}), "
                          f"got {values[bad].iloc[0]!r}")
     out = converted.to_numpy(dtype=float, copy=True)
@@ -88,14 +88,14 @@ def _features(signature, reference, current, ref_path: Path, cur_path: Path,
         for col in signature:
             for frame, path in ((reference, ref_path), (current, cur_path)):
                 if col.required and col.name not in frame.columns:
-                    raise NbopsError(f"{path}: no column '{col.name}', an input of model {model}",
+                    raise DataError(f"{path}: no column '{col.name}', an input of model {model}",
                                      hint="columns in the file: " + _list(frame.columns))
         return [(c.name, "numeric" if c.kind in NUMERIC_KINDS else "categorical")
                 for c in signature if c.name != labels
                 and c.name in reference.columns and c.name in current.columns]
     shared = [c for c in reference.columns if c in current.columns and c != labels]
     if not shared:
-        raise NbopsError(f"{ref_path} and {cur_path} share no feature columns",
+        raise DataError(f"{ref_path} and {cur_path} share no feature columns",
                          hint=f"{ref_path.name}: {_list(reference.columns)}; "
                               f"{cur_path.name}: {_list(current.columns)}")
     return [(c, "numeric" if reference[c].dtype.kind in "iuf" and current[c].dtype.kind in "iuf"
@@ -133,11 +133,11 @@ def _decay(info: ModelInfo, validation: float, loaded, current, cur_path: Path, 
     kind, label = metric_kind(info.compare), loaded.label
     rows = current[current[labels].notna()]
     if rows.empty:
-        raise NbopsError(f"{cur_path}: the labels column '{labels}' has no values")
+        raise DataError(f"{cur_path}: the labels column '{labels}' has no values")
     try:
         frame = loaded.frame(rows.drop(columns=[labels]))
     except InputError as exc:
-        raise NbopsError(f"{cur_path}: {exc}") from None
+        raise DataError(f"{cur_path}: {exc}") from None
     y_true = rows[labels].to_numpy()
     predictor = loaded.predictor
     if kind == "roc_auc" and not hasattr(predictor, "predict_proba"):
@@ -153,7 +153,7 @@ def _decay(info: ModelInfo, validation: float, loaded, current, cur_path: Path, 
                                  y_pred=np.asarray(loaded.predict(frame)).ravel())
     except (ValueError, TypeError) as exc:  # labels the model never saw, types that do not mix
         first = first_line(exc)
-        raise NbopsError(f"{cur_path}: cannot score {label} on it: {first}") from None
+        raise DataError(f"{cur_path}: cannot score {label} on it: {first}") from None
     drop = (validation - value) if info.higher_is_better else (value - validation)
     return Decay(info.compare, validation, value, drop, info.higher_is_better,
                  decayed=drop > drop_limit, rows=len(rows))
@@ -169,7 +169,7 @@ def monitor(settings: Settings, name_or_ref: str, reference: Path, current: Path
                                                    "metric_drop", "bins")}
     ref_frame, cur_frame = read_table(reference), read_table(current)
     if labels and labels not in cur_frame.columns:
-        raise NbopsError(f"{current}: no labels column '{labels}'",
+        raise DataError(f"{current}: no labels column '{labels}'",
                          hint="columns in the file: " + _list(cur_frame.columns))
     registry = Registry(settings)
     version = registry.resolve(name_or_ref)
@@ -191,7 +191,7 @@ def monitor(settings: Settings, name_or_ref: str, reference: Path, current: Path
         results.append(compare_feature(name, kind, ref_values, cur_values, thresholds))
         samples[name] = (ref_values, cur_values)
     decay = (_decay(*recorded, loaded, cur_frame, current, labels, thresholds["metric_drop"])
-             if recorded else None)
+             if recorded and labels else None)
 
     out_dir = Path(out_dir)
     report = MonitorReport(version.name, version.version, str(reference), str(current),
@@ -211,5 +211,5 @@ def _write_atomic(path: Path, text: str) -> None:
     try:
         write_text_atomic(path, text)
     except OSError as exc:
-        raise NbopsError(f"cannot write {path}: {exc.strerror or exc}",
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}",
                          hint="choose another folder with --out") from None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops.core.errors import NbopsError
+from nbops.core.errors import ConfigError
 
 EPSILON = 1e-4  # stands in for an empty bin's share in PSI (log of zero otherwise)
 NUMERIC_KINDS = ("double", "float", "long", "integer")  # MLflow signature types tested with KS
@@ -194,7 +194,7 @@ def metric_value(name: str, y_true, y_pred=None, y_score=None, classes=None) -> 
     in the scores' column order)."""
     kind = metric_kind(name)
     if kind is None:
-        raise NbopsError(f"nbops monitor cannot compute the metric '{name}'",
+        raise ConfigError(f"nbops monitor cannot compute the metric '{name}'",
                          hint="supported: " + ", ".join(SUPPORTED_METRICS))
     if kind == "roc_auc":
         from sklearn.metrics import roc_auc_score

@@ -140,7 +140,8 @@ def _rejected(exc: Exception, features: Any, names: tuple[str, ...]) -> str:
     message = f"the model rejected the input: {(str(exc).strip().splitlines() or [''])[0]}"
     try:
         if isinstance(features, np.ndarray):
-            empty = [n for n, bad in zip(names, np.isnan(features).any(axis=0), strict=True) if bad]
+            missing: Any = np.isnan(features).any(axis=0).tolist()
+            empty = [n for n, bad in zip(names, missing, strict=True) if bad]
         else:
             empty = [str(n) for n in features.columns[features.isna().any().to_numpy()]]
     except (TypeError, ValueError, AttributeError):

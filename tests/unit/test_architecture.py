@@ -1,0 +1,101 @@
+"""The package's layering rules (ARCHITECTURE.md) and its import weight, checked on the source.
+
+Layers, lowest first: the kernel side (`nbops`, `record`, `kit`, `_kernel`), `core`, `notebook`,
+`run`, then `review`, `ci` and `lifecycle` side by side, and `cli` on top. A module may import its
+own layer and the layers below it, never one above or beside it; imports inside functions count.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "nbops"
+KERNEL_SIDE = {"nbops", "nbops.record", "nbops.kit", "nbops._kernel"}
+ALLOWED = {
+    "kernel": {"kernel"},
+    "core": {"core"},
+    "notebook": {"core", "notebook"},
+    "run": {"core", "notebook", "run"},
+    "review": {"core", "notebook", "run", "review"},
+    "ci": {"core", "notebook", "run", "ci"},
+    "lifecycle": {"core", "notebook", "run", "lifecycle"},
+    "cli": {"kernel", "core", "notebook", "run", "review", "ci", "lifecycle", "cli"},
+}
+HEAVY = ("papermill", "nbformat", "nbclient", "mlflow", "scrapbook", "pandas", "numpy", "sklearn",
+         "torch", "ray", "fastapi", "scipy", "matplotlib", "nbdime", "rich", "yaml")
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> str:
+    if module in KERNEL_SIDE:
+        return "kernel"
+    if module == "nbops.__main__":
+        return "cli"
+    return module.split(".")[1]
+
+
+def imports(path: Path) -> set[str]:
+    """Every nbops module PATH imports, at the top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nbops"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names
+                         if (SRC.parent / node.module.replace(".", "/") / a.name).exists()
+                         or (SRC.parent / (node.module.replace(".", "/") + f"/{a.name}.py")).exists())
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}: relative import; use `from nbops.<layer>...`")
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("nbops"))
+    return found
+
+
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+def test_the_layers_are_the_folders():
+    assert {layer(_module(p)) for p in MODULES} == set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_no_module_imports_a_layer_above_or_beside_its_own(path):
+    own = layer(_module(path))
+    bad = sorted(m for m in imports(path) if layer(m) not in ALLOWED[own]
+                 # every layer may use the recorder's constants and `nbops.__version__`
+                 and m not in ("nbops", "nbops.record"))
+    assert not bad, f"{_module(path)} ({own}) imports {bad}"
+    if own != "kernel":  # the kernel-side helpers are the notebooks', never the framework's
+        assert "nbops.kit" not in imports(path)
+
+
+def test_the_rule_check_catches_a_violation(tmp_path):
+    probe = SRC / "core" / "_probe_violation.py"
+    probe.write_text("def f():\n    from nbops.run.runner import run_specs\n")
+    try:
+        own = layer(_module(probe))
+        assert any(layer(m) not in ALLOWED[own] for m in imports(probe))
+    finally:
+        probe.unlink()
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(SRC)): n for p in MODULES
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert not long, long
+
+
+@pytest.mark.parametrize("statement", ["import nbops", "import nbops.kit", "import nbops.cli.main"])
+def test_importing_nbops_loads_no_heavy_library(statement):
+    code = (f"import sys; {statement}; "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"{statement} loads {done.stdout.strip()}"
