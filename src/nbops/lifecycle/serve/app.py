@@ -11,25 +11,127 @@ from nbops.lifecycle.serve.payload import PayloadError, decode
 from nbops.lifecycle.serve.served import Served
 from nbops.lifecycle.serve.service import Service, log
 
+JSON = "application/json"
+
+
+class Handlers:
+    """The routes' code, on one Service: reading the body, predicting, replying and counting."""
+
+    def __init__(self, service: Service):
+        import orjson
+        from fastapi.responses import Response
+
+        from nbops.lifecycle.models import InputError
+
+        self.service = service
+        self.max_body = service.options.max_body
+        self._orjson, self._response, self._input_error = orjson, Response, InputError
+
+    def reply(self, status: int, body: dict, headers: dict[str, str] | None = None) -> Any:
+        orjson = self._orjson
+        return self._response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain),
+                              status_code=status, media_type=JSON, headers=headers)
+
+    def failed(self, served: Served | None, started: float, status: int, reason: str,
+               message: str) -> Any:
+        self.service.metrics.observe(served, status, time.perf_counter() - started, reason)
+        body = {"error": message}
+        if served is not None:
+            body.update(model=served.name, version=served.version, alias=served.alias)
+            return self.reply(status, body, served.headers)
+        return self.reply(status, body)
+
+    async def body(self, request: Any, served: Served, started: float) -> bytes | Any:
+        """The raw body, or a 413 reply past --max-body (counted as it arrives: chunked too)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return self.failed(served, started, 413, "too_large",
+                               f"the body has {declared} bytes; the limit is {self.max_body} (--max-body)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                return self.failed(served, started, 413, "too_large",
+                                   f"the body exceeds {self.max_body} bytes (--max-body)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def features(self, raw: bytes, served: Served, started: float) -> tuple[Any, int] | Any:
+        """(model input, rows) from the body, or a 400/500 reply naming what is wrong."""
+        try:
+            shape, data = decode(self._orjson.loads(raw))
+            return served.prepare(shape, data)
+        except self._orjson.JSONDecodeError as exc:
+            return self.failed(served, started, 400, "bad_json", f"the body is not valid JSON: {exc}")
+        except (PayloadError, self._input_error) as exc:
+            return self.failed(served, started, 400, "bad_input", str(exc))
+        except (ValueError, TypeError) as exc:  # a conversion the checks did not foresee
+            return self.failed(served, started, 400, "bad_input", f"cannot read the input: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the service
+            log.exception("reading a request for %s version %s failed", served.name, served.version)
+            return self.failed(served, started, 500, "internal",
+                               f"cannot read the input: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    async def run_model(served: Served, features: Any, rows: int) -> Any:
+        import numpy as np
+
+        if rows > INLINE_ROWS:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, served.model.predict, features)
+        if served.batcher is not None and isinstance(features, np.ndarray):
+            return await served.batcher.submit(features)
+        return served.model.predict(features)
+
+    async def predict(self, request: Any) -> Any:
+        started = time.perf_counter()
+        served = self.service.pick(request.headers.get("x-request-key"))
+        if served is None:
+            return self.failed(None, started, 503, "not_ready", "the models are still loading")
+        raw = await self.body(request, served, started)
+        if not isinstance(raw, bytes):
+            return raw
+        prepared = self.features(raw, served, started)
+        if not isinstance(prepared, tuple):
+            return prepared
+        features, rows = prepared
+        try:
+            predictions = await self.run_model(served, features, rows)
+        except (ValueError, TypeError) as exc:  # the model refused these values (e.g. NaN)
+            return self.failed(served, started, 400, "bad_input", _rejected(exc, features, served.names))
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the service
+            log.exception("prediction failed on %s version %s", served.name, served.version)
+            return self.failed(served, started, 500, "model_error",
+                               f"prediction failed: {type(exc).__name__}: {exc}")
+        try:
+            response = self.reply(200, {"model": served.name, "version": served.version,
+                                        "alias": served.alias, "predictions": predictions}, served.headers)
+        except Exception as exc:  # noqa: BLE001 - predictions orjson cannot write
+            log.exception("writing predictions of %s version %s failed", served.name, served.version)
+            return self.failed(served, started, 500, "model_error",
+                               f"cannot write the predictions as JSON: {type(exc).__name__}: {exc}")
+        self.service.metrics.observe(served, 200, time.perf_counter() - started)
+        return response
+
+    async def health(self, request: Any) -> Any:
+        return self.reply(200, {"status": "ok"})
+
+    async def ready(self, request: Any) -> Any:
+        state = self.service.readiness()
+        return self.reply(200 if state["ready"] else 503, state)
+
+    async def metrics(self, request: Any) -> Any:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return self._response(self.service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
 
 def create_app(service: Service, versions: dict[str, Any]):
     """The FastAPI app. VERSIONS (alias -> VersionInfo, resolved before the port was bound) are
     loaded once the server runs."""
     import contextlib
 
-    import numpy as np
-    import orjson
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
-
-    from nbops.lifecycle.models import InputError
-
-    max_body = service.options.max_body
-    json_type = "application/json"
-
-    def reply(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
-        return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain),
-                        status_code=status, media_type=json_type, headers=headers)
+    from fastapi import FastAPI
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -45,90 +147,15 @@ def create_app(service: Service, versions: dict[str, Any]):
 
     app = FastAPI(title=f"nbops serve {service.options.name}", lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)
-
-    def failed(served: Served | None, started: float, status: int, reason: str,
-               message: str) -> Response:
-        service.metrics.observe(served, status, time.perf_counter() - started, reason)
-        body = {"error": message}
-        if served is not None:
-            body.update(model=served.name, version=served.version, alias=served.alias)
-            return reply(status, body, served.headers)
-        return reply(status, body)
-
-    async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        served = service.pick(request.headers.get("x-request-key"))
-        if served is None:
-            return failed(None, started, 503, "not_ready", "the models are still loading")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_body:
-            return failed(served, started, 413, "too_large",
-                          f"the body has {declared} bytes; the limit is {max_body} (--max-body)")
-        chunks, size = [], 0
-        async for chunk in request.stream():  # counted as it arrives: chunked bodies too
-            size += len(chunk)
-            if size > max_body:
-                return failed(served, started, 413, "too_large",
-                              f"the body exceeds {max_body} bytes (--max-body)")
-            chunks.append(chunk)
-        try:
-            shape, data = decode(orjson.loads(b"".join(chunks)))
-            features, rows = served.prepare(shape, data)
-        except orjson.JSONDecodeError as exc:
-            return failed(served, started, 400, "bad_json", f"the body is not valid JSON: {exc}")
-        except (PayloadError, InputError) as exc:
-            return failed(served, started, 400, "bad_input", str(exc))
-        except (ValueError, TypeError) as exc:  # a conversion the checks did not foresee
-            return failed(served, started, 400, "bad_input", f"cannot read the input: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the service
-            log.exception("reading a request for %s version %s failed", served.name, served.version)
-            return failed(served, started, 500, "internal",
-                          f"cannot read the input: {type(exc).__name__}: {exc}")
-        try:
-            if rows > INLINE_ROWS:
-                loop = asyncio.get_running_loop()
-                predictions = await loop.run_in_executor(None, served.model.predict, features)
-            elif served.batcher is not None and isinstance(features, np.ndarray):
-                predictions = await served.batcher.submit(features)
-            else:
-                predictions = served.model.predict(features)
-        except (ValueError, TypeError) as exc:  # the model refused these values (e.g. NaN)
-            return failed(served, started, 400, "bad_input", _rejected(exc, features, served.names))
-        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the service
-            log.exception("prediction failed on %s version %s", served.name, served.version)
-            return failed(served, started, 500, "model_error",
-                          f"prediction failed: {type(exc).__name__}: {exc}")
-        try:
-            response = reply(200, {"model": served.name, "version": served.version,
-                                   "alias": served.alias, "predictions": predictions}, served.headers)
-        except Exception as exc:  # noqa: BLE001 - predictions orjson cannot write
-            log.exception("writing predictions of %s version %s failed", served.name, served.version)
-            return failed(served, started, 500, "model_error",
-                          f"cannot write the predictions as JSON: {type(exc).__name__}: {exc}")
-        service.metrics.observe(served, 200, time.perf_counter() - started)
-        return response
-
+    h = Handlers(service)
     # plain Starlette routes: FastAPI's dependency solving and body models would only add
     # per-request work here, and the body is read raw anyway
-    app.router.add_route("/predict", predict, methods=["POST"])
-    app.router.add_route("/invocations", predict, methods=["POST"])  # MLflow's path
-
-    async def health(request: Request) -> Response:
-        return reply(200, {"status": "ok"})
-
-    async def ready(request: Request) -> Response:
-        state = service.readiness()
-        return reply(200 if state["ready"] else 503, state)
-
-    async def metrics(request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST
-
-        return Response(service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
-
-    app.router.add_route("/health", health, methods=["GET"])
-    app.router.add_route("/ping", health, methods=["GET"])  # MLflow's path
-    app.router.add_route("/ready", ready, methods=["GET"])
-    app.router.add_route("/metrics", metrics, methods=["GET"])
+    app.router.add_route("/predict", h.predict, methods=["POST"])
+    app.router.add_route("/invocations", h.predict, methods=["POST"])  # MLflow's path
+    app.router.add_route("/health", h.health, methods=["GET"])
+    app.router.add_route("/ping", h.health, methods=["GET"])  # MLflow's path
+    app.router.add_route("/ready", h.ready, methods=["GET"])
+    app.router.add_route("/metrics", h.metrics, methods=["GET"])
     return app
 
 
