@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,8 +55,25 @@ _FETCH_SHIM = """
 """
 
 
+# Characters that may not appear raw in an inline <script>'s JSON: `<` could start `</script>` (in
+# any letter case) or `<!--` (which makes the HTML tokenizer skip a later `</script>`); `>` and `&`
+# for good measure; U+2028/U+2029 end a line in older JavaScript. Each is written as a JSON escape,
+# so JSON.parse / json.loads give back the exact text. They can only occur inside JSON strings.
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
+_JS_UNSAFE = re.compile(r"<(/script|!--)", re.IGNORECASE)
+
+
+def script_json(value: object) -> str:
+    """VALUE as JSON that is inert inside an inline <script> (no `<`, `>`, `&` at all)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group()], text)
+
+
 def _script_text(text: str) -> str:
-    return text.replace("</script", "<\\/script").replace("<!--", "<\\!--")
+    """nbdime's own JavaScript inline: its few `<!--` and `</script` are in string and regex
+    literals, where `<\\/` and `<\\!` mean the same characters. Not for data (see script_json)."""
+    return _JS_UNSAFE.sub(lambda m: "<\\" + m.group(1), text)
 
 
 @lru_cache(maxsize=1)
@@ -79,7 +97,7 @@ def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: 
         diff = diff_notebooks(base_nb, head_nb)
     config = {"base": base_label, "remote": head_label, "closable": False, "savable": False,
               "baseUrl": "/", "hideUnchanged": False, "collapseIdentical": 2}
-    payload = json.dumps({"base": base_nb, "diff": diff}, ensure_ascii=False)
+    payload = script_json({"base": base_nb, "diff": diff})
     header = _HEADER.format(title=html.escape(title), base=html.escape(base_label),
                             remote=html.escape(head_label))
     return "\n".join([
@@ -89,8 +107,8 @@ def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: 
         f"<title>{html.escape(title)}</title></head><body>",
         header,
         '<div id="nbdime-root" class="nbdime-root"></div>',
-        f"<script id=\"nbdime-config-data\" type=\"application/json\">{_script_text(json.dumps(config))}</script>",
-        f"<script id=\"nbops-diff-data\" type=\"application/json\">{_script_text(payload)}</script>",
+        f"<script id=\"nbdime-config-data\" type=\"application/json\">{script_json(config)}</script>",
+        f"<script id=\"nbops-diff-data\" type=\"application/json\">{payload}</script>",
         f"<script>{_FETCH_SHIM}</script>",
         _webapp_scripts(),
         "<noscript>This diff needs JavaScript (nbdime's web app).</noscript>",

@@ -1,0 +1,81 @@
+"""The offline review page of a notebook with hostile cells, opened in headless Chromium (Debian's,
+driven by Playwright, as in test_review_browser.py): no script of the notebook's runs, the diff
+renders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+
+from nbops.review.htmlpage import render_diff_page
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM and not os.environ.get("CI"),
+    reason="needs Debian's chromium (`apt-get install chromium`; `make test` installs it as root)",
+)
+
+HOSTILE = [
+    "</SCRIPT><img src=x onerror=alert(1)>",
+    "s = '</script><script>alert(2)</script>'",
+    "<!-- <script> --> </script><img src=x onerror=alert(3)>",
+    "<script>alert(4)</script>",
+    "u = 'line\u2028separator'",
+]
+
+
+def _notebook(sources: list[str]) -> dict:
+    cells = [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": s,
+              "outputs": [], "execution_count": None} for i, s in enumerate(sources)]
+    return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                          "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def _template_scripts() -> int:
+    """How many <script> elements the page has with harmless content."""
+    count = []
+    parser = HTMLParser()
+    parser.handle_starttag = lambda tag, attrs: count.append(tag) if tag == "script" else None  # type: ignore[method-assign]
+    parser.feed(render_diff_page(_notebook(["a"]), _notebook(["b"]), "base", "head", "title"))
+    return len(count)
+
+
+@pytest.mark.timeout(60)
+def test_hostile_notebook_page_runs_no_injected_script_and_renders(tmp_path):
+    assert CHROMIUM, "chromium is not installed (CI must run the browser test)"
+    from playwright.sync_api import sync_playwright
+
+    base = _notebook([*HOSTILE, "print('the old line')"])
+    head = _notebook([*HOSTILE, "print('the new line')"])
+    page_path = tmp_path / "hostile.html"
+    page_path.write_text(render_diff_page(base, head, "base <img src=x onerror=alert(5)>",
+                                          "head </script>", "PR </title><script>alert(6)</script>"),
+                         encoding="utf-8")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            dialogs, errors = [], []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri())
+            page.wait_for_selector(".jp-Cellrow-source", timeout=20_000)
+            page.wait_for_timeout(500)  # an onerror handler would have fired by now
+            text = page.inner_text("#nbdime-root")
+            injected = page.evaluate("document.querySelectorAll('img, svg[onload], [onerror]').length")
+            scripts = page.evaluate("document.scripts.length")
+        finally:
+            browser.close()
+    assert dialogs == []
+    assert errors == []
+    assert injected == 0
+    assert scripts == _template_scripts()  # the template's own, no more
+    assert "print('the old line')" in text and "print('the new line')" in text
+    assert "</SCRIPT><img src=x onerror=alert(1)>" in text  # shown as text
