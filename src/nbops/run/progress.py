@@ -3,6 +3,8 @@
 On a terminal: a live table (rich) of the running notebooks with their current cell `i/n` and
 elapsed time, and the finished ones with their status. Without a terminal (CI logs): one plain
 line per event. `--quiet`: nothing. Events arrive from worker threads; each reporter locks.
+Notebook names and error messages are the user's text: they reach rich as `Text`, never as
+markup (a cell error `[/x]` would crash the display, `[bold]` would restyle it).
 """
 
 from __future__ import annotations
@@ -60,15 +62,16 @@ class LiveProgress(Progress):
 
     def _render(self):
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, show_header=False, pad_edge=False)
         now = time.monotonic()
         for name, ok, duration, detail in self.done[-10:]:
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
-            table.add_row(mark, name, f"{duration:.1f}s", detail)
+            table.add_row(mark, Text(name), f"{duration:.1f}s", Text(detail))
         for name, (start, index, total) in list(self.running.items()):
             cell = f"cell {index}/{total}" if total else "starting kernel"
-            table.add_row("[yellow]…[/]", name, f"{now - start:.1f}s", cell)
+            table.add_row("[yellow]…[/]", Text(name), f"{now - start:.1f}s", cell)
         return table
 
     def started(self, name: str) -> None:

@@ -1,4 +1,8 @@
-"""What `nbops run` prints: a summary table (rich) and one plain line per problem."""
+"""What `nbops run` prints: a summary table (rich) and one plain line per problem.
+
+Every cell of the table made from the user's text (paths, metric names, parameter values, model
+names) is a rich `Text`, never markup: `[/x]` in a value would crash the table, `[bold]` restyle it.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ def summary_lines(outcomes: list[Outcome], settings: Settings) -> list[str]:
 def print_summary(outcomes: list[Outcome], settings: Settings, file: TextIO | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     file = file or sys.stdout
     console = Console(file=file, width=None if file.isatty() else 160, highlight=False)
@@ -61,11 +66,11 @@ def print_summary(outcomes: list[Outcome], settings: Settings, file: TextIO | No
         status = "[green]ok[/]" if o.ok else "[red]failed[/]"
         run_id = o.tracked.run_id[:8] if o.tracked else "-"
         table.add_row(
-            relative_to_repo(o.result.spec.notebook.path, settings.root),
+            Text(relative_to_repo(o.result.spec.notebook.path, settings.root)),
             status,
             f"{o.result.duration:.1f}s",
-            _key_metrics(o),
-            _model_cell(o),
+            Text(_key_metrics(o)),
+            Text(_model_cell(o)),
             run_id,
         )
     console.print(table)
@@ -77,18 +82,19 @@ def print_sweep(result, settings: Settings, file: TextIO | None = None) -> None:
     """The points, best first by the compare metric, then the sweep's outcome in plain lines."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     file = file or sys.stdout
     console = Console(file=file, width=None if file.isatty() else 160, highlight=False)
     table = Table()
     for col in ("#", "parameters", "status", result.metric or "metric", "duration", "run"):
-        table.add_column(col, overflow="fold")
+        table.add_column(Text(col), overflow="fold")
     for i in result.ranked():
         o = result.outcomes[i]
         value = split_metrics(o.result.records)[0].get(result.metric) if result.metric else None
         table.add_row(
             str(i + 1),
-            ", ".join(f"{k}={v!r}" for k, v in result.points[i].items()),
+            Text(", ".join(f"{k}={v!r}" for k, v in result.points[i].items())),
             "[green]ok[/]" if o.ok else "[red]failed[/]",
             "-" if value is None else f"{value:.4g}",
             f"{o.result.duration:.1f}s",
