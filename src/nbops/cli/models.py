@@ -10,15 +10,19 @@ from nbops.cli import options
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from nbops.lifecycle.registry import Registry, as_rows, describe_event
+    from nbops.lifecycle.registry import Registry
+    from nbops.lifecycle.reports import as_rows, describe_event, json_safe
 
     registry = Registry(options.settings())
     if args.models_command == "list":
         info, versions = registry.versions(args.name)
         rows = as_rows(info, versions)
         if args.format == "json":
-            print(json.dumps({"name": info.name, "compare": info.compare,
-                              "higher_is_better": info.higher_is_better, "versions": rows}, indent=1))
+            # NaN and infinite metrics are null: a bare NaN is not JSON (allow_nan=False checks it)
+            print(json.dumps(json_safe({"name": info.name, "compare": info.compare,
+                                        "higher_is_better": info.higher_is_better,
+                                        "approvals_required": registry.required_approvals,
+                                        "versions": rows}), indent=1, allow_nan=False))
             return 0
         from nbops.lifecycle.reports import print_versions
 
@@ -29,9 +33,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(describe_event(args.name, event))
         return 0
     if args.models_command == "approve":
+        before = registry.get(args.name, args.version).approvers
         version = registry.approve(args.name, args.version, args.by, args.note or "")
-        print(f"{args.name} version {version.version} approved by {version.approved_by} "
-              f"at {version.tags.get('nbops.approved_at', '')}")
+        approvers, needed = version.approvers, registry.required_approvals
+        again = len(approvers) == len(before)  # this person had approved it already
+        count = f"{len(approvers)} approver(s): {', '.join(approvers)}" + (
+            f" of {needed} required" if needed > 1 else "")
+        print(f"{args.name} version {version.version} approved by {version.approved_by} at "
+              f"{version.tags.get('nbops.approved_at', '')}; {count}"
+              + ("; an earlier approval by the same person, counted once" if again else ""))
         return 0
     event = registry.rollback(args.name, args.alias, by=args.by or "")
     print(describe_event(args.name, event))
@@ -107,7 +117,8 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     pro.add_argument("version", metavar="VERSION")
     pro.add_argument("--alias", required=True, choices=("champion", "challenger"))
     pro.add_argument("--by", metavar="WHO", help="who moves it (default: your user name)")
-    apv = msub.add_parser("approve", help="approve a version for champion (a tag with who and when)")
+    apv = msub.add_parser("approve", help="approve a version for champion (kept with every earlier approval; "
+                                          "[tool.nbops.registry] require_approvals = N asks N people)")
     apv.add_argument("name", metavar="NAME")
     apv.add_argument("version", metavar="VERSION")
     apv.add_argument("--by", required=True, metavar="WHO")

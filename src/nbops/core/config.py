@@ -15,7 +15,7 @@ from nbops.core.errors import ConfigError
 DEFAULT_RUNNERS = {"cpu": "ubuntu-latest", "gpu": ["self-hosted", "linux", "x64", "gpu"]}
 # [tool.nbops.registry]: what promotion to champion requires, and what retrain may do itself
 DEFAULT_REGISTRY: dict[str, Any] = {
-    "require_approval": False,  # champion only after `nbops models approve`
+    "require_approval": False,  # champion only after `nbops models approve` (by one person)
     "champion_gates": [],  # gates beyond the notebook's own, e.g. ["accuracy >= 0.95"]
     "auto_promote": False,  # `nbops retrain` promotes a better challenger itself (if no approval needed)
 }
@@ -29,6 +29,9 @@ DEFAULT_MONITOR: dict[str, Any] = {
     "reproduce_tolerance": 1e-6,  # `nbops reproduce`: largest metric difference that passes
 }
 _TABLE_DEFAULTS = {"registry": DEFAULT_REGISTRY, "monitor": DEFAULT_MONITOR}
+# keys a table takes but only holds when set: `require_approvals = N` (N distinct approvers for
+# champion) implies `require_approval`; unset, `require_approval = true` means one approver
+_OPTIONAL: dict[str, dict[str, Any]] = {"registry": {"require_approvals": 1}}
 
 
 @dataclass(frozen=True)
@@ -104,15 +107,15 @@ def _convert(key: str, value: Any, where: str) -> Any:
 
 def _table(name: str, value: Any) -> dict[str, Any]:
     """[tool.nbops.registry] or [tool.nbops.monitor]: known keys, each of its default's type."""
-    defaults = _TABLE_DEFAULTS[name]
+    known = {**_TABLE_DEFAULTS[name], **_OPTIONAL.get(name, {})}
     if not isinstance(value, dict):
         raise ConfigError(f"[tool.nbops.{name}] must be a table")
-    out = dict(defaults)
+    out = dict(_TABLE_DEFAULTS[name])
     for key, item in value.items():
-        if key not in defaults:
+        if key not in known:
             raise ConfigError(f"[tool.nbops.{name}]: unknown key '{key}'",
-                              hint=f"known keys: {', '.join(defaults)}")
-        kind = type(defaults[key])
+                              hint=f"known keys: {', '.join(known)}")
+        kind = type(known[key])
         ok = (isinstance(item, kind) and not (kind is int and isinstance(item, bool))) or (
             kind is float and isinstance(item, int) and not isinstance(item, bool))
         if kind is list:
@@ -138,6 +141,15 @@ def _table(name: str, value: Any) -> dict[str, Any]:
             except NotebookError:
                 raise ConfigError(f"[tool.nbops.registry] champion_gates: bad gate {text!r}",
                                   hint="write gates as 'METRIC OP NUMBER', e.g. 'accuracy >= 0.9'") from None
+        if "require_approvals" in out:
+            count = out["require_approvals"]
+            if count < 1:
+                raise ConfigError(f"[tool.nbops.registry]: require_approvals must be at least 1, got {count!r}",
+                                  hint="leave it out (or require_approval = false) for no approval")
+            if value.get("require_approval") is False:
+                raise ConfigError("[tool.nbops.registry]: require_approval = false contradicts "
+                                  f"require_approvals = {count}", hint="keep one of them")
+            out["require_approval"] = True  # `retrain`'s auto_promote reads this one
     return out
 
 

@@ -3,10 +3,13 @@
 Versions live in MLflow's registry. nbops tags each version it registers with its metrics
 (`metric.<name>`), the git sha, the notebook and the run; the registered model carries the compare
 metric and its direction (`nbops.compare`, `nbops.higher_is_better`) and the notebook's gates
-(`nbops.gates`). Approvals are version tags (`nbops.approved_by`, `nbops.approved_at`,
-`nbops.approval_note`). Every alias move is a registered-model tag `nbops.alias_event.<alias>.<n>`
-holding JSON (who, when, from which version, to which), so a move can be undone: `rollback`
-replays the events as a stack (a promotion pushes the version it replaced, a rollback pops).
+(`nbops.gates`). Approvals are a history: one version tag per approval, `nbops.approval.<ns>`
+holding JSON (who, when, note), keyed by time like the alias events so two approvals at once never
+overwrite each other; `nbops.approved_by`, `nbops.approved_at` and `nbops.approval_note` hold the
+latest one (all that versions approved before the history have). A person counts once however
+often they approve; `[tool.nbops.registry] require_approvals = N` asks for N people. Every alias
+move is a registered-model tag `nbops.alias_event.<alias>.<n>` holding JSON (who, when, from which
+version, to which), so a move can be undone: `rollback` replays the events as a stack (a promotion pushes the version it replaced, a rollback pops).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.errors import RegistryError, first_line
@@ -25,6 +27,39 @@ from nbops.core.store import is_not_found, mask_uri, params_digest
 
 ALIASES = ("champion", "challenger")
 _EVENT = "nbops.alias_event."
+_APPROVAL = "nbops.approval."
+
+
+@dataclass(frozen=True)
+class Approval:
+    by: str
+    at: str  # UTC, ISO 8601
+    note: str = ""
+
+
+def approvals_from_tags(tags: dict[str, str]) -> list[Approval]:
+    """A version's approvals, oldest first (from before the history: the `nbops.approved_*` tags)."""
+    found = []
+    for key, value in sorted(tags.items()):  # zero-padded nanoseconds: sorted by time
+        if key.startswith(_APPROVAL) and key[len(_APPROVAL):].isdigit():
+            try:
+                data = json.loads(value)
+            except json.JSONDecodeError:
+                continue  # a hand-edited tag
+            if isinstance(data, dict) and str(data.get("by", "")).strip():
+                found.append(Approval(str(data["by"]), str(data.get("at", "")), str(data.get("note") or "")))
+    if not found and tags.get("nbops.approved_by"):
+        return [Approval(tags["nbops.approved_by"], tags.get("nbops.approved_at", ""),
+                         tags.get("nbops.approval_note", ""))]
+    return found
+
+
+def distinct_approvers(approvals: list[Approval]) -> list[str]:
+    """Who approved, each person once (names compared without case or surrounding spaces)."""
+    seen: dict[str, str] = {}
+    for a in approvals:
+        seen.setdefault(a.by.strip().casefold(), a.by.strip())
+    return list(seen.values())
 
 
 @dataclass(frozen=True)
@@ -53,7 +88,16 @@ class VersionInfo:
 
     @property
     def approved_by(self) -> str:
+        """The latest approver."""
         return self.tags.get("nbops.approved_by", "")
+
+    @property
+    def approvals(self) -> list[Approval]:
+        return approvals_from_tags(self.tags)
+
+    @property
+    def approvers(self) -> list[str]:
+        return distinct_approvers(self.approvals)
 
     @property
     def uri(self) -> str:
@@ -129,6 +173,12 @@ class Registry:
         self.settings = settings
         self.uri = uri = settings.resolved_tracking_uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    @property
+    def required_approvals(self) -> int:
+        """How many people must approve a version before it may be champion (0: none)."""
+        reg = self.settings.registry
+        return int(reg.get("require_approvals") or (1 if reg.get("require_approval") else 0))
 
     # -- reading -----------------------------------------------------------------------------
     def model(self, name: str) -> ModelInfo:
@@ -282,11 +332,7 @@ class Registry:
                     f"{name} version {version} cannot be champion: {'; '.join(failures)}",
                     hint="promote a version whose gates hold (nbops models list " + name + ")",
                 )
-            if self.settings.registry.get("require_approval") and not target.approved_by:
-                raise RegistryError(
-                    f"{name} version {version} is not approved ([tool.nbops.registry] require_approval)",
-                    hint=f"nbops models approve {name} {version} --by NAME",
-                )
+            self._check_approvals(target)
         previous = info.aliases.get(alias)
         if previous == str(version):
             raise RegistryError(f"{name} version {version} is already {alias}")
@@ -295,16 +341,40 @@ class Registry:
         self._record(name, event)
         return event
 
+    def _check_approvals(self, target: VersionInfo) -> None:
+        needed, have = self.required_approvals, target.approvers
+        if len(have) >= needed:
+            return
+        who = f" ({', '.join(have)})" if have else ""
+        message = f"{target.name} version {target.version} is not approved" + (
+            " ([tool.nbops.registry] require_approval)" if needed == 1 else
+            f": {len(have)} of {needed} approvers{who}, {needed - len(have)} more needed"
+            f" ([tool.nbops.registry] require_approvals = {needed})")
+        raise RegistryError(message, hint=f"nbops models approve {target.name} {target.version} --by NAME"
+                            + (" (someone who has not approved it yet)" if have else ""))
+
     def approve(self, name: str, version: str, by: str, note: str = "") -> VersionInfo:
-        if not by.strip():
+        """Add an approval to the version's history (the same person again is kept, counts once)."""
+        by = by.strip()
+        if not by:
             raise RegistryError("--by needs a name", hint="who approves, e.g. --by alice")
         target = self.get(name, version)
-        tags = {"nbops.approved_by": by, "nbops.approved_at": _now()}
-        if note:
-            tags["nbops.approval_note"] = note[:5000]
-        for key, value in tags.items():
-            self.client.set_model_version_tag(name, str(version), key, value)
-        return self.get(name, target.version)
+        v = target.version
+        if target.approved_by and not any(k.startswith(_APPROVAL) for k in target.tags):
+            self._approval_tag(name, v, target.approvals[0])  # approved before the history was kept
+        approval = Approval(by, _now(), note[:5000])
+        self._approval_tag(name, v, approval)
+        for key, value in {"nbops.approved_by": by, "nbops.approved_at": approval.at,
+                           "nbops.approval_note": approval.note}.items():
+            if value:
+                self.client.set_model_version_tag(name, v, key, value)
+            elif key in target.tags:  # the latest approval's note, never an older one's
+                self.client.delete_model_version_tag(name, v, key)
+        return self.get(name, v)
+
+    def _approval_tag(self, name: str, version: str, approval: Approval) -> None:
+        self.client.set_model_version_tag(name, version, f"{_APPROVAL}{time.time_ns():020d}", json.dumps(
+            {"by": approval.by, "at": approval.at, "note": approval.note}))
 
     def rollback(self, name: str, alias: str = "champion", by: str = "") -> AliasEvent:
         """Undo the last alias move that is still in effect: back to the version it replaced."""
@@ -327,29 +397,3 @@ class Registry:
         self._record(name, event)
         return event
 
-
-def describe_event(name: str, event: AliasEvent) -> str:
-    to = f"version {event.to_version}"
-    was = f" (was version {event.from_version})" if event.from_version else ""
-    return f"{name}@{event.alias} -> {to}{was}, by {event.by} at {event.at}"
-
-
-def as_rows(info: ModelInfo, versions: list[VersionInfo]) -> list[dict[str, Any]]:
-    """One row per version for `nbops models list` (table or JSON)."""
-    rows = []
-    for v in versions:
-        rows.append({
-            "version": v.version,
-            "compare": info.compare,
-            "value": v.metrics.get(info.compare) if info.compare else None,
-            "metrics": {k: v.metrics[k] for k in sorted(v.metrics) if k != info.compare},
-            "notebook": v.notebook,
-            "git_sha": v.git_sha[:10],
-            "params_digest": v.params_digest,
-            "aliases": list(v.aliases),
-            "approved_by": v.approved_by,
-            "approved_at": v.tags.get("nbops.approved_at", ""),
-            "gates": v.tags.get("nbops.gates", ""),
-            "run_id": v.run_id,
-        })
-    return rows

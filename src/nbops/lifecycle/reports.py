@@ -1,12 +1,56 @@
-"""What the model commands print on a terminal: `models list`, `retrain`, `reproduce`."""
+"""What the model commands print: `models list` (a table or JSON), alias moves, `retrain`,
+`reproduce`."""
 
 from __future__ import annotations
 
+import math
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
-from nbops.lifecycle.registry import ModelInfo
+from nbops.lifecycle.registry import AliasEvent, ModelInfo, VersionInfo
 from nbops.lifecycle.rerun import ReproduceResult, RetrainResult
+
+
+def describe_event(name: str, event: AliasEvent) -> str:
+    to = f"version {event.to_version}"
+    was = f" (was version {event.from_version})" if event.from_version else ""
+    return f"{name}@{event.alias} -> {to}{was}, by {event.by} at {event.at}"
+
+
+def as_rows(info: ModelInfo, versions: list[VersionInfo]) -> list[dict[str, Any]]:
+    """One row per version for `nbops models list` (table or JSON); metrics as MLflow has them,
+    NaN included (`json_safe` makes them null for JSON)."""
+    rows = []
+    for v in versions:
+        rows.append({
+            "version": v.version,
+            "compare": info.compare,
+            "value": v.metrics.get(info.compare) if info.compare else None,
+            "metrics": {k: v.metrics[k] for k in sorted(v.metrics) if k != info.compare},
+            "notebook": v.notebook,
+            "git_sha": v.git_sha[:10],
+            "params_digest": v.params_digest,
+            "aliases": list(v.aliases),
+            "approved_by": v.approved_by,  # the latest approver
+            "approved_at": v.tags.get("nbops.approved_at", ""),
+            "approvers": v.approvers,  # each person once, in the order they first approved
+            "approvals": [{"by": a.by, "at": a.at, "note": a.note} for a in v.approvals],
+            "gates": v.tags.get("nbops.gates", ""),
+            "run_id": v.run_id,
+        })
+    return rows
+
+
+def json_safe(value: Any) -> Any:
+    """VALUE with every NaN or infinity replaced by None: JSON has no such numbers (Python's
+    json module writes a bare `NaN`, which other parsers refuse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def print_versions(info: ModelInfo, rows: list[dict], file: TextIO | None = None) -> None:
@@ -26,7 +70,8 @@ def print_versions(info: ModelInfo, rows: list[dict], file: TextIO | None = None
     for rank, row in enumerate(rows, 1):
         value = row["value"]
         others = ", ".join(f"{k}={v:.4g}" for k, v in list(row["metrics"].items())[:4])
-        approved = f"{row['approved_by']} {row['approved_at']}".strip() or "-"
+        approvers = row.get("approvers") or ([row["approved_by"]] if row["approved_by"] else [])
+        approved = f"{', '.join(approvers)} {row['approved_at']}".strip() or "-"
         table.add_row(str(rank), "-" if value is None else f"{value:.4g}", others or "-", row["version"],
                       ", ".join(row["aliases"]) or "-", approved, row["notebook"] or "-",
                       row["git_sha"] or "-", row["params_digest"][:8] or "-")
