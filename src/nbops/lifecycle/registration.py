@@ -1,16 +1,85 @@
 """Registration: the model a successful run logged becomes a version of its registered model,
 when the notebook's gates hold on the run's metrics. The run layer calls a `Registrar` after a run
-(`nbops.run.tracking.Registrar`); it never imports this module."""
+(`nbops.run.tracking.Registrar`); it never imports this module.
+
+`validate_model_name` is pure (no MLflow import): run planning calls it before any kernel starts,
+so a name MLflow would refuse is found before the run, not after it.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import posixpath
 from typing import Any
 
 from nbops.core.errors import first_line
 from nbops.core.gates import failed_gates
 from nbops.core.store import is_already_exists, mask_uri, params_digest, use_store
 from nbops.notebook.document import ModelSpec
+
+# the longest registered model name every MLflow store keeps (the SQL stores' name column is 256
+# characters; sqlite does not enforce it, so a name that works locally fails on a team server)
+MAX_MODEL_NAME = 256
+# refused by MLflow (`mlflow.utils.validation._validate_model_name`: '/' and ':'; the file store
+# also '%' and '\\'), or unusable in nbops: '@' splits NAME@ALIAS, and a quote breaks the
+# `name = '...'` filter versions are searched by
+_REFUSED = {"/": "a slash", ":": "a colon", "%": "a percent sign", "\\": "a backslash",
+            "@": "'@' (nbops reads NAME@ALIAS)", "'": "a single quote"}
+
+
+def validate_model_name(name: object) -> str | None:
+    """None when MLflow's registry (every store kind) and nbops accept NAME as a registered model
+    name, else the reason it would be refused."""
+    if not isinstance(name, str):
+        return f"a model name must be a string, got {type(name).__name__}"
+    if not name.strip():
+        return "the model name is empty"
+    if len(name) > MAX_MODEL_NAME:
+        return f"the model name is {len(name)} characters long (at most {MAX_MODEL_NAME})"
+    for char, what in _REFUSED.items():
+        if char in name:
+            return f"the model name {name!r} contains {what}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"the model name {name!r} contains a control character"
+    norm = posixpath.normpath(name)  # MLflow's path_not_unique: names may become file names
+    if norm != name or norm in (".", "..") or norm.startswith(".."):
+        return f"the model name {name!r} would resolve to another name as a path ({norm!r})"
+    return None
+
+
+def _word(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _recorded(client: Any, run_id: str) -> dict[str, Any]:
+    """What the notebook recorded that did not become an MLflow metric (`Tracker.finish` logs
+    it as nbops/other_records.json): NaN and infinite numbers are among those."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="nbops-records-") as tmp:
+        try:
+            path = client.download_artifacts(run_id, "nbops/other_records.json", tmp)
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)  # json reads the NaN and Infinity that log_dict wrote
+        except (MlflowException, OSError, ValueError):  # none recorded, or not readable
+            return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _non_finite(client: Any, run_id: str, metrics: dict[str, float], wanted: set[str]) -> dict[str, float]:
+    """The WANTED metrics that are NaN or infinite, logged as such or recorded with `nbops.record`."""
+    bad = {k: v for k, v in metrics.items() if k in wanted and not math.isfinite(v)}
+    missing = wanted - metrics.keys()
+    if missing:
+        records = _recorded(client, run_id)
+        for k in sorted(missing):
+            value = records.get(k)
+            if isinstance(value, float) and not math.isfinite(value):
+                bad[k] = value
+    return bad
 
 
 class Registrar:
@@ -28,6 +97,9 @@ class Registrar:
 
         if spec is None:
             return None, None, "no metadata.nbops.model.name: not registered"
+        reason = validate_model_name(spec.name)
+        if reason:  # MLflow would refuse it with an exception; say why instead
+            return spec.name, None, f"{reason}: not registered (rename metadata.nbops.model.name)"
         try:
             run = client.get_run(run_id)
             logged = client.search_logged_models(
@@ -38,7 +110,13 @@ class Registrar:
         if not logged:
             return spec.name, None, "the notebook logged no model: not registered"
         metrics, run_tags = dict(run.data.metrics), run.data.tags
-        failures = failed_gates(spec.gates, metrics)
+        gated = {g.metric for g in spec.gates}
+        bad = _non_finite(client, run_id, metrics, gated | ({spec.compare} if spec.compare else set()))
+        # a NaN gate metric is never recorded as a metric (the gate would only say "not recorded"),
+        # and an infinite one would pass `accuracy >= 0.9`: both are said for what they are
+        failures = [f"metric {k} is {_word(v)}" for k, v in sorted(bad.items()) if k in gated]
+        failures += [f for f in failed_gates(spec.gates, metrics)
+                     if not any(f.startswith(f"gate '{g}'") for g in spec.gates if g.metric in bad)]
         if failures:
             client.set_tag(run_id, "nbops.gates", "failed")
             return spec.name, None, "; ".join(failures) + ": not registered"
@@ -72,4 +150,9 @@ class Registrar:
         except MlflowException as exc:
             return spec.name, None, f"registration failed: {mask_uri(first_line(exc))}"
         client.set_tag(run_id, "nbops.gates", "passed")
-        return spec.name, version.version, ""
+        note = ""
+        if spec.compare and spec.compare in bad:
+            note = f"compare metric {spec.compare} is {_word(bad[spec.compare])}: registered, ranked last"
+        elif spec.compare and spec.compare not in metrics:
+            note = f"compare metric {spec.compare} was not recorded: registered, ranked last"
+        return spec.name, version.version, note
