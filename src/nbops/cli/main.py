@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
 
 from nbops import __version__
 from nbops.cli import models, project, review, run
-from nbops.core.errors import NbopsError
+from nbops.core.errors import NbopsError, Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,10 +50,20 @@ def _crash_log(root: Path) -> Path:
     return Path("-")
 
 
+def _terminate_like_interrupt() -> None:
+    def terminated(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: cleaning up must not be cut short
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
     from nbops.core._imports import skip_slow_optional_imports
 
     skip_slow_optional_imports()
+    _terminate_like_interrupt()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -64,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"nbops: error: {exc.one_line()}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("nbops: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("nbops: interrupted", file=sys.stderr)
         return 130

@@ -68,6 +68,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(o.ok for o in result.outcomes) else 1
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from nbops.run.tracking import Tracker
+
+    tracker = Tracker(options.settings(tracking_uri=args.tracking_uri))  # opening it reaps
+    for o in tracker.reaped:
+        print(f"ended {o.run_id[:8]} {o.notebook or '-'} as KILLED: {o.why}")
+    print(f"{len(tracker.reaped)} orphaned run(s) ended")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="execute notebooks and track them in MLflow")
     run.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
@@ -101,3 +111,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     options.add_quiet_flag(swp, "no progress, only the summary")
     options.add_executor_flags(swp)
     swp.set_defaults(func=cmd_sweep)
+
+    runs = sub.add_parser("runs", help="housekeeping of the MLflow runs nbops started")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    gc = rsub.add_parser("gc", help="end as KILLED the runs whose nbops process died (kill -9, lost machine)")
+    gc.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: the project's)")
+    runs.set_defaults(func=cmd_runs)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -48,11 +49,18 @@ class Settings:
     cell_timeout: float = 0.0  # seconds per cell; 0 means no limit
     start_timeout: float = 60.0  # seconds for a kernel to start
     kernel_name: str = ""  # empty: the notebook's own kernelspec
+    # more parameter names whose values are never stored (comma-separated; names and values that
+    # look like secrets are masked anyway: core/secrets.py)
+    secret_params: str = ""
     # CI runner labels (GitHub runs-on) and tags (GitLab) by hardware: [tool.nbops.runners]
     runners: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RUNNERS))
     registry: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REGISTRY))
     monitor: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MONITOR))
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def secret_param_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.secret_params.split(",") if n.strip())
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
@@ -97,12 +105,27 @@ def _read_pyproject(root: Path) -> dict[str, Any]:
     return data.get("tool", {}).get("nbops", {})
 
 
+# seconds: (smallest allowed, whether the smallest itself is allowed); 0 means "no limit" only
+# for cell_timeout
+_SECONDS = {"timeout": (0.0, False), "cell_timeout": (0.0, True), "start_timeout": (0.0, False)}
+
+
 def _convert(key: str, value: Any, where: str) -> Any:
     kind = type(getattr(Settings(), key))
+    if key == "secret_params" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
+    if kind in (int, float) and isinstance(value, bool):  # `timeout = true` is not a number
+        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
     try:
-        return kind(value)
-    except (TypeError, ValueError):
+        converted = kind(value)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}") from None
+    if key in _SECONDS:
+        low, inclusive = _SECONDS[key]
+        if not math.isfinite(converted) or converted < low or (converted == low and not inclusive):
+            allowed = "a number of seconds >= 0 (0: no limit)" if inclusive else "a positive number of seconds"
+            raise ConfigError(f"{where}: {key} must be {allowed}, got {value!r}")
+    return converted
 
 
 def _table(name: str, value: Any) -> dict[str, Any]:

@@ -93,6 +93,11 @@ class ReviewError(NbopsError):
     pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancelling a job, `timeout`, `docker stop`): handled exactly like Ctrl-C, so
+    kernels are killed, runs end KILLED and temp files and worktrees are removed; exit 143."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries put whole tracebacks or tables in
     theirs), or its type's name when it has none: what a one-line error can quote."""

@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from nbops.core.errors import NbopsError, TrackingError, first_line
 
@@ -74,3 +75,15 @@ def is_store_error(exc: BaseException) -> bool:
     from mlflow.exceptions import MlflowException
 
     return isinstance(exc, MlflowException | OSError | TimeoutError)
+
+
+def all_experiment_ids(client: Any) -> list[str]:
+    """Every active experiment's id, page by page (a team's store has more than one page)."""
+    out: list[str] = []
+    token = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        out.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,12 +163,16 @@ def _model_spec(meta: Any, where: str) -> ModelSpec | None:
 
 def _resources(meta: Any, where: str) -> Resources:
     meta = meta or {}
-    try:
-        return Resources(gpu=int(meta.get("gpu", 0)), cpu=int(meta.get("cpu", 1)))
-    except (TypeError, ValueError, AttributeError):
-        raise NotebookError(
-            f"{where}: metadata.nbops.resources must look like {{\"gpu\": 1, \"cpu\": 2}}"
-        ) from None
+    shape = f"{where}: metadata.nbops.resources must look like {{\"gpu\": 1, \"cpu\": 2}}"
+    if not isinstance(meta, dict):
+        raise NotebookError(shape)
+    gpu, cpu = meta.get("gpu", 0), meta.get("cpu", 1)
+    for key, value, low in (("gpu", gpu, 0), ("cpu", cpu, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise NotebookError(f"{where}: metadata.nbops.resources.{key} must be a whole number "
+                                f">= {low}, got {value!r} (resources must look like "
+                                '{"gpu": 1, "cpu": 2})')
+    return Resources(gpu=gpu, cpu=cpu)
 
 
 def fingerprint_of(nb: dict) -> str:
@@ -196,7 +201,8 @@ def from_dict(nb: dict, path: Path) -> Notebook:
     if not isinstance(meta, dict):
         raise NotebookError(f"{where}: metadata.nbops must be an object")
     timeout = meta.get("timeout")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout <= 0):
         raise NotebookError(f"{where}: metadata.nbops.timeout must be a positive number of seconds")
     data = meta.get("data", [])
     if not isinstance(data, list) or not all(isinstance(d, str) for d in data):

@@ -6,6 +6,7 @@ Runs before any kernel starts or any MLflow run is created, so bad input costs n
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ from nbops.notebook.document import Notebook, Parameter
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _CONTAINERS = {"list": list, "dict": dict, "tuple": (list, tuple)}
+
+# a parameters file: at most this big, and this many values once YAML aliases are expanded
+MAX_PARAMS_BYTES = 1024 * 1024
+MAX_PARAMS_VALUES = 100_000
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:
@@ -36,9 +41,19 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.is_dir():
+            raise ParameterError(f"{path}: is a folder, not a parameters file", hint="-f params.yaml")
+        if path.stat().st_size > MAX_PARAMS_BYTES:
+            raise ParameterError(f"{path}: larger than {MAX_PARAMS_BYTES // 1024} KiB",
+                                 hint="a parameters file holds NAME: VALUE lines")
+        text = path.read_bytes().decode("utf-8")
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise ParameterError(f"{path}: no such parameters file") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"{path}: not a text file (UTF-8)", hint="-f takes a YAML file") from None
+    except OSError as exc:
+        raise ParameterError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -47,7 +62,24 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise ParameterError(f"{path}: expected a mapping of parameter names to values")
+    if _expanded_size(data, MAX_PARAMS_VALUES) > MAX_PARAMS_VALUES:  # YAML aliases share nodes
+        raise ParameterError(f"{path}: expands to more than {MAX_PARAMS_VALUES:,} values "
+                             "(YAML anchors and aliases)", hint="write the values out")
     return data
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """How many values VALUE holds once its shared (aliased) parts are written out, counting up
+    to just past LIMIT: a YAML 'billion laughs' file is small but expands without bound."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def _yaml_value(text: str) -> Any:
@@ -96,14 +128,20 @@ def coerce(param: Parameter, value: Any, where: str) -> Any:
     if kind == "float":
         if isinstance(value, bool):
             raise reject()
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise reject()
+        if number is None:
+            raise reject()
+        if not math.isfinite(number):  # 1e999 overflows to inf; nan compares false with everything
+            raise ParameterError(f"{where}: parameter '{param.name}' must be a finite number, got {value!r}",
+                                 hint="inf and nan are refused: give a finite value")
+        return number
     if kind in _CONTAINERS:
         parsed = _yaml_value(value) if isinstance(value, str) else value
         if isinstance(parsed, _CONTAINERS[kind]):  # type: ignore[arg-type]

@@ -11,25 +11,15 @@ from nbops.core.config import Settings
 from nbops.core.context import relative_to_repo
 from nbops.core.errors import ReviewError, first_line
 from nbops.core.gates import failed_gates
-from nbops.core.store import is_not_found, mask_uri
+from nbops.core.store import all_experiment_ids, is_not_found, mask_uri
 from nbops.notebook.scraps import split_metrics
 from nbops.review.changes import NotebookReview, git_output
 from nbops.run.runner import plan_runs, run_specs
 
 
-def _all_experiments(client) -> list:
-    out, token = [], None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
-
-
 def _base_metrics(client, path: str, base_sha: str, model_name: str | None) -> tuple[dict, str]:
     # every experiment, page by page (a team's store has more than one page of them)
-    exps = [e.experiment_id for e in _all_experiments(client)]
+    exps = all_experiment_ids(client)
     if exps:
         runs = client.search_runs(
             exps,

@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbops.core.secrets import masked
 from nbops.notebook.scraps import read_records
 from nbops.run.spec import RunSpec
 
@@ -74,6 +76,9 @@ def _engine_class():
             **kwargs,
         ):
             env = kwargs.pop("nbops_env", None)
+            secrets = kwargs.pop("nbops_secrets", ())
+            if secrets:  # the saved notebook reads them from the kernel's environment
+                _read_secrets_from_env(nb_man.nb, secrets)
             deadline = kwargs.pop("nbops_deadline", None)
             state = kwargs.pop("nbops_state", {})
             kernel_stderr = kwargs.pop("nbops_kernel_stderr", None)
@@ -124,6 +129,26 @@ def _engine_class():
                 done.set()
 
     return NbopsEngine
+
+
+def _secret_env_name(name: str) -> str:
+    return f"NBOPS_SECRET_{name}"
+
+
+def _read_secrets_from_env(nb, names: tuple[str, ...]) -> None:
+    """Papermill injected `NAME = "***"` for each secret parameter (it was handed masked values,
+    so that no saved copy of the notebook ever holds the secret); make each of those lines read
+    the real value from the kernel's environment instead, removing it from there."""
+    for cell in nb.cells:
+        if "injected-parameters" not in (cell.get("metadata", {}).get("tags") or []):
+            continue
+        lines = cell.source.splitlines()
+        for i, line in enumerate(lines):
+            name = line.split("=", 1)[0].strip()
+            if name in names:
+                lines[i] = (f'{name} = __import__("json").loads(__import__("os").environ.pop('
+                            f'"{_secret_env_name(name)}"))  # a secret: never stored')
+        cell.source = "\n".join(lines)
 
 
 def _watchdog(client, seconds: float | None, done: threading.Event, state: dict) -> None:
@@ -187,6 +212,14 @@ def _read_output(path: Path) -> dict:
         return {}
 
 
+def _with_secrets(env: dict[str, str] | None, spec: RunSpec) -> dict[str, str] | None:
+    given = {n: spec.overrides[n] for n in spec.secrets if n in spec.overrides}
+    if not given:
+        return env
+    base = dict(os.environ) if env is None else dict(env)
+    return {**base, **{_secret_env_name(n): json.dumps(v) for n, v in given.items()}}
+
+
 def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = False,
             on_cell=None) -> RunResult:
     """Run one notebook in a fresh kernel. Never raises for a failing notebook: the result says."""
@@ -210,7 +243,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
             pm.execute_notebook(
                 str(spec.notebook.path.resolve()),
                 str(out.resolve()),
-                parameters=spec.overrides or None,
+                parameters=masked(spec.overrides, spec.secrets) or None,
                 engine_name=ENGINE_NAME,
                 kernel_name=spec.kernel_name,
                 execution_timeout=spec.cell_timeout,
@@ -219,7 +252,8 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 log_output=False,
                 nbops_cwd=str(spec.notebook.path.parent.resolve()),
                 nbops_on_cell=on_cell,
-                nbops_env=env,
+                nbops_env=_with_secrets(env, spec),
+                nbops_secrets=tuple(n for n in spec.secrets if n in spec.overrides),
                 nbops_deadline=spec.timeout,
                 nbops_state=state,
                 nbops_kernel_stderr=stderr,

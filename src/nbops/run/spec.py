@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from typing import Any
 from nbops.core.config import Settings
 from nbops.core.context import relative_to_repo
 from nbops.core.errors import NotebookError
+from nbops.core.secrets import masked, secret_names
 from nbops.notebook import params as params_mod
 from nbops.notebook.document import Notebook
 from nbops.notebook.inputs import file_digest, inputs_fingerprint, src_dependencies
@@ -29,6 +31,12 @@ class RunSpec:
     data_files: tuple[Path, ...] = field(default=())
     start_timeout: float = 60.0  # seconds for the kernel to start
     inputs: dict[str, str] = field(default_factory=dict)  # repo path -> sha256: src modules, data
+    secrets: tuple[str, ...] = ()  # parameters never stored (MLflow, saved notebooks): core/secrets.py
+
+    @property
+    def logged_values(self) -> dict[str, Any]:
+        """VALUES as they may be stored: secrets masked."""
+        return masked(self.values, self.secrets)
 
 
 def input_files(settings: Settings, notebook: Notebook, data_files: list[Path]) -> dict[str, str]:
@@ -55,6 +63,11 @@ def make_spec(
     data_files = []
     for rel in notebook.data:
         path = settings.path(rel)
+        if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(settings.root)):  # lexically: a link is fine
+            raise NotebookError(
+                f"{notebook.path}: data file '{rel}' in metadata.nbops.data is outside the project",
+                hint=f"data files live under the project root {settings.root} (a link inside it is fine)",
+            )
         if not path.is_file():
             raise NotebookError(
                 f"{notebook.path}: data file '{rel}' declared in metadata.nbops.data does not exist",
@@ -76,4 +89,5 @@ def make_spec(
         data_files=tuple(data_files),
         start_timeout=settings.start_timeout,
         inputs=inputs,
+        secrets=secret_names(values, settings.secret_param_names),
     )

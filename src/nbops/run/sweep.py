@@ -89,9 +89,20 @@ def parse_grid(notebook: Notebook, items: list[str], from_file: dict[str, Any]) 
 
 
 def grid_points(grid: dict[str, list], random_k: int | None = None, seed: int = 0) -> list[dict]:
-    points = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
-    if random_k is not None and random_k < len(points):
-        points = random.Random(seed).sample(points, random_k)
+    """Every point of the grid, or RANDOM_K distinct ones drawn without building the grid (three
+    axes of 1,000 values are 10^9 points). The draw picks the same points as sampling the built
+    grid would: indices into the product, in its order."""
+    sizes = [len(v) for v in grid.values()]
+    total = math.prod(sizes)
+    if random_k is None or random_k >= total:
+        return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    points = []
+    for index in random.Random(seed).sample(range(total), random_k):
+        combo = []
+        for values, size in zip(reversed(list(grid.values())), reversed(sizes), strict=True):
+            index, i = divmod(index, size)
+            combo.append(values[i])
+        points.append(dict(zip(grid, reversed(combo), strict=True)))
     return points
 
 

@@ -19,9 +19,11 @@ from nbops import __version__
 from nbops.core.config import Settings
 from nbops.core.context import GitInfo, device_name, relative_to_repo
 from nbops.core.errors import TrackingError, first_line
-from nbops.core.store import is_store_error, mask_uri
+from nbops.core.secrets import MASK, is_secret_value, secret_names
+from nbops.core.store import all_experiment_ids, is_store_error, mask_uri, mlflow_errors
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
+from nbops.run import orphans
 from nbops.run.engine import RunResult
 from nbops.run.spec import RunSpec
 
@@ -86,6 +88,13 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
             raise TrackingError(f"cannot open the MLflow store {mask_uri(self.uri)}: {mask_uri(first_line(exc))}") from None
+        self.heartbeat = orphans.Heartbeat(self.client)
+        self.reaped = self.reap()
+
+    def reap(self) -> list[orphans.Orphan]:
+        """End the runs of nbops processes that died without a word (see run/orphans.py)."""
+        with mlflow_errors(f"cannot read the MLflow store {mask_uri(self.uri)}"):
+            return orphans.reap(self.client, all_experiment_ids(self.client))
 
     # -- before the kernel -------------------------------------------------------------------
     def _experiment_id(self, name: str) -> str:
@@ -125,6 +134,8 @@ class Tracker:
             "nbops.version": __version__,
             "nbops.device": device_name(),
             "nbops.output": relative_to_repo(spec.output_path, root),
+            orphans.OWNER_TAG: orphans.owner(),
+            orphans.HEARTBEAT_TAG: str(int(time.time())),
             "mlflow.source.name": rel,
             "mlflow.source.type": "NOTEBOOK",
             "mlflow.source.git.commit": git.sha,
@@ -147,7 +158,7 @@ class Tracker:
             raise TrackingError(f"MLflow store {self.uri} refused a new run: {exc.message}") from None
         run_id = run.info.run_id
         try:
-            params = [Param(k, _param_value(v)) for k, v in spec.values.items()]
+            params = [Param(k, _param_value(v)) for k, v in spec.logged_values.items()]
             for chunk in _chunks(params, 100):
                 self.client.log_batch(run_id, params=chunk)
             if digests:
@@ -165,6 +176,7 @@ class Tracker:
             if not is_store_error(exc):
                 raise
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
+        self.heartbeat.add(run_id)
         return StartedRun(run_id, exp_id, tags)
 
     def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
@@ -175,17 +187,22 @@ class Tracker:
         exp_id = self._experiment_id(self.experiment or rel.removesuffix(".ipynb"))
         tags = {"nbops.sweep": "true", "nbops.notebook": rel, "nbops.git_sha": git.sha,
                 "nbops.git_branch": git.branch, "nbops.version": __version__,
-                "mlflow.source.name": rel, "mlflow.source.git.commit": git.sha}
+                "mlflow.source.name": rel, "mlflow.source.git.commit": git.sha,
+                orphans.OWNER_TAG: orphans.owner(), orphans.HEARTBEAT_TAG: str(int(time.time()))}
         run = self.client.create_run(exp_id, tags=tags, run_name=f"sweep {Path(rel).stem}")
-        params = [Param(f"grid.{k}", _param_value(v)) for k, v in grid.items()]
+        secret = set(secret_names({k: v[0] for k, v in grid.items() if v}, self.settings.secret_param_names))
+        secret |= {k for k, v in grid.items() if any(is_secret_value(x) for x in v)}
+        params = [Param(f"grid.{k}", MASK if k in secret else _param_value(v)) for k, v in grid.items()]
         for chunk in _chunks(params, 100):
             self.client.log_batch(run.info.run_id, params=chunk)
+        self.heartbeat.add(run.info.run_id)
         return StartedRun(run.info.run_id, exp_id, tags)
 
     def finish_sweep(self, parent: StartedRun, ok: bool, best_run_id: str | None,
                      best_metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
+        self.heartbeat.remove(parent.run_id)
         now = int(time.time() * 1000)
         metrics = [Metric(f"best.{k}", v, now, 0) for k, v in best_metrics.items()]
         for chunk in _chunks(metrics, 1000):
@@ -208,6 +225,7 @@ class Tracker:
         from mlflow.entities import Metric, RunTag
 
         run_id = started.run_id
+        self.heartbeat.remove(run_id)
         metrics, others = split_metrics(result.records)
         now = int(time.time() * 1000)
         batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
@@ -235,6 +253,7 @@ class Tracker:
         return TrackedRun(run_id, started.experiment_id, status, name, version, note)
 
     def abort(self, started: StartedRun, status: str = "KILLED") -> None:
+        self.heartbeat.remove(started.run_id)
         try:
             self.client.set_terminated(started.run_id, status)
         except Exception:  # noqa: BLE001 - already failing; do not hide the first error

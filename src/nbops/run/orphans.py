@@ -1,0 +1,133 @@
+"""Runs whose nbops process died without a word (kill -9, a lost machine) are found and ended.
+
+Every run nbops starts carries `nbops.owner` (host, pid and the process's start time, so a reused
+pid is not mistaken for the owner) and a `nbops.heartbeat` (epoch seconds) that the owning process
+refreshes while the notebook runs. A RUNNING run is an orphan when its owner on this host is gone,
+or when its heartbeat is older than `STALE_S` (owners on other hosts, which cannot be asked). The
+next nbops command that opens the store ends orphans as KILLED (`nbops runs gc` does it on demand).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_S = 60.0  # how often a running nbops refreshes its runs' heartbeat
+STALE_S = 15 * 60.0  # a heartbeat this old means the owner (on another host) is gone
+OWNER_TAG, HEARTBEAT_TAG, REAPED_TAG = "nbops.owner", "nbops.heartbeat", "nbops.reaped"
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), '' where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22, counted after the command name
+
+
+def owner() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+
+
+def owner_alive(tag: str) -> bool | None:
+    """Whether the process named by an `nbops.owner` tag still runs; None: another host's."""
+    host, _, rest = tag.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    if started and Path("/proc").is_dir():
+        return _start_time(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Orphan:
+    run_id: str
+    notebook: str
+    why: str
+
+
+def find_orphans(client: Any, experiment_ids: list[str], now: float | None = None) -> list[Orphan]:
+    now = time.time() if now is None else now
+    if not experiment_ids:
+        return []
+    found, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string="attributes.status = 'RUNNING'",
+                                  max_results=1000, page_token=token)
+        for run in page:
+            tags = run.data.tags
+            tag = tags.get(OWNER_TAG)
+            if not tag:
+                continue  # not started by an nbops that records its owner
+            alive = owner_alive(tag)
+            beat = float(tags.get(HEARTBEAT_TAG, "0") or 0)
+            if alive is False:
+                why = f"its nbops process ({tag}) is gone"
+            elif alive is None and now - beat > STALE_S:
+                why = f"no heartbeat from {tag.split(':')[0]} for {int(now - beat)} s"
+            else:
+                continue
+            found.append(Orphan(run.info.run_id, tags.get("nbops.notebook", ""), why))
+        token = page.token
+        if not token:
+            return found
+
+
+def reap(client: Any, experiment_ids: list[str]) -> list[Orphan]:
+    """End every orphan as KILLED, saying why in `nbops.reaped`."""
+    orphans = find_orphans(client, experiment_ids)
+    for o in orphans:
+        client.set_tag(o.run_id, REAPED_TAG, o.why)
+        client.set_terminated(o.run_id, "KILLED")
+    return orphans
+
+
+class Heartbeat:
+    """Refreshes the heartbeat of the runs this process has running, from one daemon thread."""
+
+    def __init__(self, client: Any, interval: float = HEARTBEAT_S):
+        self.client, self.interval = client, interval
+        self.active: set[str] = set()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def add(self, run_id: str) -> None:
+        with self.lock:
+            self.active.add(run_id)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._beat, name="nbops-heartbeat", daemon=True)
+                self.thread.start()
+
+    def remove(self, run_id: str) -> None:
+        with self.lock:
+            self.active.discard(run_id)
+
+    def _beat(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        while True:
+            time.sleep(self.interval)
+            with self.lock:
+                runs = list(self.active)
+            for run_id in runs:
+                try:
+                    self.client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
+                except (MlflowException, OSError):  # the store is away: the next beat retries
+                    pass
