@@ -16,14 +16,22 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from nbops import __version__
 from nbops.cli import models, project, review, run
 from nbops.core.errors import NbopsError, Terminated
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with nbops's error shape: one line naming the command, a hint, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (hint: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nbops",
         description="Run parameterised notebooks with papermill and track every run in MLflow.",
     )

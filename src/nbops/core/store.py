@@ -87,3 +87,45 @@ def all_experiment_ids(client: Any) -> list[str]:
         token = page.token
         if not token:
             return out
+
+
+# MLflow's own client retries each request for minutes (7 retries, backoff factor 2, 120 s
+# timeouts): against a server that is down, `nbops run` answered after 250 s. nbops bounds it,
+# for itself and for the kernels it starts, unless the user set these variables.
+RETRY_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+REACH_TIMEOUT_S = 5.0  # the reachability check, before any kernel starts
+
+
+def bounded_retries() -> dict[str, str]:
+    """The retry budget (above), applied to this process; returned for the kernels' environment."""
+    import os
+
+    budget = {k: os.environ.get(k) or v for k, v in RETRY_BUDGET.items()}
+    os.environ.update(budget)
+    return budget
+
+
+def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """A tracking server that does not answer its /health within TIMEOUT is a one-line
+    TrackingError at once (a local store is always reachable)."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    parts = urlsplit(uri)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    health = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as reply:  # noqa: S310 - http(s) only
+            reply.read(64)
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy or auth in front of /health): reachable
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"the tracking server {mask_uri(uri)} is not reachable: {reason}",
+                            hint="is it running? check MLFLOW_TRACKING_URI (nbops config shows the store)") from None

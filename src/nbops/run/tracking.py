@@ -20,7 +20,14 @@ from nbops.core.config import Settings
 from nbops.core.context import GitInfo, device_name, relative_to_repo
 from nbops.core.errors import TrackingError, first_line
 from nbops.core.secrets import MASK, is_secret_value, secret_names
-from nbops.core.store import all_experiment_ids, is_store_error, mask_uri, mlflow_errors
+from nbops.core.store import (
+    all_experiment_ids,
+    bounded_retries,
+    check_reachable,
+    is_store_error,
+    mask_uri,
+    mlflow_errors,
+)
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
 from nbops.run import orphans
@@ -81,6 +88,8 @@ class Tracker:
 
         self.settings = settings
         self.uri = settings.resolved_tracking_uri
+        self.retry_env = bounded_retries()
+        check_reachable(self.uri)  # one line within seconds, before any kernel starts
         self.experiment = experiment or settings.experiment
         # registers a successful run's model (the lifecycle layer's); None: never register
         self.registrar = registrar
@@ -218,6 +227,7 @@ class Tracker:
             "MLFLOW_REGISTRY_URI": self.uri,
             "MLFLOW_RUN_ID": started.run_id,
             "MLFLOW_EXPERIMENT_ID": started.experiment_id,
+            **self.retry_env,  # the same bounded retries as nbops's own requests
         }
 
     # -- after the kernel --------------------------------------------------------------------
