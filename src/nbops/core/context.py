@@ -36,6 +36,13 @@ def git_info(root: Path) -> GitInfo:
     return GitInfo(sha=sha, branch=branch, dirty=bool(status) if status is not None else False)
 
 
+def path_dirty(root: Path, path: Path) -> bool:
+    """Whether PATH differs from HEAD, or was never committed (untracked files do not make the
+    whole tree dirty, but a run of a never-committed notebook cannot be reproduced from its sha)."""
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", str(path))
+    return bool(status)
+
+
 def relative_to_repo(path: Path, root: Path) -> str:
     try:
         return Path(path).resolve().relative_to(root.resolve()).as_posix()

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from nbops import __version__
 from nbops.core.config import Settings
-from nbops.core.context import GitInfo, device_name, relative_to_repo
+from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_repo
 from nbops.core.errors import TrackingError, first_line
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
@@ -136,7 +136,7 @@ class Tracker:
         tags = {
             "nbops.git_sha": git.sha,
             "nbops.git_branch": git.branch,
-            "nbops.git_dirty": str(git.dirty).lower(),
+            "nbops.git_dirty": str(git.dirty or path_dirty(root, spec.notebook.path)).lower(),
             "nbops.notebook": rel,
             "nbops.template": spec.notebook.template or "",
             "nbops.fingerprint": spec.fingerprint,
