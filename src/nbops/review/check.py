@@ -52,18 +52,37 @@ _SKLEARN_RANDOM = re.compile(
 )
 _FOLDS = re.compile(r"(^|\.)(KFold|StratifiedKFold|GroupKFold|RepeatedKFold)$")
 _PATH = re.compile(r"^(/(home|Users|root|mnt|media|opt|srv|var|tmp|data|workspace|scratch)/|~[/\\]|[A-Za-z]:\\)")
+# a name that holds a secret ends with the secret's word: `api_key`, `DB_PASSWORD`, `client_secret`,
+# `dbPassword`; `TOKEN_URL`, `token_pattern`, `max_tokens`, `secret_name` do not
 _SECRET_NAME = re.compile(
-    r"(^|_|\.)(password|passwd|pwd|secret|token|api_?key|access_?key|private_?key|secret_?key)(_|$)", re.I
+    r"(^|_|\.)(password|passwd|passphrase|pass|pwd|secret|token|auth_?token|api_?key|apikey|access_?key"
+    r"|private_?key|secret_?key|client_?secret|credentials?|authorization)$", re.I
 )
 _SECRET_VALUE = re.compile(
-    r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[baprs]-[A-Za-z0-9-]{10,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|sk-[A-Za-z0-9]{20,}"
+    r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|glpat-[\w-]{20}|xox[baprs]-[A-Za-z0-9-]{10,}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|sk-[A-Za-z0-9_-]{20,}"
+    r"|\beyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}"  # a JSON web token
+)
+_URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]*:([^/\s@]+)@", re.I)
+_BEARER = re.compile(r"\b(?:bearer|basic)\s+([\w.~+/=-]{8,})", re.I)
+# `%env API_KEY=...` / `%set_env` / `!export` / `export` (a %%bash cell): set before ast sees the cell
+_ENV_LINE = re.compile(r"^\s*(?:%env|%set_env|!?\s*export)\s+([A-Za-z_]\w*)(?:\s*=\s*|\s+)(\S.*?)\s*$", re.M)
+# not a secret but its stand-in: "<your-key>", "xxxx", "***", "${TOKEN}", "{password}", "%s",
+# "changeme", an environment variable's name ("OPENAI_API_KEY"), a file path (a secret's file, not
+# the secret: "keys/id_rsa", "creds.json"), a plain URL
+_PLACEHOLDER = re.compile(
+    r"^([x*.#?_-]+|<.*>|\{\w*\}|\$\{?\w+\}?|%\(?\w*\)?s|(?-i:[A-Z][A-Z0-9]*(_[A-Z0-9]+)+)|none|null"
+    r"|(\.{0,2}/|~/).*|(?-i:[a-z0-9_.-]+(/[a-z0-9_.-]+)+)|.*\.(json|pem|key|txt|ya?ml|env|cfg|ini|toml)"
+    r"|[a-z][a-z0-9+.-]*://.*)$"
+    r"|your|change.?me|placeholder|replace|redacted|dummy|example|xxx|todo|fixme|insert|\{\{",
+    re.I,
 )
 # a cell none of whose text matches this cannot trigger NB003-NB005: skip parsing it (speed).
 # Matched against the lowercased source: re.IGNORECASE made this one search cost 4x more.
 _TRIGGERS = re.compile(
     r"random|seed|rng|forest|tree|boost|kmeans|mlp|sgd|split|searchcv|kfold|bagging|tsne|torch"
-    r"|[\"']/|[\"']~|:\\|passw|pwd|secret|token|key|akia|gh[pousr]_|xox|begin|sk-"
+    r"|[\"']/|[\"']~|:\\|pass|pwd|secret|token|key|akia|gh[pousr]_|xox|begin|sk-|eyj|://|bearer|basic"
+    r"|glpat|credential|authorization"
 )
 _SKIP_DIRS = {".venv", "venv", "runs", "mlruns", ".ipynb_checkpoints", "node_modules", ".git", ".nbops"}
 
@@ -107,6 +126,75 @@ def _none(node) -> bool:
     return node is None or (isinstance(node, ast.Constant) and node.value is None)
 
 
+def _placeholder(value: str) -> bool:
+    return bool(_PLACEHOLDER.search(value))
+
+
+def _secret_in(text: str) -> str | None:
+    """What credential TEXT holds, if any (a stand-in such as `user:<password>@` is none)."""
+    if any(not _placeholder(m.group()) for m in _SECRET_VALUE.finditer(text)):
+        return "string looks like a credential"
+    if any(not _placeholder(m.group(1)) for m in _URL_CREDENTIALS.finditer(text)):
+        return "URL holds a password"
+    if any(re.search(r"\d", m.group(1)) and not _placeholder(m.group(1)) for m in _BEARER.finditer(text)):
+        return "string holds an Authorization token"
+    return None
+
+
+def _text(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _named_literal(name: str | None, value: ast.AST | None) -> bool:
+    """A secret's name (`api_key`, `dbPassword`, "X-API-Key") given a literal string that is not
+    a stand-in (nor a credential _secret_in reports on its own)."""
+    text = _text(value)
+    if not name or text is None:
+        return False
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).replace("-", "_").replace(" ", "_")
+    text = text.strip()
+    return (bool(_SECRET_NAME.search(snake)) and len(text) >= 4 and not _placeholder(text)
+            and text.lower() not in (name.lower(), snake.lower().rsplit(".", 1)[-1]) and _secret_in(text) is None)
+
+
+def _secret_findings(number: int, nodes: list[ast.AST]) -> list[tuple[int, str, str]]:
+    out: list[tuple[int, str, str]] = []
+    advice = "; read it from the environment"
+    for node in nodes:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            kind = _secret_in(node.value)
+            if kind:
+                out.append((number, "NB005", kind + advice))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                name = _text(t.slice) if isinstance(t, ast.Subscript) else _dotted(t)
+                if _named_literal(name, node.value):
+                    out.append((number, "NB005", f"'{name}' is assigned a literal{advice}"))
+        elif isinstance(node, ast.Call):
+            for k in node.keywords:
+                if _named_literal(k.arg, k.value):
+                    out.append((number, "NB005", f"'{k.arg}=' is given a literal{advice}"))
+            var = _text(node.args[0]) if len(node.args) == 2 else None
+            if _dotted(node.func).endswith(("environ.setdefault", "putenv")) and _named_literal(var, node.args[-1]):
+                out.append((number, "NB005", f"environment variable '{var}' is set to a literal{advice}"))
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if _named_literal(_text(key), value):
+                    out.append((number, "NB005", f"key '{_text(key)}' holds a literal{advice}"))
+    return out
+
+
+def _env_magic_findings(number: int, source: str) -> list[tuple[int, str, str]]:
+    """`%env API_KEY=...`, `%set_env`, `!export`, `export` in a %%bash cell (ast never sees them)."""
+    out = []
+    for m in _ENV_LINE.finditer(source):
+        name, value = m.group(1), m.group(2).strip("'\"")
+        if _secret_in(value) or _named_literal(name, ast.Constant(value)):
+            out.append((number, "NB005", f"environment variable '{name}' is set to a literal; "
+                                         "set it outside the notebook"))
+    return out
+
+
 def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     """(cell, code, message) for NB003/NB004/NB005 over the code cells, in order."""
     out: list[tuple[int, str, str]] = []
@@ -114,6 +202,7 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     for number, source in cells:
         if not _TRIGGERS.search(source.lower()):
             continue
+        out += _env_magic_findings(number, source)
         try:
             tree = ast.parse(python_source(source))
         except SyntaxError:
@@ -134,23 +223,47 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
                   and _kw(call, "shuffle").value is True and _none(_kw(call, "random_state")) and not seeded):
                 out.append((number, "NB003", f"{name}(shuffle=True) without random_state"))
         for node in nodes:
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if _PATH.match(node.value):
-                    out.append((number, "NB004", f"path {node.value[:60]!r} only exists on one machine; "
-                                                 "use a path relative to the project"))
-                if _SECRET_VALUE.search(node.value):
-                    out.append((number, "NB005", "string looks like a credential; read it from the environment"))
-            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                value = node.value
-                for t in targets:
-                    name = _dotted(t) if not isinstance(t, ast.Subscript) else (
-                        t.slice.value if isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str) else "")
-                    if (name and _SECRET_NAME.search(name) and isinstance(value, ast.Constant)
-                            and isinstance(value.value, str) and len(value.value) >= 4
-                            and not _SECRET_VALUE.search(value.value)):
-                        out.append((number, "NB005", f"'{name}' is assigned a literal; read it from the environment"))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _PATH.match(node.value):
+                out.append((number, "NB004", f"path {node.value[:60]!r} only exists on one machine; "
+                                             "use a path relative to the project"))
+        out += _secret_findings(number, nodes)
     return out
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def malformed(nb: dict) -> str | None:
+    """What in NB's structure nbformat 4 does not allow and the checks rely on, or None. (read_json
+    checked that it is an object with a 'cells' list of objects that have a cell_type.)"""
+    top: tuple[tuple[str, type], ...] = (("metadata", dict), ("nbformat", int), ("nbformat_minor", int))
+    per_cell: tuple[tuple[str, type], ...] = (("metadata", dict), ("outputs", list))
+    for key, kind in top:
+        if key in nb and (not isinstance(nb[key], kind) or isinstance(nb[key], bool)):
+            return f"'{key}' is {_kind(nb[key])}"
+    for i, cell in enumerate(nb["cells"], 1):
+        source = cell.get("source", "")
+        if not isinstance(cell["cell_type"], str):
+            return f"cell {i}: 'cell_type' is {_kind(cell['cell_type'])}"
+        if not (isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
+            return f"cell {i}: 'source' is {_kind(source)}, not text or a list of lines"
+        for key, kind in per_cell:
+            if key in cell and not isinstance(cell[key], kind):
+                return f"cell {i}: '{key}' is {_kind(cell[key])}"
+        if not isinstance(cell.get("metadata", {}).get("tags", []) or [], list):
+            return f"cell {i}: 'metadata.tags' is {_kind(cell['metadata']['tags'])}"
+    return None
+
+
+def _malformed_file(path: Path) -> str | None:
+    """malformed() of a file read_json stumbled over (e.g. on "nbformat": "4"), if it can say."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        return malformed(nb) if isinstance(nb, dict) else None
+    except (OSError, TypeError, AttributeError, KeyError, ValueError):
+        return None
 
 
 def check_notebook(nb: dict, path: str, needs_parameters: bool) -> list[Finding]:
@@ -246,18 +359,26 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
         full = path.resolve()  # once: resolving costs a system call per path component
         rel = os.path.relpath(full, root) if full.is_relative_to(root) else str(path)
         shown[full] = rel
+        needs = any(Path(rel).parts[:1] == (d,) for d in needs_parameters_dirs)
         try:
             nb = read_json(path)
+            problem = malformed(nb)
+            found = [] if problem else check_notebook(nb, rel, needs)
         except NotebookError as exc:
             findings.append(Finding(rel, None, "NB000", exc.message.split(": ", 1)[-1]))
             continue
-        needs = any(Path(rel).parts[:1] == (d,) for d in needs_parameters_dirs)
-        found = check_notebook(nb, rel, needs)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:  # read_json or the checks
+            problem = _malformed_file(path) or f"{type(exc).__name__}: {exc}"
+        if problem:
+            findings.append(Finding(rel, None, "NB000", f"malformed notebook: {problem}"))
+            continue
         if fix and any(f.code == "NB001" for f in found):
-            write_notebook_atomic(path, strip_outputs(nb))
+            # through a symlink to its target: replacing the link with a file would lose it
+            write_notebook_atomic(full, strip_outputs(nb))
             found = [f for f in found if f.code != "NB001"]
         findings += found
-    findings += ruff_findings(ruff, shown)
+    unreadable = {f.path for f in findings if f.code == "NB000"}  # one line each: not ruff's too
+    findings += [f for f in ruff_findings(ruff, shown) if f.path not in unreadable]
     return sorted(findings, key=lambda f: (f.path, f.cell or 0, f.code))
 
 
