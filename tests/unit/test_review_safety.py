@@ -172,3 +172,212 @@ def test_sweep_table_prints_markup_in_parameter_values_literally(tmp_path):
     text = buf.getvalue()
     assert f"tag='{MARKUP}'" in text and "tag='[bold]b'" in text
     assert f"best: point 1 (tag='{MARKUP}')" in text
+
+
+# --- nbops check: hard-coded secrets (NB005) -------------------------------------------------------
+
+SECRETS = [  # each a cell nbops check must report
+    'DB = "postgresql://user:pass@host/db"',
+    'url = "https://user:ghtoken123@github.com/org/repo.git"',
+    'engine = create_engine("mysql+pymysql://admin:S3cr3t!@db.example.org:3306/x")',
+    'cache = "redis://:p4ssw0rd@localhost:6379/0"',
+    'headers = {"Authorization": "Bearer abc123def456ghi789"}',
+    'h = "Authorization: Bearer abc123def456"',
+    'auth = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlF"',
+    'jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlF"',
+    'client = OpenAI(api_key="sk-proj-abcdefghijklmnopqrstuvwx")',
+    'client = Client(api_key="a8f5f167f44f4964e6c998dee827110c")',
+    'conn = connect(host="db", user="me", password="hunter22")',
+    'hub.login(token="abcd1234efgh5678")',
+    'x = dict(secret="abcd1234")',
+    "%env SECRET=abc123xyz",
+    "%env API_KEY=a8f5f167f44f4964e6c998dee827110c",
+    '%env OPENAI_API_KEY "sk-abcdefghijklmnopqrstuvwxyz"',
+    "%set_env DB_PASSWORD=hunter22",
+    "!export HF_TOKEN=hf_abcd1234efgh",
+    "%%bash\nexport API_TOKEN=abcd1234efgh",
+    'cfg = {"password": "hunter22"}',
+    'cfg = {"api_key": "a8f5f167f44f"}',
+    'headers = {"X-API-Key": "a8f5f167f44f"}',
+    'dbPassword = "hunter22"',
+    'DB_PASS = "hunter22"',
+    'api_key = "abcd1234efgh"',
+    'os.environ["API_KEY"] = "a8f5f167f44f"',
+    'os.environ.setdefault("DB_PASSWORD", "hunter22")',
+    'aws = "AKIAABCDEFGHIJKLMNOP"',
+]
+NOT_SECRETS = [  # each a cell nbops check must leave alone
+    'TOKEN_URL = "https://auth.example.com/oauth/token"',
+    'AUTH_TOKEN_ENDPOINT = "https://auth.example.com/token"',
+    'cv = CountVectorizer(token_pattern=r"(?u)\\b\\w\\w+\\b")',
+    'cfg = {"token_pattern": "\\\\w+"}',
+    'tokenizer = "bert-base-uncased"',
+    'max_tokens = "512"',
+    'secret_name = "prod-db"',
+    'api_key = ""',
+    'conn = connect(password="")',
+    'password = os.environ["DB_PASSWORD"]',
+    'key = os.environ["API_KEY"]',
+    'api_key = os.getenv("API_KEY", "")',
+    'client = OpenAI(api_key=os.environ["OPENAI_API_KEY"])',
+    'login(password=getpass())',
+    'cfg = {"password": None}',
+    'cfg = {"password": pw}',
+    'api_key = "<your-key>"',
+    'api_key = "xxx"',
+    'api_key = "xxxxxxxxxxxxxxxx"',
+    'api_key = "sk-xxxxxxxxxxxxxxxxxxxxxxxx"',
+    'password = "changeme"',
+    'password = "********"',
+    'token = "YOUR_TOKEN_HERE"',
+    'api_key = "OPENAI_API_KEY"',
+    'token = "${HF_TOKEN}"',
+    'credentials = "credentials.json"',
+    'private_key = "keys/id_rsa"',
+    'private_key = "~/.ssh/id_rsa"',
+    'URL = "postgresql://user@host/db"',
+    'URL = "postgresql://user:${DB_PASSWORD}@host/db"',
+    'URL = "postgresql://user:{}@host/db".format(pw)',
+    'URL = f"postgresql://user:{pw}@host/db"',
+    'URL = "postgresql://user:<password>@host/db"',
+    'URL = "https://example.com:8080/path"',
+    'h = {"Authorization": f"Bearer {token}"}',
+    'h = {"Authorization": "Bearer " + token}',
+    'print("the bearer of bad news")',
+    "%env API_KEY",
+    "%env API_KEY=$OTHER_KEY",
+    "%env API_KEY=<your-key>",
+    "%env TOKEN_URL=https://auth.example.com/token",
+    'token = tokenizer.tokenize("hello world")',
+    "for x in y:\n    pass",
+]
+
+
+def _nb005(source: str) -> list[str]:
+    from nbops.review.check import code_findings
+
+    return [message for _, code, message in code_findings([(1, source)]) if code == "NB005"]
+
+
+def test_each_hard_coded_secret_shape_is_found_once():
+    missed = [s for s in SECRETS if len(_nb005(s)) != 1]
+    assert missed == []
+
+
+def test_names_placeholders_and_environment_reads_are_not_secrets():
+    flagged = {s: _nb005(s) for s in NOT_SECRETS if _nb005(s)}
+    assert flagged == {}
+
+
+def test_secret_messages_say_what_and_where_to_keep_it():
+    assert _nb005('DB = "postgresql://user:pass@host/db"') == [
+        "URL holds a password; read it from the environment"]
+    assert _nb005('c = connect(password="hunter22")') == [
+        "'password=' is given a literal; read it from the environment"]
+    assert _nb005('cfg = {"api_key": "a8f5f167f44f"}') == [
+        "key 'api_key' holds a literal; read it from the environment"]
+    assert _nb005("%env SECRET=abc123xyz") == [
+        "environment variable 'SECRET' is set to a literal; set it outside the notebook"]
+
+
+def test_an_ignore_comment_silences_a_secret(tmp_path):
+    from nbops.review.check import check_notebook
+
+    nb = _notebook(['DB = "postgresql://user:pass@host/db"  # nbops: ignore[NB005]'])
+    assert [f.code for f in check_notebook(nb, "x.ipynb", needs_parameters=False)] == []
+
+
+# --- nbops check --fix through a symlink ----------------------------------------------------------
+
+def test_fix_on_a_symlinked_notebook_writes_the_target_and_keeps_the_link(tmp_path):
+    from nbops.review.check import run_check
+
+    target_dir = tmp_path / "shared"
+    target_dir.mkdir()
+    target = target_dir / "real.ipynb"
+    nb = _notebook(["print(1)"])
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    nb["cells"][0]["execution_count"] = 1
+    target.write_text(json.dumps(nb), encoding="utf-8")
+    link = tmp_path / "notebooks" / "linked.ipynb"
+    link.parent.mkdir()
+    link.symlink_to(target)
+
+    findings = run_check(tmp_path, [str(link)], (), fix=True, lint=False)
+    assert [f.code for f in findings] == []
+    assert link.is_symlink() and link.resolve() == target
+    fixed = json.loads(target.read_text(encoding="utf-8"))
+    assert fixed["cells"][0]["outputs"] == [] and fixed["cells"][0]["execution_count"] is None
+    assert [p.name for p in target_dir.iterdir()] == ["real.ipynb"]  # no temp file left
+
+
+# --- nbops check on malformed notebooks (NB000) -----------------------------------------------------
+
+def _raw(**changes) -> dict:
+    nb = _notebook(["x = 1"])
+    nb.update(changes)
+    return nb
+
+
+def _cell(**changes) -> dict:
+    cell = {"cell_type": "code", "id": "c", "metadata": {}, "source": "x = 1", "outputs": [],
+            "execution_count": None}
+    cell.update(changes)
+    return cell
+
+
+MALFORMED = {  # file stem -> (notebook JSON, what the NB000 line says)
+    "metadata_list": (_raw(metadata=[]), "malformed notebook: 'metadata' is a list"),
+    "nbformat_string": (_raw(nbformat="4"), "malformed notebook: 'nbformat' is a string"),
+    "nbformat_minor_null": (_raw(nbformat_minor=None), "malformed notebook: 'nbformat_minor' is null"),
+    "cells_object": (_raw(cells={}), "not a Jupyter notebook (no 'cells' list)"),
+    "top_list": ([], "not a Jupyter notebook (no 'cells' list)"),
+    "cell_type_int": (_raw(cells=[_cell(cell_type=5)]), "malformed notebook: cell 1: 'cell_type' is a number"),
+    "source_int": (_raw(cells=[_cell(source=5)]),
+                   "malformed notebook: cell 1: 'source' is a number, not text or a list of lines"),
+    "source_list_of_ints": (_raw(cells=[_cell(source=[1, 2])]),
+                            "malformed notebook: cell 1: 'source' is a list, not text or a list of lines"),
+    "cell_metadata_list": (_raw(cells=[_cell(metadata=[])]), "malformed notebook: cell 1: 'metadata' is a list"),
+    "outputs_object": (_raw(cells=[_cell(outputs={})]), "malformed notebook: cell 1: 'outputs' is an object"),
+    "tags_string": (_raw(cells=[_cell(metadata={"tags": "parameters"})]),
+                    "malformed notebook: cell 1: 'metadata.tags' is a string"),
+    "cell_not_object": (_raw(cells=["x = 1"]), "cell 1: malformed cell (no cell_type)"),
+}
+
+
+def test_each_malformed_notebook_is_one_nb000_line_and_the_others_are_still_checked(tmp_path, monkeypatch, capsys):
+    from nbops.cli.main import main
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\n', encoding="utf-8")
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for stem, (nb, _) in MALFORMED.items():
+        (folder / f"{stem}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    clean = _notebook(["x = 1"])
+    clean["cells"][0]["metadata"]["tags"] = ["parameters"]  # notebooks/ needs one
+    (folder / "zz_fine.ipynb").write_text(json.dumps(clean), encoding="utf-8")
+    committed = _notebook(["print(2)"])
+    committed["cells"][0]["execution_count"] = 3
+    (folder / "zz_outputs.ipynb").write_text(json.dumps(committed), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["check", "--no-lint", "notebooks"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    expected = [f"notebooks/{stem}.ipynb: NB000 {message}" for stem, (_, message) in sorted(MALFORMED.items())]
+    assert [line for line in lines if " NB000 " in line] == expected
+    assert any(line.startswith("notebooks/zz_outputs.ipynb:cell 1: NB001 ") for line in lines)
+    assert not any("zz_fine" in line for line in lines)
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_every_malformed_notebook_alone_fails_the_check(tmp_path, monkeypatch, capsys):
+    from nbops.cli.main import main
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for stem, (nb, message) in MALFORMED.items():
+        path = tmp_path / f"{stem}.ipynb"
+        path.write_text(json.dumps(nb), encoding="utf-8")
+        assert main(["check", "--no-lint", str(path)]) == 1, stem
+        assert capsys.readouterr().out.splitlines() == [f"{stem}.ipynb: NB000 {message}"]
