@@ -54,11 +54,14 @@ def _word(value: float) -> str:
 
 def _recorded(client: Any, run_id: str) -> dict[str, Any]:
     """What the notebook recorded that did not become an MLflow metric (`Tracker.finish` logs
-    it as nbops/other_records.json): NaN and infinite numbers are among those."""
+    it as nbops/other_records.json): NaN and infinite numbers are among those, as the strings
+    `nbops.record` writes for them ("nan", "inf", "-inf")."""
+    import os
     import tempfile
 
     from mlflow.exceptions import MlflowException
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as lineage.py: no bar on stderr
     with tempfile.TemporaryDirectory(prefix="nbops-records-") as tmp:
         try:
             path = client.download_artifacts(run_id, "nbops/other_records.json", tmp)
@@ -76,10 +79,19 @@ def _non_finite(client: Any, run_id: str, metrics: dict[str, float], wanted: set
     if missing:
         records = _recorded(client, run_id)
         for k in sorted(missing):
-            value = records.get(k)
-            if isinstance(value, float) and not math.isfinite(value):
+            value = _as_non_finite(records.get(k))
+            if value is not None:
                 bad[k] = value
     return bad
+
+
+def _as_non_finite(value: Any) -> float | None:
+    """VALUE as a NaN or infinite float when it is one (or `nbops.record`'s string for one)."""
+    if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    return None
 
 
 class Registrar:
@@ -155,4 +167,4 @@ class Registrar:
             note = f"compare metric {spec.compare} is {_word(bad[spec.compare])}: registered, ranked last"
         elif spec.compare and spec.compare not in metrics:
             note = f"compare metric {spec.compare} was not recorded: registered, ranked last"
-        return spec.name, version.version, note
+        return spec.name, str(version.version), note  # MLflow gives an int; the protocol says str
