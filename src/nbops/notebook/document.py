@@ -91,17 +91,59 @@ def read_json(path: Path) -> dict:
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
             hint="was it saved completely? try opening it in JupyterLab",
         ) from None
+    if isinstance(nb, dict) and nb.get("nbformat") == 3 and isinstance(nb.get("worksheets"), list):
+        nb = _from_v3(nb, path)
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{path}: not a Jupyter notebook (no 'cells' list)")
+    for i, cell in enumerate(nb["cells"], 1):
+        if not isinstance(cell, dict) or "cell_type" not in cell:
+            raise NotebookError(f"{path}: cell {i}: malformed cell (no cell_type)")
+    problem = malformed(nb)
+    if problem:
+        raise NotebookError(f"{path}: malformed notebook: {problem}")
     if nb.get("nbformat", 4) < 4:
         raise NotebookError(
             f"{path}: nbformat {nb.get('nbformat')} is too old",
             hint="upgrade with `jupyter nbconvert --to notebook --inplace`",
         )
-    for i, cell in enumerate(nb["cells"], 1):
-        if not isinstance(cell, dict) or "cell_type" not in cell:
-            raise NotebookError(f"{path}: cell {i}: malformed cell (no cell_type)")
     return nb
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def malformed(nb: dict) -> str | None:
+    """What in NB's structure nbformat 4 does not allow and nbops relies on, or None (NB is an
+    object with a 'cells' list of objects that have a cell_type)."""
+    top: tuple[tuple[str, type], ...] = (("metadata", dict), ("nbformat", int), ("nbformat_minor", int))
+    per_cell: tuple[tuple[str, type], ...] = (("metadata", dict), ("outputs", list))
+    for key, kind in top:
+        if key in nb and (not isinstance(nb[key], kind) or isinstance(nb[key], bool)):
+            return f"'{key}' is {_kind(nb[key])}"
+    for i, cell in enumerate(nb["cells"], 1):
+        source = cell.get("source", "")
+        if not isinstance(cell["cell_type"], str):
+            return f"cell {i}: 'cell_type' is {_kind(cell['cell_type'])}"
+        if not (isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
+            return f"cell {i}: 'source' is {_kind(source)}, not text or a list of lines"
+        for key, kind in per_cell:
+            if key in cell and not isinstance(cell[key], kind):
+                return f"cell {i}: '{key}' is {_kind(cell[key])}"
+        if not isinstance(cell.get("metadata", {}).get("tags", []) or [], list):
+            return f"cell {i}: 'metadata.tags' is {_kind(cell['metadata']['tags'])}"
+    return None
+
+
+def _from_v3(nb: dict, path: Path) -> dict:
+    """An nbformat 3 notebook (papermill runs them) as v4, converted the way nbformat does."""
+    import nbformat
+
+    try:
+        return dict(nbformat.convert(nbformat.from_dict(nb), 4))
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for a bad v3 file
+        raise NotebookError(f"{path}: cannot convert this nbformat 3 notebook: {type(exc).__name__}") from None
 
 
 def _type_name(value: Any) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nbops.core.errors import NotebookError, ReviewError
 from nbops.core.files import write_notebook_atomic
-from nbops.notebook.document import PARAMETERS_TAG, cell_source, read_json
+from nbops.notebook.document import PARAMETERS_TAG, cell_source, malformed, read_json
 from nbops.notebook.inputs import python_source
 
 CODES = {
@@ -228,33 +228,6 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
                                              "use a path relative to the project"))
         out += _secret_findings(number, nodes)
     return out
-
-
-def _kind(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number")
-
-
-def malformed(nb: dict) -> str | None:
-    """What in NB's structure nbformat 4 does not allow and the checks rely on, or None. (read_json
-    checked that it is an object with a 'cells' list of objects that have a cell_type.)"""
-    top: tuple[tuple[str, type], ...] = (("metadata", dict), ("nbformat", int), ("nbformat_minor", int))
-    per_cell: tuple[tuple[str, type], ...] = (("metadata", dict), ("outputs", list))
-    for key, kind in top:
-        if key in nb and (not isinstance(nb[key], kind) or isinstance(nb[key], bool)):
-            return f"'{key}' is {_kind(nb[key])}"
-    for i, cell in enumerate(nb["cells"], 1):
-        source = cell.get("source", "")
-        if not isinstance(cell["cell_type"], str):
-            return f"cell {i}: 'cell_type' is {_kind(cell['cell_type'])}"
-        if not (isinstance(source, str) or (isinstance(source, list) and all(isinstance(s, str) for s in source))):
-            return f"cell {i}: 'source' is {_kind(source)}, not text or a list of lines"
-        for key, kind in per_cell:
-            if key in cell and not isinstance(cell[key], kind):
-                return f"cell {i}: '{key}' is {_kind(cell[key])}"
-        if not isinstance(cell.get("metadata", {}).get("tags", []) or [], list):
-            return f"cell {i}: 'metadata.tags' is {_kind(cell['metadata']['tags'])}"
-    return None
 
 
 def _malformed_file(path: Path) -> str | None:
