@@ -56,6 +56,10 @@ def project(tmp_path_factory, request):
     write_notebook(root / "notebooks" / "bad_gpu.ipynb", SLEEPY, nbops={"resources": {"gpu": -1}})
     write_notebook(root / "notebooks" / "outside.ipynb", SLEEPY, nbops={"data": ["../../etc/passwd"]})
     (root / "folder").mkdir()
+    (root / "afile").write_text("not a folder")
+    meta_list = json.loads((root / "notebooks" / "sleepy.ipynb").read_text())
+    (root / "notebooks" / "meta_list.ipynb").write_text(json.dumps({**meta_list, "metadata": []}))
+    (root / "notebooks" / "nbformat_str.ipynb").write_text(json.dumps({**meta_list, "nbformat": "4"}))
     (root / "binary.yaml").write_bytes(bytes(range(256)) * 4)
     bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
     for i, name in enumerate("bcdefghi"):
@@ -135,6 +139,15 @@ CASES = [
     Case("serve --port 70000", ["serve", "m", "--port", "70000"], 2, 10, message="port"),
     Case("check on a missing path", ["check", "nope"], 2, 10, message="no such notebook or folder"),
     Case("models approve without --by", ["models", "approve", "m", "1"], 2, 10, message="--by"),
+    Case("run --output-dir onto a file", ["run", "notebooks/sleepy.ipynb", "--output-dir", "afile"], 2, 10,
+         message="is a file, not a folder"),
+    Case("review --out onto a file", ["review", "--base", "HEAD", "--out", "afile"], 2, 10,
+         message="is a file, not a folder"),
+    Case("init onto a file", ["init", "afile"], 2, 10, message="is a file, not a folder"),
+    Case("run of a notebook whose metadata is a list", ["run", "notebooks/meta_list.ipynb"], 2, 10,
+         message="malformed notebook"),
+    Case("run of a notebook whose nbformat is a string", ["run", "notebooks/nbformat_str.ipynb"], 2, 10,
+         message="malformed notebook"),
 ]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from nbops.core.config import load_settings
 from nbops.core.errors import ConfigError
 from nbops.core.files import SHIPPED as PACKAGE
+from nbops.core.files import writable_dir
 
 CI_FILES = {
     "github": {".github/workflows/notebooks.yml": "ci/github/notebooks.yml",
@@ -114,6 +115,7 @@ def init_project(dest: Path, ci: str = "github", name: str | None = None, force:
     from nbops.ci.scaffold import new_notebook
 
     dest = dest.resolve()
+    writable_dir(dest, "nbops init")
     name = name or dest.name
     package = re.sub(r"\W", "_", name.lower()).strip("_") or "project"
     if not re.fullmatch(r"[A-Za-z][\w\-]*", name):

@@ -16,6 +16,18 @@ SHIPPED = Path(__file__).resolve().parents[1] / "data"
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
+def writable_dir(path: Path, what: str) -> None:
+    """PATH is, or can become, a folder nbops may write in: else a one-line ConfigError naming
+    WHAT (the flag or setting), before anything was started or written."""
+    from nbops.core.errors import ConfigError
+
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder", hint="give a folder path")
+    if existing is not None and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+        raise ConfigError(f"{what} {path}: cannot write in {existing}", hint="give a folder you can write in")
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write TEXT to PATH so that a reader sees the old file or the new one, never half of it;
     on any error (disk full, Ctrl-C) the temp file is removed and PATH is untouched."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbops.core.errors import NotebookError, ReviewError
+from nbops.core.files import writable_dir
 from nbops.notebook.document import PARAMETERS_TAG, cell_source, parse_parameters
 
 MAX_COMMENT = 60_000
@@ -248,6 +249,7 @@ def write_review(root: Path, base: str, head: str, out: Path,
                  results=None) -> tuple[Path, list[NotebookReview]]:
     """Write review.md and one HTML page per notebook. `results(reviews)`, when given, returns
     markdown lines per notebook path (the metrics of `--run`)."""
+    writable_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     reviews = [NotebookReview(change) if change.error else review_notebook(change, out, base, head)
                for change in changed_notebooks(root, base, head)]

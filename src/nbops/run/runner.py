@@ -18,6 +18,7 @@ from typing import Any
 from nbops.core.config import Settings
 from nbops.core.context import git_info, gpu_count, relative_to_repo
 from nbops.core.errors import ExecutionError, NotebookError, TrackingError, first_line
+from nbops.core.files import writable_dir
 from nbops.core.store import is_store_error, mask_uri
 from nbops.notebook import document as notebook_mod
 from nbops.run.engine import CANCEL, RunResult
@@ -46,6 +47,7 @@ def plan_runs(
 ) -> list[RunSpec]:
     if not paths:
         raise NotebookError("no notebooks given", hint="e.g. nbops run notebooks/*.ipynb")
+    writable_dir(settings.path(settings.runs_dir), "--output-dir")  # before any run is created
     notebooks = [notebook_mod.load(p) for p in paths]
     specs = [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
     check_kernels(specs)
