@@ -54,6 +54,7 @@ def project(tmp_path_factory, request):
     write_notebook(root / "notebooks" / "params.ipynb", PARAMS)
     write_notebook(root / "notebooks" / "bad_timeout.ipynb", SLEEPY, nbops={"timeout": True})
     write_notebook(root / "notebooks" / "bad_gpu.ipynb", SLEEPY, nbops={"resources": {"gpu": -1}})
+    write_notebook(root / "notebooks" / "bad_name.ipynb", SLEEPY, nbops={"model": {"name": "team/clf"}})
     write_notebook(root / "notebooks" / "outside.ipynb", SLEEPY, nbops={"data": ["../../etc/passwd"]})
     (root / "folder").mkdir()
     (root / "afile").write_text("not a folder")
@@ -136,6 +137,8 @@ CASES = [
     Case("metadata gpu: -1", ["run", "notebooks/bad_gpu.ipynb"], 2, 10, message="resources.gpu"),
     Case("data path outside the project", ["run", "notebooks/outside.ipynb"], 2, 10,
          message="outside the project"),
+    Case("a model name MLflow refuses (team/clf)", ["run", "notebooks/bad_name.ipynb"], 2, 10,
+         message="contains a slash"),
     Case("serve --port 70000", ["serve", "m", "--port", "70000"], 2, 10, message="port"),
     Case("check on a missing path", ["check", "nope"], 2, 10, message="no such notebook or folder"),
     Case("models approve without --by", ["models", "approve", "m", "1"], 2, 10, message="--by"),
@@ -171,7 +174,9 @@ def test_reliability(project, tmp_path, case):
     assert not (project / "notebooks" / "mlflow.db").exists()
 
 
-def test_kill_9_leaves_a_run_the_next_command_ends(project, tmp_path):
+@pytest.mark.parametrize("command", [("runs", "gc"), ("models", "list", "nosuch")],
+                         ids=["runs gc", "models list"])
+def test_kill_9_leaves_a_run_the_next_command_ends(project, tmp_path, command):
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen([NBOPS, "run", "notebooks/sleepy.ipynb", "-q"], cwd=project, env=env,
@@ -184,8 +189,13 @@ def test_kill_9_leaves_a_run_the_next_command_ends(project, tmp_path):
     proc.wait()
     assert len(orphans) == 1
     start = time.monotonic()
-    done = subprocess.run([NBOPS, "runs", "gc"], cwd=project, env=env, capture_output=True,
+    done = subprocess.run([NBOPS, *command], cwd=project, env=env, capture_output=True,
                           text=True, timeout=60)
+    if command[0] == "models":  # no such model: exit 2, but the orphan was ended on the way
+        assert done.returncode == 2 and _running_runs(project) == [], done.stderr
+        RESULTS.append(("kill -9 during run, then models list", "orphan ended KILLED",
+                        f"exit {done.returncode}, {time.monotonic() - start:.1f} s"))
+        return
     RESULTS.append(("kill -9 during run, then runs gc", "orphan ended KILLED",
                     f"exit {done.returncode}, {time.monotonic() - start:.1f} s: {done.stdout.splitlines()[0]}"))
     assert done.returncode == 0, done.stderr

@@ -24,6 +24,7 @@ from nbops.core.config import Settings
 from nbops.core.errors import RegistryError, first_line
 from nbops.core.gates import failed_gates, parse_gate
 from nbops.core.store import is_not_found, mask_uri, params_digest
+from nbops.run.orphans import open_client
 
 ALIASES = ("champion", "challenger")
 _EVENT = "nbops.alias_event."
@@ -165,14 +166,9 @@ class Registry:
     """MLflow's registry seen through nbops's conventions; methods return plain dataclasses."""
 
     def __init__(self, settings: Settings):
-        import logging
-
-        from mlflow.tracking import MlflowClient
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.settings = settings
         self.uri = uri = settings.resolved_tracking_uri
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.client, _ = open_client(uri)  # checks the server, ends a dead nbops's runs
 
     @property
     def required_approvals(self) -> int:

@@ -151,7 +151,10 @@ def coerce(param: Parameter, value: Any, where: str) -> Any:
 
 
 def closest(name: str, names: list[str]) -> str:
-    """The most similar name, however weak the match: a suggestion always helps more than none."""
+    """The most similar name, however weak the match: a suggestion always helps more than none
+    ('' when there are no names at all)."""
+    if not names:
+        return ""
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
     if close:
         return close[0]

@@ -90,6 +90,35 @@ def find_orphans(client: Any, experiment_ids: list[str], now: float | None = Non
             return found
 
 
+def open_client(uri: str) -> tuple[Any, list[Orphan]]:
+    """An MlflowClient on URI for an nbops command: the server's reachability checked (one line
+    within seconds), MLflow's retries bounded, and the orphaned runs ended (they are returned)."""
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    from nbops.core.errors import TrackingError, first_line
+    from nbops.core.store import (
+        all_experiment_ids,
+        bounded_retries,
+        check_reachable,
+        mask_uri,
+        mlflow_errors,
+    )
+
+    # after importing mlflow, which sets its loggers up: INFO lines (database migrations, "View
+    # run" links) are not ours to print
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    bounded_retries()
+    check_reachable(uri)
+    try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a store it cannot open
+        raise TrackingError(f"cannot open the MLflow store {mask_uri(uri)}: {mask_uri(first_line(exc))}") from None
+    with mlflow_errors(f"cannot read the MLflow store {mask_uri(uri)}"):
+        return client, reap(client, all_experiment_ids(client))
+
+
 def reap(client: Any, experiment_ids: list[str]) -> list[Orphan]:
     """End every orphan as KILLED, saying why in `nbops.reaped`."""
     orphans = find_orphans(client, experiment_ids)

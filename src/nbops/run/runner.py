@@ -21,6 +21,7 @@ from nbops.core.errors import ExecutionError, NotebookError, TrackingError, firs
 from nbops.core.files import writable_dir
 from nbops.core.store import is_store_error, mask_uri
 from nbops.notebook import document as notebook_mod
+from nbops.notebook.model_name import validate_model_name
 from nbops.run.engine import CANCEL, RunResult
 from nbops.run.executors import local_execute
 from nbops.run.progress import Progress
@@ -51,6 +52,12 @@ def plan_runs(
     notebooks = [notebook_mod.load(p) for p in paths]
     specs = [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
     check_kernels(specs)
+    for spec in specs:  # a name MLflow will refuse is found now, not after the run
+        model = spec.notebook.model
+        problem = validate_model_name(model.name) if model else None
+        if model and problem:
+            raise NotebookError(f"{spec.notebook.path}: metadata.nbops.model.name {model.name!r} {problem}",
+                                hint="MLflow registers names of letters, digits, '-', '_' and '.'")
     return specs
 
 

@@ -21,12 +21,9 @@ from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_rep
 from nbops.core.errors import TrackingError, first_line
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
-    all_experiment_ids,
     bounded_retries,
-    check_reachable,
     is_store_error,
     mask_uri,
-    mlflow_errors,
 )
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
@@ -79,31 +76,16 @@ class Tracker:
 
     def __init__(self, settings: Settings, experiment: str | None = None,
                  registrar: Registrar | None = None):
-        import logging
-
-        from mlflow.tracking import MlflowClient
-
-        # MLflow logs INFO lines (database migrations, "View run" links) that are not ours to print
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-
         self.settings = settings
         self.uri = settings.resolved_tracking_uri
-        self.retry_env = bounded_retries()
-        check_reachable(self.uri)  # one line within seconds, before any kernel starts
         self.experiment = experiment or settings.experiment
         # registers a successful run's model (the lifecycle layer's); None: never register
         self.registrar = registrar
-        try:
-            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds here
-            raise TrackingError(f"cannot open the MLflow store {mask_uri(self.uri)}: {mask_uri(first_line(exc))}") from None
+        # one line within seconds for a server that is down, before any kernel starts; the runs
+        # of nbops processes that died without a word are ended (see run/orphans.py)
+        self.client, self.reaped = orphans.open_client(self.uri)
+        self.retry_env = bounded_retries()
         self.heartbeat = orphans.Heartbeat(self.client)
-        self.reaped = self.reap()
-
-    def reap(self) -> list[orphans.Orphan]:
-        """End the runs of nbops processes that died without a word (see run/orphans.py)."""
-        with mlflow_errors(f"cannot read the MLflow store {mask_uri(self.uri)}"):
-            return orphans.reap(self.client, all_experiment_ids(self.client))
 
     # -- before the kernel -------------------------------------------------------------------
     def _experiment_id(self, name: str) -> str:
