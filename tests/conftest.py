@@ -1,4 +1,9 @@
-"""Shared fixtures: a throwaway git project with notebooks, and a reader for its MLflow store."""
+"""Shared fixtures: a throwaway git project with notebooks, and a reader for its MLflow store.
+
+The tiers: tests/unit holds the pure tests (no kernel, no MLflow store on disk, no server, no Ray,
+no subprocess of nbops), the inner loop `make test-fast` runs. Everything under tests/integration
+and tests/e2e starts at least one of those, and is marked `slow` here, by its folder.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+SLOW_TIERS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under tests/integration and tests/e2e `slow`: each one starts a kernel, a
+    server, Ray or an nbops subprocess (a pure test belongs in tests/unit)."""
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside tests/
+            continue
+        if tier in SLOW_TIERS:
+            item.add_marker(pytest.mark.slow)
 
 
 def write_notebook(path: Path, cells: list[tuple[str, str] | tuple[str, str, list[str]]],

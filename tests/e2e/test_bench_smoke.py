@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -37,22 +38,7 @@ def test_benchmark_runs_on_a_tiny_size(script, args, tmp_path, request):
             proc.kill()
             stdout, stderr = proc.communicate()
         pytest.fail(f"{script} still running after {TIMEOUT} s:\n{stdout[-2000:]}\n{stderr[-2000:]}")
-    assert proc.returncode in (0, 1), stderr
-    assert "target " in stdout and ": ratio " in stdout
-
-
-def test_update_results_appends_the_verdicts(tmp_path):
-    import json
-    import shutil
-
-    bench = tmp_path / "bench"
-    shutil.copytree(REPO / "bench", bench, ignore=shutil.ignore_patterns("out", "__pycache__"))
-    (bench / "out").mkdir()
-    (bench / "out" / "x.json").write_text(json.dumps({"machine": "m", "results": [
-        {"target": "cli-start", "ratio": 0.03, "goal": 0.15, "verdict": "PASS", "baseline_s": 1.8,
-         "nbops_s": 0.06}]}))
-    before = (bench / "RESULTS.md").read_text()
-    done = subprocess.run([sys.executable, str(bench / "update_results.py")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    added = (bench / "RESULTS.md").read_text()[len(before):]
-    assert "| cli-start | 0.06 | 1.8 | 0.03 | <= 0.15 | PASS |" in added and "(make bench)" in added
+    # no timing asserted: a missed goal (FAIL) is a result, but the exit code must say which
+    verdicts = re.findall(r"^target \S+: ratio \S+ \(goal [^)]*\) (PASS|FAIL)$", stdout, re.M)
+    assert verdicts, stdout[-2000:]
+    assert proc.returncode == (0 if set(verdicts) == {"PASS"} else 1), (verdicts, stderr[-2000:])

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO, all_runs, commit_all
 
 NBOPS = str(Path(sys.executable).with_name("nbops"))
@@ -27,19 +25,6 @@ def test_help_and_version():
         assert done.returncode == 0 and "usage: nbops" in done.stdout
     assert "NAME=VALUE" in nbops("run", "--help").stdout
     assert nbops("--version").stdout.startswith("nbops ")
-
-
-def test_import_nbops_stays_light():
-    code = ("import sys, nbops; heavy = {'papermill', 'nbformat', 'mlflow', 'scrapbook', 'pandas', "
-            "'numpy', 'rich', 'yaml'} & set(sys.modules); print(sorted(heavy))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
-
-
-def test_public_api_is_pinned():
-    import nbops
-
-    assert sorted(nbops.__all__) == ["__version__", "record"]
 
 
 def test_unknown_parameter_on_the_repo_notebooks_exits_2_without_a_run(tmp_path):
@@ -60,7 +45,6 @@ def test_templates_lists_parameters():
     assert "seed: int = 42" in out
 
 
-@pytest.mark.slow
 def test_new_then_run_both_templates_registers_models(tmp_path):
     root = tmp_path / "proj"
     root.mkdir()
@@ -102,7 +86,6 @@ def test_new_then_run_both_templates_registers_models(tmp_path):
         assert version.tags["nbops.git_sha"] == sha and "metric.accuracy" in version.tags
 
 
-@pytest.mark.slow
 def test_demo_notebooks_run_and_register(tmp_path):
     """What `make demo` does, into a scratch store: one FINISHED run per notebook in notebooks/."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -121,7 +104,9 @@ def test_demo_notebooks_run_and_register(tmp_path):
         assert run.data.params and {"accuracy", "f1"} <= set(run.data.metrics)
         assert [a for a in client.list_artifacts(run.info.run_id, "notebook") if a.path.endswith(".ipynb")]
     models = client.search_registered_models()
-    assert len(models) >= 2
+    # every demo notebook names a model, and each run clears its gates: one version of each
+    names = {json.loads((REPO / nb).read_text())["metadata"]["nbops"]["model"]["name"] for nb in notebooks}
+    assert {m.name for m in models} == names and len(names) == len(notebooks)
     for model in models:
         [version] = client.search_model_versions(f"name = '{model.name}'")
         assert version.tags["nbops.git_sha"] == head and "metric.accuracy" in version.tags

@@ -12,8 +12,6 @@ import pytest
 
 from tests.lifecycle import FEATURES, make_data, nbops
 
-pytestmark = pytest.mark.slow
-
 
 def monitor(project, current, out, *extra):
     return nbops(project, "monitor", *extra, "--reference", "data/train.csv",

@@ -190,20 +190,3 @@ def test_batch_predict_template_writes_and_records_the_version(trained_project, 
     assert "rows=2000" in done.stdout
     assert set(pd.read_parquet(root / "predictions" / "score.parquet")["model_version"]) == {"2"}
     assert len(client.search_runs([client.get_experiment_by_name("notebooks/score").experiment_id])) == 1
-
-
-def test_prediction_columns_follow_the_output_shape():
-    import numpy as np
-    import pandas as pd
-
-    from nbops.core.errors import NbopsError
-    from nbops.lifecycle.predict import prediction_columns
-
-    assert list(prediction_columns(np.array([1, 0]), 2)) == ["prediction"]
-    assert list(prediction_columns(np.ones((2, 1)), 2)) == ["prediction"]
-    assert list(prediction_columns(pd.Series(["a", "b"]), 2)) == ["prediction"]
-    assert list(prediction_columns(np.ones((2, 3)), 2)) == ["prediction_0", "prediction_1", "prediction_2"]
-    assert list(prediction_columns(pd.DataFrame({"p_yes": [0.1, 0.2], "p_no": [0.9, 0.8]}), 2)) == ["p_yes", "p_no"]
-    assert list(prediction_columns(pd.DataFrame(np.ones((2, 2))), 2)) == ["prediction_0", "prediction_1"]
-    with pytest.raises(NbopsError, match="3 predictions for 2 rows"):
-        prediction_columns(np.ones(3), 2)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,19 +24,37 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def ray_address():
+    """A one-node cluster of its own: `ray start --head --block` in a process group of its own,
+    stopped by signalling that process (it stops the processes it started) and never by
+    `ray stop`, which stops every Ray process on the machine."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a limit
-    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-                    f"--temp-dir={temp}"], check=True, capture_output=True, timeout=180)
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths have a limit
+    log = open(temp.parent / f"{temp.name}.log", "w")  # closed in the finally below
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={temp}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        # the address file is written once the head node is up, before `--block` starts waiting
+        deadline = time.monotonic() + 180
+        while not (temp / "ray_current_cluster").exists():
+            assert head.poll() is None, f"ray start exited {head.returncode}: {Path(log.name).read_text()}"
+            assert time.monotonic() < deadline, f"no Ray head after 180 s: {Path(log.name).read_text()}"
+            time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
         if ray.is_initialized():
-            ray.shutdown()
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+            ray.shutdown()  # the driver connection nbops made in this process
+        head.terminate()  # `ray start --block` stops its raylet, GCS and workers on SIGTERM
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)  # this cluster's process group only
+            head.wait()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -44,7 +65,6 @@ def notebook(root, name, gpu=0):
     ], {"resources": {"gpu": gpu}} if gpu else {})
 
 
-@pytest.mark.slow
 def test_two_notebooks_run_as_ray_tasks_and_are_tracked(project, mlflow_client, ray_address, capsys):
     paths = [str(notebook(project, "one")), str(notebook(project, "two"))]
     assert main(["run", *paths, "-p", "n=4", "--executor", "ray", "--ray-address", ray_address]) == 0, \
@@ -63,17 +83,9 @@ def test_two_notebooks_run_as_ray_tasks_and_are_tracked(project, mlflow_client, 
     assert len(executed_here) == 2  # the executed notebooks came back to the driver
 
 
-@pytest.mark.slow
 def test_gpu_notebook_on_a_cluster_without_gpus_fails_clearly(project, ray_address, capsys):
     path = notebook(project, "needs_gpu", gpu=1)
     assert main(["run", str(path), "--executor", "ray", "--ray-address", ray_address]) == 2
     err = capsys.readouterr().err
     assert "asks for 1 GPU(s), but the Ray cluster" in err and "has 0" in err
     assert not (project / "mlflow.db").exists()
-
-
-def test_without_ray_the_flag_names_the_extra(project, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if nbops[ray] were not installed
-    path = notebook(project, "any")
-    assert main(["run", str(path), "--executor", "ray"]) == 2
-    assert "pip install 'nbops[ray]'" in capsys.readouterr().err

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from nbops.cli.main import main
-from nbops.notebook.document import load
-from nbops.run.sweep import _split_values, grid_points, parse_grid
 from tests.conftest import all_runs, write_notebook
 
 CODE = """import mlflow, nbops
@@ -26,7 +24,6 @@ def sweep_notebook(root):
     ], {"model": {"name": "sweep-model", "compare": "score", "gates": ["score >= 0"]}})
 
 
-@pytest.mark.slow
 def test_grid_sweep_parent_children_and_best_model(project, mlflow_client, capsys):
     path = sweep_notebook(project)
     code = main(["sweep", str(path), "-p", "a=1,2", "-p", "b=0.1,0.2,0.3", "--jobs", "2"])
@@ -53,7 +50,6 @@ def test_grid_sweep_parent_children_and_best_model(project, mlflow_client, capsy
     assert version.run_id == best.info.run_id == parent.data.tags["nbops.best_run_id"]
 
 
-@pytest.mark.slow
 def test_random_points_and_no_register(project, mlflow_client, capsys):
     path = sweep_notebook(project)
     assert main(["sweep", str(path), "-p", "a=1", "-p", "b=0.1,0.2,0.25,0.4", "--random", "2",
@@ -62,16 +58,3 @@ def test_random_points_and_no_register(project, mlflow_client, capsys):
     client = mlflow_client()
     assert len([r for r in all_runs(client) if r.data.tags.get("mlflow.parentRunId")]) == 2
     assert client.search_registered_models() == []
-
-
-def test_grid_parsing(tmp_path):
-    nb = load(sweep_notebook(tmp_path))
-    assert _split_values("1, [2,3], 'a,b'") == ["1", "[2,3]", "'a,b'"]
-    grid = parse_grid(nb, ["a=1,2", "label=x,y"], {"b": [0.5, 1]})
-    assert grid == {"b": [0.5, 1.0], "a": [1, 2], "label": ["x", "y"]}
-    assert len(grid_points(grid)) == 8
-    assert grid_points(grid, 3, seed=1) == grid_points(grid, 3, seed=1) and len(grid_points(grid, 3, 1)) == 3
-    with pytest.raises(Exception, match="did you mean 'a'"):
-        parse_grid(nb, ["aa=1,2"], {})
-    with pytest.raises(Exception, match="parameter 'a' expects int"):
-        parse_grid(nb, ["a=1,x"], {})

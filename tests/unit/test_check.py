@@ -1,4 +1,4 @@
-"""`nbops check` on notebooks with known problems, on this repo, and with --fix."""
+"""`nbops check` on notebooks with known problems, on this repo, and with --fix: in-process, no kernel."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nbops.core.config import DEFAULT_MONITOR
-from nbops.core.errors import NbopsError
+from nbops.core.errors import ConfigError, DataError
 from nbops.lifecycle.monitor.drift import read_table
 from nbops.lifecycle.monitor.stats import (
     categorical_counts,
@@ -123,7 +123,7 @@ def test_metric_values():
     assert metric_value("rmse", np.array([1.0, 3.0]), y_pred=np.array([2.0, 2.0])) == 1.0
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
     assert metric_value("roc_auc", y, y_score=scores, classes=[0, 1]) == 1.0
-    with pytest.raises(NbopsError, match="cannot compute the metric 'perplexity'"):
+    with pytest.raises(ConfigError, match="cannot compute the metric 'perplexity'"):
         metric_value("perplexity", y, y_pred=y)
 
 
@@ -146,7 +146,7 @@ def test_read_table_errors_name_the_file(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
         path.write_text(content)
-    with pytest.raises(NbopsError, match=message) as info:
+    with pytest.raises(DataError, match=message) as info:
         read_table(path)
     assert str(path) in info.value.message
     assert "\n" not in info.value.one_line()

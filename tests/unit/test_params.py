@@ -1,6 +1,6 @@
 import pytest
 
-from nbops.core.errors import ParameterError
+from nbops.core.errors import NotebookError, ParameterError
 from nbops.notebook.document import Notebook, Resources, parse_parameters
 from nbops.notebook.params import coerce, load_params_file, parse_assignments, resolve, values_used
 
@@ -38,7 +38,7 @@ def test_parse_parameters_types_defaults_and_comments():
 
 
 def test_syntax_error_names_the_cell():
-    with pytest.raises(Exception, match="cell 3.*syntax error.*line 1"):
+    with pytest.raises(NotebookError, match="cell 3.*syntax error.*line 1"):
         parse_parameters("a = = 1", "nb.ipynb: cell 3")
 
 
