@@ -4,9 +4,11 @@ target, then one rename)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # what the package ships beside its code: templates, CI files, the pre-commit config (symlinks
 # to the repository's own copies in a source checkout, real files in a wheel)
@@ -48,3 +50,15 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_notebook_atomic(path: Path, nb: dict) -> None:
     """A notebook as JSON the way JupyterLab and nbstripout write it (indent 1, sorted keys)."""
     write_text_atomic(path, json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """VALUE with every NaN or infinity replaced by None: JSON has no such numbers (Python's
+    json module writes a bare `NaN`, which other parsers refuse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, TextIO
 
+from nbops.core.files import json_safe  # noqa: F401 - `models list --format json` uses it from here
 from nbops.lifecycle.registry import AliasEvent, ModelInfo, VersionInfo
 from nbops.lifecycle.rerun import ReproduceResult, RetrainResult
 
@@ -39,18 +39,6 @@ def as_rows(info: ModelInfo, versions: list[VersionInfo]) -> list[dict[str, Any]
             "run_id": v.run_id,
         })
     return rows
-
-
-def json_safe(value: Any) -> Any:
-    """VALUE with every NaN or infinity replaced by None: JSON has no such numbers (Python's
-    json module writes a bare `NaN`, which other parsers refuse)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def print_versions(info: ModelInfo, rows: list[dict], file: TextIO | None = None) -> None:

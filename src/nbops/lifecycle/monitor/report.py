@@ -7,24 +7,14 @@ Pure rendering: a `MonitorReport` in, text out; `monitor.py` decides what drifte
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from nbops.core.files import json_safe
+
 if TYPE_CHECKING:
     from nbops.lifecycle.monitor.stats import MonitorReport
-
-
-def _finite(value):
-    """JSON has no NaN or infinity: such values become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def to_json(report: MonitorReport) -> str:
@@ -41,7 +31,7 @@ def to_json(report: MonitorReport) -> str:
         "decay": asdict(report.decay) if report.decay else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return json.dumps(_finite(data), indent=2) + "\n"
+    return json.dumps(json_safe(data), indent=2) + "\n"
 
 
 def _p(value: float) -> str:
