@@ -48,6 +48,15 @@ def scored_project(tmp_path_factory):
     return root
 
 
+def _client(root):
+    """A client of ROOT's store for runs and registry alike: without registry_uri, MLflow takes
+    the process-wide registry URI, which an earlier in-process command pointed at its own store."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def run(root, *args, check: bool = True):
     """The CLI in-process: (code, stdout, stderr); check=True asserts exit 0."""
     code, out, err = cli(root, *args)
@@ -98,9 +107,7 @@ def test_list_ranks_by_metric_and_promotion_needs_gates_and_approval(scored_proj
     code, _, err = run(root, "models", "rollback", "scored", check=False)  # nothing before version 1
     assert code == 2 and "no earlier version" in err
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client = _client(root)
     events = sorted((k, json.loads(v)) for k, v in client.get_registered_model("scored").tags.items()
                     if k.startswith("nbops.alias_event.champion."))
     assert [(e["action"], e["from"], e["to"], e["by"]) for _, e in events] == [
@@ -143,11 +150,9 @@ def test_reproduce_a_seeded_run_gives_zero_differences(one_version):
 
 
 def test_retrain_registers_a_challenger_at_the_champions_sha_with_the_new_data(one_version, tmp_path):
-    from mlflow.tracking import MlflowClient
-
     from nbops.notebook.inputs import file_digest
 
-    client = MlflowClient(f"sqlite:///{one_version / 'mlflow.db'}")
+    client = _client(one_version)
     champion = client.get_model_version_by_alias(MODEL, "champion")
     sha = champion.tags["nbops.git_sha"]
     assert sha != git(one_version, "rev-parse", "HEAD")
@@ -169,9 +174,7 @@ def test_retrain_registers_a_challenger_at_the_champions_sha_with_the_new_data(o
 
 
 def test_reproduce_fails_when_a_metric_differs(one_version):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{one_version / 'mlflow.db'}")
+    client = _client(one_version)
     v1 = client.get_model_version(MODEL, "1")
     original = client.get_run(v1.run_id).data.metrics["accuracy"]
     client.log_metric(v1.run_id, "accuracy", original - 0.01)  # the registered value moves
@@ -186,8 +189,6 @@ def test_reproduce_fails_when_a_metric_differs(one_version):
 
 
 def test_monitor_retrain_chains_drift_to_a_challenger(one_version, tmp_path):
-    from mlflow.tracking import MlflowClient
-
     from nbops.notebook.inputs import file_digest
 
     same = tmp_path / "same.csv"
@@ -210,7 +211,7 @@ def test_monitor_retrain_chains_drift_to_a_challenger(one_version, tmp_path):
     frame.loc[frame["target"] == 1, "f4"] += 2.0 * frame["f4"].std()
     shifted = tmp_path / "shifted.csv"
     frame.to_csv(shifted, index=False)
-    client = MlflowClient(f"sqlite:///{one_version / 'mlflow.db'}")
+    client = _client(one_version)
     try:
         code, out, _ = run(one_version, "monitor", MODEL, "--reference", "data/train.csv",
                            "--current", str(shifted), "--out", str(tmp_path / "m1"), "--retrain",

@@ -184,9 +184,7 @@ def test_a_value_of_the_wrong_type_is_a_400_naming_the_column(client):
     ]:
         response = client.post("/predict", json=payload)
         assert response.status_code == 400, response.text
-        error = response.json()["error"]
-        assert f"'{column}'" in error, (column, error)
-        assert not any(f"'{other}'" in error for other in FEATURES if other != column), error
+        assert f"column '{column}'" in response.json()["error"], (column, response.text)
     # the champion (k-nearest neighbours) refuses missing values; the forest would accept them
     champion = {"X-Request-Key": next(f"k{i}" for i in range(100) if key_point(f"k{i}") >= 20)}
     missing = client.post("/predict", json={"records": [{**ROW, "f1": None}]}, headers=champion)
