@@ -10,8 +10,9 @@ from nbops.cli import options
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from nbops.core.files import json_safe
     from nbops.lifecycle.registry import Registry
-    from nbops.lifecycle.reports import as_rows, describe_event, json_safe
+    from nbops.lifecycle.reports import as_rows, describe_event
 
     registry = Registry(options.settings())
     if args.models_command == "list":

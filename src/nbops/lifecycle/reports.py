@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from nbops.core.files import json_safe  # noqa: F401 - `models list --format json` uses it from here
 from nbops.lifecycle.registry import AliasEvent, ModelInfo, VersionInfo
 from nbops.lifecycle.rerun import ReproduceResult, RetrainResult
 
