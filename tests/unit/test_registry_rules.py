@@ -10,9 +10,9 @@ import pytest
 
 from nbops.core.config import load_settings
 from nbops.core.errors import ConfigError
+from nbops.core.files import json_safe
 from nbops.lifecycle.registration import MAX_MODEL_NAME, validate_model_name
 from nbops.lifecycle.registry import Approval, VersionInfo, approvals_from_tags, distinct_approvers
-from nbops.lifecycle.reports import json_safe
 
 GOOD_NAMES = ["clf", "digits-mlp", "churn_v2.1", "Team Model", "a" * MAX_MODEL_NAME, "modèle", "x.y"]
 BAD_NAMES = {
