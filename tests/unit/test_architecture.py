@@ -25,6 +25,8 @@ ALLOWED = {
     "ci": {"core", "notebook", "run", "ci"},
     "lifecycle": {"core", "notebook", "run", "lifecycle"},
     "cli": {"kernel", "core", "notebook", "run", "review", "ci", "lifecycle", "cli"},
+    # `pytest --nbops`: top layer beside cli, runs notebooks through the run layer
+    "testing": {"core", "notebook", "run", "testing"},
 }
 HEAVY = ("papermill", "nbformat", "nbclient", "mlflow", "scrapbook", "pandas", "numpy", "sklearn",
          "torch", "ray", "fastapi", "scipy", "matplotlib", "nbdime", "rich", "yaml")
@@ -93,7 +95,9 @@ def test_no_module_is_over_400_lines():
     assert not long, long
 
 
-@pytest.mark.parametrize("statement", ["import nbops", "import nbops.kit", "import nbops.cli.main"])
+# pytest imports nbops.testing.plugin (a pytest11 entry point) in every pytest run
+@pytest.mark.parametrize("statement", ["import nbops", "import nbops.kit", "import nbops.cli.main",
+                                       "import nbops.testing.plugin"])
 def test_importing_nbops_loads_no_heavy_library(statement):
     code = (f"import sys; {statement}; "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
