@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 # pip here also reads local mirrors and warns about each package they lack: keep logs readable
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench clean dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,13 @@ bench: $(STAMP)
 	rm -rf bench/out
 	@for f in $(wildcard bench/bench_*.py); do echo "== $$f"; $(BIN)/python $$f || echo "(a goal was missed: see above)"; done
 	$(BIN)/python bench/update_results.py
+
+# The wheel and sdist in dist/ (templates, CI files and the pre-commit config inside as real files,
+# read through the src/nbops/data symlinks), checked as PyPI would check them.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf runs mlruns mlflow.db .nbops .pytest_cache .mypy_cache .coverage .coverage.*

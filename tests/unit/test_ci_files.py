@@ -28,10 +28,83 @@ def test_gitlab_pipeline_passes_schema():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _workflow(name: str) -> dict:
+    wf = yaml.safe_load((REPO / "ci" / "github" / name).read_text())
+    wf["on"] = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    return wf
+
+
+def _steps(wf: dict) -> list[tuple[str, dict]]:
+    return [(job_id, step) for job_id, job in wf["jobs"].items() for step in job["steps"]]
+
+
+SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
+
+
 def test_review_workflow_is_least_privilege():
-    wf = yaml.safe_load((REPO / "ci" / "github" / "review.yml").read_text())
-    on = wf.get("on", wf.get(True))
-    assert "pull_request" in on and "pull_request_target" not in on
-    assert wf["permissions"] == {"contents": "read", "pull-requests": "write"}
-    assert "secrets." not in (REPO / "ci" / "github" / "review.yml").read_text()
+    """The pull_request workflow writes nowhere and gives a fork's code no secret: only the
+    metrics job reads the tracking secrets, and it runs for branches of this repository only."""
+    wf = _workflow("review.yml")
+    assert "pull_request" in wf["on"] and "pull_request_target" not in wf["on"]
+    assert wf["permissions"] == {"contents": "read"}
+    assert all("permissions" not in job for job in wf["jobs"].values())
     assert all(job["runs-on"] == "ubuntu-latest" for job in wf["jobs"].values())
+    with_secrets = {job_id for job_id, job in wf["jobs"].items() if "secrets." in yaml.safe_dump(job)}
+    assert with_secrets == {"metrics"} and wf["jobs"]["metrics"]["if"] == SAME_REPO
+    runs = {job_id: " ".join(step.get("run", "") for step in job["steps"]) for job_id, job in wf["jobs"].items()}
+    assert "nbops review --run" in runs["metrics"] and "--run" not in runs["review"]
+    assert "pytest --nbops notebooks/" in runs["notebook-tests"]
+    uploads = [step["with"]["name"] for _, step in _steps(wf) if "upload-artifact" in step.get("uses", "")]
+    assert uploads == ["notebook-review", "notebook-review-metrics"]
+
+
+def test_comment_workflow_posts_without_running_pr_code():
+    """workflow_run of the review: it may write to pull requests, so it checks out nothing and runs
+    no shell step; it reads the artifacts of the run that finished and names the review's workflow."""
+    wf = _workflow("review-comment.yml")
+    assert wf["on"] == {"workflow_run": {"workflows": [_workflow("review.yml")["name"]], "types": ["completed"]}}
+    assert wf["permissions"] == {"actions": "read", "pull-requests": "write"}
+    steps = [step for _, step in _steps(wf)]
+    assert not any("checkout" in step.get("uses", "") or "run" in step for step in steps)
+    download = next(step for step in steps if "download-artifact" in step.get("uses", ""))
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    script = next(step for step in steps if "github-script" in step.get("uses", ""))["with"]["script"]
+    # posts only to the pull request whose head is the commit reviewed, one comment updated in place
+    assert "pr.head.sha !== process.env.HEAD_SHA" in script and "updateComment" in script
+
+
+def test_every_job_caches_pip_and_installs_the_project():
+    for path in WORKFLOWS:
+        wf = _workflow(path.name)
+        for job_id, step in _steps(wf):
+            if "setup-python" in step.get("uses", ""):
+                assert step["with"].get("cache") == "pip", f"{path.name} {job_id}"
+            if step.get("id") == "install":
+                assert step["run"].startswith("python -m pip install -e ."), f"{path.name} {job_id}"
+
+
+def test_tracking_jobs_require_a_tracking_server():
+    """Every workflow that reads MLFLOW_TRACKING_URI from a secret makes an empty secret an error."""
+    for name in ("notebooks.yml", "retrain.yml"):
+        assert _workflow(name)["env"]["NBOPS_REQUIRE_TRACKING_SERVER"] == "true"
+    assert _workflow("review.yml")["jobs"]["metrics"]["env"]["NBOPS_REQUIRE_TRACKING_SERVER"] == "true"
+
+
+def test_retrain_workflow_is_scheduled_and_asks_for_approval():
+    wf = _workflow("retrain.yml")
+    assert "schedule" in wf["on"] and "workflow_dispatch" in wf["on"]
+    assert wf["permissions"] == {"contents": "read"}
+    run = next(step["run"] for _, step in _steps(wf) if step.get("id") == "retrain")
+    assert 'nbops monitor "$MODEL@champion"' in run and "--retrain" in run
+    approval = wf["jobs"]["request-approval"]
+    assert approval["permissions"] == {"issues": "write"}
+    assert approval["if"] == "needs.monitor.outputs.challenger != ''"
+    promote = wf["jobs"]["promote"]
+    assert promote["environment"] == "${{ vars.NBOPS_APPROVAL_ENVIRONMENT }}"
+    assert "nbops models approve" in promote["steps"][-1]["run"]
+
+
+def test_init_ships_every_github_workflow():
+    from nbops.ci.init import CI_FILES
+
+    assert sorted(Path(src).name for src in CI_FILES["github"].values()) == [p.name for p in WORKFLOWS]

@@ -62,3 +62,37 @@ def test_templates_ship_inside_the_package():
     from nbops.ci.scaffold import PACKAGED
 
     assert {p.name for p in PACKAGED.glob("*.ipynb")} >= {"classification.ipynb", "torch_classifier.ipynb", "batch_predict.ipynb"}
+
+
+def test_init_pins_nbops_and_requires_a_tracking_server_in_ci(tmp_path):
+    """The project made by `nbops init` depends on an nbops pip can install (this version pinned,
+    or the spec given) and makes an empty tracking secret in CI an error."""
+    import tomllib
+
+    from nbops import __version__
+    from nbops.ci.init import init_project
+
+    init_project(tmp_path / "a")
+    project = tomllib.loads((tmp_path / "a" / "pyproject.toml").read_text())
+    assert project["project"]["dependencies"] == [f"nbops=={__version__}"]
+    assert project["tool"]["nbops"]["require_tracking_server"] is True
+    assert load_settings(tmp_path / "a").require_tracking_server is True
+    workflows = {p.name for p in (tmp_path / "a" / ".github" / "workflows").iterdir()}
+    assert workflows == {"notebooks.yml", "review.yml", "review-comment.yml", "retrain.yml"}
+    spec = "nbops @ git+https://github.com/example/nbops@v0.1.0"
+    init_project(tmp_path / "b", nbops_spec=spec)
+    project = tomllib.loads((tmp_path / "b" / "pyproject.toml").read_text())
+    assert project["project"]["dependencies"] == [spec]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("numpy>=1", "names 'numpy', not nbops"),
+    ("nbops @@ nowhere", "is not a requirement"),
+])
+def test_init_refuses_a_bad_nbops_spec_and_writes_nothing(tmp_path, spec, message):
+    from nbops.ci.init import init_project
+    from nbops.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        init_project(tmp_path / "p", nbops_spec=spec)
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from nbops.core.files import writable_dir
 
 CI_FILES = {
     "github": {".github/workflows/notebooks.yml": "ci/github/notebooks.yml",
-               ".github/workflows/review.yml": "ci/github/review.yml"},
+               ".github/workflows/review.yml": "ci/github/review.yml",
+               ".github/workflows/review-comment.yml": "ci/github/review-comment.yml",
+               ".github/workflows/retrain.yml": "ci/github/retrain.yml"},
     "gitlab": {".gitlab-ci.yml": "ci/gitlab/.gitlab-ci.yml"},
 }
 
@@ -24,13 +27,17 @@ build-backend = "setuptools.build_meta"
 name = "{name}"
 version = "0.1.0"
 requires-python = ">=3.10"
-dependencies = ["nbops"]
+# the nbops this project was made with; CI installs it with `pip install -e .` (a git URL or
+# another index: `nbops init --nbops-spec 'nbops @ git+https://...'`, or PIP_EXTRA_INDEX_URL)
+dependencies = [{spec}]
 
 [tool.setuptools.packages.find]
 where = ["src"]
 
 [tool.nbops]
 # tracking_uri = "sqlite:///mlflow.db"   # or set MLFLOW_TRACKING_URI to your team's server
+# in CI, a missing or empty MLFLOW_TRACKING_URI secret is an error, not a throwaway sqlite file
+require_tracking_server = true
 
 [tool.nbops.runners]
 # CI runner labels (GitHub runs-on) and tags (GitLab) by the hardware a notebook asks for
@@ -90,9 +97,30 @@ CI runs the notebooks a push affects and reviews notebook changes on every {requ
 '''
 
 
-def _files(name: str, package: str, ci: str) -> dict[str, str | Path]:
+def nbops_requirement(spec: str | None = None) -> str:
+    """The project's dependency on nbops: SPEC (a PEP 508 requirement naming nbops: a version,
+    `nbops @ git+https://...`, `nbops @ https://.../nbops-X-py3-none-any.whl`), by default the
+    running version pinned."""
+    from nbops import __version__
+
+    if spec is None:
+        return f"nbops=={__version__}"
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise ConfigError(f"--nbops-spec {spec!r} is not a requirement: {exc}",
+                          hint="e.g. 'nbops==0.1.0' or 'nbops @ git+https://github.com/ORG/nbops@v0.1.0'") from None
+    if req.name.lower() != "nbops":
+        raise ConfigError(f"--nbops-spec {spec!r} names {req.name!r}, not nbops",
+                          hint="e.g. 'nbops @ git+https://github.com/ORG/nbops@v0.1.0'")
+    return str(req)
+
+
+def _files(name: str, package: str, ci: str, spec: str) -> dict[str, str | Path]:
     files: dict[str, str | Path] = {
-        "pyproject.toml": PYPROJECT.format(name=name),
+        "pyproject.toml": PYPROJECT.format(name=name, spec=json.dumps(spec)),
         "README.md": README.format(name=name, package=package,
                                    request="pull request" if ci == "github" else "merge request"),
         f"src/{package}/__init__.py": "",
@@ -109,9 +137,11 @@ def _files(name: str, package: str, ci: str) -> dict[str, str | Path]:
     return files
 
 
-def init_project(dest: Path, ci: str = "github", name: str | None = None, force: bool = False) -> list[str]:
+def init_project(dest: Path, ci: str = "github", name: str | None = None, force: bool = False,
+                 nbops_spec: str | None = None) -> list[str]:
     """Write the project; returns the files written. Nothing is written if any would be
-    overwritten without `force`."""
+    overwritten without `force`. NBOPS_SPEC: the project's requirement on nbops (default: this
+    version, pinned)."""
     from nbops.ci.scaffold import new_notebook
 
     dest = dest.resolve()
@@ -120,7 +150,7 @@ def init_project(dest: Path, ci: str = "github", name: str | None = None, force:
     package = re.sub(r"\W", "_", name.lower()).strip("_") or "project"
     if not re.fullmatch(r"[A-Za-z][\w\-]*", name):
         raise ConfigError(f"bad project name {name!r}", hint="letters, digits, '-' and '_', e.g. --name churn-model")
-    files = _files(name, package, ci)
+    files = _files(name, package, ci, nbops_requirement(nbops_spec))
     example = "notebooks/example.ipynb"
     existing = [rel for rel in [*files, example] if (dest / rel).exists()]
     if existing and not force:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from typing import Any
 
 
@@ -12,6 +13,24 @@ def settings(**flags: Any):
     from nbops.core.config import load_settings
 
     return load_settings(flags=flags)
+
+
+# commands that never open the MLflow store: CI's tracking-server check does not apply to them
+_NO_STORE = {"new", "templates", "init", "setup", "config", "check"}
+
+
+def check_store(args: argparse.Namespace) -> None:
+    """Before a command that opens the MLflow store: in CI with require_tracking_server, a missing
+    or empty MLFLOW_TRACKING_URI is a one-line error (core/config.check_tracking_server); elsewhere
+    an empty one gets a note that the embedded store is in use."""
+    if (args.command in _NO_STORE or getattr(args, "no_track", False)
+            or (args.command == "review" and not args.run) or (args.command == "plan" and args.no_cache)):
+        return
+    from nbops.core.config import check_tracking_server
+
+    note = check_tracking_server(settings(tracking_uri=getattr(args, "tracking_uri", None)))
+    if note:
+        print(f"nbops: {note}", file=sys.stderr)
 
 
 def seconds(text: str) -> float:

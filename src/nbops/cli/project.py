@@ -37,7 +37,8 @@ def cmd_templates(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from nbops.ci.init import init_project
 
-    written = init_project(Path(args.dir), ci=args.ci, name=args.name, force=args.force)
+    written = init_project(Path(args.dir), ci=args.ci, name=args.name, force=args.force,
+                           nbops_spec=args.nbops_spec)
     for rel in written:
         print(f"wrote {rel}")
     print(f"next: cd {args.dir} && git init && pip install -e . && nbops setup")
@@ -77,6 +78,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ini.add_argument("--ci", choices=("github", "gitlab"), default="github")
     ini.add_argument("--name", help="project name (default: the folder's name)")
     ini.add_argument("--force", action="store_true", help="overwrite existing files")
+    ini.add_argument("--nbops-spec", metavar="REQ",
+                     help="the project's requirement on nbops (default: this version, pinned), "
+                     "e.g. 'nbops @ git+https://github.com/ORG/nbops@v0.1.0'")
     ini.set_defaults(func=cmd_init)
 
     stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime drivers and nbstripout's filter")

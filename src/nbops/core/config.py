@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class Settings:
     cell_timeout: float = 0.0  # seconds per cell; 0 means no limit
     start_timeout: float = 60.0  # seconds for a kernel to start
     kernel_name: str = ""  # empty: the notebook's own kernelspec
+    # in CI (CI, GITHUB_ACTIONS or GITLAB_CI set), a missing or empty MLFLOW_TRACKING_URI is an
+    # error instead of the embedded store: `nbops init` and the shipped CI set it
+    require_tracking_server: bool = False
     # more parameter names whose values are never stored (comma-separated; names and values that
     # look like secrets are masked anyway: core/secrets.py)
     secret_params: str = ""
@@ -114,6 +118,11 @@ def _convert(key: str, value: Any, where: str) -> Any:
     kind = type(getattr(Settings(), key))
     if key == "secret_params" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         value = ",".join(value)
+    if kind is bool:  # NBOPS_REQUIRE_TRACKING_SERVER=false is false (bool("false") is not)
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in ("true", "false", "1", "0", "yes", "no"):
+            return value if isinstance(value, bool) else text in ("true", "1", "yes")
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
     if kind in (int, float) and isinstance(value, bool):  # `timeout = true` is not a number
         raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
     try:
@@ -197,8 +206,8 @@ def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) 
                 hint=f"known keys: {', '.join(_KEYS)}",
             )
         values[key], sources[key] = _convert(key, value, "[tool.nbops]"), "pyproject.toml"
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        values["tracking_uri"], sources["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
+    if os.environ.get("MLFLOW_TRACKING_URI", "").strip():  # empty (or blank) means unset
+        values["tracking_uri"], sources["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"].strip(), "MLFLOW_TRACKING_URI"
     for key in _KEYS:
         env = f"NBOPS_{key.upper()}"
         if os.environ.get(env):
@@ -207,6 +216,36 @@ def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) 
         if value is not None:
             values[key], sources[key] = _convert(key, value, f"--{key.replace('_', '-')}"), "flag"
     return replace(Settings(root=root), **values, sources=sources)
+
+
+CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI")
+
+
+def in_ci(environ: Mapping[str, str] | None = None) -> str:
+    """The variable that says this is a CI job (CI, GITHUB_ACTIONS, GITLAB_CI), or ''."""
+    env = os.environ if environ is None else environ
+    return next((v for v in CI_VARIABLES if env.get(v, "").strip().lower() not in ("", "0", "false")), "")
+
+
+def check_tracking_server(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """Before a command opens the store: in CI with `require_tracking_server`, no tracking server
+    (MLFLOW_TRACKING_URI missing or empty, nothing else set) is a one-line ConfigError naming the
+    secret, never a silent sqlite file on the runner. Elsewhere returns a note when an empty
+    MLFLOW_TRACKING_URI fell back to the embedded store ('' when there is nothing to say)."""
+    env = os.environ if environ is None else environ
+    if settings.sources.get("tracking_uri", "default") != "default":
+        return ""
+    empty = "MLFLOW_TRACKING_URI" in env  # set, but blank: load_settings took it as unset
+    ci = in_ci(env)
+    if ci and settings.require_tracking_server:
+        state = "is empty" if empty else "is not set"
+        raise ConfigError(f"MLFLOW_TRACKING_URI {state} in CI ({ci} is set) and this project has "
+                          "require_tracking_server = true: no run would reach your tracking server",
+                          hint="add the repository secret (GitHub) or CI/CD variable (GitLab) "
+                          "MLFLOW_TRACKING_URI with your server's URL")
+    if empty:
+        return f"note: MLFLOW_TRACKING_URI is empty: using the embedded store {settings.tracking_uri}"
+    return ""
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
