@@ -27,10 +27,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, path: Path | None = None, shown: str = "") -> str:
+    """EXC's one line, PATH written as SHOWN (relative to where pytest was started)."""
     from nbops.core.errors import NbopsError
 
-    return exc.one_line() if isinstance(exc, NbopsError) else str(exc)
+    line = exc.one_line() if isinstance(exc, NbopsError) else str(exc)
+    return line.replace(str(path), shown) if path is not None and shown else line
+
+
+def _shown(path: Path, config: pytest.Config) -> str:
+    try:
+        return os.path.relpath(path, config.invocation_params.dir)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,7 +77,7 @@ class NotebookFile(pytest.File):
         try:
             smoke = load_smoke(self.path)
         except NbopsError as exc:  # a malformed notebook or test key: one line, no traceback
-            raise self.CollectError(_one_line(exc)) from None
+            raise self.CollectError(_one_line(exc, self.path, _shown(self.path, self.config))) from None
         yield NotebookItem.from_parent(self, name="smoke", smoke=smoke)
 
 
@@ -79,10 +88,7 @@ class NotebookItem(pytest.Item):
         self.add_marker("nbops")
 
     def _shown_path(self) -> str:
-        try:
-            return os.path.relpath(self.path, self.config.invocation_params.dir)
-        except ValueError:  # another drive (Windows)
-            return str(self.path)
+        return _shown(self.path, self.config)
 
     def _out_dir(self) -> Path:
         factory = getattr(self.config, "_tmp_path_factory", None)  # pytest's tmp_path, per worker
@@ -98,10 +104,10 @@ class NotebookItem(pytest.Item):
         result = run_smoke(self.smoke, self._out_dir())
         self.user_properties.append(("nbops_records", format_records(result.records)))
         self.user_properties.append(("nbops_executed_notebook", str(result.output_path)))
+        check(self.smoke, result, self._shown_path())  # a failure's report says all of this itself
         self.add_report_section("call", "nbops", f"run at: {self.smoke.describe()} in {result.duration:.1f}s\n"
                                 f"records: {format_records(result.records) or 'none'}\n"
                                 f"executed notebook: {result.output_path}")
-        check(self.smoke, result, self._shown_path())
 
     def repr_failure(self, excinfo, style=None):
         from nbops.core.errors import NbopsError
@@ -110,7 +116,7 @@ class NotebookItem(pytest.Item):
         if isinstance(excinfo.value, SmokeFailure):
             return str(excinfo.value)
         if isinstance(excinfo.value, NbopsError):  # bad input found before the kernel started
-            return _one_line(excinfo.value)  # names the notebook itself
+            return _one_line(excinfo.value, self.path, self._shown_path())  # names the notebook
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):

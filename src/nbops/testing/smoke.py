@@ -197,10 +197,13 @@ def failure_report(result: RunResult, shown_path: str) -> str:
             lines.append("        ...")
         if error.ename:
             lines.append(f"E   {error.ename}: {error.evalue}" if error.evalue else f"E   {error.ename}")
-        if sum(1 for line in tb if _FRAME.match(line)) > 1:  # raised deeper than the cell itself
+        frames = [i for i, line in enumerate(tb) if _FRAME.match(line)]
+        if len(frames) > 1:  # raised deeper than the cell itself: the frames below the cell's
+            deeper = tb[frames[1]:]
             lines.append("")
-            lines.append("traceback:" if len(tb) <= TRACEBACK_LINES else f"traceback (last {TRACEBACK_LINES} lines):")
-            lines.extend(f"    {line}" for line in tb[-TRACEBACK_LINES:])
+            lines.append("traceback below the cell:" if len(deeper) <= TRACEBACK_LINES
+                         else f"traceback below the cell (last {TRACEBACK_LINES} lines):")
+            lines.extend(f"    {line}" for line in deeper[-TRACEBACK_LINES:])
     lines.append("")
     lines.append(f"executed notebook: {result.output_path}")
     if result.kernel_log:
