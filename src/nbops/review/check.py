@@ -3,7 +3,7 @@
 Each finding is `path:cell N: CODE message` (N 1-based over all cells, like ruff and nbQA).
 A cell silences a code with a comment naming it: `# nbops: ignore[NB003]` (or `ignore` alone
 for every code). Notebooks are read as JSON; the pure transforms and rules here never import
-nbformat; only `--fix` does (it uses nbstripout's transform, which works on nbformat nodes).
+nbformat; only `--fix` does (notebook/strip.py: nbstripout's transform, the git filter's too).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nbops.core.errors import NotebookError, ReviewError
-from nbops.core.files import write_notebook_atomic
+from nbops.core.secrets import is_placeholder, is_secret_name, secret_in, snake
 from nbops.notebook.document import PARAMETERS_TAG, cell_source, malformed, read_json
 from nbops.notebook.inputs import python_source
+from nbops.notebook.strip import filtered, strip_file, strippable
 
 CODES = {
     "NB000": "notebook cannot be read",
-    "NB001": "outputs or execution counts committed",
+    "NB001": "outputs, execution counts or editor state committed",
     "NB002": "no cell tagged 'parameters'",
     "NB003": "randomness without a seed",
     "NB004": "absolute or home-directory path",
@@ -33,54 +34,53 @@ CODES = {
 }
 _IGNORE = re.compile(r"#\s*nbops:\s*ignore(?:\[([A-Z0-9, ]+)\])?")
 
-# calls that draw random numbers from a global generator; a seed call anywhere earlier fixes them
-_GLOBAL_RANDOM = re.compile(
-    r"^(np|numpy)\.random\.(rand|randn|randint|random|random_sample|choice|shuffle|permutation|"
-    r"normal|uniform|binomial|poisson|exponential|beta|gamma|multivariate_normal)$"
-    r"|^random\.(random|randint|randrange|choice|choices|shuffle|sample|uniform|gauss)$"
-    r"|^torch\.(rand|randn|randint|randperm|rand_like|randn_like|randint_like|normal|bernoulli|multinomial)$"
-)
-_SEEDS = re.compile(
-    r"(^|\.)(seed|manual_seed|manual_seed_all|seed_everything|set_seed|set_random_seed)$"
-)
-# scikit-learn callables that are random unless given random_state
+# the global generators, the calls that draw from each, and the calls that seed each (by the
+# qualified name a call resolves to through the notebook's imports: `from numpy.random import
+# randn` makes `randn` numpy's); a seed earlier in the notebook fixes that generator only
+_DRAWS = {
+    "numpy": re.compile(
+        r"^numpy\.random\.(rand|randn|randint|random_integers|random|random_sample|ranf|sample|choice|shuffle"
+        r"|permutation|normal|standard_normal|uniform|binomial|poisson|exponential|beta|gamma|lognormal"
+        r"|laplace|logistic|geometric|multinomial|dirichlet|multivariate_normal|chisquare|triangular)$"),
+    "python": re.compile(r"^random\.(random|randint|randrange|choice|choices|shuffle|sample|uniform|gauss"
+                         r"|normalvariate|triangular|betavariate|expovariate|getrandbits)$"),
+    "torch": re.compile(r"^torch\.(rand|randn|randint|randperm|rand_like|randn_like|randint_like|normal"
+                        r"|bernoulli|multinomial|poisson)$"),
+}
+_SEEDS = {
+    "numpy": re.compile(r"^numpy\.random\.seed$"),
+    "python": re.compile(r"^random\.seed$"),
+    "torch": re.compile(r"^torch\.(random\.)?manual_seed$"),
+}
+_HINTS = {"numpy": "np.random.seed(...)", "python": "random.seed(...)", "torch": "torch.manual_seed(...)"}
+# seed every generator above: lightning's and nbops.kit's seed_everything, transformers' set_seed,
+# keras's set_random_seed (TensorFlow's tf.random.set_seed seeds TensorFlow's only)
+_SEED_ALL = re.compile(r"(^|\.)(seed_everything|set_seed|set_random_seed)$")
+_ALIASES = {"np": "numpy", "numpy": "numpy", "random": "random", "torch": "torch"}
+# scikit-learn callables that are random unless given random_state (numpy's global seed fixes them)
 _SKLEARN_RANDOM = re.compile(
     r"(^|\.)(train_test_split|RandomForest\w+|ExtraTrees\w+|GradientBoosting\w+|"
     r"HistGradientBoosting\w+|DecisionTree\w+|KMeans|MiniBatchKMeans|MLP\w+|SGD\w+|"
     r"ShuffleSplit|StratifiedShuffleSplit|RandomizedSearchCV|IsolationForest|BaggingClassifier|"
-    r"BaggingRegressor|AdaBoost\w+|TSNE|RandomTreesEmbedding)$"
+    r"BaggingRegressor|AdaBoost\w+|TSNE|RandomTreesEmbedding|TruncatedSVD|randomized_svd|"
+    r"GaussianMixture|BayesianGaussianMixture|SpectralClustering|LatentDirichletAllocation|"
+    r"make_(classification|regression|blobs|moons|circles|gaussian_quantiles|hastie_10_2|friedman[123]"
+    r"|multilabel_classification|s_curve|swiss_roll|low_rank_matrix|sparse_uncorrelated|biclusters"
+    r"|checkerboard|sparse_coded_signal|spd_matrix|sparse_spd_matrix))$"
+    r"|^sklearn\.utils\.(shuffle|resample)$"
 )
 _FOLDS = re.compile(r"(^|\.)(KFold|StratifiedKFold|GroupKFold|RepeatedKFold)$")
 _PATH = re.compile(r"^(/(home|Users|root|mnt|media|opt|srv|var|tmp|data|workspace|scratch)/|~[/\\]|[A-Za-z]:\\)")
-# a name that holds a secret ends with the secret's word: `api_key`, `DB_PASSWORD`, `client_secret`,
-# `dbPassword`; `TOKEN_URL`, `token_pattern`, `max_tokens`, `secret_name` do not
-_SECRET_NAME = re.compile(
-    r"(^|_|\.)(password|passwd|passphrase|pass|pwd|secret|token|auth_?token|api_?key|apikey|access_?key"
-    r"|private_?key|secret_?key|client_?secret|credentials?|authorization)$", re.I
-)
-_SECRET_VALUE = re.compile(
-    r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}|glpat-[\w-]{20}|xox[baprs]-[A-Za-z0-9-]{10,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|sk-[A-Za-z0-9_-]{20,}"
-    r"|\beyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}"  # a JSON web token
-)
-_URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]*:([^/\s@]+)@", re.I)
-_BEARER = re.compile(r"\b(?:bearer|basic)\s+([\w.~+/=-]{8,})", re.I)
+# a URL route, not a file: Flask's `<int:id>`, or the first argument of a web framework's route
+_ROUTE_PARAM = re.compile(r"<(\w+:)?\w+>")
+_ROUTE_CALLS = {"route", "get", "post", "put", "delete", "patch", "head", "options", "api_route",
+                "websocket", "add_url_rule", "add_api_route", "add_route", "path", "re_path"}
 # `%env API_KEY=...` / `%set_env` / `!export` / `export` (a %%bash cell): set before ast sees the cell
 _ENV_LINE = re.compile(r"^\s*(?:%env|%set_env|!?\s*export)\s+([A-Za-z_]\w*)(?:\s*=\s*|\s+)(\S.*?)\s*$", re.M)
-# not a secret but its stand-in: "<your-key>", "xxxx", "***", "${TOKEN}", "{password}", "%s",
-# "changeme", an environment variable's name ("OPENAI_API_KEY"), a file path (a secret's file, not
-# the secret: "keys/id_rsa", "creds.json"), a plain URL
-_PLACEHOLDER = re.compile(
-    r"^([x*.#?_-]+|<.*>|\{\w*\}|\$\{?\w+\}?|%\(?\w*\)?s|(?-i:[A-Z][A-Z0-9]*(_[A-Z0-9]+)+)|none|null"
-    r"|(\.{0,2}/|~/).*|(?-i:[a-z0-9_.-]+(/[a-z0-9_.-]+)+)|.*\.(json|pem|key|txt|ya?ml|env|cfg|ini|toml)"
-    r"|[a-z][a-z0-9+.-]*://.*)$"
-    r"|your|change.?me|placeholder|replace|redacted|dummy|example|xxx|todo|fixme|insert|\{\{",
-    re.I,
-)
-# a cell none of whose text matches this cannot trigger NB003-NB005: skip parsing it (speed).
-# Matched against the lowercased source: re.IGNORECASE made this one search cost 4x more.
+# a cell none of whose (lowercased: re.I cost 4x) text matches this cannot trigger NB003-NB005
 _TRIGGERS = re.compile(
-    r"random|seed|rng|forest|tree|boost|kmeans|mlp|sgd|split|searchcv|kfold|bagging|tsne|torch"
+    r"rand|seed|rng|forest|tree|boost|kmeans|mlp|sgd|split|searchcv|kfold|bagging|tsne|torch|import"
+    r"|make_|pca|svd|mixture|spectral|dirichlet|shuffle"
     r"|[\"']/|[\"']~|:\\|pass|pwd|secret|token|key|akia|gh[pousr]_|xox|begin|sk-|eyj|://|bearer|basic"
     r"|glpat|credential|authorization"
 )
@@ -126,35 +126,20 @@ def _none(node) -> bool:
     return node is None or (isinstance(node, ast.Constant) and node.value is None)
 
 
-def _placeholder(value: str) -> bool:
-    return bool(_PLACEHOLDER.search(value))
-
-
-def _secret_in(text: str) -> str | None:
-    """What credential TEXT holds, if any (a stand-in such as `user:<password>@` is none)."""
-    if any(not _placeholder(m.group()) for m in _SECRET_VALUE.finditer(text)):
-        return "string looks like a credential"
-    if any(not _placeholder(m.group(1)) for m in _URL_CREDENTIALS.finditer(text)):
-        return "URL holds a password"
-    if any(re.search(r"\d", m.group(1)) and not _placeholder(m.group(1)) for m in _BEARER.finditer(text)):
-        return "string holds an Authorization token"
-    return None
-
-
 def _text(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def _named_literal(name: str | None, value: ast.AST | None) -> bool:
     """A secret's name (`api_key`, `dbPassword`, "X-API-Key") given a literal string that is not
-    a stand-in (nor a credential _secret_in reports on its own)."""
+    a stand-in (nor a credential secret_in reports on its own)."""
     text = _text(value)
     if not name or text is None:
         return False
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).replace("-", "_").replace(" ", "_")
     text = text.strip()
-    return (bool(_SECRET_NAME.search(snake)) and len(text) >= 4 and not _placeholder(text)
-            and text.lower() not in (name.lower(), snake.lower().rsplit(".", 1)[-1]) and _secret_in(text) is None)
+    return (is_secret_name(name) and len(text) >= 4 and not is_placeholder(text)
+            and text.lower() not in (name.lower(), snake(name).lower().rsplit(".", 1)[-1])
+            and secret_in(text) is None)
 
 
 def _secret_findings(number: int, nodes: list[ast.AST]) -> list[tuple[int, str, str]]:
@@ -162,7 +147,7 @@ def _secret_findings(number: int, nodes: list[ast.AST]) -> list[tuple[int, str, 
     advice = "; read it from the environment"
     for node in nodes:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            kind = _secret_in(node.value)
+            kind = secret_in(node.value)
             if kind:
                 out.append((number, "NB005", kind + advice))
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -189,16 +174,68 @@ def _env_magic_findings(number: int, source: str) -> list[tuple[int, str, str]]:
     out = []
     for m in _ENV_LINE.finditer(source):
         name, value = m.group(1), m.group(2).strip("'\"")
-        if _secret_in(value) or _named_literal(name, ast.Constant(value)):
+        if secret_in(value) or _named_literal(name, ast.Constant(value)):
             out.append((number, "NB005", f"environment variable '{name}' is set to a literal; "
                                          "set it outside the notebook"))
+    return out
+
+
+def _track_import(node: ast.Import | ast.ImportFrom, aliases: dict[str, str]) -> None:
+    if isinstance(node, ast.Import):
+        for a in node.names:
+            aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+    elif node.module and not node.level:
+        aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names if a.name != "*"})
+
+
+def _qualified(name: str, aliases: dict[str, str]) -> str:
+    head, dot, rest = name.partition(".")
+    return f"{aliases[head]}{dot}{rest}" if head in aliases else name
+
+
+def _randomness(call: ast.Call, shown: str, name: str, seeded: set[str]) -> str | None:
+    """NB003's message for CALL (SHOWN as written, NAME qualified), updating SEEDED."""
+    if _SEED_ALL.search(name) and not name.startswith("tensorflow."):
+        seeded.update(_SEEDS)
+        return None
+    for generator, pattern in _SEEDS.items():
+        if pattern.match(name):
+            seeded.add(generator)
+            return None
+    if name.endswith(("default_rng", "RandomState")):
+        seed = call.args[0] if call.args else _kw(call, "seed")
+        return f"{shown}() without a seed" if _none(seed) else None
+    for generator, pattern in _DRAWS.items():
+        if pattern.match(name):
+            return None if generator in seeded else f"{shown}() before any {_HINTS[generator]}"
+    if "numpy" in seeded or not _none(_kw(call, "random_state")):
+        return None
+    if _SKLEARN_RANDOM.search(name):
+        return f"{shown}(...) without random_state"
+    solver = _kw(call, "svd_solver")
+    if re.search(r"(^|\.)PCA$", name) and isinstance(solver, ast.Constant) and solver.value == "randomized":
+        return f"{shown}(svd_solver='randomized') without random_state"
+    shuffle = _kw(call, "shuffle")
+    if _FOLDS.search(name) and isinstance(shuffle, ast.Constant) and shuffle.value is True:
+        return f"{shown}(shuffle=True) without random_state"
+    return None
+
+
+def _routes(calls: list[ast.Call]) -> set[int]:
+    """ids of the strings given as a web framework's route (`@app.route("/data/<id>")`)."""
+    out = set()
+    for call in calls:
+        attr = call.func.attr if isinstance(call.func, ast.Attribute) else _dotted(call.func)
+        if attr in _ROUTE_CALLS and call.args and _text(call.args[0]) is not None:
+            out.add(id(call.args[0]))
     return out
 
 
 def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     """(cell, code, message) for NB003/NB004/NB005 over the code cells, in order."""
     out: list[tuple[int, str, str]] = []
-    seeded = False
+    seeded: set[str] = set()
+    aliases = dict(_ALIASES)
     for number, source in cells:
         if not _TRIGGERS.search(source.lower()):
             continue
@@ -208,22 +245,18 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
         except SyntaxError:
             continue  # ruff reports syntax errors
         nodes = list(ast.walk(tree))
-        calls = sorted((n for n in nodes if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
-        for call in calls:
-            name = _dotted(call.func)
-            if _SEEDS.search(name) or (name.endswith("default_rng") and call.args):
-                seeded = True
-            elif name.endswith("default_rng") and not call.args and _none(_kw(call, "seed")):
-                out.append((number, "NB003", f"{name}() without a seed"))
-            elif _GLOBAL_RANDOM.match(name) and not seeded:
-                out.append((number, "NB003", f"{name}() before any seed is set (e.g. np.random.seed(...))"))
-            elif _SKLEARN_RANDOM.search(name) and _none(_kw(call, "random_state")) and not seeded:
-                out.append((number, "NB003", f"{name}(...) without random_state"))
-            elif (_FOLDS.search(name) and isinstance(_kw(call, "shuffle"), ast.Constant)
-                  and _kw(call, "shuffle").value is True and _none(_kw(call, "random_state")) and not seeded):
-                out.append((number, "NB003", f"{name}(shuffle=True) without random_state"))
+        calls = [n for n in nodes if isinstance(n, ast.Call)]
+        ordered = sorted((n for n in nodes if isinstance(n, (ast.Call, ast.Import, ast.ImportFrom))),
+                         key=lambda n: (n.lineno, n.col_offset))
+        for step in ordered:
+            if isinstance(step, (ast.Import, ast.ImportFrom)):
+                _track_import(step, aliases)
+            elif message := _randomness(step, _dotted(step.func), _qualified(_dotted(step.func), aliases), seeded):
+                out.append((number, "NB003", message))
+        routes = _routes(calls)
         for node in nodes:
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _PATH.match(node.value):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and _PATH.match(node.value)
+                    and id(node) not in routes and not _ROUTE_PARAM.search(node.value)):
                 out.append((number, "NB004", f"path {node.value[:60]!r} only exists on one machine; "
                                              "use a path relative to the project"))
         out += _secret_findings(number, nodes)
@@ -252,8 +285,8 @@ def check_notebook(nb: dict, path: str, needs_parameters: bool) -> list[Finding]
         if cell["cell_type"] != "code":
             continue
         code_cells.append((number, source))
-        if cell.get("outputs") or cell.get("execution_count") is not None:
-            findings.append(Finding(path, number, "NB001", "has outputs or an execution count (nbops check --fix strips them)"))
+    findings += [Finding(path, n, "NB001", f"{what} (nbops check --fix strips it, as the git filter does)")
+                 for n, what in strippable(nb)]
     if needs_parameters and not has_params:
         findings.append(Finding(path, None, "NB002", "no cell tagged 'parameters' (tag the cell of defaults in JupyterLab)"))
     findings += [Finding(path, n, code, msg) for n, code, msg in code_findings(code_cells)]
@@ -311,23 +344,28 @@ def find_notebooks(root: Path, args: list[str]) -> list[Path]:
     return found
 
 
-def strip_outputs(nb: dict) -> dict:
-    """nbstripout's transform, keeping cell ids and metadata.nbops (it keeps unknown metadata)."""
-    import nbformat
-    from nbstripout._utils import strip_output
-
-    node = nbformat.from_dict(nb)
-    stripped = strip_output(node, keep_output=False, keep_count=False, keep_id=True)
-    return json.loads(json.dumps(stripped))
+def uses_nbops_layout(root: Path, folders: tuple[str, ...]) -> bool:
+    """A [tool.nbops] table in pyproject.toml, or all of nbops's folders (notebooks/, templates/):
+    only there is a notebook without a parameters cell a finding (NB002)."""
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if re.search(r"^\s*\[\s*tool\s*\.\s*nbops\s*[\].]", text, re.M):
+        return True
+    return bool(folders) and all((root / d).is_dir() for d in folders)
 
 
 def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...], fix: bool = False,
               lint: bool = True) -> list[Finding]:
     paths = find_notebooks(root, args)
+    if not uses_nbops_layout(root, needs_parameters_dirs):
+        needs_parameters_dirs = ()
     findings: list[Finding] = []
     shown: dict[Path, str] = {}
     # ruff reads the files as they are now; --fix only strips outputs, which ruff ignores
     ruff = start_ruff(paths, root) if lint else None
+    stripped_by_git = set() if fix else filtered(root, paths)  # their outputs never reach a commit
     for path in paths:
         full = path.resolve()  # once: resolving costs a system call per path component
         rel = os.path.relpath(full, root) if full.is_relative_to(root) else str(path)
@@ -337,6 +375,8 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
             nb = read_json(path)
             problem = malformed(nb)
             found = [] if problem else check_notebook(nb, rel, needs)
+            if path in stripped_by_git:
+                found = [f for f in found if f.code != "NB001"]
         except NotebookError as exc:
             findings.append(Finding(rel, None, "NB000", exc.message.split(": ", 1)[-1]))
             continue
@@ -347,7 +387,7 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
             continue
         if fix and any(f.code == "NB001" for f in found):
             # through a symlink to its target: replacing the link with a file would lose it
-            write_notebook_atomic(full, strip_outputs(nb))
+            strip_file(full)
             found = [f for f in found if f.code != "NB001"]
         findings += found
     unreadable = {f.path for f in findings if f.code == "NB000"}  # one line each: not ruff's too
