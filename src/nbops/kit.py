@@ -152,23 +152,33 @@ def torch_device(prefer_gpu: bool = True) -> str:
 
 
 def log_torch_model(model, X_example, name: str = "model"):
-    """Log a PyTorch module (on the CPU) with a signature and an input example."""
+    """Log a PyTorch module with a tensor signature (float32, one row of features per row) and
+    an input example. The caller's module is left as it was (device, train/eval mode): a CPU copy
+    in eval mode is logged. When X_example is a DataFrame its column names are kept in the
+    MLmodel's metadata (`nbops.features`), so `nbops serve`, `predict` and `monitor` read tables
+    with those columns for it."""
     if os.environ.get("NBOPS_NO_TRACK"):  # nbops run --no-track
         return None
+    import copy
+
     import mlflow
     import numpy as np
     import torch
     from mlflow.models import infer_signature
 
-    model = model.to("cpu").eval()
-    example = np.asarray(X_example[:5], dtype=np.float32)
+    exported = copy.deepcopy(model).to("cpu").eval()
+    columns = getattr(X_example, "columns", None)
+    rows = X_example[:5] if columns is None else X_example.head(5)
+    example = np.asarray(rows, dtype=np.float32)
     with torch.no_grad():
-        out = model(torch.from_numpy(example)).numpy()
+        out = exported(torch.from_numpy(example)).numpy()
+    metadata = {"nbops": {"features": [str(c) for c in columns]}} if columns is not None else None
     info = mlflow.pytorch.log_model(
-        model,
+        exported,
         name=name,
         signature=infer_signature(example, out),
         input_example=example,
+        metadata=metadata,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
     )
     record("model_uri", info.model_uri)

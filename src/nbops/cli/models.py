@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     canary = dict(args.canary or [])  # serve() checks the weights and aliases
     serve_options = ServeOptions(name=args.name, host=args.host, port=args.port, canary=canary,
                                  reload_interval=args.reload_interval, max_body=args.max_body,
-                                 log_requests=not args.quiet)
+                                 log_requests=not args.quiet, read_timeout=args.read_timeout)
     return serve(options.settings(), serve_options)
 
 
@@ -143,6 +143,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="check the aliases every S seconds and load moved versions")
     srv.add_argument("--max-body", type=options.positive_int, default=10 * 1024 * 1024, metavar="BYTES",
                      help="larger request bodies get 413 (default 10 MiB)")
+    srv.add_argument("--read-timeout", type=options.seconds, default=30.0, metavar="S",
+                     help="close a connection whose request has not arrived whole S seconds after "
+                          "it opened or after the last response (default 30)")
     options.add_quiet_flag(srv, "no access log")
     srv.set_defaults(func=cmd_serve)
 

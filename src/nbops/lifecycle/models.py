@@ -5,6 +5,11 @@ called directly (MLflow's pyfunc wrapper re-checks the schema through pandas on 
 which costs more than the prediction on small requests); any other flavor goes through pyfunc.
 The input columns come from the model's signature; nbops checks them itself, once, with
 messages that name the column.
+
+A model with a tensor signature (a PyTorch module: one unnamed tensor of shape (-1, N)) reads a
+table too: its N columns are the feature names `kit.log_torch_model` keeps in the MLmodel's
+metadata (`nbops.features`), typed as the tensor; without them any N columns are taken in order.
+Such a model is called with a matrix of the tensor's dtype.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from nbops.lifecycle.registry import VersionInfo
 
 # MLflow signature types -> the numpy dtype kind a column must have (or be cast to)
 _NUMERIC = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}
+# numpy dtype of a tensor signature -> MLflow's column type name
+_TENSOR_KINDS = {"float64": "double", "float32": "float", "int64": "long", "int32": "integer"}
+FEATURES_KEY = "features"  # metadata.nbops.features in the MLmodel file: a tensor's column names
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,21 @@ class InputError(ValueError):
     """A payload or file that does not fit the model's signature; the message names the field."""
 
 
+@dataclass(frozen=True)
+class Tensor:
+    """A model's single tensor input of shape (-1, width): what a table row becomes."""
+
+    dtype: str  # numpy dtype name, e.g. float32
+    width: int
+
+
 @dataclass
 class LoadedModel:
     version: VersionInfo
     columns: tuple[Column, ...]  # empty when the model has no column signature
     flavor: str
     predictor: Any  # the native model (sklearn) or a pyfunc model
+    tensor: Tensor | None = None  # a tensor-signature model: called with a (rows, width) matrix
 
     @property
     def label(self) -> str:
@@ -53,7 +70,7 @@ class LoadedModel:
         if len(repeated):
             raise InputError(f"column '{repeated[0]}' appears more than once")
         if not self.columns:
-            return frame
+            return self._unnamed(frame) if self.tensor else frame
         missing = [c.name for c in self.columns if c.required and c.name not in frame.columns]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -73,21 +90,71 @@ class LoadedModel:
                         first = values[bad].iloc[0]
                         raise InputError(f"column '{col.name}' must be {col.kind}, got {first!r}")
                     values = converted
-                if values.isna().any() and dtype.startswith("int"):
+                if values.isna().any() and (dtype.startswith("int") or self.tensor is not None):
                     raise InputError(f"column '{col.name}' must be {col.kind}, got a missing value")
                 if values.dtype != dtype:
                     values = values.astype(dtype)
             out[col.name] = values
         return pd.DataFrame(out, index=frame.index)
 
+    def _unnamed(self, frame) -> Any:
+        """FRAME as a tensor model without feature names reads it: every column, in order."""
+        import pandas as pd
+
+        assert self.tensor is not None
+        if frame.shape[1] != self.tensor.width:
+            raise InputError(f"the model takes {self.tensor.width} features per row, got "
+                             f"{frame.shape[1]} column(s)")
+        for name in frame.columns:
+            values = frame[name]
+            if values.dtype.kind not in "iufb":
+                bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+                if bad.any():
+                    raise InputError(f"column '{name}' must be numeric, got {values[bad].iloc[0]!r}")
+        frame = frame.apply(pd.to_numeric)
+        empty = frame.columns[frame.isna().any().to_numpy()]
+        if len(empty):
+            raise InputError(f"column '{empty[0]}' must be a number, got a missing value")
+        return frame
+
     def predict(self, frame) -> Any:
-        """Predictions for a frame already checked by `frame`, as a numpy array or DataFrame."""
+        """Predictions for a frame already checked by `frame` (or a matrix in the signature's
+        column order), as a numpy array or DataFrame."""
+        if self.tensor is not None:
+            import numpy as np
+
+            data = frame.to_numpy() if hasattr(frame, "to_numpy") else frame
+            matrix = np.ascontiguousarray(data, dtype=self.tensor.dtype)
+            if matrix.dtype.kind == "f" and np.isnan(matrix).any():  # a network turns NaN into NaN
+                raise ValueError("the input has missing values")
+            return self.predictor.predict(matrix)
         return self.predictor.predict(frame)
+
+
+def _tensor(meta) -> Tensor | None:
+    """The single 2-D tensor input of META's signature (shape (-1, N)), or None."""
+    sig = getattr(meta, "signature", None)
+    if sig is None or sig.inputs is None or not sig.inputs.is_tensor_spec():
+        return None
+    specs = sig.inputs.inputs
+    if len(specs) != 1 or specs[0].name:
+        return None
+    shape, dtype = tuple(specs[0].shape), str(specs[0].type)
+    if len(shape) != 2 or shape[1] is None or shape[1] < 1 or dtype not in _TENSOR_KINDS:
+        return None
+    return Tensor(dtype, int(shape[1]))
 
 
 def _columns(meta) -> tuple[Column, ...]:
     sig = getattr(meta, "signature", None)
     if sig is None or sig.inputs is None:
+        return ()
+    tensor = _tensor(meta)
+    if tensor is not None:  # named by kit.log_torch_model's metadata, or unnamed
+        names = ((getattr(meta, "metadata", None) or {}).get("nbops") or {}).get(FEATURES_KEY)
+        if (isinstance(names, list) and len(names) == tensor.width
+                and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
+            return tuple(Column(n, _TENSOR_KINDS[tensor.dtype]) for n in names)
         return ()
     try:
         names = sig.inputs.input_names()
@@ -122,7 +189,7 @@ def load(version: VersionInfo) -> LoadedModel:
     except (MlflowException, OSError) as exc:
         raise ModelError(f"cannot load {uri}: {mask_uri(first_line(exc))}",
                          hint="are the artifacts of its run still where MLflow stored them?") from None
-    return LoadedModel(version, _columns(meta), flavor, predictor)
+    return LoadedModel(version, _columns(meta), flavor, predictor, _tensor(meta))
 
 
 def input_columns(version: VersionInfo) -> tuple[Column, ...]:

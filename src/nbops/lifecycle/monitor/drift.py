@@ -23,6 +23,7 @@ from nbops.core.errors import DataError, RegistryError, first_line
 from nbops.core.files import FORMATS
 from nbops.lifecycle.monitor.report import to_html, to_json
 from nbops.lifecycle.monitor.stats import (
+    CLASS_METRICS,
     NUMERIC_KINDS,
     SUPPORTED_METRICS,
     Decay,
@@ -147,16 +148,25 @@ def _decay(info: ModelInfo, validation: float, loaded, current, cur_path: Path, 
             value = metric_value(info.compare, y_true, y_score=predictor.predict_proba(frame),
                                  classes=getattr(predictor, "classes_", None))
         else:
-            import numpy as np
-
-            value = metric_value(info.compare, y_true,
-                                 y_pred=np.asarray(loaded.predict(frame)).ravel())
+            value = metric_value(info.compare, y_true, y_pred=_labels(loaded.predict(frame), kind))
     except (ValueError, TypeError) as exc:  # labels the model never saw, types that do not mix
         first = first_line(exc)
         raise DataError(f"{cur_path}: cannot score {label} on it: {first}") from None
     drop = (validation - value) if info.higher_is_better else (value - validation)
     return Decay(info.compare, validation, value, drop, info.higher_is_better,
                  decayed=drop > drop_limit, rows=len(rows))
+
+
+def _labels(predictions, kind: str | None):
+    """Predictions as one value per row. A classifier that gives one score per class (a PyTorch
+    module's logits: a 2-D output) predicts the class whose column scores highest; its classes
+    are then 0..K-1, as CrossEntropyLoss has them."""
+    import numpy as np
+
+    array = np.asarray(predictions)
+    if array.ndim == 2 and array.shape[1] > 1 and kind in CLASS_METRICS:
+        return array.argmax(axis=1)
+    return array.ravel()
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -159,6 +159,7 @@ def compare_feature(name: str, kind: str, reference, current, thresholds: dict[s
     return FeatureDrift(name, kind, test, statistic, p_value, size, drifted)
 
 
+CLASS_METRICS = ("accuracy", "balanced_accuracy", "f1", "precision", "recall")  # of labels
 SUPPORTED_METRICS = ("accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
                      "rmse", "mse", "mae", "r2")
 

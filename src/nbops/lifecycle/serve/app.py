@@ -20,12 +20,14 @@ class Handlers:
     def __init__(self, service: Service):
         import orjson
         from fastapi.responses import Response
+        from starlette.requests import ClientDisconnect
 
         from nbops.lifecycle.models import InputError
 
         self.service = service
         self.max_body = service.options.max_body
         self._orjson, self._response, self._input_error = orjson, Response, InputError
+        self._disconnect = ClientDisconnect
 
     def reply(self, status: int, body: dict, headers: dict[str, str] | None = None) -> Any:
         orjson = self._orjson
@@ -48,12 +50,15 @@ class Handlers:
             return self.failed(served, started, 413, "too_large",
                                f"the body has {declared} bytes; the limit is {self.max_body} (--max-body)")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                return self.failed(served, started, 413, "too_large",
-                                   f"the body exceeds {self.max_body} bytes (--max-body)")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body:
+                    return self.failed(served, started, 413, "too_large",
+                                       f"the body exceeds {self.max_body} bytes (--max-body)")
+                chunks.append(chunk)
+        except self._disconnect:  # the client left, or --read-timeout closed it mid-body
+            return self.failed(served, started, 408, "incomplete", "the body did not arrive whole")
         return b"".join(chunks)
 
     def features(self, raw: bytes, served: Served, started: float) -> tuple[Any, int] | Any:

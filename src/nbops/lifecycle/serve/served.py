@@ -26,9 +26,10 @@ class Served:
     def of(cls, model, alias: str) -> Served:
         names = tuple(c.name for c in model.columns)
         fitted = getattr(model.predictor, "feature_names_in_", None)
-        fast = (model.flavor == "sklearn" and bool(names)
-                and all(c.kind == "double" and c.required for c in model.columns)
-                and (fitted is None or tuple(str(n) for n in fitted) == names))
+        fast = ((model.flavor == "sklearn" and bool(names)
+                 and all(c.kind == "double" and c.required for c in model.columns)
+                 and (fitted is None or tuple(str(n) for n in fitted) == names))
+                or model.tensor is not None)  # a tensor model takes a matrix (cast to its dtype)
         version = model.version.version
         headers = {"X-Model-Name": model.version.name, "X-Model-Version": version,
                    "X-Model-Alias": alias}
@@ -50,6 +51,14 @@ class Served:
         import numpy as np
 
         names = self.names
+        if not names:  # a tensor model without feature names: rows only, in its own order
+            if shape != "rows":
+                return None
+            try:
+                matrix = np.array(data, dtype=np.float64)
+            except (ValueError, TypeError):
+                return None
+            return matrix if matrix.ndim == 2 and matrix.shape[1] == self.model.tensor.width else None
         try:
             if shape == "records":
                 rows = [[record[n] for n in names] for record in data]
@@ -89,6 +98,12 @@ class Served:
                 raise PayloadError(f"row {bad} of 'data' has {len(rows[bad])} values for "
                                    f"{len(columns)} columns")
             table = pd.DataFrame(rows, columns=columns)
+        elif shape == "rows" and not names and self.model.tensor is not None:
+            width = self.model.tensor.width
+            bad = next((i for i, r in enumerate(data) if len(r) != width), None)
+            if bad is not None:
+                raise PayloadError(f"row {bad} has {len(data[bad])} values; the model takes {width}")
+            table = pd.DataFrame(data)
         elif shape == "rows":
             if not names:
                 raise PayloadError("rows without column names need a model with a column signature; "

@@ -12,6 +12,10 @@ the event loop (a hop to a thread costs more than a small prediction), one call 
 that arrive together (`Batcher`). Requests, errors and latency are counted per version in a
 private Prometheus registry (`/metrics`).
 
+A connection whose request has not arrived whole within `--read-timeout` seconds (of opening,
+or of the previous response) is closed (`deadline.py`): a partial request cannot hold a
+connection forever. Idle keep-alive connections close after uvicorn's 5 s.
+
 With `--reload-interval` a task re-resolves the aliases; a moved version is loaded on the
 registry thread (MLflow is only ever called from that one thread) and swapped in on the event
 loop, so a request sees either the old table or the new one, never a mix.
@@ -75,6 +79,9 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         raise
 
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from nbops.lifecycle.serve.deadline import with_read_deadline
 
     # the numpy fast path hands sklearn a matrix in the exact column order it was fitted on;
     # sklearn warns on every call that the matrix has no column names
@@ -83,7 +90,8 @@ def serve(settings: Settings, options: ServeOptions) -> int:
 
     disable_created_metrics()  # *_created samples would double /metrics for no use here
     config = uvicorn.Config(create_app(service, versions), host=options.host, port=options.port,
-                            workers=1, loop="auto", http="auto", access_log=options.log_requests,
+                            workers=1, loop="auto", access_log=options.log_requests,
+                            http=with_read_deadline(AutoHTTPProtocol, options.read_timeout),
                             log_config=_log_config(options.log_requests), server_header=False)
     server = uvicorn.Server(config)
 

@@ -29,6 +29,7 @@ class ServeOptions:
     reload_interval: float | None = None  # seconds between alias checks; None: never
     max_body: int = 10 * 1024 * 1024  # bytes; larger bodies get 413
     log_requests: bool = True
+    read_timeout: float = 30.0  # seconds a request may take to arrive whole (see deadline.py)
 
 
 class Service:
