@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-
-import pytest
 
 from nbops.cli.main import main
 from tests.conftest import all_runs, write_notebook
@@ -64,12 +63,11 @@ def test_each_notebook_gets_a_fresh_kernel(project, capsys):
                      "--no-track"]) == 0, capsys.readouterr().out
 
 
-@pytest.mark.xfail(reason="known, open: after another in-process main() run in the same pytest process the "
-                   "records read back belong to the previous test's project (a process-wide state leak "
-                   "introduced this session; passes alone). To fix first next session.", strict=False)
-def test_parallel_runs_use_each_notebooks_own_folder(project, mlflow_client, capsys):
-    """Relative paths and each kernel's working directory hold under --jobs (papermill's own
-    cwd option chdirs the whole process, which raced here)."""
+def test_parallel_runs_use_each_notebooks_own_folder(project, mlflow_client, capsys, monkeypatch):
+    """Relative paths and each kernel's working directory hold under --jobs, also after another
+    run in the same process: papermill's local file handler kept a working directory between
+    runs (set and restored racily by threads) and chdir'ed the whole process to it around every
+    save, so relative paths resolved in a previous run's project."""
     code = "import os, nbops\nnbops.record('cwd', os.getcwd())"
     rels = []
     for folder in ("notebooks", "notebooks/deeper"):
@@ -77,7 +75,11 @@ def test_parallel_runs_use_each_notebooks_own_folder(project, mlflow_client, cap
             rel = f"{folder}/cwd{i}.ipynb"
             write_notebook(project / rel, [("code", code)])
             rels.append(rel)
+    chdirs: list = []  # every os.chdir of the process while the notebooks run (there must be none)
+    real_chdir = os.chdir
+    monkeypatch.setattr(os, "chdir", lambda path: (chdirs.append(path), real_chdir(path))[1])
     assert main(["run", *rels, "--jobs", "2"]) == 0, capsys.readouterr().out
+    assert chdirs == [] and os.getcwd() == str(project)  # the process never left the project
     client = mlflow_client()
     for run in all_runs(client):
         with open(client.download_artifacts(run.info.run_id, "nbops/records.json")) as f:

@@ -20,6 +20,7 @@ from typing import Any
 
 from nbops.core.secrets import masked
 from nbops.notebook.scraps import read_records
+from nbops.run.saving import OutputWriteError, Saves, install_local_io
 from nbops.run.spec import RunSpec
 
 ENGINE_NAME = "nbops"
@@ -84,6 +85,7 @@ def _engine_class():
             kernel_stderr = kwargs.pop("nbops_kernel_stderr", None)
             kernel_cwd = kwargs.pop("nbops_cwd", None)
             on_cell = kwargs.pop("nbops_on_cell", None)
+            Saves(nb_man)  # progressive saves throttled: per-cell cost independent of the size
             if on_cell is not None:  # report each cell as papermill starts it
                 cell_start, total = nb_man.cell_start, len(nb_man.nb.cells)
 
@@ -229,6 +231,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
     from papermill.exceptions import PapermillExecutionError
 
     papermill_engines.register(ENGINE_NAME, _engine_class())
+    install_local_io()  # no process-wide chdir around papermill's reads and writes; atomic writes
     _quiet_loggers(debug)
     out = spec.output_path
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +261,10 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 nbops_state=state,
                 nbops_kernel_stderr=stderr,
             )
+        except OutputWriteError as exc:  # a full disk: no truncated notebook is left or logged
+            out.unlink(missing_ok=True)
+            failure = CellError(None, "OutputWriteError",
+                                f"cannot write the executed notebook: {exc.strerror}")
         except PapermillExecutionError as exc:
             failure = CellError(None, exc.ename, exc.evalue)
         except CellTimeoutError:

@@ -41,7 +41,8 @@ def summary_lines(outcomes: list[Outcome], settings: Settings) -> list[str]:
         out = relative_to_repo(o.result.output_path, settings.root)
         if not o.ok:
             err = o.result.error
-            lines.append(f"FAILED {nb}: {err} (executed notebook: {out})")
+            saved = f"executed notebook: {out}" if o.result.output_path.exists() else "no executed notebook"
+            lines.append(f"FAILED {nb}: {err} ({saved})")
             if err and err.ename == "DeadKernel" and o.result.kernel_log:
                 lines.append(f"  kernel log: {relative_to_repo(o.result.kernel_log, settings.root)}")
         elif o.tracked and o.tracked.note and o.result.spec.notebook.model:
