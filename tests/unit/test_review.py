@@ -8,7 +8,8 @@ import json
 import re
 
 from nbops.cli.main import main
-from nbops.review.changes import NotebookChange, render_markdown, review_notebook
+from nbops.review.changes import NotebookChange, NotebookReview, review_notebook
+from nbops.review.markdown import render_markdown
 from tests.conftest import commit_all, git, write_notebook
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()
@@ -49,17 +50,22 @@ def test_review_of_a_modified_notebook(project, capsys):
 
     assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
     md = (project / "D" / "review.md").read_text()
-    assert "`notebooks/exp.ipynb` (modified)" in md
-    assert "1 cell(s) added, 0 removed, 2 modified" in md
+    assert "- `notebooks/exp.ipynb` (modified): 1 cell(s) added, 0 removed, 2 modified" in md
+    # an output left in by mistake is said first, per notebook and cell
+    assert md.index("**Committed outputs** in 1 notebook(s)") < md.index("(modified)")
+    assert "`cell 3: stdout, image/png`" in md
     assert "`C: 1.0 -> 0.5`" in md
     block = md[md.index("```diff", md.index("cell 3, code, modified")):]
     block = block[: block.index("```", 7)]
     assert "-print('old line')" in block and "+print('new line')" in block
     assert "+print('an added cell')" in md
-    assert "OUTPUT-TEXT" not in md and "image/png" not in md and "execution_count" not in md
+    assert "OUTPUT-TEXT" not in md and "execution_count" not in md
     page = (project / "D" / "notebooks__exp.ipynb.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", page)
     assert "old line" in page and "OUTPUT-TEXT" not in page  # the browser test checks the rendering
+    assert 'id="nbops-outputs"' in page and "cell 3: stdout, image/png" in page
+    index = (project / "D" / "index.html").read_text()
+    assert 'href="notebooks__exp.ipynb.html"' in index and "committed outputs" in index
 
 
 def test_added_deleted_renamed_empty_old_format_and_broken(project, capsys):
@@ -89,21 +95,86 @@ def test_added_deleted_renamed_empty_old_format_and_broken(project, capsys):
     assert "`notebooks/gone.ipynb` (deleted)" in md and "-print('bye')" in md
     assert "`notebooks/new.ipynb` (added)" in md and "+# nouveau — ünïcode" in md
     assert "`notebooks/empty.ipynb` (added)" in md
-    assert "`notebooks/broken.ipynb` (added)\n**Could not review:**" in md
+    assert "- `notebooks/broken.ipynb` (added): **could not review:**" in md
     assert "+print('v4.0 changed')" in md
     pages = {p.name for p in (project / "D").glob("*.html")}
     assert {"notebooks__kept.ipynb.html", "notebooks__gone.ipynb.html", "notebooks__new.ipynb.html",
             "notebooks__old.ipynb.html", "notebooks__empty.ipynb.html"} <= pages
 
 
-def test_long_comments_are_cut_with_a_pointer():
-    cells = [{"cell_type": "code", "source": f"print({i})\n" * 50, "metadata": {}, "outputs": [],
-              "execution_count": None} for i in range(300)]
+def _fences(md: str) -> list[str]:
+    """The content of every fenced block of MD, parsed as CommonMark."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(md)
+    assert all(t.type != "html_block" or t.content.startswith("<!-- nbops-review -->") for t in tokens)
+    return [t.content for t in tokens if t.type in ("fence", "code_block")]
+
+
+def _added(path: str, sources: list[str]) -> NotebookReview:
+    cells = [{"cell_type": "code", "id": f"c{i}", "source": s, "metadata": {}, "outputs": [],
+              "execution_count": None} for i, s in enumerate(sources)]
     head = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
-    review = review_notebook(NotebookChange("added", "big.ipynb", head=head))
+    return review_notebook(NotebookChange("added", path, head=head))
+
+
+def test_every_notebook_is_named_first_and_the_budget_goes_to_diffs():
+    reviews = [_added(f"nb/{i:03d}.ipynb", [f"print({i}, {j})\n" * 30 for j in range(8)]) for i in range(150)]
+    text = render_markdown(reviews, "a", "b")
+    assert len(text) <= 60_000
+    first_diff = text.index("```diff")
+    for i in range(150):  # every notebook named with its summary line, before any diff
+        assert text.index(f"- `nb/{i:03d}.ipynb` (added): 8 cell(s) added, 0 removed, 0 modified") < first_diff
+    fences = _fences(text)
+    diffs = [c.diff + "\n" for r in reviews for c in r.cells]
+    assert fences and all(f in diffs for f in fences)  # each block is exactly one cell's diff
+    left = re.search(r"\*\*Left out for length\*\* \(60,000 characters\): (\d+) cell diff\(s\) of (\d+) notebook", text)
+    assert left and int(left.group(1)) + len(fences) == len(diffs)
+    assert re.search(r"`nb/1\d\d.ipynb` \(8\) and \d+ more notebook\(s\)\. Every diff is in the HTML pages", text)
+
+
+def test_fences_in_cells_never_close_the_diff_block_and_names_stay_code():
+    hostile = ["x = 1\n```\nprint('after a fence')", "    ```\n    indented fence", "````python\ncode\n````",
+               "~~~\ntilde\n~~~", "`` ` ``  and ``````", "<!-- comment -->\n<script>alert(1)</script>"]
+    review = _added("odd`na``me.ipynb", hostile)
+    text = render_markdown([review], "main`", "he|ad")
+    fences = _fences(text)
+    assert fences == [c.diff + "\n" for c in review.cells]  # every diff inside its own block, whole
+    from markdown_it import MarkdownIt
+
+    inline = [t for t in MarkdownIt("commonmark").parse(text) if t.type == "inline"]
+    codes = [c.content for t in inline for c in t.children or [] if c.type == "code_inline"]
+    assert "odd`na``me.ipynb" in codes and "main`" in codes
+
+
+def test_a_huge_cell_falls_back_to_a_line_diff_in_bounded_time():
+    import time
+
+    from nbdime import patch
+    from nbdime.diff_format import DiffEntry
+
+    from nbops.review.largecells import NOTE, diff_notebooks_bounded
+
+    lines = [f"x_{i} = {i} * 2  # line {i}\n" for i in range(30_000)]
+    old = "".join(lines)
+    lines[15_000] = "changed = 1\n"
+    cells = lambda big, small: [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "outputs": [],  # noqa: E731
+                                 "execution_count": None, "source": s} for i, s in enumerate(["a = 1", big, small])]
+    base = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells(old, "b = 1")}
+    head = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells("".join(lines), "b = 2")}
+    start = time.perf_counter()
+    review = review_notebook(NotebookChange("modified", "big.ipynb", base=base, head=head))
+    assert time.perf_counter() - start < 20  # nbdime alone: > 500 s
+    big, small = review.cells
+    assert (big.head_cell, big.kind, big.note) == (2, "modified", NOTE)
+    assert "-x_15000 = 15000 * 2  # line 15000" in big.diff and "+changed = 1" in big.diff
+    assert (small.head_cell, small.note) == (3, None) and "+b = 2" in small.diff
     text = render_markdown([review], "a", "b")
-    assert len(text) <= 60_000 and "The full diff is in the HTML pages" in text
-    assert text.count("```") % 2 == 0
+    assert NOTE in text and "1 cell(s) diffed by lines" in text
+    # the diff the page gets is nbdime's format: nbdime's own patch turns base into head
+    diff = diff_notebooks_bounded(base, head)[0]
+    patched = patch(base, json.loads(json.dumps(diff), object_hook=lambda o: DiffEntry(o) if "op" in o else o))
+    assert [c["source"] for c in patched["cells"]] == [c["source"] for c in head["cells"]]
 
 
 def test_bad_ref_is_a_clear_error(project, capsys):

@@ -1,8 +1,10 @@
 """`nbops review`: what a pull request did to its notebooks, for a reviewer.
 
-For each notebook that differs between two git refs: a markdown section (summary line, parameter
-changes `name: old -> new`, a ```diff block per changed cell; outputs, execution counts and
-volatile metadata left out) and a self-contained HTML page with nbdime's side-by-side diff.
+For each notebook that differs between two git refs: its changed cells (matched by nbdime, large
+cells by lines: review/largecells.py), parameter changes `name: old -> new` and the outputs
+committed at head; review.md (review/markdown.py) and HTML pages sharing one copy of nbdime's web
+app, with an index.html (review/htmlpage.py, review/pages.py). Outputs, execution counts and
+volatile metadata are left out of the diffs.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from pathlib import Path
 from nbops.core.errors import NotebookError, ReviewError
 from nbops.core.files import writable_dir
 from nbops.notebook.document import PARAMETERS_TAG, cell_source, parse_parameters
-
-MAX_COMMENT = 60_000
-COMMENT_MARKER = "<!-- nbops-review -->"  # CI finds its earlier comment by it and updates it
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class CellChange:
     head_cell: int | None
     cell_type: str
     diff: str  # unified diff lines of the source, without headers
+    note: str | None = None  # e.g. diffed by lines because too large for nbdime
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class NotebookReview:
     cells: list[CellChange] = field(default_factory=list)
     parameters: list[str] = field(default_factory=list)  # "name: old -> new"
     html: str | None = None  # file name of the HTML page in the output folder
+    outputs: list[str] = field(default_factory=list)  # committed outputs at head, "cell 3: stdout"
 
     def counts(self) -> dict[str, int]:
         return {k: sum(c.kind == k for c in self.cells) for k in ("added", "removed", "modified")}
@@ -131,12 +132,41 @@ def _unified(a: str, b: str) -> str:
     return "\n".join(line for line in lines if not line.startswith(("---", "+++")))
 
 
-def cell_changes(base: dict, head: dict, diff: list | None = None) -> list[CellChange]:
-    """Cells added, removed and modified, matched by nbdime's notebook diff (given or computed)."""
-    if diff is None:
-        from nbdime import diff_notebooks
+def committed_outputs(nb: dict | None) -> list[str]:
+    """One line per code cell that has outputs: "cell 3: stdout, image/png"."""
+    found = []
+    for n, cell in enumerate((nb or {}).get("cells", []), 1):
+        kinds: list[str] = []
+        for out in cell.get("outputs") or [] if cell.get("cell_type") == "code" else []:
+            if not isinstance(out, dict):
+                continue
+            kind = out.get("output_type")
+            if kind == "stream":
+                names = [str(out.get("name", "stream"))]
+            elif kind == "error":
+                names = [f"error {out.get('ename', '')}".strip()]
+            else:
+                names = [str(m) for m in (out.get("data") or {})] or [str(kind)]
+            kinds += [k for k in names if k not in kinds]
+        if kinds:
+            found.append(f"cell {n}: {', '.join(kinds)}")
+    return found
 
-        diff = diff_notebooks(base, head)
+
+def cell_changes(base: dict, head: dict, diff: list | None = None,
+                 by_lines: tuple[set[int], set[int]] = (set(), set())) -> list[CellChange]:
+    """Cells added, removed and modified, matched by nbdime's notebook diff (given or computed).
+    `by_lines`: the 1-based base and head cells whose diff was made by lines (largecells.py)."""
+    if diff is None:
+        from nbops.review.largecells import diff_notebooks_bounded
+
+        diff, *lined = diff_notebooks_bounded(base, head)
+        by_lines = (lined[0], lined[1])
+    from nbops.review.largecells import NOTE
+
+    def note(i: int | None, j: int | None) -> str | None:
+        return NOTE if (i in by_lines[0] or j in by_lines[1]) else None
+
     a, b = base["cells"], head["cells"]
     ops: list = next((d["diff"] for d in diff if d["key"] == "cells"), [])
     changes: list[CellChange] = []
@@ -146,19 +176,20 @@ def cell_changes(base: dict, head: dict, diff: list | None = None) -> list[CellC
         if op["op"] == "addrange":
             for j, cell in enumerate(op["valuelist"]):
                 changes.append(CellChange("added", None, key + offset + j + 1, cell["cell_type"],
-                                          _unified("", cell_source(cell))))
+                                          _unified("", cell_source(cell)), note(None, key + offset + j + 1)))
             offset += len(op["valuelist"])
         elif op["op"] == "removerange":
             for j in range(op["length"]):
                 cell = a[key + j]
                 changes.append(CellChange("removed", key + j + 1, None, cell["cell_type"],
-                                          _unified(cell_source(cell), "")))
+                                          _unified(cell_source(cell), ""), note(key + j + 1, None)))
             offset -= op["length"]
         elif op["op"] == "patch":
             old, new = a[key], b[key + offset]
             if cell_source(old) != cell_source(new) or old["cell_type"] != new["cell_type"]:
                 changes.append(CellChange("modified", key + 1, key + offset + 1, new["cell_type"],
-                                          _unified(cell_source(old), cell_source(new))))
+                                          _unified(cell_source(old), cell_source(new)),
+                                          note(key + 1, key + offset + 1)))
     return changes
 
 
@@ -187,12 +218,14 @@ def parameter_changes(base: dict, head: dict) -> list[str]:
 
 
 def review_notebook(change: NotebookChange, out: Path | None = None, base_ref: str = "base",
-                    head_ref: str = "head") -> NotebookReview:
-    """The review of one notebook; with `out`, also its HTML page there (one nbdime diff for both)."""
-    from nbdime import diff_notebooks
+                    head_ref: str = "head", app: str | None = None) -> NotebookReview:
+    """The review of one notebook; with `out`, also its HTML page there (one diff for both), which
+    loads nbdime's web app from the file `app` next to it (inlined when None)."""
+    from nbops.review.largecells import diff_notebooks_bounded
 
     base, head = strip_for_review(change.base), strip_for_review(change.head)
-    diff = diff_notebooks(base, head)
+    diff, lined_base, lined_head = diff_notebooks_bounded(base, head)
+    outputs = committed_outputs(change.head)
     name = None
     if out is not None:
         from nbops.review.htmlpage import render_diff_page
@@ -202,47 +235,15 @@ def review_notebook(change: NotebookChange, out: Path | None = None, base_ref: s
             base, head,
             f"{change.old_path or change.path} @ {base_ref}" if change.base is not None else "(new notebook)",
             f"{change.path} @ {head_ref}" if change.head is not None else "(deleted)",
-            f"nbops review: {change.path}", diff=diff,
+            f"nbops review: {change.path}", diff=diff, app=app, outputs=outputs,
         )
         _write_text(out / name, page)
-    return NotebookReview(change, cell_changes(base, head, diff), parameter_changes(base, head), name)
+    return NotebookReview(change, cell_changes(base, head, diff, (lined_base, lined_head)),
+                          parameter_changes(base, head), name, outputs)
 
 
 def html_name(path: str) -> str:
     return path.replace("/", "__") + ".html"
-
-
-def render_markdown(reviews: list[NotebookReview], base: str, head: str, results: dict | None = None,
-                    limit: int = MAX_COMMENT) -> str:
-    lines = [COMMENT_MARKER, f"## nbops review: {len(reviews)} notebook(s) changed (`{base}` → `{head}`)", ""]
-    for r in reviews:
-        c = r.change
-        title = f"`{c.old_path}` → `{c.path}`" if c.old_path else f"`{c.path}`"
-        lines.append(f"### {title} ({c.status})")
-        if c.error:
-            lines += [f"**Could not review:** {c.error}", ""]
-            continue
-        n = r.counts()
-        summary = f"{n['added']} cell(s) added, {n['removed']} removed, {n['modified']} modified"
-        if r.parameters:
-            summary += "; parameters: " + ", ".join(f"`{p}`" for p in r.parameters)
-        lines.append(summary)
-        if r.html:
-            lines.append(f"Side-by-side diff: `{r.html}` (in the review's HTML artifact)")
-        lines.append("")
-        if results and c.path in results:
-            lines += results[c.path] + [""]
-        for cell in r.cells:
-            where = f"cell {cell.head_cell}" if cell.head_cell else f"cell {cell.base_cell} (base)"
-            lines.append(f"**{where}, {cell.cell_type}, {cell.kind}**")
-            lines += ["```diff", cell.diff or "(source unchanged)", "```", ""]
-    text = "\n".join(lines)
-    if len(text) > limit:
-        cut = text[: limit - 300].rsplit("\n", 1)[0]
-        if cut.count("```") % 2:
-            cut += "\n```"
-        text = cut + "\n\n… cut here: the comment is too long. The full diff is in the HTML pages.\n"
-    return text
 
 
 def write_review(root: Path, base: str, head: str, out: Path,
@@ -251,15 +252,22 @@ def write_review(root: Path, base: str, head: str, out: Path,
     markdown lines per notebook path (the metrics of `--run`)."""
     writable_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
-    reviews = [NotebookReview(change) if change.error else review_notebook(change, out, base, head)
-               for change in changed_notebooks(root, base, head)]
+    from nbops.review.markdown import render_markdown
+    from nbops.review.pages import render_index, write_app
+
+    changes = changed_notebooks(root, base, head)
+    app = write_app(out) if any(not c.error for c in changes) else None
+    reviews = [NotebookReview(change) if change.error else review_notebook(change, out, base, head, app)
+               for change in changes]
     md = out / "review.md"
     tables = results(reviews) if results else None
+    _write_text(out / "index.html", render_index(reviews, base, head))
     _write_text(md, render_markdown(reviews, base, head, tables))
     return md, reviews
 
 
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    # a lone surrogate (a notebook may hold "\\ud800") is written as that escape, never as bad UTF-8
+    tmp.write_text(text.encode("utf-8", "backslashreplace").decode("utf-8"), encoding="utf-8")
     tmp.replace(path)

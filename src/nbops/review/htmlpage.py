@@ -1,10 +1,12 @@
-"""A self-contained HTML page with nbdime's own side-by-side notebook diff, made without a server.
+"""An HTML page with nbdime's own side-by-side notebook diff, made without a server.
 
 nbdime cannot export its HTML diff from the command line (jupyter/nbdime#468). Its web app asks
-its server for `api/diff` and renders the answer; this page inlines the web app (every webpack
-chunk as an inline script before `nbdime.js`, so nothing is fetched), the header markup of
-nbdime's `templates/diff.html`, the `nbdime-config-data` it reads, and a few lines that answer the
-app's `api/diff` request with the diff computed here in Python (`nbdime.diff_notebooks`).
+its server for `api/diff` and renders the answer; this page holds the header markup of nbdime's
+`templates/diff.html`, the `nbdime-config-data` it reads, the diff computed here in Python as
+inline JSON, and a few lines that answer the app's `api/diff` request with it. The web app itself
+is either inlined (a self-contained page) or one bundle file next to the pages, shared by every
+page of a review (`webapp_bundle`: every webpack chunk, then `nbdime.js`; nothing is fetched
+from the network either way).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ _HEADER = """<div id="nbdime-header" class="nbdime-Diff">
     <input id="diff-base" type="text" name="base" value="{base}" />
     <input id="diff-remote" type="text" name="remote" value="{remote}" />
   </form>
-  <div id="nbdime-header-buttonrow">
-    <label><input id="nbdime-hide-unchanged" type="checkbox"></input>Hide unchanged cells</label>
+  {outputs}<div id="nbdime-header-buttonrow">
+    <label><input id="nbdime-hide-unchanged" type="checkbox" checked></input>Hide unchanged cells</label>
     <button id="nbdime-trust" style="display: none">Trust outputs</button>
     <button id="nbdime-close" type="checkbox" style="display: none">Close tool</button>
     <button id="nbdime-export" type="checkbox" style="display: none">Export diff</button>
@@ -57,17 +59,17 @@ _FETCH_SHIM = """
 
 # Characters that may not appear raw in an inline <script>'s JSON: `<` could start `</script>` (in
 # any letter case) or `<!--` (which makes the HTML tokenizer skip a later `</script>`); `>` and `&`
-# for good measure; U+2028/U+2029 end a line in older JavaScript. Each is written as a JSON escape,
-# so JSON.parse / json.loads give back the exact text. They can only occur inside JSON strings.
-_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
+# for good measure; U+2028/U+2029 end a line in older JavaScript; a lone surrogate (JSON text may
+# hold "\\ud800") cannot be written as UTF-8. Each is written as a JSON escape, so JSON.parse /
+# json.loads give back the exact text. They can only occur inside JSON strings.
+_JSON_UNSAFE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
 _JS_UNSAFE = re.compile(r"<(/script|!--)", re.IGNORECASE)
 
 
 def script_json(value: object) -> str:
     """VALUE as JSON that is inert inside an inline <script> (no `<`, `>`, `&` at all)."""
     text = json.dumps(value, ensure_ascii=False)
-    return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group()], text)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _script_text(text: str) -> str:
@@ -76,41 +78,63 @@ def _script_text(text: str) -> str:
     return _JS_UNSAFE.sub(lambda m: "<\\" + m.group(1), text)
 
 
-@lru_cache(maxsize=1)
-def _webapp_scripts() -> str:
-    """nbdime's web app: chunks first (they register with webpack's chunk list), then the entry."""
+def _static() -> tuple[list[Path], Path]:
+    """nbdime's web app: its chunks (they register with webpack's chunk list) and its entry."""
     import nbdime.webapp
 
     static = Path(nbdime.webapp.__file__).parent / "static"
-    chunks = sorted(p for p in static.glob("*.nbdime.js") if p.name != "nbdime.js")
+    return sorted(p for p in static.glob("*.nbdime.js") if p.name != "nbdime.js"), static / "nbdime.js"
+
+
+@lru_cache(maxsize=1)
+def _webapp_scripts() -> str:
+    chunks, entry = _static()
     parts = [f"<script>{_script_text(p.read_text(encoding='utf-8'))}</script>" for p in chunks]
-    parts.append(f"<script>{_script_text((static / 'nbdime.js').read_text(encoding='utf-8'))}</script>")
+    parts.append(f"<script>{_script_text(entry.read_text(encoding='utf-8'))}</script>")
     return "\n".join(parts)
 
 
-def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: str, title: str,
-                     diff: list | None = None) -> str:
-    """The page as a string. `diff` is nbdime's diff of the two notebooks (computed if None)."""
-    if diff is None:
-        from nbdime import diff_notebooks
+def webapp_bundle() -> str:
+    """nbdime's web app as one script file: each chunk (strict mode, as written) in a function of
+    its own, then the entry as it is (its mode unchanged), in the order the inline page uses."""
+    chunks, entry = _static()
+    parts = [f"(function () {{\n{p.read_text(encoding='utf-8')}\n}})();" for p in chunks]
+    return "\n".join([*parts, entry.read_text(encoding="utf-8")])
 
-        diff = diff_notebooks(base_nb, head_nb)
+
+def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: str, title: str,
+                     diff: list | None = None, app: str | None = None, outputs: list[str] | tuple = ()) -> str:
+    """The page as a string. `diff` is nbdime's diff of the two notebooks (computed if None); `app`
+    the file name of the shared web app bundle (`webapp_bundle`) next to the page, else inlined;
+    `outputs` lines about committed outputs, shown above the diff."""
+    if diff is None:
+        from nbops.review.largecells import diff_notebooks_bounded
+
+        diff = diff_notebooks_bounded(base_nb, head_nb)[0]
     config = {"base": base_label, "remote": head_label, "closable": False, "savable": False,
-              "baseUrl": "/", "hideUnchanged": False, "collapseIdentical": 2}
+              "baseUrl": "/", "hideUnchanged": True, "collapseIdentical": 2}
     payload = script_json({"base": base_nb, "diff": diff})
+    banner = ""
+    if outputs:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in outputs)
+        banner = ('<div id="nbops-outputs" style="border:2px solid #d33;padding:4px 8px;margin:4px 0">'
+                  f"<b>Committed outputs at head</b> (not shown in the diff below):<ul>{items}</ul></div>\n  ")
     header = _HEADER.format(title=html.escape(title), base=html.escape(base_label),
-                            remote=html.escape(head_label))
-    return "\n".join([
+                            remote=html.escape(head_label), outputs=banner)
+    scripts = _webapp_scripts() if app is None else f'<script src="{html.escape(app)}"></script>'
+    page = "\n".join([
         "<!DOCTYPE html>",
         "<html><head><meta charset=\"utf-8\"/>",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0\"/>",
         f"<title>{html.escape(title)}</title></head><body>",
+        '<p><a href="index.html">all notebooks of this review</a></p>' if app is not None else "",
         header,
         '<div id="nbdime-root" class="nbdime-root"></div>',
         f"<script id=\"nbdime-config-data\" type=\"application/json\">{script_json(config)}</script>",
         f"<script id=\"nbops-diff-data\" type=\"application/json\">{payload}</script>",
         f"<script>{_FETCH_SHIM}</script>",
-        _webapp_scripts(),
+        scripts,
         "<noscript>This diff needs JavaScript (nbdime's web app).</noscript>",
         "</body></html>",
     ])
+    return page.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate in a label
