@@ -49,8 +49,10 @@ def test_passing_notebooks_pass_and_an_unmet_expectation_fails_naming_it(proj):
     write_notebook(proj / "notebooks" / "good.ipynb", [PARAMS, RECORD],
                    nbops={"test": {"params": {"n": 3}, "expect": ["accuracy >= 0.5", "n == 3"]}})
     write_notebook(proj / "notebooks" / "plain.ipynb", [PARAMS, RECORD])
-    write_notebook(proj / "notebooks" / "weak.ipynb", [PARAMS, RECORD],
-                   nbops={"test": {"params": {"n": 2}, "expect": ["n >= 1", "accuracy >= 0.99", "loss < 1"]}})
+    write_notebook(proj / "notebooks" / "weak.ipynb", [
+        PARAMS, RECORD, ("code", "nbops.record('loss', float('nan'))\nnbops.record('label', 'cat')\n")],
+        nbops={"test": {"params": {"n": 2}, "expect": ["n >= 1", "accuracy >= 0.99", "loss < 1",
+                                                       "label > 0", "f1 > 0"]}})
 
     done = pytest_run(proj, proj.parent, "--nbops", "-rA")  # no paths: the project's notebooks/ folder
     out = done.stdout + done.stderr
@@ -59,7 +61,10 @@ def test_passing_notebooks_pass_and_an_unmet_expectation_fails_naming_it(proj):
     assert "PASSED notebooks/good.ipynb::smoke" in out and "PASSED notebooks/plain.ipynb::smoke" in out
     assert "FAILED notebooks/weak.ipynb::smoke" in out
     assert "notebooks/weak.ipynb: expectation 'accuracy >= 0.99' failed: accuracy = 0.6" in out, out
-    assert "notebooks/weak.ipynb: expectation 'loss < 1' failed: 'loss' was not recorded (records: accuracy, n)" in out
+    assert "notebooks/weak.ipynb: expectation 'loss < 1' failed: loss = nan is not a finite number" in out
+    assert "notebooks/weak.ipynb: expectation 'label > 0' failed: label = \"cat\" is not a number" in out
+    assert ("notebooks/weak.ipynb: expectation 'f1 > 0' failed: 'f1' was not recorded "
+            "(records: accuracy, label, loss, n)") in out
     assert "expectation 'n >= 1'" not in out  # the one that holds is not reported
     assert "Traceback" not in out  # a test failure, not a crash of the plugin
     assert not (proj / "mlflow.db").exists() and not (proj / "runs").exists()  # tracking off, nothing left in the project
