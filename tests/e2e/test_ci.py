@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, all_runs, git
@@ -32,65 +38,160 @@ def test_init_refuses_to_overwrite_and_names_the_files(tmp_path):
     assert (tmp_path / "p" / "README.md").read_text() != "mine"
 
 
+def _lookup(expr: str, context: dict[str, str]) -> str:
+    """One expression as the workflows here write them: a context value, or `a || b`."""
+    for part in expr.split("||"):
+        value = context.get(part.strip(), "")
+        if value:
+            return value
+    return ""
+
+
 def _expr(value: str, context: dict[str, str]) -> str:
-    return re.sub(r"\$\{\{\s*([^}]+?)\s*\}\}", lambda m: context.get(m.group(1), ""), str(value))
+    return re.sub(r"\$\{\{\s*([^}]+?)\s*\}\}", lambda m: _lookup(m.group(1), context), str(value))
 
 
-def run_steps(workflow: Path, job: str, cwd: Path, context: dict[str, str], env: dict[str, str]) -> dict:
-    """Run a job's `run:` steps in order as CI would (setup/install steps excluded); returns the
-    outputs the steps wrote to $GITHUB_OUTPUT."""
+def run_job(workflow: Path, job: str, cwd: Path, context: dict[str, str]) -> dict[str, str]:
+    """Run a job's `run:` steps in order as GitHub would: bash -eo pipefail, the workflow's, the
+    job's and the step's `env:` with their expressions resolved from CONTEXT (secrets, github.*,
+    matrix.*, inputs.*, and the `steps.ID.outputs.KEY` / `steps.ID.outcome` of the steps before),
+    a step after a failed one only when its `if:` says always(). Setup and install steps are left
+    out (the dev venv is the runner's Python). Returns the job's `outputs:` resolved; a failed
+    step fails the test with its output."""
     wf = yaml.safe_load(workflow.read_text())
-    outputs: dict[str, str] = {}
-    for step in wf["jobs"][job]["steps"]:
+    spec = wf["jobs"][job]
+    context = {**context, "steps.install.outcome": "success"}
+    failed = ""
+    for step in spec["steps"]:
         if "run" not in step or step.get("id") == "install":
+            continue
+        if failed and "always()" not in str(step.get("if", "")):
             continue
         out_file = cwd / ".github_output"
         out_file.write_text("")
-        step_env = {**os.environ, **env, "GITHUB_OUTPUT": str(out_file), "CI": "true",
-                    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                    **{k: _expr(v, context) for k, v in (wf.get("env") or {}).items()},
-                    **{k: _expr(v, context) for k, v in (step.get("env") or {}).items()}}
-        done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=cwd, env=step_env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"step {step.get('id') or step.get('name')}: {done.stdout}{done.stderr}"
+        env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "CI": "true", "GITHUB_ACTIONS": "true",
+               "GITHUB_RUN_ID": "1", "GITHUB_REPOSITORY": "team/churn",
+               "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        for scope in (wf, spec, step):
+            env.update({k: _expr(v, context) for k, v in (scope.get("env") or {}).items()})
+        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        sid = step.get("id", "")
+        context[f"steps.{sid}.outcome"] = "success" if done.returncode == 0 else "failure"
+        if done.returncode != 0:
+            failed = f"{job}: step {sid or step.get('name')} exited {done.returncode}: {done.stdout}{done.stderr}"
         for line in out_file.read_text().splitlines():
             key, _, value = line.partition("=")
-            outputs[key] = value
-    return outputs
+            context[f"steps.{sid}.outputs.{key}"] = value
+        out_file.unlink()
+    assert not failed, failed
+    return {k: _expr(v, context) for k, v in (spec.get("outputs") or {}).items()}
 
 
-def test_pipelines_run_in_an_initialised_project(tmp_path):
-    import json
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """`mlflow server` on a sqlite file with proxied artifacts, on a free local port."""
+    port = free_port()
+    log = (tmp_path / "mlflow-server.log").open("w")
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                             "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start in 120 s"
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def commit(root: Path, message: str) -> str:
+    git(root, "add", "-A")
+    git(root, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+@pytest.mark.timeout(900)  # about 200 s on a busy 2-core machine: 5 notebook runs, 2 servers
+def test_github_workflows_run_against_a_tracking_server(tmp_path, mlflow_server):
+    """notebooks.yml (plan, then the matrix it makes), review.yml (review, metrics, notebook tests)
+    run step by step in a project `nbops init` made, tracking into a real `mlflow server`; an
+    empty tracking secret makes the tracking jobs fail loudly."""
+    from mlflow.tracking import MlflowClient
 
     root = tmp_path / "proj"
     assert nbops("init", str(root), "--name", "churn", cwd=tmp_path).returncode == 0
     git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "init")
-    before = git(root, "rev-parse", "HEAD")
+    before = commit(root, "init")
     # a push that changes the example notebook's parameter
     nb_path = root / "notebooks" / "example.ipynb"
     nb_path.write_text(nb_path.read_text().replace('\\"iris\\"', '\\"wine\\"'))
-    git(root, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qam", "wine")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    wf = REPO / "ci" / "github" / "notebooks.yml"
-    secrets = {"secrets.MLFLOW_TRACKING_URI": uri}
-    outputs = run_steps(wf, "plan", root, {**secrets, "github.event.before": before, "inputs.all": ""}, {})
-    assert outputs["count"] == "1"
-    matrix = json.loads(outputs["matrix"])
-    [entry] = matrix["include"]
+    head = commit(root, "wine")
+    workflows = REPO / "ci" / "github"
+    secrets = {"secrets.MLFLOW_TRACKING_URI": mlflow_server}
+
+    # push to main: plan, then one `run` job per matrix entry, as `fromJSON(needs.plan.outputs.matrix)`
+    push = {**secrets, "github.event.before": before, "inputs.all": ""}
+    plan = run_job(workflows / "notebooks.yml", "plan", root, push)
+    assert plan["count"] == "1"
+    [entry] = json.loads(plan["matrix"])["include"]
     assert entry["notebook"] == "notebooks/example.ipynb" and entry["runs_on"] == "ubuntu-latest"
-    run_steps(wf, "run", root, {**secrets, "matrix.notebook": entry["notebook"],
-                                "matrix.reason": entry["reason"]}, {})
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri, uri)
+    for index, item in enumerate(json.loads(plan["matrix"])["include"]):
+        run_job(workflows / "notebooks.yml", "run", root,
+                {**secrets, **{f"matrix.{k}": str(v) for k, v in item.items()},
+                 "strategy.job-index": str(index)})
+    client = MlflowClient(mlflow_server, mlflow_server)
     [run] = all_runs(client)
-    assert run.info.status == "FINISHED" and run.data.tags["nbops.git_sha"] == git(root, "rev-parse", "HEAD")
-    assert client.search_model_versions("name = 'example'")
+    assert run.info.status == "FINISHED" and run.data.tags["nbops.git_sha"] == head
+    assert [v.version for v in client.search_model_versions("name = 'example'")] == ["1"]
+    assert not (root / "mlflow.db").exists()  # nothing went to a local store
+    # the same push planned again: the server has a run with this fingerprint
+    assert run_job(workflows / "notebooks.yml", "plan", root, push)["count"] == "0"
 
-    review = REPO / "ci" / "github" / "review.yml"
-    run_steps(review, "review", root, {"github.event.pull_request.base.sha": before}, {})
+    # an empty secret: the plan job fails with one line naming it, and writes no local store
+    with pytest.raises(AssertionError, match="MLFLOW_TRACKING_URI is empty"):
+        run_job(workflows / "notebooks.yml", "plan", root, {**push, "secrets.MLFLOW_TRACKING_URI": ""})
+    assert not (root / "mlflow.db").exists()
+
+    # a pull request from a branch of this repository: review, metrics, notebook tests
+    git(root, "checkout", "-q", "-b", "pr")
+    nb_path.write_text(nb_path.read_text().replace('\\"wine\\"', '\\"breast_cancer\\"'))
+    pr_head = commit(root, "breast cancer")
+    review = workflows / "review.yml"
+    pr = {"github.event.pull_request.base.sha": head, "github.event.pull_request.number": "7",
+          "github.event.pull_request.head.sha": pr_head}
+    run_job(review, "review", root, pr)
     body = (root / "review" / "review.md").read_text()
     assert body.startswith("<!-- nbops-review -->")
-    assert "`notebooks/example.ipynb` (modified)" in body and "dataset: 'iris' -> 'wine'" in body
+    assert "`notebooks/example.ipynb` (modified)" in body and "dataset: 'wine' -> 'breast_cancer'" in body
+    meta = {name: (root / "pr" / name).read_text().strip() for name in ("number", "head-sha", "check")}
+    assert meta == {"number": "7", "head-sha": pr_head, "check": "success"}
+
+    metrics_job = yaml.safe_load(review.read_text())["jobs"]["metrics"]
+    assert metrics_job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    run_job(review, "metrics", root, {**pr, **secrets})
+    with_metrics = (root / "review-metrics" / "review.md").read_text()
+    assert with_metrics.startswith("<!-- nbops-review -->") and "accuracy" in with_metrics
+    with pytest.raises(AssertionError, match="MLFLOW_TRACKING_URI is empty"):
+        run_job(review, "metrics", root, {**pr, "secrets.MLFLOW_TRACKING_URI": ""})
+
+    run_job(review, "notebook-tests", root, pr)

@@ -80,7 +80,7 @@ def test_every_job_caches_pip_and_installs_the_project():
             if "setup-python" in step.get("uses", ""):
                 assert step["with"].get("cache") == "pip", f"{path.name} {job_id}"
             if step.get("id") == "install":
-                assert step["run"].startswith("python -m pip install -e ."), f"{path.name} {job_id}"
+                assert "python -m pip install $NBOPS_PIP_ARGS ${NBOPS_SPEC:+\"$NBOPS_SPEC\"} -e ." in step["run"], f"{path.name} {job_id}"
 
 
 def test_tracking_jobs_require_a_tracking_server():
