@@ -26,7 +26,7 @@ def test_review_run_compares_metrics_with_the_base_run(project, mlflow_client):
     assert main(["review", "--base", "HEAD~1", "--out", "D", "--run"]) == 0
     md = (project / "D" / "review.md").read_text()
     assert "`value: 1.0 -> 2.5`" in md
-    assert "| score | 1 | 2.5 | +1.5 |" in md
+    assert "| score ↑ | 1 | 2.5 | +1.5 better |" in md  # the gate says higher is better
     assert "| constant | 7 | 7 | +0 |" in md
     assert "- gate `score >= 1.5`: holds" in md
     client = mlflow_client()

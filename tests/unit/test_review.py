@@ -180,3 +180,25 @@ def test_a_huge_cell_falls_back_to_a_line_diff_in_bounded_time():
 def test_bad_ref_is_a_clear_error(project, capsys):
     assert main(["review", "--base", "no-such-ref", "--out", "D"]) == 2
     assert "git diff" in capsys.readouterr().err
+
+
+def test_metric_changes_are_marked_by_direction_gates_shown_and_records_kept_apart():
+    from nbops.core.gates import parse_gate
+    from nbops.notebook.document import ModelSpec
+    from nbops.review.results import results_lines
+
+    model = ModelSpec("m", gates=(parse_gate("accuracy >= 0.9"), parse_gate("latency_ms <= 50")),
+                      compare="log_loss", higher_is_better=False)
+    head = {"accuracy": 0.85, "latency_ms": 40.0, "log_loss": 0.3, "epochs": 7, "note": "a | b", "curve": [1, 2]}
+    base = {"accuracy": 0.95, "latency_ms": 45.0, "log_loss": 0.4, "epochs": 5}
+    lines = results_lines("ok", "run abc at base", head, base, model)
+    text = "\n".join(lines)
+    assert "| accuracy ↑ | 0.95 | 0.85 | -0.1 **worse** |" in lines
+    assert "| latency_ms ↓ | 45 | 40 | -5 better |" in lines
+    assert "| log_loss (compare) ↓ | 0.4 | 0.3 | -0.1 better |" in lines
+    assert "| epochs | 5 | 7 | +2 |" in lines  # no direction known: no judgement
+    assert "- gate `accuracy >= 0.9`: **FAILS** (accuracy = 0.85)" in lines
+    assert "- gate `latency_ms <= 50`: holds" in lines
+    records = text[text.index("Records that are not metrics"):]
+    assert "- `curve`: `[1, 2]`" in records and "- `note`: `'a | b'`" in records
+    assert "note" not in text[:text.index("Records")]

@@ -90,6 +90,56 @@ def test_hostile_cells_inject_no_element_and_the_data_parses_back():
     assert config["base"] == "main:<b>x</b>" and config["remote"] == "head </script>"
 
 
+# every character a notebook may hold, written as JSON escapes where JSON needs them (a lone
+# surrogate "\\ud800" is valid JSON text and nbformat reads it back as such)
+ANY_TEXT = [
+    "<!-- a comment -->\n<!--[if IE]> x <![endif]-->",
+    "</script><img src=x onerror=alert(1)>",
+    "line\u2028separator\u2029paragraph",
+    "lone \ud800 surrogate and \udfff",
+    "emoji 🎉, rtl \u202e, nul \x00, bom \ufeff",
+    "```\n    ```\n~~~",
+]
+
+
+def test_a_review_of_any_text_writes_pages_whose_data_parses_back_exactly(project):
+    from nbdime import patch
+    from nbdime.diff_format import DiffEntry
+
+    from nbops.cli.main import main
+    from tests.conftest import commit_all
+
+    path = project / "notebooks" / "any.ipynb"
+    path.parent.mkdir()
+    base, head = _notebook(ANY_TEXT), _notebook([s + "\nchanged" for s in ANY_TEXT])
+    path.write_text(json.dumps(base))  # ensure_ascii: "\ud800" stays an escape in the file
+    commit_all(project, "base")
+    path.write_text(json.dumps(head))
+    commit_all(project, "head")
+    assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
+
+    page = (project / "D" / "notebooks__any.ipynb.html").read_bytes().decode("utf-8")  # valid UTF-8
+    found = _parse(page)
+    assert "img" not in found.tags
+    data = json.loads(found.scripts["nbops-diff-data"])  # `<\!--` would not parse (issue 12)
+    assert [c["source"] for c in data["base"]["cells"]] == [c["source"] for c in base["cells"]]
+    shown = patch(data["base"], json.loads(json.dumps(data["diff"]),
+                                           object_hook=lambda o: DiffEntry(o) if "op" in o else o))
+    assert [c["source"] for c in shown["cells"]] == [c["source"] for c in head["cells"]]
+    md = (project / "D" / "review.md").read_bytes().decode("utf-8")
+    assert "lone \\ud800 surrogate" in md  # said as its escape, not written as broken UTF-8
+
+
+def test_pages_of_a_review_share_one_web_app_file():
+    page = render_diff_page(_notebook(["a"]), _notebook(["b"]), "base", "head", "t", app="nbdime-webapp-x.js")
+    found = _parse(page)
+    assert found.tags["script"] == 4  # config, data, the fetch shim, the shared app
+    assert '<script src="nbdime-webapp-x.js"></script>' in page
+    assert len(page) < 20_000  # the inlined app is ~4 MB
+    config = json.loads(found.scripts["nbdime-config-data"])
+    assert config["hideUnchanged"] is True  # nbdime's own option: unchanged cells hidden
+
+
 # --- rich: the user's text is printed as it is --------------------------------------------------
 
 MARKUP = "[/x] boom [bold]"

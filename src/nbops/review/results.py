@@ -12,8 +12,10 @@ from nbops.core.context import relative_to_repo
 from nbops.core.errors import ReviewError, first_line
 from nbops.core.gates import failed_gates
 from nbops.core.store import all_experiment_ids, is_not_found, mask_uri
+from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
 from nbops.review.changes import NotebookReview, git_output
+from nbops.review.markdown import code
 from nbops.run.runner import plan_runs, run_specs
 
 
@@ -50,8 +52,60 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def direction(name: str, model: ModelSpec | None) -> bool | None:
+    """True when a higher NAME is better, False when lower is, None when nothing says: the
+    compare metric's direction, else a gate's (`>=` wants higher, `<=` lower)."""
+    if model is None:
+        return None
+    if model.compare == name:
+        return model.higher_is_better
+    ops = {g.op for g in model.gates if g.metric == name}
+    if ops and ops <= {">", ">="}:
+        return True
+    if ops and ops <= {"<", "<="}:
+        return False
+    return None
+
+
+def results_lines(status: str, source: str, head_records: dict, base_metrics: dict,
+                  model: ModelSpec | None) -> list[str]:
+    """Markdown: the metrics base/head/change (better or worse by the metric's direction), the
+    gates at head, and the records that are not metrics (text, lists, NaN), kept apart."""
+    head_metrics, others = split_metrics(head_records)
+    lines = [f"**Results** (head run {status}; base: {source})", "",
+             "| metric | base | head | change |", "|---|---|---|---|"]
+    for name in sorted(set(head_metrics) | set(base_metrics)):
+        b, h = base_metrics.get(name), head_metrics.get(name)
+        higher = direction(name, model)
+        change = "–"
+        if b is not None and h is not None:
+            change = f"{h - b:+.4g}"
+            if higher is not None:
+                change += " same" if h == b else (" better" if (h > b) == higher else " **worse**")
+        label = _cell(name) + (" (compare)" if model and model.compare == name else "")
+        if higher is not None:
+            label += " ↑" if higher else " ↓"
+        lines.append(f"| {label} | {_fmt(b)} | {_fmt(h)} | {change} |")
+    if model and model.gates:
+        lines.append("")
+        failures = failed_gates(model.gates, head_metrics)
+        for gate in model.gates:
+            why = next((f for f in failures if f.startswith(f"gate '{gate}'")), None)
+            lines.append(f"- gate `{gate}`: " + ("holds" if why is None else f"**FAILS** ({why.split(': ', 1)[-1]})"))
+    if others:
+        lines += ["", "Records that are not metrics (head):"]
+        for name, value in sorted(others.items()):
+            text = repr(value)
+            lines.append(f"- {code(name)}: {code(text if len(text) <= 80 else text[:77] + '...')}")
+    return lines
+
+
 def run_and_compare(settings: Settings, reviews: list[NotebookReview], base: str, head: str) -> dict[str, list[str]]:
-    """Markdown lines per notebook path: a metrics table base/head/delta and the gates."""
+    """Markdown lines per notebook path (results_lines)."""
     root = settings.root
     head_sha = git_output(root, "rev-parse", head).strip()
     if head_sha != git_output(root, "rev-parse", "HEAD").strip():
@@ -71,19 +125,9 @@ def run_and_compare(settings: Settings, reviews: list[NotebookReview], base: str
     for outcome in outcomes:
         nb = outcome.result.spec.notebook
         path = relative_to_repo(nb.path, root)
-        head_metrics, _ = split_metrics(outcome.result.records)
         base_metrics, source = _base_metrics(client, path, base_sha, nb.model.name if nb.model else None)
-        lines = [f"**Results** (head run {'ok' if outcome.ok else 'FAILED: ' + str(outcome.result.error)};"
-                 f" base: {source})", "", "| metric | base | head | delta |", "|---|---|---|---|"]
-        for name in sorted(set(head_metrics) | set(base_metrics)):
-            b, h = base_metrics.get(name), head_metrics.get(name)
-            delta = f"{h - b:+.4g}" if b is not None and h is not None else "–"
-            lines.append(f"| {name} | {_fmt(b)} | {_fmt(h)} | {delta} |")
-        if nb.model and nb.model.gates:
-            failures = failed_gates(nb.model.gates, head_metrics)
-            for gate in nb.model.gates:
-                held = not any(f.startswith(f"gate '{gate}'") for f in failures)
-                lines.append(f"- gate `{gate}`: {'holds' if held else 'FAILS'}")
+        status = "ok" if outcome.ok else f"FAILED: {outcome.result.error}"
+        lines = results_lines(status, source, outcome.result.records, base_metrics, nb.model)
         tables[path] = lines
     return tables
 
