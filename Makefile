@@ -36,13 +36,22 @@ $(CHROMIUM):
 	  (apt-get install -y -qq chromium >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)); fi
 
+# The server tier (tests/server) runs a team's stack: Debian's PostgreSQL (its server programs
+# live in /usr/lib/postgresql/*/bin), installed here like chromium; moto's S3 comes from PyPI.
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
+
+$(PG_INITDB):
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null && apt-get install -y -qq postgresql >/dev/null)); fi
+
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see
 # pyproject.toml). The total is printed; .ci/run sets COV_FLOOR, the figure it must not drop below.
 COV_FLOOR ?= 0
 PYTEST_ARGS ?=
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(PG_INITDB)
 	$(BIN)/mypy src
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)

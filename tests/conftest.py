@@ -2,7 +2,8 @@
 
 The tiers: tests/unit holds the pure tests (no kernel, no MLflow store on disk, no server, no Ray,
 no subprocess of nbops), the inner loop `make test-fast` runs. Everything under tests/integration
-and tests/e2e starts at least one of those, and is marked `slow` here, by its folder.
+and tests/e2e starts at least one of those, and is marked `slow` here, by its folder;
+tests/server runs the daily commands against a team stack (PostgreSQL, S3, `mlflow server`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-SLOW_TIERS = ("integration", "e2e")
+SLOW_TIERS = ("integration", "e2e", "server")
 
 
 def pytest_collection_modifyitems(config, items):

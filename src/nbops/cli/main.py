@@ -1,5 +1,5 @@
 """The `nbops` command: parse arguments, call one function, print. No logic lives here: each
-command group is a module of this package (`run`, `project`, `review`, `models`).
+command group is a module of this package (`run`, `project`, `review`, `models`, `store`).
 
 Exit codes: 0 ok, 1 a notebook failed, 2 bad input (NbopsError), 3 a bug (traceback in a log
 file), 130 interrupted, 143 terminated (SIGTERM).
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from nbops import __version__
-from nbops.cli import models, options, project, review, run
+from nbops.cli import models, options, project, review, run, store
 from nbops.core.errors import NbopsError, Terminated
 
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nbops {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and kernel logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (run, project, review, models):
+    for group in (run, project, review, models, store):
         group.add_parsers(sub)
     return parser
 
