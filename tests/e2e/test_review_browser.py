@@ -1,4 +1,5 @@
-"""Open a generated HTML diff in headless Chromium (Debian's, driven by Playwright) from file://."""
+"""Open generated review pages in headless Chromium (Debian's, driven by Playwright) from file://:
+the index, and pages that share one copy of nbdime's web app."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM and not os.environ.get("CI"),
     reason="needs Debian's chromium (`apt-get install chromium`; `make test` installs it as root)",
 )
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def test_html_diff_renders_changed_cells_offline(project, tmp_path):
+def test_index_and_pages_share_one_app_and_render_offline(project, tmp_path):
     assert CHROMIUM, "chromium is not installed (CI must run the browser test)"
     from playwright.sync_api import sync_playwright
 
@@ -26,35 +29,53 @@ def test_html_diff_renders_changed_cells_offline(project, tmp_path):
         ("markdown", "# Experiment"),
         ("code", "C = 1.0", ["parameters"]),
         ("code", "print('the old line')"),
-        ("code", "print('unchanged')"),
+        *[("code", f"print('unchanged {i}')") for i in range(6)],
     ])
+    other = write_notebook(project / "notebooks" / "other.ipynb", [("code", "print('other old')")])
     commit_all(project, "base")
     nb = json.loads(path.read_text())
     nb["cells"][2]["source"] = "print('the brand new line')"
+    nb["cells"][3]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "left in\n"}]
     nb["cells"].append({"cell_type": "markdown", "id": "added", "metadata": {},
                         "source": "An added cell about ünïcode"})
     path.write_text(json.dumps(nb))
+    other.write_text(other.read_text().replace("other old", "other new"))
     commit_all(project, "head")
     assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
-    page_path = project / "D" / "notebooks__exp.ipynb.html"
+    out = project / "D"
+    assert len(list(out.glob("nbdime-webapp-*.js"))) == 1  # one copy for both pages
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             requests, errors = [], []
             page.on("request", lambda r: requests.append(r.url))
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri())
-            page.wait_for_selector(".jp-Cellrow-source", timeout=30_000)
+            page.goto((out / "index.html").as_uri())
+            links = page.eval_on_selector_all("#nbops-index a", "els => els.map(e => e.textContent)")
+            page.click("text=notebooks/exp.ipynb")
+            page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=30_000)
+            page.wait_for_function("document.getElementById('nbdime-root').innerText.includes('ünïcode')",
+                                   timeout=10_000)  # markdown renders a moment later
             text = page.inner_text("#nbdime-root")
+            banner = page.inner_text("#nbops-outputs")
+            hidden = page.evaluate("""() => [...document.querySelectorAll('.jp-Cell-diff.jp-Diff-unchanged')]
+                                      .filter(e => e.offsetParent === null).length""")
+            checked = page.is_checked("#nbdime-hide-unchanged")
             page.screenshot(path=str(tmp_path / "diff.png"))
+            page.goto((out / "notebooks__other.ipynb.html").as_uri())
+            page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=30_000)
+            other_text = page.inner_text("#nbdime-root")
         finally:
             browser.close()
-    assert "print('the old line')" in text
-    assert "print('the brand new line')" in text
+    assert links == ["notebooks/exp.ipynb", "notebooks/other.ipynb"]
+    assert "print('the old line')" in text and "print('the brand new line')" in text
     assert "An added cell about ünïcode" in text
+    assert checked and hidden >= 6  # unchanged cells hidden by default, as nbdime's own page does
+    assert "print('unchanged 3')" not in text  # inner_text has only what is displayed
+    assert "cell 4: stdout" in banner  # an output committed by mistake is said on the page
+    assert "other old" in other_text and "other new" in other_text
     assert [u for u in requests if u.startswith(("http:", "https:"))] == []
     assert errors == []
+

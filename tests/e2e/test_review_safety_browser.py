@@ -66,7 +66,8 @@ def test_hostile_notebook_page_runs_no_injected_script_and_renders(tmp_path):
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(page_path.as_uri())
-            page.wait_for_selector(".jp-Cellrow-source", timeout=20_000)
+            page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=20_000)
+            page.uncheck("#nbdime-hide-unchanged")  # show every cell, hostile ones included
             page.wait_for_timeout(500)  # an onerror handler would have fired by now
             text = page.inner_text("#nbdime-root")
             injected = page.evaluate("document.querySelectorAll('img, svg[onload], [onerror]').length")
@@ -79,3 +80,57 @@ def test_hostile_notebook_page_runs_no_injected_script_and_renders(tmp_path):
     assert scripts == _template_scripts()  # the template's own, no more
     assert "print('the old line')" in text and "print('the new line')" in text
     assert "</SCRIPT><img src=x onerror=alert(1)>" in text  # shown as text
+
+
+ANY_TEXT = [
+    "<!-- a comment --> print('after the comment')",
+    "<!--[if IE]><script>alert(7)</script><![endif]-->",
+    "s = '</script><img src=x onerror=alert(8)>'",
+    "u = 'line\u2028sep\u2029para'",
+    "lone = '\ud800 surrogate'",
+    "emoji = '🎉 naïve ✓'",
+]
+
+
+@pytest.mark.timeout(120)
+def test_a_review_of_any_text_renders_in_chromium_with_no_injected_element(project):
+    assert CHROMIUM, "chromium is not installed (CI must run the browser test)"
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    from nbops.cli.main import main
+    from tests.conftest import commit_all
+
+    path = project / "notebooks" / "any.ipynb"
+    path.parent.mkdir()
+    path.write_text(json.dumps(_notebook([*ANY_TEXT, "print('the old line')"])))
+    commit_all(project, "base")
+    path.write_text(json.dumps(_notebook([*ANY_TEXT, "print('the new line')"])))
+    commit_all(project, "head")
+    assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            dialogs, errors = [], []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((project / "D" / "notebooks__any.ipynb.html").as_uri())
+            page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=30_000)
+            page.uncheck("#nbdime-hide-unchanged")  # show every cell, hostile ones included
+            page.wait_for_timeout(500)
+            text = page.inner_text("#nbdime-root")
+            body = page.inner_text("body")
+            injected = page.evaluate("document.querySelectorAll('img, svg[onload], [onerror]').length")
+        finally:
+            browser.close()
+    assert "Failed to fetch" not in body and errors == [] and dialogs == []
+    assert injected == 0
+    assert "print('the old line')" in text and "print('the new line')" in text
+    for line in ("<!-- a comment --> print('after the comment')", "s = '</script><img src=x onerror=alert(8)>'",
+                 "emoji = '🎉 naïve ✓'"):
+        assert line in text
