@@ -82,3 +82,142 @@ def test_unreadable_notebook_is_a_finding_not_a_crash(project, capsys):
 @pytest.mark.parametrize("folder", ["notebooks", "templates"])
 def test_repo_notebooks_and_templates_are_clean(folder):
     assert run_check(REPO, [str(REPO / folder)], ("notebooks", "templates")) == []
+
+
+# --- NB003 per generator ------------------------------------------------------------------------
+
+NB003_FOUND = {  # cell -> the one message expected
+    "import numpy as np\nrng = np.random.default_rng(1701)\nx = np.random.rand(3)":
+        "np.random.rand() before any np.random.seed(...)",
+    "import random\nrandom.seed(1)\nimport numpy as np\nx = np.random.normal()":
+        "np.random.normal() before any np.random.seed(...)",
+    "import numpy as np\nnp.random.seed(0)\nimport random\nrandom.shuffle(xs)":
+        "random.shuffle() before any random.seed(...)",
+    "from numpy.random import randn\nx = randn(3)": "randn() before any np.random.seed(...)",
+    "import numpy.random as npr\nx = npr.uniform()": "npr.uniform() before any np.random.seed(...)",
+    "import torch\nimport numpy as np\nnp.random.seed(0)\nx = torch.rand(2)":
+        "torch.rand() before any torch.manual_seed(...)",
+    "import tensorflow as tf\ntf.random.set_seed(0)\nx = np.random.rand(2)":
+        "np.random.rand() before any np.random.seed(...)",
+    "from sklearn.datasets import make_classification\nX, y = make_classification(n_samples=100)":
+        "make_classification(...) without random_state",
+    "from sklearn import datasets\nX, y = datasets.make_blobs(n_samples=10)": "datasets.make_blobs(...) without random_state",
+    "from sklearn.decomposition import PCA\np = PCA(n_components=2, svd_solver='randomized')":
+        "PCA(svd_solver='randomized') without random_state",
+    "from sklearn.utils import shuffle\nX = shuffle(X)": "shuffle(...) without random_state",
+    "rng = np.random.default_rng()": "np.random.default_rng() without a seed",
+}
+NB003_CLEAN = [
+    "import numpy as np\nrng = np.random.default_rng(1701)\nx = rng.normal(size=3)",
+    "from numpy.random import randn, seed\nseed(0)\nx = randn(3)",
+    "import random\nrandom.seed(1)\nx = random.random()",
+    "from nbops.kit import seed_everything\nseed_everything(0)\nimport numpy as np\nimport random\n"
+    "x = np.random.rand(1) + random.random()",
+    "from transformers import set_seed\nset_seed(1)\nimport torch\nx = torch.randn(2)",
+    "import torch\ntorch.manual_seed(0)\nx = torch.randn(2)",
+    "X, y = make_classification(n_samples=10, random_state=0)",
+    "from sklearn.decomposition import PCA\np = PCA(n_components=2)",
+    "p = PCA(n_components=2, svd_solver='randomized', random_state=0)",
+    "import numpy as np\nnp.random.seed(0)\nX, y = make_classification(n_samples=10)",
+    "from sklearn.model_selection import KFold\nk = KFold(5)",
+]
+
+
+def _codes(source: str, code: str) -> list[str]:
+    from nbops.review.check import code_findings
+
+    return [message for _, c, message in code_findings([(1, source)]) if c == code]
+
+
+@pytest.mark.parametrize("source", list(NB003_FOUND))
+def test_nb003_names_the_unseeded_generator(source):
+    assert _codes(source, "NB003") == [NB003_FOUND[source]]
+
+
+@pytest.mark.parametrize("source", NB003_CLEAN)
+def test_nb003_takes_each_seed_for_its_own_generator(source):
+    assert _codes(source, "NB003") == []
+
+
+def test_nb003_seed_in_an_earlier_cell_counts_and_imports_carry_over():
+    from nbops.review.check import code_findings
+
+    cells = [(1, "from numpy.random import randn, seed"), (2, "seed(3)"), (3, "x = randn(2)"),
+             (4, "import random"), (5, "y = random.choice([1, 2])")]
+    assert [(n, m) for n, c, m in code_findings(cells) if c == "NB003"] == [
+        (5, "random.choice() before any random.seed(...)")]
+
+
+# --- NB004 routes, NB002 layout, NB001 editor state ----------------------------------------------
+
+@pytest.mark.parametrize("source", [
+    '@app.route("/api/<int:id>")\ndef item(id):\n    return id',
+    '@app.route("/data/<int:id>")\ndef item(id):\n    return id',
+    '@app.get("/data/items")\ndef items():\n    return []',
+    'app.add_url_rule("/tmp/upload", view_func=f)',
+    'urlpatterns = [path("/data/list", view)]',
+])
+def test_nb004_leaves_web_routes_alone(source):
+    assert _codes(source, "NB004") == []
+
+
+def test_nb004_still_finds_file_paths():
+    assert len(_codes('df = pd.read_csv("/data/train.csv")\nopen("/home/alice/x.txt")', "NB004")) == 2
+
+
+def test_nb002_only_where_the_project_uses_nbops_layout(tmp_path):
+    bare = tmp_path / "other"
+    write_notebook(bare / "notebooks" / "analysis.ipynb", [("code", "x = 1")])
+    (bare / "pyproject.toml").write_text('[project]\nname = "other"\n\n[tool.ruff]\nline-length = 100\n')
+    assert run_check(bare, [], ("notebooks", "templates"), lint=False) == []
+    (bare / "templates").mkdir()  # nbops's folders
+    assert [f.code for f in run_check(bare, [], ("notebooks", "templates"), lint=False)] == ["NB002"]
+    configured = tmp_path / "configured"
+    write_notebook(configured / "notebooks" / "analysis.ipynb", [("code", "x = 1")])
+    (configured / "pyproject.toml").write_text('[tool.nbops.runners]\ncpu = "ubuntu-latest"\n')
+    assert [f.code for f in run_check(configured, [], ("notebooks", "templates"), lint=False)] == ["NB002"]
+
+
+def test_nb001_reports_what_nbstripout_strips_beyond_outputs(tmp_path):
+    from nbops.review.check import check_notebook
+
+    path = write_notebook(tmp_path / "n.ipynb", [("code", "x = 1"), ("markdown", "# h")])
+    nb = json.loads(path.read_text())
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb["cells"][0]["metadata"] = {"collapsed": True, "scrolled": True,
+                                  "execution": {"iopub.execute_input": "2024-01-01T00:00:00Z"}}
+    nb["cells"][1]["metadata"] = {"heading_collapsed": True}
+    found = [(f.cell, f.message.split(" (")[0]) for f in check_notebook(nb, "n.ipynb", needs_parameters=False)]
+    assert found == [(None, "has metadata.widgets"), (1, "has metadata collapsed, execution, scrolled"),
+                     (2, "has metadata heading_collapsed")]
+    nb["cells"][0]["metadata"] = {"tags": ["keep_output"]}  # nbstripout keeps these outputs
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    nb["cells"][1]["metadata"], nb["metadata"] = {}, {}
+    assert check_notebook(nb, "n.ipynb", needs_parameters=False) == []
+
+
+# --- one secret rule set: NB005 and the parameters nbops never stores ---------------------------
+
+NAMES = ["password", "db_password", "DB_PASS", "dbPassword", "api_key", "apikey", "client_secret", "token",
+         "hf_token", "access_key", "private_key", "credentials", "secret", "bearer",
+         "TOKEN_URL", "token_pattern", "tokenizer", "max_tokens", "secret_name", "n_tokens", "password_hint_url",
+         "auth_method", "keyword", "monkey"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_check_and_parameter_masking_agree_on_every_name(name):
+    from nbops.core.secrets import is_secret_name
+
+    flagged = bool(_codes(f'{name} = "a8f5f167f44f"', "NB005"))
+    assert flagged == is_secret_name(name)
+    assert is_secret_name("TOKEN_URL") is False and is_secret_name("token_pattern") is False
+
+
+def test_parameter_values_masked_by_the_same_credential_shapes():
+    from nbops.core.secrets import is_secret_value, secret_names
+
+    values = {"db": "postgresql://user:S3cr3t@host/db", "url": "postgresql://user@host/db",
+              "key": "AKIAABCDEFGHIJKLMNOP", "TOKEN_URL": "https://auth.example.com/token", "lr": 0.1,
+              "password": "", "token_pattern": r"\w+"}
+    assert secret_names(values) == ("db", "key", "password")
+    assert is_secret_value("sk-xxxxxxxxxxxxxxxxxxxxxxxx") is False  # a stand-in

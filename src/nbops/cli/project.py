@@ -83,7 +83,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      "e.g. 'nbops @ git+https://github.com/ORG/nbops@v0.1.0'")
     ini.set_defaults(func=cmd_init)
 
-    stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime drivers and nbstripout's filter")
+    stp = sub.add_parser("setup", help="install pre-commit hooks, nbdime git drivers and the strip filter (keeps ids)")
     stp.set_defaults(func=cmd_setup)
 
     cfg = sub.add_parser("config", help="print the settings and where each came from")

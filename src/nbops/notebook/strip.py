@@ -41,7 +41,7 @@ _NB_KEYS = tuple(k.split(".", 1)[1] for k in EXTRA_KEYS if k.startswith("metadat
 _CELL_KEYS = tuple(k.split(".", 2)[2] for k in EXTRA_KEYS if k.startswith("cell.metadata."))
 
 
-def _v4(nb: Any) -> Any:
+def to_v4(nb: Any) -> Any:
     """An nbformat 3 NotebookNode as v4, ids from each cell's type and source (deduplicated)."""
     import nbformat
 
@@ -69,7 +69,7 @@ def strip_text(text: str, where: str = "notebook") -> str:
             warnings.simplefilter("ignore", category=UserWarning)
             nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
             if nb.nbformat < 4:
-                nb = _v4(nb)
+                nb = to_v4(nb)
             # keep_output=None, as nbstripout's command line passes it: metadata.keep_output decides
             strip_output(nb, keep_output=None, keep_count=False, keep_id=True, extra_keys=list(EXTRA_KEYS))
             out = nbformat.writes(nb)
