@@ -49,6 +49,8 @@ def test_review_of_a_modified_notebook(project, capsys):
     commit_all(project, "head")
 
     assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
+    out = capsys.readouterr().out
+    assert "D/index.html (open in a browser" in out and "nbdiff-web HEAD~1 HEAD PATH" in out
     md = (project / "D" / "review.md").read_text()
     assert "- `notebooks/exp.ipynb` (modified): 1 cell(s) added, 0 removed, 2 modified" in md
     # an output left in by mistake is said first, per notebook and cell

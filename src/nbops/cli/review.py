@@ -61,7 +61,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     print(f"reviewed {len(reviews) - len(failed)} notebook(s) -> {md}")
     if reviews:
         print(f"side-by-side diffs: {md.parent / 'index.html'} (open in a browser; or nbdime's live tool:"
-              f" git nbdiff-web {args.base} {args.head} -- PATH)")
+              f" nbdiff-web {args.base} {args.head} PATH)")
     for r in failed:
         print(f"could not review {r.change.path}: {r.change.error}", file=sys.stderr)
     return 0
@@ -87,7 +87,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     rev = sub.add_parser("review", help="markdown and HTML diffs of the notebooks changed between two refs",
                          description="Writes review.md (the pull request comment) and, in the same folder, "
                          "index.html with one nbdime side-by-side page per notebook (offline, file://). "
-                         "For nbdime's live web tool instead: git nbdiff-web BASE HEAD -- PATH")
+                         "For nbdime's live web tool instead: nbdiff-web BASE HEAD PATH")
     rev.add_argument("--base", required=True, metavar="REF", help="e.g. origin/main or HEAD~1")
     rev.add_argument("--head", default="HEAD", metavar="REF", help="default HEAD")
     rev.add_argument("--out", default="review", metavar="DIR", help="output folder (default review/)")
