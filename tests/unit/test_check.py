@@ -221,3 +221,52 @@ def test_parameter_values_masked_by_the_same_credential_shapes():
               "password": "", "token_pattern": r"\w+"}
     assert secret_names(values) == ("db", "key", "password")
     assert is_secret_value("sk-xxxxxxxxxxxxxxxxxxxxxxxx") is False  # a stand-in
+
+
+# --- the git filter process (gitattributes(5): long-running filter protocol) ---------------------
+
+def _pkt(data: bytes | None) -> bytes:
+    return b"0000" if data is None else b"%04x" % (len(data) + 4) + data
+
+
+def _pkts(stream, count):
+    out = []
+    for _ in range(count):
+        size = int(stream.read(4), 16)
+        out.append(None if size == 0 else stream.read(size - 4))
+    return out
+
+
+def test_filter_process_cleans_large_notebooks_and_passes_smudge_through(tmp_path):
+    import io
+
+    from nbops.notebook.strip import serve_git_filter, strip_text
+
+    path = write_notebook(tmp_path / "n.ipynb", [("code", "x = 1")])
+    nb = json.loads(path.read_text())
+    nb["metadata"]["widgets"] = {"state": "w" * 200_000}  # several pkt-lines each way
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "y" * 100_000}]
+    text = json.dumps(nb).encode()
+    chunks = [text[i:i + 65516] for i in range(0, len(text), 65516)]
+    request = b"".join([
+        _pkt(b"git-filter-client\n"), _pkt(b"version=2\n"), _pkt(None),
+        _pkt(b"capability=clean\n"), _pkt(b"capability=smudge\n"), _pkt(b"capability=delay\n"), _pkt(None),
+        _pkt(b"command=clean\n"), _pkt(b"pathname=n.ipynb\n"), _pkt(None), *map(_pkt, chunks), _pkt(None),
+        _pkt(b"command=smudge\n"), _pkt(b"pathname=n.ipynb\n"), _pkt(None), _pkt(b"as is"), _pkt(None),
+        _pkt(b"command=clean\n"), _pkt(b"pathname=bad.ipynb\n"), _pkt(None), _pkt(b"{oops"), _pkt(None),
+    ])
+    out, err = io.BytesIO(), io.StringIO()
+    serve_git_filter(io.BytesIO(request), out, err)
+    out.seek(0)
+    assert _pkts(out, 3) == [b"git-filter-server\n", b"version=2\n", None]
+    assert _pkts(out, 3) == [b"capability=clean\n", b"capability=smudge\n", None]  # no delay
+    assert _pkts(out, 2) == [b"status=success\n", None]
+    content = b""
+    while (pkt := _pkts(out, 1)[0]) is not None:
+        assert len(pkt) <= 65516
+        content += pkt
+    assert content.decode() == strip_text(text.decode()) and b"yyy" not in content
+    assert _pkts(out, 1) == [None]
+    assert _pkts(out, 5) == [b"status=success\n", None, b"as is", None, None]
+    assert _pkts(out, 2) == [b"status=error\n", None] and out.read() == b""
+    assert err.getvalue() == "nbops strip: bad.ipynb: not valid JSON\n"

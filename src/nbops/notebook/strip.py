@@ -144,7 +144,9 @@ def filtered(root: Path, paths: list[Path]) -> set[Path]:
 
     rel = {}
     for p in paths:
-        full = Path(os.path.abspath(p))
+        full = Path(os.path.abspath(p))  # a symlinked notebook is the link's path in git
+        if not full.is_relative_to(root):
+            full = full.parent.resolve() / full.name
         if full.is_relative_to(root):
             rel[full.relative_to(root).as_posix()] = p
     try:
