@@ -125,6 +125,19 @@ def mlflow_server(tmp_path):
         log.close()
 
 
+def drifted_wine(folder: Path) -> tuple[Path, Path]:
+    """The wine data the example notebook trained on, and a copy whose features have all moved."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    reference, current = folder / "reference.csv", folder / "current.csv"
+    frame.to_csv(reference, index=False)
+    features = [c for c in frame.columns if c != "target"]
+    frame[features] = frame[features] * 1.5 + 1.0
+    frame.to_csv(current, index=False)
+    return reference, current
+
+
 def commit(root: Path, message: str) -> str:
     git(root, "add", "-A")
     git(root, "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", message)
@@ -171,6 +184,24 @@ def test_github_workflows_run_against_a_tracking_server(tmp_path, mlflow_server)
     with pytest.raises(AssertionError, match="MLFLOW_TRACKING_URI is empty"):
         run_job(workflows / "notebooks.yml", "plan", root, {**push, "secrets.MLFLOW_TRACKING_URI": ""})
     assert not (root / "mlflow.db").exists()
+
+    # retrain.yml on its schedule: a person made v1 champion; the data it sees now has drifted
+    assert nbops("models", "promote", "example", "1", "--alias", "champion", cwd=root,
+                 env={"MLFLOW_TRACKING_URI": mlflow_server}).returncode == 0
+    reference, current = drifted_wine(tmp_path)
+    scheduled = {**secrets, "vars.NBOPS_RETRAIN_MODEL": "example",
+                 "vars.NBOPS_REFERENCE_DATA": str(reference), "vars.NBOPS_CURRENT_DATA": str(current)}
+    outputs = run_job(workflows / "retrain.yml", "monitor", root, scheduled)
+    assert outputs == {"challenger": "2"}  # the approval jobs run when this is set
+    aliases = {v.version: client.get_model_version("example", v.version).aliases
+               for v in client.search_model_versions("name = 'example'")}
+    assert aliases == {"1": ["champion"], "2": ["challenger"]}
+    assert json.loads((root / "monitor" / "drift.json").read_text())["alarm"]
+    assert "v2 is challenger" in (root / "monitor" / "summary.txt").read_text()
+    # the next week, no drift: no new challenger, no approval asked for
+    outputs = run_job(workflows / "retrain.yml", "monitor", root,
+                      {**scheduled, "vars.NBOPS_CURRENT_DATA": str(reference)})
+    assert outputs == {"challenger": ""}
 
     # a pull request from a branch of this repository: review, metrics, notebook tests
     git(root, "checkout", "-q", "-b", "pr")
