@@ -9,11 +9,13 @@ successful run in MLflow is skipped as cached: its result is already there.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from nbops.core.config import Settings
+from nbops.core.config import DEFAULT_GITLAB_RUNNERS, Settings
 from nbops.core.context import relative_to_repo
 from nbops.core.errors import ConfigError, GitError
 from nbops.notebook.document import load
@@ -34,6 +36,8 @@ class PlanEntry:
 class Plan:
     run: list[PlanEntry]
     cached: list[tuple[PlanEntry, str]]  # entry, id of the run that already has its result
+    # [tool.nbops.runners.gitlab]: the child pipeline's tags and images by hardware
+    gitlab: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GITLAB_RUNNERS))
 
 
 def changed_files(root: Path, base: str, head: str | None) -> set[str]:
@@ -149,7 +153,8 @@ def make_plan(settings: Settings, base: str | None, head: str | None = None, all
         ))
     done = _successful_runs(settings, [e.fingerprint for e in entries]) if use_cache else {}
     return Plan(run=[e for e in entries if e.fingerprint not in done],
-                cached=[(e, done[e.fingerprint]) for e in entries if e.fingerprint in done])
+                cached=[(e, done[e.fingerprint]) for e in entries if e.fingerprint in done],
+                gitlab=dict(settings.runners.get("gitlab", DEFAULT_GITLAB_RUNNERS)))
 
 
 def changed_notebooks(settings: Settings, notebooks: list[str], base: str | None, head: str | None,
@@ -173,21 +178,47 @@ def as_github_output(plan: Plan) -> str:
     return f"matrix={json.dumps(as_matrix(plan), separators=(',', ':'))}\ncount={len(plan.run)}\n"
 
 
+# The install step of every GitLab job (the parent pipeline's too): the project with the nbops it
+# depends on. NBOPS_SPEC (a CI/CD variable) installs another nbops first-hand (a version, a wheel,
+# `nbops @ git+https://...`); NBOPS_PIP_ARGS adds pip options (an index, --no-index, ...).
+GITLAB_INSTALL = 'python -m pip install $NBOPS_PIP_ARGS ${NBOPS_SPEC:+"$NBOPS_SPEC"} -e .'
+GITLAB_PIP_CACHE = "$CI_PROJECT_DIR/.cache/pip"
+
+
+def _gitlab_job(gitlab: dict[str, Any], gpu: int, script: list[str]) -> dict[str, Any]:
+    """A child job's runner, image, install step and pip cache: a child pipeline inherits none
+    of the parent's `default:`."""
+    kind = "gpu" if gpu else "cpu"
+    tags = gitlab[kind] if isinstance(gitlab[kind], list) else [gitlab[kind]]
+    image = gitlab["gpu_image" if gpu else "image"]
+    job: dict[str, Any] = {"stage": "notebooks"}
+    if image:
+        job["image"] = image
+    if tags:
+        job["tags"] = list(tags)
+    job["variables"] = {"PIP_CACHE_DIR": GITLAB_PIP_CACHE}
+    job["cache"] = {"key": {"files": ["pyproject.toml"], "prefix": f"pip-{kind}"}, "paths": [".cache/pip"]}
+    job["before_script"] = [GITLAB_INSTALL]
+    job["script"] = script
+    return job
+
+
 def as_gitlab_child(plan: Plan, nbops: str = "nbops") -> str:
-    """A child-pipeline YAML: one job per notebook, tagged for its runner."""
+    """A child-pipeline YAML: one job per notebook on a runner its hardware asks for
+    ([tool.nbops.runners.gitlab] tags and images), each installing the project itself."""
     import yaml
 
     jobs: dict = {"stages": ["notebooks"]}
     for e in plan.run:
-        tags = e.runs_on if isinstance(e.runs_on, list) else [e.runs_on]
-        jobs[f"run {e.notebook}"] = {
-            "stage": "notebooks",
-            "tags": tags,
-            "timeout": f"{e.timeout_minutes} minutes",
-            "script": [f"{nbops} run {e.notebook}"],
-            "artifacts": {"when": "always", "paths": ["runs/"]},
-            "variables": {"NBOPS_REASON": e.reason},
-        }
+        job = _gitlab_job(plan.gitlab, e.gpu, [
+            f'echo "running {e.notebook} because: $NBOPS_REASON"',
+            f"{nbops} run {shlex.quote(e.notebook)} --output-dir runs",
+        ])
+        job["variables"]["NBOPS_REASON"] = e.reason
+        job["timeout"] = f"{e.timeout_minutes} minutes"
+        job["artifacts"] = {"when": "always", "paths": ["runs/"]}
+        jobs[f"run {e.notebook}"] = job
     if not plan.run:  # a child pipeline needs at least one job
-        jobs["nothing to run"] = {"stage": "notebooks", "script": ["echo 'every notebook is up to date'"]}
+        job = _gitlab_job(plan.gitlab, 0, ["echo 'every notebook is up to date'"])
+        jobs["nothing to run"] = {k: v for k, v in job.items() if k not in ("cache", "before_script")}
     return yaml.safe_dump(jobs, sort_keys=False)

@@ -15,6 +15,14 @@ from typing import Any
 from nbops.core.errors import ConfigError
 
 DEFAULT_RUNNERS = {"cpu": "ubuntu-latest", "gpu": ["self-hosted", "linux", "x64", "gpu"]}
+# [tool.nbops.runners.gitlab]: the GitLab child pipeline's runner tags and images by hardware
+# (tags pick a runner; an empty image leaves a job to the runner's own default or shell)
+DEFAULT_GITLAB_RUNNERS: dict[str, Any] = {
+    "cpu": [],  # tags of CPU jobs; none: any runner that takes untagged jobs
+    "gpu": ["gpu"],
+    "image": "python:3.11",
+    "gpu_image": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",  # CUDA, cuDNN and Python 3.11
+}
 # [tool.nbops.registry]: what promotion to champion requires, and what retrain may do itself
 DEFAULT_REGISTRY: dict[str, Any] = {
     "require_approval": False,  # champion only after `nbops models approve` (by one person)
@@ -57,7 +65,7 @@ class Settings:
     # look like secrets are masked anyway: core/secrets.py)
     secret_params: str = ""
     # CI runner labels (GitHub runs-on) and tags (GitLab) by hardware: [tool.nbops.runners]
-    runners: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RUNNERS))
+    runners: dict[str, Any] = field(default_factory=lambda: {**DEFAULT_RUNNERS, "gitlab": dict(DEFAULT_GITLAB_RUNNERS)})
     registry: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REGISTRY))
     monitor: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MONITOR))
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -185,17 +193,39 @@ def _table(name: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def _labels(where: str, key: str, value: Any) -> None:
+    if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        raise ConfigError(f"[{where}]: '{key}' must be a label or a list of labels, got {value!r}")
+
+
+def _runners(value: dict[str, Any]) -> dict[str, Any]:
+    """[tool.nbops.runners]: GitHub labels by hardware, and its `gitlab` table (tags, images)."""
+    gitlab = value.get("gitlab", {})
+    for key, item in value.items():
+        if key != "gitlab":
+            _labels("tool.nbops.runners", key, item)
+    if not isinstance(gitlab, dict):
+        raise ConfigError("[tool.nbops.runners.gitlab] must be a table",
+                          hint='e.g. [tool.nbops.runners.gitlab] with gpu = ["gpu"]')
+    for key, item in gitlab.items():
+        if key not in DEFAULT_GITLAB_RUNNERS:
+            raise ConfigError(f"[tool.nbops.runners.gitlab]: unknown key '{key}'",
+                              hint=f"known keys: {', '.join(DEFAULT_GITLAB_RUNNERS)}")
+        if key.endswith("image") and not isinstance(item, str):
+            raise ConfigError(f"[tool.nbops.runners.gitlab]: {key} must be an image name "
+                              f"('' for the runner's default), got {item!r}")
+        if not key.endswith("image"):
+            _labels("tool.nbops.runners.gitlab", key, item)
+    return {**DEFAULT_RUNNERS, **value, "gitlab": {**DEFAULT_GITLAB_RUNNERS, **gitlab}}
+
+
 def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) -> Settings:
     root = find_root(Path(cwd or os.getcwd()))
     values: dict[str, Any] = {}
     sources = {k: "default" for k in [*_KEYS, *_TABLES]}
     for key, value in _read_pyproject(root).items():
         if key == "runners" and isinstance(value, dict):
-            bad = [k for k, v in value.items() if not isinstance(v, (str, list))]
-            if bad:
-                raise ConfigError(f"[tool.nbops.runners]: '{bad[0]}' must be a label or a list of labels")
-            values["runners"] = {**DEFAULT_RUNNERS, **value}
-            sources["runners"] = "pyproject.toml"
+            values["runners"], sources["runners"] = _runners(value), "pyproject.toml"
             continue
         if key in _TABLE_DEFAULTS:
             values[key], sources[key] = _table(key, value), "pyproject.toml"

@@ -1,0 +1,264 @@
+"""The shipped .gitlab-ci.yml of an `nbops init --ci gitlab` project, executed by gitlab-ci-local
+(`make test` installs it into .tools/) with the shell executor: the plan job, the child pipeline
+it generates, notebook jobs tracking into a local `mlflow server`; a failing notebook turns the
+pipeline red; the merge-request review job posts its note even though `nbops check` fails.
+
+What differs from GitLab, and why:
+- `image:` lines are dropped (the shell executor runs no containers) and the project sets
+  [tool.nbops.runners.gitlab] image = "" so the generated child jobs carry none either.
+- The jobs' install step (`pip install $NBOPS_PIP_ARGS $NBOPS_SPEC -e .`) installs nbops from this
+  checkout (NBOPS_SPEC) and the project, offline (--no-index --no-deps), into a throwaway venv
+  that sees this checkout's .venv for everything else.
+- Project CI/CD variables come from .gitlab-ci-local-variables.yml, as gitlab-ci-local reads them
+  (the child pipeline sees them too, as on GitLab).
+- gitlab-ci-local 4.56 runs a `strategy: depend` child pipeline but does not turn the parent's
+  exit status red when a child job fails (its report says FAIL): a pipeline is green here when
+  gitlab-ci-local exits 0 and no job of either report failed.
+- The GitLab notes API the review job calls is a small local HTTP server recording requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, commit_all, git, write_notebook
+
+GCL = REPO / ".tools" / "node_modules" / ".bin" / "gitlab-ci-local"
+MISSING = [what for what, ok in (("gitlab-ci-local (make tools)", GCL.exists()),
+                                 ("rsync", shutil.which("rsync")), ("node", shutil.which("node"))) if not ok]
+pytestmark = pytest.mark.skipif(
+    bool(MISSING) and not os.environ.get("CI"),
+    reason=f"needs {', '.join(MISSING)}: `make test` installs them",
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`mlflow server` on a sqlite store, artifacts proxied."""
+    assert not MISSING, f"missing: {', '.join(MISSING)} (CI must run the GitLab pipeline test)"
+    work = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(work / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
+         "--artifacts-destination", str(work / "artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (work / "server.log").read_text()
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:  # uvicorn's worker may wait for open connections
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def runner_env(tmp_path_factory) -> dict[str, str]:
+    """The shell runner's environment: a fresh venv (the jobs install into it) that sees this
+    checkout's .venv for everything already installed, first on PATH."""
+    venv = tmp_path_factory.mktemp("runner") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    parent = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site / "_nbops_checkout_venv.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "NBOPS_", "CI", "GITLAB_", "VIRTUAL_ENV", "PYTEST_"))}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    env["VIRTUAL_ENV"] = str(venv)
+    return env
+
+
+def failing_notebook(root: Path) -> Path:
+    """A notebook whose second cell raises, committed with an output (`nbops check`: NB001)."""
+    path = write_notebook(root / "notebooks" / "broken.ipynb", [
+        ("code", "rows = 10", ["parameters"]),
+        ("code", "import nbops\nnbops.record('rows', rows)\nraise RuntimeError('deliberately broken')"),
+    ])
+    nb = json.loads(path.read_text())
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["left in\n"]}]
+    nb["cells"][0]["execution_count"] = 1
+    path.write_text(json.dumps(nb, indent=1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gl_project(tmp_path_factory, server):
+    """An `nbops init --ci gitlab` project pushed to a local 'origin' without its notebooks
+    (commit `base`), the notebooks committed on top (`head`)."""
+    from nbops.ci.init import init_project
+
+    work = tmp_path_factory.mktemp("gitlab")
+    root = work / "proj"
+    init_project(root, ci="gitlab", name="glproj")
+    ci = root / ".gitlab-ci.yml"
+    text, dropped = re.subn(r"(?m)^\s*image: .*\n", "", ci.read_text())
+    assert dropped == 1  # default: image: python:3.11
+    ci.write_text(text)
+    with open(root / "pyproject.toml", "a", encoding="utf-8") as f:
+        f.write('\n[tool.nbops.runners.gitlab]\nimage = ""  # the shell executor\ngpu_image = ""\n')
+    (root / ".gitlab-ci-local-variables.yml").write_text(json.dumps({
+        "MLFLOW_TRACKING_URI": server,
+        "NBOPS_SPEC": f"--editable={REPO}",
+        "NBOPS_PIP_ARGS": "--no-index --no-deps --no-build-isolation",
+    }))
+    git(root, "init", "-q", "-b", "main")
+    (root / ".git" / "info" / "exclude").write_text(".gitlab-ci-local/\n.gitlab-ci-local-variables.yml\n"
+                                                    "*.egg-info/\n.cache/\n")
+    notebooks = work / "notebooks-aside"
+    shutil.move(root / "notebooks", notebooks)
+    base = commit_all(root, "scaffold")
+    git(work, "init", "-q", "--bare", "origin.git")
+    git(root, "remote", "add", "origin", str(work / "origin.git"))
+    git(root, "push", "-q", "origin", "main")
+    git(root, "remote", "set-head", "origin", "main")
+    shutil.move(notebooks, root / "notebooks")
+    head = commit_all(root, "notebooks")
+    return root, base, head
+
+
+def gitlab_ci_local(root: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    done = subprocess.run([str(GCL), "--no-color", "--timestamps", "--shell-isolation", "--concurrency", "1",
+                           *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    log = root.parent / "gitlab-ci-local.log"
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"$ gitlab-ci-local {' '.join(args)}\n{out}\n")
+    return done.returncode, out
+
+
+def report(out: str) -> dict[str, str]:
+    """job -> PASS / FAIL from the reports gitlab-ci-local prints (the child's and the parent's;
+    a passing child job is named `[trigger job] -> job`, a failing one `job`)."""
+    found = re.finditer(r"(?m)^ (PASS|FAIL) +(?:\[ *[\d.]+ \w+\] +)?(?:\[[^]]*\] -> )?(\S.*?)\s*$", out)
+    return {m.group(2): m.group(1) for m in found}
+
+
+def finished_runs(url: str) -> dict[str, list[str]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url)
+    exps = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in exps]) if exps else []
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        out.setdefault(run.data.tags.get("nbops.notebook", "?"), []).append(run.info.status)
+    return out
+
+
+def test_pipeline_green_then_red(gl_project, server, runner_env):
+    root, base, head = gl_project
+    started = time.monotonic()
+    code, out = gitlab_ci_local(root, runner_env, "--variable", f"CI_COMMIT_BEFORE_SHA={base}")
+    jobs = report(out)
+    assert code == 0 and jobs == {"plan": "PASS", "notebooks": "PASS",
+                                  "run notebooks/example.ipynb": "PASS"}, out[-6000:]
+    child = (root / "notebooks-pipeline.yml").read_text()
+    assert "run notebooks/example.ipynb" in child and "before_script" in child and "cache" in child
+    runs = finished_runs(server)
+    assert runs == {"notebooks/example.ipynb": ["FINISHED"]}, (runs, out[-4000:])
+    green = time.monotonic() - started
+
+    failing_notebook(root)
+    broken = commit_all(root, "a broken notebook")
+    code, out = gitlab_ci_local(root, runner_env, "--variable", f"CI_COMMIT_BEFORE_SHA={head}")
+    jobs = report(out)
+    # only the notebook the push changed runs; it fails, and so does the pipeline
+    assert jobs.get("run notebooks/broken.ipynb") == "FAIL", out[-6000:]
+    assert "run notebooks/example.ipynb" not in jobs
+    assert "deliberately broken" in out
+    runs = finished_runs(server)
+    assert runs["notebooks/broken.ipynb"] == ["FAILED"] and runs["notebooks/example.ipynb"] == ["FINISHED"]
+    assert git(root, "rev-parse", "HEAD") == broken
+    print(f"green pipeline {green:.0f} s, red pipeline {time.monotonic() - started - green:.0f} s")
+
+
+class _Notes(BaseHTTPRequestHandler):
+    """GitLab's merge-request notes API, as far as the review job uses it."""
+
+    calls: list[tuple[str, str, dict]] = []
+
+    def _answer(self, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200 if self.command == "GET" else 201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.calls.append(("GET", self.path, {"token": self.headers.get("PRIVATE-TOKEN")}))
+        self._answer([])
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.calls.append(("POST", self.path, {"token": self.headers.get("PRIVATE-TOKEN"), **body}))
+        self._answer({"id": 1, **body})
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_review_note_posted_when_check_fails(gl_project, runner_env):
+    """A merge request adding a notebook with a committed output: `nbops check` fails, the note
+    (check's findings first, then review.md) is still posted, then the job fails."""
+    root, _, head = gl_project
+    if not (root / "notebooks" / "broken.ipynb").exists():  # run alone: make the MR's commit here
+        failing_notebook(root)
+        commit_all(root, "a broken notebook")
+    api = ThreadingHTTPServer(("127.0.0.1", 0), _Notes)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    _Notes.calls.clear()
+    try:
+        code, out = gitlab_ci_local(
+            root, runner_env, "review",
+            "--variable", "CI_PIPELINE_SOURCE=merge_request_event",
+            "--variable", f"CI_MERGE_REQUEST_DIFF_BASE_SHA={head}",
+            "--variable", f"CI_API_V4_URL=http://127.0.0.1:{api.server_address[1]}/api/v4",
+            "--variable", "CI_PROJECT_ID=42", "--variable", "CI_MERGE_REQUEST_IID=7",
+            "--variable", "NBOPS_GITLAB_TOKEN=glpat-test")
+    finally:
+        api.shutdown()
+        api.server_close()
+    assert code != 0 and report(out).get("review") == "FAIL", out[-6000:]
+    assert "nbops check exited 1" in out and "posted the review note" in out
+    posts = [c for c in _Notes.calls if c[0] == "POST"]
+    assert len(posts) == 1 and posts[0][1] == "/api/v4/projects/42/merge_requests/7/notes"
+    body = posts[0][2]["body"]
+    assert posts[0][2]["token"] == "glpat-test"
+    assert body.startswith("<!-- nbops-review -->\n**`nbops check` failed (exit 1)**")
+    assert "NB001" in body and "notebooks/broken.ipynb" in body.split("NB001")[0] + body
+    assert body.index("NB001") < body.index("`notebooks/broken.ipynb` (added)")
