@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 # pip here also reads local mirrors and warns about each package they lack: keep logs readable
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: install demo test test-fast lint bench clean dist
+.PHONY: install demo test test-fast lint bench clean dist tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,13 +45,28 @@ $(PG_INITDB):
 	  (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null && apt-get install -y -qq postgresql >/dev/null)); fi
 
+# tests/e2e/test_gitlab_pipeline.py runs the shipped GitLab pipeline with gitlab-ci-local (npm;
+# 4.56.x runs on Node 20) in .tools/; its shell executor needs rsync (apt, where we can).
+GITLAB_CI_LOCAL := .tools/node_modules/.bin/gitlab-ci-local
+RSYNC := /usr/bin/rsync
+
+$(RSYNC):
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq rsync >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null && apt-get install -y -qq rsync >/dev/null)); fi
+
+$(GITLAB_CI_LOCAL):
+	-command -v npm >/dev/null && npm install --prefix .tools --no-audit --no-fund -q gitlab-ci-local@4.56
+
+tools: $(GITLAB_CI_LOCAL) $(RSYNC)
+
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see
 # pyproject.toml). The total is printed; .ci/run sets COV_FLOOR, the figure it must not drop below.
 COV_FLOOR ?= 0
 PYTEST_ARGS ?=
 
-test: $(STAMP) $(CHROMIUM) $(PG_INITDB)
+test: $(STAMP) $(CHROMIUM) $(PG_INITDB) tools
 	$(BIN)/mypy src
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
