@@ -108,3 +108,103 @@ def test_init_ships_every_github_workflow():
     from nbops.ci.init import CI_FILES
 
     assert sorted(Path(src).name for src in CI_FILES["github"].values()) == [p.name for p in WORKFLOWS]
+
+
+# The github-script steps run in node (as actions/github-script runs them: an async function of
+# require, github, context, core) against a stand-in for GitHub's REST API that records the calls.
+GITHUB_SCRIPT_HARNESS = r"""
+const fs = require('fs');
+const state = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const calls = [];
+const record = (name) => async (args) => { calls.push([name, args]); return {data: {}}; };
+const github = {
+  rest: {
+    pulls: {get: async (args) => { calls.push(['pulls.get', args]); return {data: {head: {sha: state.head}}}; }},
+    issues: {listComments: 'issues.listComments', listForRepo: 'issues.listForRepo',
+             updateComment: record('issues.updateComment'), createComment: record('issues.createComment'),
+             create: record('issues.create')},
+  },
+  paginate: async (what, args) => { calls.push([what, args]); return state.listed; },
+};
+const context = {repo: {owner: 'team', repo: 'churn'}};
+const core = {info: (m) => calls.push(['info', m]), setFailed: (m) => calls.push(['failed', m])};
+const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+new AsyncFunction('require', 'github', 'context', 'core', state.script)(require, github, context, core)
+  .then(() => console.log(JSON.stringify(calls)), (e) => { console.error(e); process.exit(1); });
+"""
+
+
+def github_script(workflow: str, cwd: Path, env: dict[str, str], head: str = "", listed=()) -> list:
+    import json
+    import os
+    import shutil
+
+    node = shutil.which("node")
+    assert node, "node (Debian's nodejs) runs the workflows' github-script steps in this test"
+    wf = _workflow(workflow)
+    script = next(step["with"]["script"] for _, step in _steps(wf) if "github-script" in step.get("uses", ""))
+    (cwd / "harness.js").write_text(GITHUB_SCRIPT_HARNESS)
+    (cwd / "state.json").write_text(json.dumps({"script": script, "head": head, "listed": list(listed)}))
+    done = subprocess.run([node, "harness.js", "state.json"], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _artifacts(root: Path, number: str = "7", check: str = "success", metrics: str | None = None) -> None:
+    review = root / "artifacts" / "notebook-review"
+    (review / "review").mkdir(parents=True)
+    (review / "review" / "review.md").write_text("<!-- nbops-review -->\n## plain review\n")
+    (review / "pr").mkdir()
+    (review / "pr" / "number").write_text(number + "\n")
+    (review / "pr" / "check").write_text(check + "\n")
+    if metrics is not None:
+        (root / "artifacts" / "notebook-review-metrics").mkdir(parents=True)
+        (root / "artifacts" / "notebook-review-metrics" / "review.md").write_text(metrics)
+
+
+ENV = {"HEAD_SHA": "abc123", "RUN_URL": "https://example.invalid/run/1"}
+
+
+def test_comment_script_creates_then_updates_the_one_comment(tmp_path):
+    _artifacts(tmp_path)
+    calls = github_script("review-comment.yml", tmp_path, ENV, head="abc123")
+    assert calls[0] == ["pulls.get", {"owner": "team", "repo": "churn", "pull_number": 7}]
+    [create] = [c for c in calls if c[0] == "issues.createComment"]
+    assert create[1]["issue_number"] == 7 and create[1]["body"] == "<!-- nbops-review -->\n## plain review\n"
+    # a later push: the metrics review is preferred, and the comment with the marker is updated
+    listed = [{"id": 1, "body": "LGTM"}, {"id": 42, "body": "<!-- nbops-review -->\nold"}]
+    (tmp_path / "artifacts").rename(tmp_path / "old")
+    _artifacts(tmp_path, metrics="<!-- nbops-review -->\n## with metrics\n", check="failure")
+    calls = github_script("review-comment.yml", tmp_path, ENV, head="abc123", listed=listed)
+    [update] = [c for c in calls if c[0] == "issues.updateComment"]
+    assert update[1]["comment_id"] == 42 and not [c for c in calls if c[0] == "issues.createComment"]
+    body = update[1]["body"]
+    assert body.startswith("<!-- nbops-review -->\n**`nbops check` found problems**") and "## with metrics" in body
+
+
+def test_comment_script_posts_only_to_the_reviewed_head(tmp_path):
+    _artifacts(tmp_path)
+    calls = github_script("review-comment.yml", tmp_path, ENV, head="newer")  # the PR moved on
+    assert not [c for c in calls if c[0].startswith("issues.")] and "has moved on" in calls[-1][1]
+    for bad in ("", "7; rm -rf /", "-3"):
+        (tmp_path / "artifacts" / "notebook-review" / "pr" / "number").write_text(bad)
+        calls = github_script("review-comment.yml", tmp_path, ENV, head="abc123")
+        assert calls == [["info", "the review artifact names no pull request: nothing to post"]]
+
+
+def test_comment_script_cuts_a_review_too_long_for_a_comment(tmp_path):
+    _artifacts(tmp_path, metrics="<!-- nbops-review -->\n" + "x" * 70_000)
+    [create] = [c for c in github_script("review-comment.yml", tmp_path, ENV, head="abc123")
+                if c[0] == "issues.createComment"]
+    assert len(create[1]["body"]) < 65_536 and "cut here" in create[1]["body"]
+
+
+def test_retrain_approval_issue_is_opened_once(tmp_path):
+    env = {"MODEL": "churn", "VERSION": "3", "RUN_URL": "https://example.invalid/run/2"}
+    calls = github_script("retrain.yml", tmp_path, env)
+    [create] = [c for c in calls if c[0] == "issues.create"]
+    assert create[1]["title"] == "Approve churn v3 as champion" and create[1]["labels"] == ["nbops-approval"]
+    assert "nbops models approve churn 3" in create[1]["body"]
+    calls = github_script("retrain.yml", tmp_path, env, listed=[{"title": "Approve churn v3 as champion"}])
+    assert not [c for c in calls if c[0] == "issues.create"]
