@@ -7,6 +7,8 @@ import base64
 import json
 import re
 
+import pytest
+
 from nbops.cli.main import main
 from nbops.review.changes import NotebookChange, NotebookReview, review_notebook
 from nbops.review.markdown import render_markdown
@@ -204,3 +206,23 @@ def test_metric_changes_are_marked_by_direction_gates_shown_and_records_kept_apa
     records = text[text.index("Records that are not metrics"):]
     assert "- `curve`: `[1, 2]`" in records and "- `note`: `'a | b'`" in records
     assert "note" not in text[:text.index("Records")]
+
+
+@pytest.mark.timeout(120)
+def test_many_changed_cells_without_ids_are_aligned_in_bounded_time():
+    """nbformat < 4.5 cells have no ids, so nbdime compares every changed cell with every other
+    by characters: 20 cells of 80 lines took 163 s. Past a budget they are diffed by lines."""
+    import time
+
+    def nb(sources):
+        return {"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": s}
+            for s in sources]}
+
+    base = ["".join(f"v{k}_{i} = compute({i}, {k})  # note\n" for i in range(80)) for k in range(30)]
+    head = [s.replace("compute(40,", "compute2(40,") for s in base]
+    start = time.perf_counter()
+    review = review_notebook(NotebookChange("modified", "old.ipynb", base=nb(base), head=nb(head)))
+    assert time.perf_counter() - start < 30
+    assert [(c.kind, c.base_cell, c.head_cell) for c in review.cells] == [("modified", k, k) for k in range(1, 31)]
+    assert all("-v{0}_40 = compute(40, {0})".format(k - 1) in c.diff for k, c in enumerate(review.cells, 1))
