@@ -28,6 +28,76 @@ def test_gitlab_pipeline_passes_schema():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _gitlab() -> dict:
+    return yaml.safe_load((REPO / "ci" / "gitlab" / ".gitlab-ci.yml").read_text())
+
+
+def _scripts(job: dict) -> list[str]:
+    return [*job.get("before_script", []), *job.get("script", [])]
+
+
+def test_gitlab_scripts_parse_as_shell_and_their_python_compiles():
+    """Every script block is valid sh/bash and every Python heredoc in it compiles (a typo in the
+    note-posting code would only show on a real merge request otherwise)."""
+    import re
+
+    pipeline = _gitlab()
+    blocks = [s for job in pipeline.values() if isinstance(job, dict) for s in _scripts(job)]
+    blocks += pipeline["default"]["before_script"]
+    heredocs = 0
+    for block in blocks:
+        done = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True)
+        assert done.returncode == 0, (block[:200], done.stderr)
+        for code in re.findall(r"<<'PY'\n(.*?)\nPY\n", block, re.S):
+            compile(code, "heredoc", "exec")
+            heredocs += 1
+    assert heredocs == 2  # the review note, the approval issue
+
+
+def test_gitlab_review_posts_its_note_before_failing_on_check():
+    script = _gitlab()["review"]["script"][0]
+    lines = [line.strip() for line in script.splitlines()]
+    check = lines.index("nbops check > check.txt 2>&1 || check=$?")  # recorded, not fatal
+    review = next(i for i, line in enumerate(lines) if line.startswith("nbops review "))
+    post = next(i for i, line in enumerate(lines) if line.startswith("urllib.request.urlopen(urllib.request.Request(url"))
+    fail = lines.index('if [ "$check" != 0 ]; then exit "$check"; fi')
+    assert check < review < post < fail
+
+
+def test_gitlab_jobs_by_pipeline_source():
+    """Merge requests: review and pytest --nbops; the default branch: plan and the child pipeline;
+    schedules: retrain (and its manual promote), nothing else."""
+    pipeline = _gitlab()
+    rules = {name: job["rules"] for name, job in pipeline.items() if isinstance(job, dict) and "rules" in job}
+    mr = '$CI_PIPELINE_SOURCE == "merge_request_event"'
+    schedule = '$CI_PIPELINE_SOURCE == "schedule"'
+    assert [r["if"] for r in rules["review"]] == [mr] == [r["if"] for r in rules["notebook-tests"]]
+    assert "pytest --nbops notebooks/" in pipeline["notebook-tests"]["script"]
+    for name in ("plan", "notebooks"):
+        assert rules[name][0] == {"if": schedule, "when": "never"}
+        assert rules[name][1]["if"] == "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
+    assert rules["retrain"] == [{"if": schedule}]
+    assert rules["promote"] == [{"if": schedule, "when": "manual", "allow_failure": True}]
+    assert 'nbops monitor "$NBOPS_RETRAIN_MODEL@champion"' in pipeline["retrain"]["script"][0]
+    assert "--retrain" in pipeline["retrain"]["script"][0]
+    assert pipeline["retrain"]["artifacts"]["reports"]["dotenv"] == "retrain.env"
+
+
+def test_gitlab_child_pipeline_gets_the_project_variables():
+    """The trigger passes none of this file's variables (they would override the project's
+    CI/CD variables NBOPS_SPEC / NBOPS_PIP_ARGS in the child), and the file defines neither."""
+    pipeline = _gitlab()
+    assert pipeline["notebooks"]["inherit"] == {"variables": False}
+    assert pipeline["notebooks"]["trigger"]["include"] == [{"artifact": "notebooks-pipeline.yml", "job": "plan"}]
+    assert pipeline["notebooks"]["trigger"]["strategy"] == "depend"
+    assert not {"NBOPS_SPEC", "NBOPS_PIP_ARGS", "MLFLOW_TRACKING_URI"} & set(pipeline["variables"])
+    from nbops.ci.plan import GITLAB_INSTALL
+
+    assert pipeline["default"]["before_script"] == [GITLAB_INSTALL]  # the child jobs' install step too
+    assert pipeline["default"]["cache"]["paths"] == [".cache/pip"]
+    assert pipeline["variables"]["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip"
+
+
 def _workflow(name: str) -> dict:
     wf = yaml.safe_load((REPO / "ci" / "github" / name).read_text())
     wf["on"] = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
