@@ -140,6 +140,20 @@ def test_pages_of_a_review_share_one_web_app_file():
     assert config["hideUnchanged"] is True  # nbdime's own option: unchanged cells hidden
 
 
+def test_the_index_shows_hostile_paths_summaries_and_outputs_as_text():
+    from nbops.review.changes import NotebookChange, NotebookReview
+    from nbops.review.pages import render_index
+
+    bad = "notebooks/<script>alert(1)</script>\"'&.ipynb"
+    reviews = [NotebookReview(NotebookChange("added", bad), parameters=["x: <b> -> </td>"], html=bad + ".html",
+                              outputs=["cell 1: <img src=x onerror=alert(2)>"]),
+               NotebookReview(NotebookChange("modified", "b.ipynb", error="bad <!-- json"))]
+    found = _parse(render_index(reviews, "<main>", "head\ud800"))
+    assert set(found.tags) == {"html", "head", "meta", "title", "style", "body", "h2", "table", "tr", "th", "td", "a",
+                               "br", "b"}
+    assert found.scripts == {}
+
+
 # --- rich: the user's text is printed as it is --------------------------------------------------
 
 MARKUP = "[/x] boom [bold]"
