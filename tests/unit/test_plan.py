@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -19,12 +20,14 @@ def user_notebook(root, name, code, meta=None):
 
 
 @pytest.fixture
-def repo(project):
+def repo(project, monkeypatch):
     """A project made by `nbops init` (its example notebook included) plus three notebooks:
     a and b import src/demo/features.py, b declares a data file, g needs a GPU."""
     from nbops.ci.init import init_project
 
     init_project(project, name="demo", force=True)
+    for var in ("CI", "GITHUB_ACTIONS", "GITLAB_CI"):  # init's require_tracking_server: not in CI here
+        monkeypatch.delenv(var, raising=False)
     pkg = project / "src" / "demo"
     (pkg / "helpers.py").write_text("def twice(x):\n    return 2 * x\n")
     (pkg / "features.py").write_text("from .helpers import twice\n\ndef double(x):\n    return twice(x)\n")
@@ -87,8 +90,65 @@ def test_github_and_gitlab_formats(repo, capsys):
 
     assert main(["plan", "--all", "--format", "gitlab"]) == 0
     child = yaml.safe_load(capsys.readouterr().out)
-    assert child["run notebooks/g.ipynb"]["tags"] == ["self-hosted", "gpu-a100"]
-    assert child["run notebooks/a.ipynb"]["script"] == ["nbops run notebooks/a.ipynb"]
+    cpu, gpu = child["run notebooks/a.ipynb"], child["run notebooks/g.ipynb"]
+    # GitLab's own defaults, not GitHub's labels: any runner for CPU, the `gpu` tag and a CUDA image
+    assert "tags" not in cpu and cpu["image"] == "python:3.11"
+    assert gpu["tags"] == ["gpu"] and "cuda" in gpu["image"]
+    from nbops.ci.plan import GITLAB_INSTALL
+
+    for job in (cpu, gpu):  # a child pipeline inherits no `default:` from its parent
+        assert job["before_script"] == [GITLAB_INSTALL]
+        assert job["cache"]["paths"] == [".cache/pip"]
+        assert job["variables"]["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip"
+    assert cpu["cache"]["key"] != gpu["cache"]["key"]  # different images, different wheels
+    assert cpu["script"][-1] == "nbops run notebooks/a.ipynb --output-dir runs"
+    assert cpu["variables"]["NBOPS_REASON"] == "--all" and cpu["timeout"] == "60 minutes"
+
+
+def test_gitlab_runners_section(repo, capsys, tmp_path):
+    """[tool.nbops.runners.gitlab] sets the child jobs' tags and images; '' means no image (the
+    runner's own default, or a shell runner). The child pipeline passes GitLab's schema."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + (
+        '\n[tool.nbops.runners.gitlab]\ncpu = "k8s"\ngpu = ["gpu", "a100"]\nimage = ""\n'
+        'gpu_image = "registry.example.com/ml/cuda:12.4"\n'))
+    assert main(["plan", "--all", "--format", "gitlab"]) == 0
+    text = capsys.readouterr().out
+    child = yaml.safe_load(text)
+    cpu, gpu = child["run notebooks/a.ipynb"], child["run notebooks/g.ipynb"]
+    assert cpu["tags"] == ["k8s"] and "image" not in cpu
+    assert gpu["tags"] == ["gpu", "a100"] and gpu["image"] == "registry.example.com/ml/cuda:12.4"
+    out = tmp_path / "child.yml"
+    out.write_text(text)
+    schema = Path(sys.executable).with_name("check-jsonschema")
+    done = subprocess.run([str(schema), "--builtin-schema", "vendor.gitlab-ci", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # nothing to run: still a valid child pipeline with one job, on the CPU runner
+    assert main(["plan", "--base", "HEAD", "--format", "gitlab"]) == 0
+    child = yaml.safe_load(capsys.readouterr().out)
+    assert list(child) == ["stages", "nothing to run"] and child["nothing to run"]["tags"] == ["k8s"]
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[tool.nbops.runners.gitlab]\ngpus = ["gpu"]', "[tool.nbops.runners.gitlab]: unknown key 'gpus'"),
+    ('[tool.nbops.runners.gitlab]\ngpu = [1]', "[tool.nbops.runners.gitlab]: 'gpu' must be a label or a list of labels"),
+    ('[tool.nbops.runners.gitlab]\nimage = 3', "[tool.nbops.runners.gitlab]: image must be an image name"),
+    ('[tool.nbops.runners]\ngitlab = "gpu"', "[tool.nbops.runners.gitlab] must be a table"),
+    ('[tool.nbops.runners]\ncpu = 3', "[tool.nbops.runners]: 'cpu' must be a label or a list of labels"),
+])
+def test_bad_runners_section_is_one_line(project, capsys, table, message):
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "\n" + table + "\n")
+    assert main(["plan", "--all", "--format", "gitlab"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_project_below_the_git_top_level(tmp_path, monkeypatch, capsys):
