@@ -99,7 +99,7 @@ def test_added_deleted_renamed_empty_old_format_and_broken(project, capsys):
     assert "`notebooks/gone.ipynb` (deleted)" in md and "-print('bye')" in md
     assert "`notebooks/new.ipynb` (added)" in md and "+# nouveau — ünïcode" in md
     assert "`notebooks/empty.ipynb` (added)" in md
-    assert "- `notebooks/broken.ipynb` (added): **could not review:**" in md
+    assert "- `notebooks/broken.ipynb` (added): **could not review:** `" in md
     assert "+print('v4.0 changed')" in md
     pages = {p.name for p in (project / "D").glob("*.html")}
     assert {"notebooks__kept.ipynb.html", "notebooks__gone.ipynb.html", "notebooks__new.ipynb.html",

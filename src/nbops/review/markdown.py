@@ -42,7 +42,7 @@ def _title(r: NotebookReview) -> str:
 def summary_line(r: NotebookReview, with_page: bool = True) -> str:
     c = r.change
     if c.error:
-        return f"- {_title(r)} ({c.status}): **could not review:** {' '.join(c.error.splitlines())}"
+        return f"- {_title(r)} ({c.status}): **could not review:** {code(c.error)}"
     n = r.counts()
     text = f"- {_title(r)} ({c.status}): {n['added']} cell(s) added, {n['removed']} removed, {n['modified']} modified"
     if r.parameters:
