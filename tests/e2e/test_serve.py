@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,19 +33,21 @@ class Server:
     """`nbops serve clf --port 0`: the system picks a free port, read back from the log line (a
     port found free here and handed over could be taken in between)."""
 
-    def __init__(self, root: Path, log: Path, *args: str):
+    def __init__(self, root: Path, log: Path, *args: str, name: str = "clf",
+                 env: dict[str, str] | None = None):
         self.port = 0
         self.url = ""
         self.log = log
+        self.name = name
         self.statuses_while_loading: list[tuple[int, int]] = []  # (/ready, /predict) before ready
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nbops", "serve", "clf", "--port", "0", *args],
-                cwd=root, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+                [sys.executable, "-m", "nbops", "serve", name, "--port", "0", *args],
+                cwd=root, env={**clean_env(), **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_port(self, deadline: float) -> None:
         while time.monotonic() < deadline:
-            found = re.search(r"serving clf on http://127\.0\.0\.1:(\d+)", self.text())
+            found = re.search(rf"serving {re.escape(self.name)} on http://127\.0\.0\.1:(\d+)", self.text())
             if found:
                 self.port = int(found.group(1))
                 self.url = f"http://127.0.0.1:{self.port}"
@@ -290,3 +294,126 @@ def test_reload_picks_up_an_alias_move(trained_project, tmp_path):
         assert versions[-1] == "2", server.text()
         assert "clf@champion: version 1 -> 2" in server.text()
         assert c.get("/ready").json()["aliases"]["champion"]["version"] == "2"
+
+
+# -- connections that never finish a request ------------------------------------------------------
+def _closed_after(sock: socket.socket, limit: float) -> float:
+    """Seconds until the server closes SOCK (recv returns b''); fails past LIMIT."""
+    started = time.monotonic()
+    sock.settimeout(limit)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        raise AssertionError(f"still open after {limit} s") from None
+    return time.monotonic() - started
+
+
+def test_half_open_connections_are_closed_and_others_served(trained_project, tmp_path):
+    body = json.dumps({"records": [ROW]}).encode()
+    partial_headers = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le"
+    partial_body = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body)) + body[:10]
+    with running(trained_project, tmp_path / "server.log", "--read-timeout", "1", "--quiet") as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        socks = {name: socket.create_connection(("127.0.0.1", server.port)) for name in
+                 ("nothing sent", "partial headers", "partial body")}
+        socks["partial headers"].sendall(partial_headers)
+        socks["partial body"].sendall(partial_body)
+        # while they hang, other clients are served
+        assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+        with ThreadPoolExecutor(3) as pool:
+            waited = dict(zip(socks, pool.map(lambda s: _closed_after(s, 10), socks.values()), strict=True))
+        for sock in socks.values():
+            sock.close()
+        assert all(0.5 < seconds < 5 for seconds in waited.values()), waited
+        # a body that arrives in pieces, whole within the deadline, is answered
+        with socket.create_connection(("127.0.0.1", server.port)) as slow:
+            slow.sendall(partial_body)
+            time.sleep(0.3)
+            slow.sendall(body[10:])
+            slow.settimeout(10)
+            assert slow.recv(4096).startswith(b"HTTP/1.1 200")
+        assert client.get("/ready").status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'status="408"' in metrics  # the cut-off body is counted
+    assert "Traceback" not in server.text()
+
+
+# -- a tracking store that goes away -----------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    def __init__(self, db: Path, port: int, log: Path):
+        self.args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                     "--workers", "1", "--backend-store-uri", f"sqlite:///{db}"]
+        self.uri, self.log, self.proc = f"http://127.0.0.1:{port}", log, None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
+                                         env=clean_env(), start_new_session=True)
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+            try:
+                if httpx.get(f"{self.uri}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("mlflow server did not start in 150 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+def _wait_for(server: Server, text: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in server.text():
+        assert time.monotonic() < deadline, f"no {text!r} in {seconds} s: {server.text()[-3000:]}"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(600)
+def test_a_store_that_dies_is_said_once_and_once_when_back(trained_project, tmp_path):
+    shutil.copy(trained_project / "mlflow.db", tmp_path / "mlflow.db")  # artifacts stay where they are
+    store = MlflowServer(tmp_path / "mlflow.db", _free_port(), tmp_path / "mlflow.log")
+    store.start()
+    # MLflow's retries off: each check fails at once, so many checks fail while the store is away
+    env = {"MLFLOW_TRACKING_URI": store.uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    server = Server(tmp_path, tmp_path / "server.log", "--reload-interval", "0.2", "--quiet", env=env)
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            store.stop()
+            _wait_for(server, "cannot check the aliases", 60)
+            time.sleep(3)  # 15 more checks, all failing
+            assert client.post("/predict", json=[ROW]).status_code == 200
+            store.start()
+            _wait_for(server, "alias checks work again", 60)
+            time.sleep(1)
+            assert client.post("/predict", json=[ROW]).status_code == 200
+    finally:
+        server.stop()
+        store.stop()
+    text = server.text()
+    assert text.count("cannot check the aliases") == 1, text
+    assert text.count("alias checks work again") == 1, text
+    assert "Traceback" not in text
+    down = next(line for line in text.splitlines() if "cannot check the aliases" in line)
+    assert "still serving clf: champion=version 1" in down and "retrying every 0.2 s" in down
+    # everything said after ready fits on a few lines, however many checks failed
+    after_ready = text.split("ready in", 1)[1].splitlines()
+    assert len([line for line in after_ready if line.strip()]) <= 8, text

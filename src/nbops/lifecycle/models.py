@@ -14,7 +14,9 @@ Such a model is called with a matrix of the tensor's dtype.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +171,32 @@ def _columns(meta) -> tuple[Column, ...]:
     return tuple(cols)
 
 
+class _HideTorch:
+    """A meta path finder that refuses `torch`: skops builds its list of trusted types from
+    scikit-learn's `all_estimators()`, which imports every scikit-learn module, torch's array
+    API shim included (seconds and hundreds of MB for a model that never uses it). Its import
+    errors are skipped there; nothing of torch is cached, so a later import works."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden while loading a "
+                                      "scikit-learn model)", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def _torch_hidden():
+    if "torch" in sys.modules:  # already paid for
+        yield
+        return
+    finder = _HideTorch()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def load(version: VersionInfo) -> LoadedModel:
     """Load VERSION from the registry (its artifacts are downloaded once into MLflow's cache)."""
     import mlflow
@@ -181,9 +209,10 @@ def load(version: VersionInfo) -> LoadedModel:
     try:
         meta = Model.load(uri)
         if "sklearn" in meta.flavors:
-            import mlflow.sklearn
+            with _torch_hidden():
+                import mlflow.sklearn
 
-            predictor, flavor = mlflow.sklearn.load_model(uri), "sklearn"
+                predictor, flavor = mlflow.sklearn.load_model(uri), "sklearn"
         else:
             predictor, flavor = mlflow.pyfunc.load_model(uri), "pyfunc"
     except (MlflowException, OSError) as exc:

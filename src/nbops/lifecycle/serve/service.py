@@ -48,6 +48,7 @@ class Service:
         self._models: dict[str, Any] = {}  # version -> LoadedModel, shared by aliases
         self.failure: Exception | None = None  # why loading failed, raised by serve()
         self.on_failure: Callable[[], None] = lambda: None
+        self._gone: set[str] = set()  # aliases found missing (said once)
 
     # these run on the registry thread ---------------------------------------------------------
     def _reg(self):
@@ -84,9 +85,15 @@ class Service:
         for alias, version in current.items():
             now = info.aliases.get(alias)
             if now is None:
-                log.warning("%s@%s no longer exists; still serving version %s",
-                            self.options.name, alias, version)
-            elif now != version:
+                if alias not in self._gone:  # once, not on every check
+                    log.warning("%s@%s no longer exists; still serving version %s",
+                                self.options.name, alias, version)
+                self._gone.add(alias)
+                continue
+            if alias in self._gone:
+                self._gone.discard(alias)
+                log.info("%s@%s exists again (version %s)", self.options.name, alias, now)
+            if now != version:
                 moved[alias] = self._reg().get(self.options.name, now)
         return self._load(moved) if moved else {}
 
@@ -122,15 +129,17 @@ class Service:
             served = await loop.run_in_executor(self.mlflow, self._load, versions)
         except Exception as exc:  # noqa: BLE001 - stop serving; serve() raises it (exit 2, or 3 for a bug)
             self.failure = exc
-            text = exc.one_line() if isinstance(exc, NbopsError) else f"{type(exc).__name__}: {exc}"
-            log.error("cannot load %s: %s", self.options.name, text)
+            log.error("cannot load %s: %s", self.options.name, _one_line(exc))
             self.on_failure()
             return
         self.install(served)
         log.info("ready in %.1f s: %s", time.perf_counter() - started, self.describe())
 
     async def watch(self, interval: float) -> None:
+        """Check the aliases every INTERVAL seconds. A store that stops answering is said once
+        (and once when it answers again), not on every check."""
         loop = asyncio.get_running_loop()
+        failing_since: float | None = None
         while True:
             await asyncio.sleep(interval)
             if not self.table:
@@ -139,8 +148,16 @@ class Service:
             try:
                 moved = await loop.run_in_executor(self.mlflow, self._moved, current)
             except Exception as exc:  # noqa: BLE001 - a registry hiccup must not stop serving
-                log.warning("alias check failed, still serving %s: %s", self.describe(), exc)
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("cannot check the aliases: %s; still serving %s; retrying every "
+                                "%g s (said again when it works)", _one_line(exc), self.describe(),
+                                interval)
                 continue
+            if failing_since is not None:
+                log.info("alias checks work again after %.0f s; serving %s",
+                         time.monotonic() - failing_since, self.describe())
+                failing_since = None
             if moved:
                 for alias, s in moved.items():
                     log.info("%s@%s: version %s -> %s (reloaded)", self.options.name, alias,
@@ -161,3 +178,12 @@ class Service:
             models[s.alias] = {"version": s.version, "percent": round(upper - lower, 4)}
             lower = upper
         return {"ready": bool(self.table), "model": self.options.name, "aliases": models}
+
+
+def _one_line(exc: Exception) -> str:
+    """EXC in one line: an NbopsError's own line, else its type and first line."""
+    from nbops.core.errors import first_line
+
+    if isinstance(exc, NbopsError):
+        return exc.one_line()
+    return f"{type(exc).__name__}: {first_line(exc)}"
