@@ -196,7 +196,7 @@ def _gitlab_job(gitlab: dict[str, Any], gpu: int, script: list[str]) -> dict[str
         job["image"] = image
     if tags:
         job["tags"] = list(tags)
-    job["variables"] = {"PIP_CACHE_DIR": GITLAB_PIP_CACHE}
+    job["variables"] = {"PIP_CACHE_DIR": GITLAB_PIP_CACHE, "NBOPS_REQUIRE_TRACKING_SERVER": "true"}
     job["cache"] = {"key": {"files": ["pyproject.toml"], "prefix": f"pip-{kind}"}, "paths": [".cache/pip"]}
     job["before_script"] = [GITLAB_INSTALL]
     job["script"] = script
