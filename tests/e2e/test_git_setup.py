@@ -83,6 +83,8 @@ def test_git_diff_is_nbdimes_cell_diff_without_outputs(setup_project, tmp_path):
     assert "changed line" in out
     assert "output left in" not in out and '"cell_type"' not in out  # through the filter; not JSON
     assert "replaced /cells" not in out  # ids kept: no renumbering
+    alias = _git_bare(root, tmp_path, "nbdiff", "HEAD", "--", "notebooks/example.ipynb")  # nbdime's command
+    assert alias.returncode == 0 and "## modified /cells/" in alias.stdout and "changed line" in alias.stdout
 
 
 def test_commit_without_venv_runs_hooks_and_strips_only_the_commit(setup_project, tmp_path):

@@ -51,6 +51,9 @@ def git_config(python: str) -> dict[str, str]:
         "difftool.prompt": "false",
         "mergetool.nbdime.cmd": f'{nbdime}.mergetool merge "$BASE" "$LOCAL" "$REMOTE" "$MERGED"',
         "mergetool.nbdime.trustExitCode": "true",
+        # `git nbdiff [REF [REF]] [-- PATH]` and `git nbdiff-web ...`: nbdime's own commands
+        "alias.nbdiff": f"!{python} -m nbdime.nbdiffapp",
+        "alias.nbdiff-web": f"!{python} -m nbdime.webapp.nbdiffweb",
     }
 
 
