@@ -24,7 +24,9 @@ ALLOWED = {
     "review": {"core", "notebook", "run", "review"},
     "ci": {"core", "notebook", "run", "ci"},
     "lifecycle": {"core", "notebook", "run", "lifecycle"},
-    "cli": {"kernel", "core", "notebook", "run", "review", "ci", "lifecycle", "cli"},
+    "cli": {"kernel", "core", "notebook", "run", "review", "ci", "lifecycle", "lab", "cli"},
+    # `nbops lab`: the Jupyter server's side (templates from ci's scaffold, jobs via `nbops run`)
+    "lab": {"core", "notebook", "run", "ci", "lab"},
     # `pytest --nbops`: top layer beside cli, runs notebooks through the run layer
     "testing": {"core", "notebook", "run", "testing"},
 }

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from nbops import __version__
-from nbops.cli import models, options, project, review, run, store
+from nbops.cli import lab, models, options, project, review, run, store
 from nbops.core.errors import NbopsError, Terminated
 
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nbops {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and kernel logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (run, project, review, models, store):
+    for group in (run, project, review, models, store, lab):
         group.add_parsers(sub)
     return parser
 

@@ -1,0 +1,127 @@
+"""The Jupyter server configuration of `nbops lab`, written to `.nbops/lab/` and handed to
+JupyterLab, which replaces the nbops process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from nbops.core.config import Settings
+from nbops.core.errors import ConfigError
+from nbops.core.files import write_text_atomic
+
+LAB_DIR = ".nbops/lab"
+
+
+def artifact_location(settings: Settings) -> str:
+    """Where a new experiment keeps its artifacts: beside an sqlite store, as `nbops run` does
+    (never MLflow's ./mlruns in a kernel's working folder); '' lets the server decide."""
+    uri = settings.resolved_tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return ""
+    artifacts = Path(settings.artifact_root)
+    db_dir = Path(uri[len("sqlite:///"):]).parent
+    return (artifacts if artifacts.is_absolute() else db_dir / artifacts).resolve().as_uri()
+
+
+def kernel_env(settings: Settings) -> dict[str, str]:
+    """What every kernel of the lab gets (see nbops/_kernel.py)."""
+    uri = settings.resolved_tracking_uri
+    env = {"NBOPS_PROJECT_ROOT": str(settings.root.resolve()), "MLFLOW_TRACKING_URI": uri,
+           "MLFLOW_REGISTRY_URI": uri}
+    if artifact_location(settings):
+        env["NBOPS_ARTIFACT_LOCATION"] = artifact_location(settings)
+    return env
+
+
+def mlflow_command(settings: Settings) -> list[str]:
+    """The MLflow UI on the project's store, started by jupyter-server-proxy on first use."""
+    uri = settings.resolved_tracking_uri
+    if uri.startswith(("http://", "https://", "databricks")):
+        return []  # a tracking server has its own UI
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
+    if artifact_location(settings):
+        cmd += ["--default-artifact-root", artifact_location(settings)]
+    return cmd
+
+
+def server_config(settings: Settings, port: int | None, open_browser: bool) -> dict[str, Any]:
+    root = settings.root.resolve()
+    lab = root / LAB_DIR
+    notebooks = settings.path(settings.notebooks_dir)
+    config: dict[str, Any] = {
+        "ServerApp": {
+            "ip": "127.0.0.1",
+            "root_dir": str(root),
+            "open_browser": open_browser,
+            # containers and CI run as root; the lab still listens on 127.0.0.1 with a token
+            "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
+            "kernel_manager_class": "nbops.lab.kernels.LabKernelManager",
+            "jpserver_extensions": {"nbops.lab.extension": True, "jupyterlab_templates": False},
+        },
+        # the file browser starts in notebooks/: a notebook made from a template lands there
+        "FileContentsManager": {"preferred_dir": _api_path(settings, notebooks)},
+        # the open tabs and layout are the project's, not shared by every lab on the machine
+        "LabApp": {"workspaces_dir": str(lab / "workspaces")},
+        "LabKernelManager": {"nbops_env": kernel_env(settings)},
+        "NbopsLab": {"templates": [str(d) for d in _template_dirs(settings)],
+                     "notebooks_dir": settings.notebooks_dir},
+        "SchedulerApp": {
+            "db_url": f"sqlite:///{lab / 'scheduler.sqlite'}",
+            "scheduler_class": "nbops.lab.jobs.NbopsScheduler",
+            "environment_manager_class": "nbops.lab.jobs.ProjectEnvironment",
+        },
+        "NbopsScheduler": {"staging_path": str(lab / "jobs"),
+                           "execution_manager_class": "nbops.lab.jobs.NbopsExecutionManager"},
+    }
+    if port:
+        config["ServerApp"]["port"] = port
+        config["ServerApp"]["port_retries"] = 0
+    command = mlflow_command(settings)
+    entry = {"title": "MLflow", "enabled": True, "category": "Other"}
+    if command:
+        config["ServerProxy"] = {"servers": {"mlflow": {
+            "command": command, "timeout": 120, "new_browser_tab": False,
+            "launcher_entry": entry}}}
+    return config
+
+
+def _api_path(settings: Settings, folder: Path) -> str:
+    root = settings.root.resolve()
+    folder = folder.resolve()
+    return folder.relative_to(root).as_posix() if folder.is_dir() and folder.is_relative_to(root) else ""
+
+
+def _template_dirs(settings: Settings) -> list[Path]:
+    from nbops.ci.scaffold import template_dirs
+
+    return template_dirs(settings)
+
+
+def write_config(settings: Settings, port: int | None, open_browser: bool) -> Path:
+    path = settings.root.resolve() / LAB_DIR / "jupyter_server_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(server_config(settings, port, open_browser), indent=1))
+    return path
+
+
+def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
+    """Replace this process with JupyterLab on the project (Ctrl-C stops it as usual)."""
+    import importlib.util
+
+    missing = [m for m in ("jupyterlab", "jupyter_server_proxy", "jupyter_scheduler",
+                           "jupyterlab_templates") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"nbops lab needs {', '.join(missing)}, which is not installed",
+                          hint="pip install nbops (or `make install` in a checkout)")
+    path = write_config(settings, port, open_browser)
+    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.config_file={path}"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(settings.root)
+    os.execv(sys.executable, argv)
+    return 0  # not reached

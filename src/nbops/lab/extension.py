@@ -1,0 +1,70 @@
+"""The lab's server extension: the project's templates in jupyterlab-templates' launcher entry,
+served as `nbops new` makes a notebook from them (outputs cleared, the tagged parameters cell as
+written, `metadata.nbops.template` set)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.utils import url_path_join
+from traitlets import List, Unicode
+from traitlets.config import Configurable
+
+
+class NbopsLab(Configurable):
+    templates = List(Unicode(), config=True, help="folders of template notebooks, first wins")
+    notebooks_dir = Unicode("notebooks", config=True)
+
+
+def as_new_notebook(path: Path) -> dict[str, Any]:
+    """The template at PATH as `nbops new` writes it (the name is the user's: Rename in the lab)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    nb.setdefault("metadata", {}).setdefault("nbops", {})["template"] = path.stem
+    return nb
+
+
+class TemplatesLoader:
+    """jupyterlab-templates' loader interface: (names by folder, data by name)."""
+
+    def __init__(self, dirs: list[str]):
+        self.dirs = [Path(d) for d in dirs]
+        self.template_label = "nbops template"
+
+    def get_templates(self) -> tuple[dict[str, list[dict[str, str]]], dict[str, dict[str, str]]]:
+        by_name: dict[str, dict[str, str]] = {}
+        for d in self.dirs:
+            for path in sorted(d.glob("*.ipynb")):
+                if path.stem in by_name:
+                    continue
+                try:
+                    content = json.dumps(as_new_notebook(path), indent=1)
+                except (OSError, ValueError):
+                    continue  # a broken template is left out; `nbops templates` names it
+                by_name[path.stem] = {"path": str(path), "name": path.stem, "dirname": "nbops",
+                                      "filename": path.name, "content": content}
+        return {"nbops": [{"name": n} for n in by_name]} if by_name else {}, by_name
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "nbops.lab.extension"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    from jupyterlab_templates.extension import TemplateNamesHandler, TemplatesHandler
+
+    options = NbopsLab(parent=serverapp)
+    loader = TemplatesLoader(options.templates)
+    base = serverapp.web_app.settings["base_url"]
+    serverapp.web_app.add_handlers(".*$", [
+        (url_path_join(base, "templates/names"), TemplateNamesHandler, {"loader": loader}),
+        (url_path_join(base, "templates/get"), TemplatesHandler, {"loader": loader}),
+    ])
+    names = ", ".join(loader.get_templates()[1]) or "none"
+    serverapp.log.info("nbops lab: templates %s; kernels log to %s", names,
+                       serverapp.config.get("LabKernelManager", {}).get("nbops_env", {})
+                       .get("MLFLOW_TRACKING_URI", "?"))

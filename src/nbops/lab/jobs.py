@@ -1,0 +1,107 @@
+"""Notebook jobs (jupyter-scheduler's "Create a notebook job", now or on a schedule) executed by
+`nbops run`: the project's notebook at its path, with the job's parameters, tracked in the
+project's store with the lineage `nbops run` records (git sha, dirty flag, fingerprint, data),
+registered when its gates hold. The executed notebook comes back as the job's output."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from jupyter_scheduler.environments import EnvironmentManager
+from jupyter_scheduler.executors import ExecutionManager
+from jupyter_scheduler.models import JobFeature, RuntimeEnvironment
+from jupyter_scheduler.scheduler import Scheduler
+
+NOTEBOOK_TAG = "nbops:notebook="  # the job's notebook, relative to the project root
+
+
+class NbopsScheduler(Scheduler):
+    """jupyter-scheduler's scheduler; a job remembers which project notebook it runs (the
+    scheduler itself keeps only a staged copy, which has no git history)."""
+
+    def _remember(self, model: Any) -> None:
+        uri = str(model.input_uri)
+        if not os.path.isabs(uri) and not any(t.startswith(NOTEBOOK_TAG) for t in model.tags or []):
+            model.tags = [*(model.tags or []), NOTEBOOK_TAG + uri]
+
+    def create_job(self, model: Any) -> str:
+        self._remember(model)
+        return super().create_job(model)
+
+    def create_job_definition(self, model: Any) -> str:
+        self._remember(model)
+        return super().create_job_definition(model)
+
+
+class ProjectEnvironment(EnvironmentManager):
+    """One environment: the project's, where `nbops run` runs."""
+
+    def list_environments(self) -> list[RuntimeEnvironment]:
+        return [RuntimeEnvironment(
+            name="nbops", label="nbops run (tracked in MLflow)",
+            description="nbops run in this project's Python: tracked, lineage, model registration",
+            file_extensions=["ipynb"], output_formats=["ipynb", "html"],
+            metadata={"path": sys.executable})]
+
+    def manage_environments_command(self) -> str:
+        return ""
+
+    def output_formats_mapping(self) -> dict[str, str]:
+        return {"ipynb": "Notebook", "html": "HTML"}
+
+
+def nbops_command(notebook: str, parameters: dict[str, str] | None, output_dir: str) -> list[str]:
+    cmd = [sys.executable, "-m", "nbops", "run", notebook, "--output-dir", output_dir, "--quiet"]
+    for name, value in (parameters or {}).items():
+        cmd += ["-p", f"{name}={value}"]
+    return cmd
+
+
+class NbopsExecutionManager(ExecutionManager):
+    """Runs the job's notebook with `nbops run` in the project root (a separate process, as
+    jupyter-scheduler runs every job); a failed run fails the job with nbops's own words."""
+
+    def execute(self) -> None:
+        job = self.model
+        notebook = next((t[len(NOTEBOOK_TAG):] for t in job.tags or [] if t.startswith(NOTEBOOK_TAG)),
+                        self.staging_paths["input"])
+        staging = Path(self.staging_paths["input"]).parent
+        out = staging / "nbops-output"
+        done = subprocess.run(nbops_command(notebook, job.parameters, str(out)), cwd=self.root_dir,
+                              capture_output=True, text=True, check=False)
+        (staging / "nbops-run.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+        executed = sorted(out.glob("**/*.ipynb"), key=lambda p: p.stat().st_mtime)
+        if executed:
+            self._outputs(job, executed[-1])
+        if done.returncode != 0:
+            lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+            raise RuntimeError(lines[-1] if lines else f"nbops run exited {done.returncode}")
+
+    def _outputs(self, job: Any, executed: Path) -> None:
+        for fmt in job.output_formats or []:
+            target = self.staging_paths.get(fmt)
+            if not target:
+                continue
+            if fmt == "ipynb":
+                shutil.copyfile(executed, target)
+            else:
+                import nbconvert
+                import nbformat
+
+                body, _ = nbconvert.get_exporter(fmt)().from_notebook_node(
+                    nbformat.read(str(executed), as_version=4))
+                Path(target).write_text(body, encoding="utf-8")
+
+    # jupyter-scheduler calls both on the class with the class as first argument
+    def supported_features(cls) -> dict[JobFeature, bool]:
+        on = (JobFeature.job_name, JobFeature.parameters, JobFeature.output_formats,
+              JobFeature.job_definition, JobFeature.stop_job, JobFeature.delete_job)
+        return {feature: feature in on for feature in JobFeature}
+
+    def validate(cls, input_path: str) -> bool:
+        return True  # nbops reports a notebook it cannot run, in one line, as the job's failure
