@@ -98,6 +98,135 @@ def test_gitlab_child_pipeline_gets_the_project_variables():
     assert pipeline["variables"]["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip"
 
 
+class _GitLabAPI:
+    """GitLab's notes and issues endpoints, as far as the pipeline's Python uses them, recording
+    every request (a local stand-in: the scripts are the thing under test)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.notes: list[dict] = []
+        self.issues: list[dict] = []
+        self.requests: list[tuple[str, str, str | None]] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, body: object, status: int = 200) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> dict:
+                return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+            def _record(self) -> None:
+                api.requests.append((self.command, self.path, self.headers.get("PRIVATE-TOKEN")))
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._record()
+                if "/notes" in self.path:
+                    self._send(api.notes)
+                else:
+                    self._send([i for i in api.issues if i["state"] == "opened"])
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._record()
+                body = self._body()
+                if self.path.endswith("/notes"):
+                    api.notes.append({"id": 100 + len(api.notes), "body": body["body"]})
+                    self._send(api.notes[-1], 201)
+                else:
+                    api.issues.append({"iid": len(api.issues) + 1, "state": "opened", **body})
+                    self._send(api.issues[-1], 201)
+
+            def do_PUT(self) -> None:  # noqa: N802
+                self._record()
+                note = next(n for n in api.notes if self.path.endswith(f"/notes/{n['id']}"))
+                note["body"] = self._body()["body"]
+                self._send(note)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v4"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _gitlab_python(job: str) -> str:
+    import re
+
+    return re.findall(r"<<'PY'\n(.*?)\nPY\n", _gitlab()[job]["script"][0], re.S)[0]
+
+
+def _run_python(code: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    import os
+
+    done = subprocess.run([sys.executable, "-"], input=code, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_gitlab_review_note_created_then_updated_with_check_findings_first(tmp_path):
+    api = _GitLabAPI()
+    env = {"CI_API_V4_URL": api.url, "CI_PROJECT_ID": "42", "CI_MERGE_REQUEST_IID": "7",
+           "NBOPS_GITLAB_TOKEN": "glpat-x", "CHECK_EXIT": "0"}
+    (tmp_path / "review").mkdir()
+    review = "<!-- nbops-review -->\n## Notebook review\n\n1 notebook changed\n"
+    (tmp_path / "review" / "review.md").write_text(review)
+    code = _gitlab_python("review")
+    try:
+        assert "posted the review note" in _run_python(code, tmp_path, env).stdout
+        assert api.notes == [{"id": 100, "body": review}]
+        # check fails on the next push: the same note, updated, check's findings first in a fence
+        # longer than any backtick run in them
+        (tmp_path / "check.txt").write_text("notebooks/a.ipynb: NB005 ```token``` looks like a secret\n")
+        out = _run_python(code, tmp_path, {**env, "CHECK_EXIT": "1"}).stdout
+        assert "updated the review note" in out and len(api.notes) == 1
+        body = api.notes[0]["body"]
+        assert body.startswith("<!-- nbops-review -->\n**`nbops check` failed (exit 1)**")
+        assert "\n````\nnotebooks/a.ipynb: NB005 ```token``` looks like a secret\n````\n" in body
+        assert body.endswith("## Notebook review\n\n1 notebook changed\n") and body.count("<!-- nbops-review -->") == 1
+        assert [r[0] for r in api.requests] == ["GET", "POST", "GET", "PUT"]
+        assert {r[2] for r in api.requests} == {"glpat-x"}
+        # review.md missing (nbops review failed): a note still says so
+        (tmp_path / "review" / "review.md").unlink()
+        _run_python(code, tmp_path, {**env, "CHECK_EXIT": "1"})
+        assert "wrote no review.md" in api.notes[0]["body"] and "NB005" in api.notes[0]["body"]
+    finally:
+        api.close()
+
+
+def test_gitlab_approval_issue_is_opened_once(tmp_path):
+    api = _GitLabAPI()
+    env = {"CI_API_V4_URL": api.url, "CI_PROJECT_ID": "42", "NBOPS_GITLAB_TOKEN": "glpat-x",
+           "NBOPS_RETRAIN_MODEL": "churn", "NBOPS_CHALLENGER": "4",
+           "CI_PIPELINE_URL": "https://gitlab.example.com/g/p/-/pipelines/9"}
+    code = _gitlab_python("retrain")
+    try:
+        assert "opened issue #1: Approve churn v4 as champion" in _run_python(code, tmp_path, env).stdout
+        assert "already asks" in _run_python(code, tmp_path, env).stdout
+        assert len(api.issues) == 1
+        issue = api.issues[0]
+        assert issue["labels"] == "nbops-approval"
+        assert "nbops models approve churn 4 --by" in issue["description"]
+        assert "nbops models promote churn 4 --alias champion" in issue["description"]
+        assert "pipelines/9" in issue["description"]
+        assert api.requests[0][1].startswith("/api/v4/projects/42/issues?state=opened&labels=nbops-approval")
+    finally:
+        api.close()
+
+
 def _workflow(name: str) -> dict:
     wf = yaml.safe_load((REPO / "ci" / "github" / name).read_text())
     wf["on"] = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
