@@ -96,3 +96,19 @@ def test_init_refuses_a_bad_nbops_spec_and_writes_nothing(tmp_path, spec, messag
     with pytest.raises(ConfigError, match=message):
         init_project(tmp_path / "p", nbops_spec=spec)
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+
+
+def test_default_spec_follows_where_nbops_was_installed_from():
+    """PEP 610's direct_url.json: a git install pins its commit, an https archive its URL; a local
+    path or editable checkout (this test's own venv) falls back to the version."""
+    from nbops import __version__
+    from nbops.ci.init import nbops_requirement, spec_from_direct_url
+
+    git_info = {"url": "https://github.com/example/nbops.git",
+                "vcs_info": {"vcs": "git", "commit_id": "a" * 40, "requested_revision": "main"}}
+    assert spec_from_direct_url(git_info) == f"nbops @ git+https://github.com/example/nbops.git@{'a' * 40}"
+    wheel = {"url": "https://files.example.org/nbops-0.1.0-py3-none-any.whl", "archive_info": {}}
+    assert spec_from_direct_url(wheel) == "nbops @ https://files.example.org/nbops-0.1.0-py3-none-any.whl"
+    assert spec_from_direct_url({"url": "file:///work/nbops", "dir_info": {"editable": True}}) is None
+    assert spec_from_direct_url({"url": "file:///tmp/nbops-0.1.0-py3-none-any.whl", "archive_info": {}}) is None
+    assert nbops_requirement() == f"nbops=={__version__}"  # the dev venv's editable install

@@ -97,14 +97,37 @@ CI runs the notebooks a push affects and reviews notebook changes on every {requ
 '''
 
 
+def spec_from_direct_url(info: dict) -> str | None:
+    """The requirement that installs what PEP 610's direct_url.json INFO says this nbops came
+    from, when a CI runner can reach it too: a git repository at the commit, or an https archive.
+    None for a local folder, file or editable checkout (and for an index: the version pins it)."""
+    url = str(info.get("url", ""))
+    vcs = info.get("vcs_info") or {}
+    if vcs.get("vcs") == "git" and vcs.get("commit_id") and url.startswith(("https://", "ssh://")):
+        return f"nbops @ git+{url}@{vcs['commit_id']}"
+    if "archive_info" in info and url.startswith("https://"):
+        return f"nbops @ {url}"
+    return None
+
+
 def nbops_requirement(spec: str | None = None) -> str:
     """The project's dependency on nbops: SPEC (a PEP 508 requirement naming nbops: a version,
     `nbops @ git+https://...`, `nbops @ https://.../nbops-X-py3-none-any.whl`), by default the
-    running version pinned."""
+    running nbops pinned: the git commit or archive URL it was installed from, else its version."""
     from nbops import __version__
 
     if spec is None:
-        return f"nbops=={__version__}"
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        try:
+            direct = distribution("nbops").read_text("direct_url.json")
+        except PackageNotFoundError:
+            direct = None
+        try:
+            found = spec_from_direct_url(json.loads(direct)) if direct else None
+        except (ValueError, AttributeError):  # a damaged direct_url.json: the version then
+            found = None
+        return found or f"nbops=={__version__}"
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
