@@ -175,3 +175,14 @@ def test_whole_number_codes_are_one_category_as_ints_or_floats():
     assert categories == ["101", "102", "103", "<missing>"]
     statistic, p_value, size = categorical_drift(codes, with_missing)
     assert p_value > 0.5 and size < 0.01
+
+
+def test_class_scores_become_labels_for_class_metrics_only():
+    from nbops.lifecycle.monitor.drift import _labels
+
+    scores = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5]])  # a network's logits, 3 classes
+    assert _labels(scores, "accuracy").tolist() == [1, 0]
+    assert _labels(scores, "f1").tolist() == [1, 0]
+    assert _labels(scores, "rmse").shape == (6,)  # not a class metric: as it is (and refused later)
+    assert _labels(np.array([[1.5], [2.5]]), "mae").tolist() == [1.5, 2.5]
+    assert _labels(np.array(["a", "b"]), "accuracy").tolist() == ["a", "b"]
