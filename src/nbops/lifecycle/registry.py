@@ -19,48 +19,26 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from nbops.core.config import Settings
-from nbops.core.errors import RegistryError, first_line
+from nbops.core.errors import RegistryError
 from nbops.core.gates import failed_gates, parse_gate
-from nbops.core.store import is_not_found, mask_uri, params_digest
-from nbops.run.orphans import open_client
+from nbops.core.registry_read import (
+    ClientReader,
+    RawModel,
+    RawRun,
+    RawVersion,
+    Reader,
+    Unavailable,
+    fast_reader,
+)
+from nbops.core.store import params_digest
+from nbops.lifecycle.approvals import _APPROVAL, Approval, approvals_from_tags, distinct_approvers
+from nbops.run.orphans import HEARTBEAT_TAG, OWNER_TAG, STALE_S, open_client, owner_alive
 
 ALIASES = ("champion", "challenger")
 _EVENT = "nbops.alias_event."
-_APPROVAL = "nbops.approval."
-
-
-@dataclass(frozen=True)
-class Approval:
-    by: str
-    at: str  # UTC, ISO 8601
-    note: str = ""
-
-
-def approvals_from_tags(tags: dict[str, str]) -> list[Approval]:
-    """A version's approvals, oldest first (from before the history: the `nbops.approved_*` tags)."""
-    found = []
-    for key, value in sorted(tags.items()):  # zero-padded nanoseconds: sorted by time
-        if key.startswith(_APPROVAL) and key[len(_APPROVAL):].isdigit():
-            try:
-                data = json.loads(value)
-            except json.JSONDecodeError:
-                continue  # a hand-edited tag
-            if isinstance(data, dict) and str(data.get("by", "")).strip():
-                found.append(Approval(str(data["by"]), str(data.get("at", "")), str(data.get("note") or "")))
-    if not found and tags.get("nbops.approved_by"):
-        return [Approval(tags["nbops.approved_by"], tags.get("nbops.approved_at", ""),
-                         tags.get("nbops.approval_note", ""))]
-    return found
-
-
-def distinct_approvers(approvals: list[Approval]) -> list[str]:
-    """Who approved, each person once (names compared without case or surrounding spaces)."""
-    seen: dict[str, str] = {}
-    for a in approvals:
-        seen.setdefault(a.by.strip().casefold(), a.by.strip())
-    return list(seen.values())
 
 
 @dataclass(frozen=True)
@@ -150,6 +128,15 @@ def whoami() -> str:
         return "unknown"
 
 
+def _orphaned(tags: dict[str, str]) -> bool:
+    """Whether a RUNNING run's owner is gone (run/orphans.py's rule): opening the client ends it."""
+    tag = tags.get(OWNER_TAG)
+    if not tag:
+        return False
+    alive = owner_alive(tag)
+    return alive is False or (alive is None and time.time() - float(tags.get(HEARTBEAT_TAG) or 0) > STALE_S)
+
+
 def rank_key(info: ModelInfo):
     """Sort key: best compare metric first, missing/NaN last, newest first among equals."""
 
@@ -163,12 +150,39 @@ def rank_key(info: ModelInfo):
 
 
 class Registry:
-    """MLflow's registry seen through nbops's conventions; methods return plain dataclasses."""
+    """MLflow's registry seen through nbops's conventions; methods return plain dataclasses.
+
+    Reads go through a fast reader (core/registry_read.py: the sqlite store read-only, a server's
+    REST API) unless a RUNNING run is orphaned (opening MLflow's client ends it) or the store
+    needs MLflow; writes, and any read the fast reader cannot answer, through MLflow's client."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.uri = uri = settings.resolved_tracking_uri
-        self.client, _ = open_client(uri)  # checks the server, ends a dead nbops's runs
+        self._client: Any = None
+        self.reader: Reader | None = fast_reader(uri)
+        if self.reader is not None:
+            try:
+                if any(_orphaned(tags) for _, tags in self.reader.running_runs()):
+                    self.reader = None  # the client's opening ends it
+            except Unavailable:
+                self.reader = None
+        if self.reader is None:
+            self.reader = ClientReader(self.client, uri)
+
+    @property
+    def client(self) -> Any:
+        """MLflow's client, opened on first use (checks the server, ends a dead nbops's runs)."""
+        if self._client is None:
+            self._client, _ = open_client(self.uri)
+        return self._client
+
+    def _read(self, method: str, *args: str) -> Any:
+        try:
+            return getattr(self.reader, method)(*args)
+        except Unavailable:  # the fast reader met something it does not know: MLflow answers
+            self.reader = ClientReader(self.client, self.uri)
+            return getattr(self.reader, method)(*args)
 
     @property
     def required_approvals(self) -> int:
@@ -178,15 +192,9 @@ class Registry:
 
     # -- reading -----------------------------------------------------------------------------
     def model(self, name: str) -> ModelInfo:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            rm = self.client.get_registered_model(name)
-        except MlflowException as exc:
-            if not is_not_found(exc):  # the store itself failed
-                raise RegistryError(f"cannot read model '{name}' from {mask_uri(self.uri)}: "
-                                    f"{mask_uri(first_line(exc))}") from None
-            names = [m.name for m in self.client.search_registered_models(max_results=1000)]
+        rm: RawModel | None = self._read("model", name)
+        if rm is None:
+            names = self._read("model_names")
             from nbops.notebook.params import closest
 
             guess = closest(name, names)
@@ -194,76 +202,55 @@ class Registry:
                 f"no registered model named '{name}'",
                 hint=f"did you mean '{guess}'?" if guess else
                 ("registered: " + ", ".join(names[:10]) if names else "no model is registered yet"),
-            ) from None
-        tags = rm.tags or {}
+            )
         try:
-            gates = tuple(json.loads(tags.get("nbops.gates", "[]")))
+            gates = tuple(json.loads(rm.tags.get("nbops.gates", "[]")))
         except json.JSONDecodeError:
             gates = ()
-        return ModelInfo(
-            name=name,
-            compare=tags.get("nbops.compare", ""),
-            higher_is_better=tags.get("nbops.higher_is_better", "true") != "false",
-            gates=gates,
-            aliases={a: str(v) for a, v in (rm.aliases or {}).items()},
-        )
+        return ModelInfo(name=name, compare=rm.tags.get("nbops.compare", ""),
+                         higher_is_better=rm.tags.get("nbops.higher_is_better", "true") != "false",
+                         gates=gates, aliases=dict(rm.aliases))
 
-    def _info(self, mv, aliases_by_version: dict[str, list[str]]) -> VersionInfo:
-        tags = dict(mv.tags or {})
+    def _info(self, mv: RawVersion, aliases_by_version: dict[str, list[str]]) -> VersionInfo:
+        tags = dict(mv.tags)
         # the version's `metric.*` tags are rounded to 6 digits for display; the run has the
-        # exact values (0.8999996 must not pass `accuracy >= 0.9`), so the run wins when it exists
+        # exact values (0.8999996 must not pass `accuracy >= 0.9`), so the run wins when it exists;
+        # only a deleted run falls back to the version's tags (gates on them would be weaker)
         metrics = {k[len("metric."):]: float(v) for k, v in tags.items() if k.startswith("metric.")}
-        run = None
-        if mv.run_id:
-            from mlflow.exceptions import MlflowException
-
-            try:
-                run = self.client.get_run(mv.run_id)
-            except MlflowException as exc:
-                # only a deleted run falls back to the version's tags: their metrics are rounded
-                # for display, and gates or ranking on them would be weaker than the run's own
-                if not is_not_found(exc):
-                    raise RegistryError(f"cannot read run {mv.run_id} of {mv.name} version {mv.version}: "
-                                        f"{mask_uri(first_line(exc))}") from None
-                run = None
+        run: RawRun | None = self._read("run", mv.run_id) if mv.run_id else None
         if run is not None:
-            metrics.update(run.data.metrics)
-            tags.setdefault("nbops.params_digest", params_digest(dict(run.data.params)))
+            metrics.update(run.metrics)
+            tags.setdefault("nbops.params_digest", params_digest(dict(run.params)))
             for key in ("nbops.notebook", "nbops.git_sha"):
-                if key in run.data.tags:
-                    tags.setdefault(key, run.data.tags[key])
+                if key in run.tags:
+                    tags.setdefault(key, run.tags[key])
         return VersionInfo(
-            name=mv.name, version=str(mv.version), run_id=mv.run_id or "", source=mv.source or "",
-            metrics=metrics, tags=tags, aliases=tuple(aliases_by_version.get(str(mv.version), ())),
-            created=int(mv.creation_timestamp or 0), store_uri=self.uri,
+            name=mv.name, version=mv.version, run_id=mv.run_id, source=mv.source, metrics=metrics,
+            tags=tags, aliases=tuple(aliases_by_version.get(mv.version, ())), created=mv.created,
+            store_uri=self.uri,
         )
+
+    @staticmethod
+    def _by_version(info: ModelInfo) -> dict[str, list[str]]:
+        by_version: dict[str, list[str]] = {}
+        for alias, version in info.aliases.items():
+            by_version.setdefault(version, []).append(alias)
+        return by_version
 
     def versions(self, name: str) -> tuple[ModelInfo, list[VersionInfo]]:
         """Every version of NAME, best compare metric first."""
         info = self.model(name)
-        by_version: dict[str, list[str]] = {}
-        for alias, version in info.aliases.items():
-            by_version.setdefault(version, []).append(alias)
-        found = self.client.search_model_versions(f"name = '{name}'", max_results=10_000)
-        versions = [self._info(mv, by_version) for mv in found]
+        by_version = self._by_version(info)
+        versions = [self._info(mv, by_version) for mv in self._read("versions", name)]
         versions.sort(key=rank_key(info))
         return info, versions
 
     def get(self, name: str, version: str) -> VersionInfo:
-        from mlflow.exceptions import MlflowException
-
         info = self.model(name)
-        try:
-            mv = self.client.get_model_version(name, str(version))
-        except MlflowException as exc:
-            if not is_not_found(exc):
-                raise RegistryError(f"cannot read {name} version {version}: {mask_uri(first_line(exc))}") from None
-            raise RegistryError(f"model '{name}' has no version {version}",
-                                hint=f"nbops models list {name}") from None
-        by_version: dict[str, list[str]] = {}
-        for alias, v in info.aliases.items():
-            by_version.setdefault(v, []).append(alias)
-        return self._info(mv, by_version)
+        mv: RawVersion | None = self._read("version", name, str(version))
+        if mv is None:
+            raise RegistryError(f"model '{name}' has no version {version}", hint=f"nbops models list {name}")
+        return self._info(mv, self._by_version(info))
 
     def resolve(self, ref: str) -> VersionInfo:
         """NAME@ALIAS, NAME/VERSION, or NAME (its champion)."""
@@ -281,10 +268,10 @@ class Registry:
         return self.get(name, info.aliases[alias])
 
     def events(self, name: str, alias: str) -> list[AliasEvent]:
-        rm = self.client.get_registered_model(name)
+        rm: RawModel | None = self._read("model", name)
         prefix = f"{_EVENT}{alias}."
         found = []
-        for key, value in (rm.tags or {}).items():
+        for key, value in (rm.tags if rm else {}).items():
             if key.startswith(prefix) and key[len(prefix):].isdigit():
                 try:
                     data = json.loads(value)

@@ -1,0 +1,155 @@
+"""Reading MLflow's registry without `import mlflow` where that is safe.
+
+`import mlflow` alone costs ~2.3 s, more than a whole `nbops models list`. So the registry's
+reads go through a reader: `fast_reader(uri)` reads the embedded sqlite store read-only
+(`core/sqlite_store.py`) or a tracking server through MLflow's documented REST API
+(`core/rest_store.py`); `ClientReader` asks MLflow itself (any other store, and the fallback).
+All three return the same plain records. A fast reader that meets anything it does not expect
+(a schema it does not know, a server error, an unusual authentication) raises `Unavailable`, and
+the caller asks MLflow instead: the fast path never answers differently from MLflow
+(tests/integration/test_fast_registry.py compares them).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from nbops.core.errors import RegistryError, first_line
+from nbops.core.store import is_not_found, mask_uri
+
+
+class Unavailable(Exception):
+    """The fast reader cannot answer this (the caller asks MLflow instead)."""
+
+
+@dataclass(frozen=True)
+class RawModel:
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> version
+
+
+@dataclass(frozen=True)
+class RawVersion:
+    name: str
+    version: str
+    run_id: str
+    source: str
+    created: int  # ms since the epoch
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawRun:
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+class Reader(Protocol):
+    def model(self, name: str) -> RawModel | None: ...
+    def model_names(self) -> list[str]: ...
+    def versions(self, name: str) -> list[RawVersion]: ...
+    def version(self, name: str, version: str) -> RawVersion | None: ...
+    def run(self, run_id: str) -> RawRun | None: ...
+    def running_runs(self) -> list[tuple[str, dict[str, str]]]: ...
+
+
+# settings MLflow's client honours that the fast REST reader does not: with any of them, ask MLflow
+_CLIENT_ONLY_ENV = ("MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+                    "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_WORKSPACE",
+                    "MLFLOW_ENABLE_WORKSPACES")
+
+
+def fast_reader(uri: str) -> Reader | None:
+    """A reader that does not import mlflow for URI, or None where only MLflow can read it."""
+    if os.environ.get("NBOPS_NO_FAST_REGISTRY") or any(os.environ.get(k) for k in _CLIENT_ONLY_ENV):
+        return None
+    if uri.startswith("sqlite:///"):
+        from nbops.core.sqlite_store import SqliteReader
+
+        return SqliteReader(uri[len("sqlite:///"):])
+    if uri.startswith(("http://", "https://")):
+        from urllib.parse import urlsplit
+
+        if urlsplit(uri).username is not None:
+            return None  # credentials in the URI: MLflow's requests session handles them
+        from nbops.core.rest_store import RestReader
+        from nbops.core.store import bounded_retries, check_reachable
+
+        bounded_retries()
+        check_reachable(uri)  # the same one-line error as MLflow's path
+        return RestReader(uri)
+    return None
+
+
+class ClientReader:
+    """The same records, read through an MlflowClient (MLflow's errors become RegistryErrors)."""
+
+    def __init__(self, client: Any, uri: str):
+        self.client, self.uri = client, uri
+
+    def _fail(self, what: str, exc: BaseException) -> RegistryError:
+        return RegistryError(f"cannot read {what} from {mask_uri(self.uri)}: {mask_uri(first_line(exc))}")
+
+    def model(self, name: str) -> RawModel | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            rm = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise self._fail(f"model '{name}'", exc) from None
+        return RawModel(rm.name, dict(rm.tags or {}), {a: str(v) for a, v in (rm.aliases or {}).items()})
+
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.client.search_registered_models(max_results=1000)]
+
+    @staticmethod
+    def _version(mv: Any) -> RawVersion:
+        return RawVersion(mv.name, str(mv.version), mv.run_id or "", mv.source or "",
+                          int(mv.creation_timestamp or 0), dict(mv.tags or {}))
+
+    def versions(self, name: str) -> list[RawVersion]:
+        from mlflow.exceptions import MlflowException
+
+        out: list[RawVersion] = []
+        token = None
+        try:
+            while True:
+                page = self.client.search_model_versions(f"name = '{name}'", max_results=10_000,
+                                                         page_token=token)
+                out.extend(self._version(mv) for mv in page)
+                token = page.token
+                if not token:
+                    return out
+        except MlflowException as exc:
+            raise self._fail(f"the versions of '{name}'", exc) from None
+
+    def version(self, name: str, version: str) -> RawVersion | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._version(self.client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise self._fail(f"{name} version {version}", exc) from None
+
+    def run(self, run_id: str) -> RawRun | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise self._fail(f"run {run_id}", exc) from None
+        return RawRun(run_id, dict(run.data.metrics), dict(run.data.params), dict(run.data.tags))
+
+    def running_runs(self) -> list[tuple[str, dict[str, str]]]:
+        return []  # opening the client (run/orphans.open_client) has ended the orphans already

@@ -1,0 +1,41 @@
+"""Approvals of a model version: a history of version tags, each person counted once
+(lifecycle/registry.py writes them; see its docstring)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+_APPROVAL = "nbops.approval."
+
+
+@dataclass(frozen=True)
+class Approval:
+    by: str
+    at: str  # UTC, ISO 8601
+    note: str = ""
+
+
+def approvals_from_tags(tags: dict[str, str]) -> list[Approval]:
+    """A version's approvals, oldest first (from before the history: the `nbops.approved_*` tags)."""
+    found = []
+    for key, value in sorted(tags.items()):  # zero-padded nanoseconds: sorted by time
+        if key.startswith(_APPROVAL) and key[len(_APPROVAL):].isdigit():
+            try:
+                data = json.loads(value)
+            except json.JSONDecodeError:
+                continue  # a hand-edited tag
+            if isinstance(data, dict) and str(data.get("by", "")).strip():
+                found.append(Approval(str(data["by"]), str(data.get("at", "")), str(data.get("note") or "")))
+    if not found and tags.get("nbops.approved_by"):
+        return [Approval(tags["nbops.approved_by"], tags.get("nbops.approved_at", ""),
+                         tags.get("nbops.approval_note", ""))]
+    return found
+
+
+def distinct_approvers(approvals: list[Approval]) -> list[str]:
+    """Who approved, each person once (names compared without case or surrounding spaces)."""
+    seen: dict[str, str] = {}
+    for a in approvals:
+        seen.setdefault(a.by.strip().casefold(), a.by.strip())
+    return list(seen.values())
