@@ -51,7 +51,8 @@ def _expr(value: str, context: dict[str, str]) -> str:
     return re.sub(r"\$\{\{\s*([^}]+?)\s*\}\}", lambda m: _lookup(m.group(1), context), str(value))
 
 
-def run_job(workflow: Path, job: str, cwd: Path, context: dict[str, str]) -> dict[str, str]:
+def run_job(workflow: Path, job: str, cwd: Path, context: dict[str, str],
+            path: Path | None = None) -> dict[str, str]:
     """Run a job's `run:` steps in order as GitHub would: bash -eo pipefail, the workflow's, the
     job's and the step's `env:` with their expressions resolved from CONTEXT (secrets, github.*,
     matrix.*, inputs.*, and the `steps.ID.outputs.KEY` / `steps.ID.outcome` of the steps before),
@@ -71,7 +72,7 @@ def run_job(workflow: Path, job: str, cwd: Path, context: dict[str, str]) -> dic
         out_file.write_text("")
         env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "CI": "true", "GITHUB_ACTIONS": "true",
                "GITHUB_RUN_ID": "1", "GITHUB_REPOSITORY": "team/churn",
-               "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+               "PATH": os.pathsep.join(str(p) for p in (path, BIN, os.environ["PATH"]) if p)}
         for scope in (wf, spec, step):
             env.update({k: _expr(v, context) for k, v in (scope.get("env") or {}).items()})
         done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
@@ -198,6 +199,16 @@ def test_github_workflows_run_against_a_tracking_server(tmp_path, mlflow_server)
     assert aliases == {"1": ["champion"], "2": ["challenger"]}
     assert json.loads((root / "monitor" / "drift.json").read_text())["alarm"]
     assert "v2 is challenger" in (root / "monitor" / "summary.txt").read_text()
+    # the promote job, once a reviewer of the approval environment said yes (GitHub's API, which
+    # names that reviewer, is a stand-in `gh` here): approved by them, then champion
+    stand_in = tmp_path / "gh-bin"
+    stand_in.mkdir()
+    (stand_in / "gh").write_text('#!/bin/sh\ncase "$*" in *"/approvals"*) echo alice;; *) exit 1;; esac\n')
+    (stand_in / "gh").chmod(0o755)
+    run_job(workflows / "retrain.yml", "promote", root,
+            {**scheduled, "needs.monitor.outputs.challenger": "2", "github.token": "t"}, path=stand_in)
+    champion = client.get_model_version_by_alias("example", "champion")
+    assert champion.version == "2" and champion.tags["nbops.approved_by"] == "github:alice"
     # the next week, no drift: no new challenger, no approval asked for
     outputs = run_job(workflows / "retrain.yml", "monitor", root,
                       {**scheduled, "vars.NBOPS_CURRENT_DATA": str(reference)})
