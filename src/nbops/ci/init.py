@@ -86,7 +86,7 @@ Experiments as parameterised notebooks, run with papermill and tracked in MLflow
 
 ```bash
 pip install -e .
-nbops setup                                  # pre-commit hooks, nbdime diffs, nbstripout
+nbops setup                                  # git filter (outputs out of commits), hooks, nbdime diffs
 nbops new classification my_experiment -p dataset=wine
 nbops run notebooks/*.ipynb                  # results in ./mlflow.db: mlflow ui --backend-store-uri sqlite:///mlflow.db
 nbops check                                  # before committing

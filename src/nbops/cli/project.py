@@ -56,8 +56,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from nbops.core.config import describe
 
-    for key, value, source in describe(options.settings()):
-        print(f"{key:<14} {value:<40} ({source})")
+    rows = describe(options.settings())
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, source in rows:
+        print(f"{key:<{width}} {value:<40} ({source})")
     return 0
 
 
