@@ -48,6 +48,7 @@ $(PG_INITDB):
 # tests/e2e/test_gitlab_pipeline.py runs the shipped GitLab pipeline with gitlab-ci-local (npm;
 # 4.56.x runs on Node 20) in .tools/; its shell executor needs rsync (apt, where we can).
 GITLAB_CI_LOCAL := .tools/node_modules/.bin/gitlab-ci-local
+GITLAB_CI_LOCAL_STAMP := .tools/.gitlab-ci-local-4.56
 RSYNC := /usr/bin/rsync
 
 $(RSYNC):
@@ -55,10 +56,13 @@ $(RSYNC):
 	  (apt-get install -y -qq rsync >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null && apt-get install -y -qq rsync >/dev/null)); fi
 
-$(GITLAB_CI_LOCAL):
-	-command -v npm >/dev/null && npm install --prefix .tools --ignore-scripts --no-audit --no-fund -q gitlab-ci-local@4.56
+# re2 (a dependency) builds its native module from source when no prebuilt one downloads: a few
+# minutes, once; the stamp is written only when gitlab-ci-local then starts
+$(GITLAB_CI_LOCAL_STAMP):
+	-command -v npm >/dev/null && npm install --prefix .tools --no-audit --no-fund -q gitlab-ci-local@4.56 && \
+	  $(GITLAB_CI_LOCAL) --version >/dev/null && touch $@
 
-tools: $(GITLAB_CI_LOCAL) $(RSYNC)
+tools: $(GITLAB_CI_LOCAL_STAMP) $(RSYNC)
 
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see

@@ -57,6 +57,8 @@ def free_port() -> int:
 def server(tmp_path_factory):
     """`mlflow server` on a sqlite store, artifacts proxied."""
     assert not MISSING, f"missing: {', '.join(MISSING)} (CI must run the GitLab pipeline test)"
+    done = subprocess.run([str(GCL), "--version"], capture_output=True, text=True)
+    assert done.returncode == 0, f"gitlab-ci-local does not start (rm -rf .tools; make tools): {done.stderr[-500:]}"
     work = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     log = open(work / "server.log", "wb")
