@@ -97,6 +97,12 @@ RETRY_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BAC
 REACH_TIMEOUT_S = 5.0  # the reachability check, before any kernel starts
 
 
+# On top of MLflow's retries of each request: how long nbops keeps retrying a run's record
+# (its final metrics, artifacts, status) against a tracking server that went away mid-run,
+# backing off, before it gives up and keeps the record locally (NBOPS_TRACKING_RETRY_S).
+TRACKING_RETRY_S = 60.0
+
+
 def bounded_retries() -> dict[str, str]:
     """The retry budget (above), applied to this process; returned for the kernels' environment."""
     import os
@@ -104,6 +110,60 @@ def bounded_retries() -> dict[str, str]:
     budget = {k: os.environ.get(k) or v for k, v in RETRY_BUDGET.items()}
     os.environ.update(budget)
     return budget
+
+
+def retry_env() -> dict[str, str]:
+    """The retry budget as applied to this process (by `bounded_retries`), for a kernel."""
+    import os
+
+    return {k: os.environ.get(k) or v for k, v in RETRY_BUDGET.items()}
+
+
+def tracking_retry_s() -> float:
+    import math
+    import os
+
+    text = os.environ.get("NBOPS_TRACKING_RETRY_S", "")
+    try:
+        value = float(text) if text else TRACKING_RETRY_S
+    except ValueError:
+        value = TRACKING_RETRY_S
+    return value if math.isfinite(value) and value >= 0 else TRACKING_RETRY_S
+
+
+def with_retries(call: Any, deadline: float, first_wait: float = 1.0) -> Any:
+    """CALL(), retried with exponential backoff while it fails as the store (is_store_error)
+    and time.monotonic() is before DEADLINE; the last error propagates."""
+    import time
+
+    wait = first_wait
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_store_error(exc) or time.monotonic() + wait > deadline:
+                raise
+        time.sleep(wait)
+        wait = min(wait * 2, 15.0)
+
+
+def check_writable(uri: str) -> None:
+    """A local sqlite store nbops will write to must be writable: one line naming the file,
+    before any kernel starts (SQLAlchemy's own error is a 90-line traceback)."""
+    import os
+    from pathlib import Path
+
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    db = Path(uri[len(prefix):].split("?", 1)[0])
+    folder = db.parent
+    if db.exists() and not os.access(db, os.W_OK):
+        raise TrackingError(f"the MLflow store {db} is read-only: nbops cannot record runs in it",
+                            hint="make it writable (chmod u+w), or set MLFLOW_TRACKING_URI to another store")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise TrackingError(f"the folder of the MLflow store {db} is read-only: SQLite cannot write there",
+                            hint="make the folder writable, or set MLFLOW_TRACKING_URI to another store")
 
 
 def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:

@@ -183,27 +183,39 @@ def _quiet_loggers(debug: bool) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def locate_failure(nb: dict) -> CellError | None:
+def _kept(cells: list) -> list[tuple[int, dict]]:
+    """(1-based position, cell) of the cells that are not papermill's injected-parameters or
+    error-marker cells (papermill removes a notebook's old markers and adds its own)."""
+    return [(i, c) for i, c in enumerate(cells, 1)
+            if isinstance(c, dict) and not _SKIP_TAGS & set(c.get("metadata", {}).get("tags") or [])]
+
+
+def locate_failure(nb: dict, source: dict | None = None) -> CellError | None:
     """Where an executed notebook stopped: the cell papermill flagged as raising, else the first
     error output, else the last cell papermill started (a dead kernel or a timeout leaves no
-    error output). Cell numbers count the source
-    notebook's cells: papermill's injected-parameters and error-marker cells are skipped."""
+    error output). Cell numbers count the cells of SOURCE (the notebook as the user sees it, old
+    error markers of an earlier papermill run included); the executed notebook's own injected
+    and error-marker cells are not counted."""
+    cells = [c for _, c in _kept(nb.get("cells", []))]
+    positions = [i for i, _ in _kept(source.get("cells", []))] if source else []
+
+    def number(k: int) -> int:  # the k-th kept executed cell is the k-th kept source cell
+        return positions[k - 1] if len(positions) == len(cells) else k
+
     last_started = None
-    cells = [c for c in nb.get("cells", [])
-             if not _SKIP_TAGS & set(c.get("metadata", {}).get("tags") or [])]
-    for number, cell in enumerate(cells, 1):  # papermill flags the cell that raised
+    for k, cell in enumerate(cells, 1):  # papermill flags the cell that raised
         if (cell.get("metadata", {}).get("papermill") or {}).get("exception"):
             errors = [o for o in cell.get("outputs") or [] if o.get("output_type") == "error"]
             err = errors[-1] if errors else {}
-            return CellError(number, err.get("ename", "Error"), err.get("evalue", ""))
-    for number, cell in enumerate(cells, 1):
+            return CellError(number(k), err.get("ename", "Error"), err.get("evalue", ""))
+    for k, cell in enumerate(cells, 1):
         for out in cell.get("outputs") or []:
             if out.get("output_type") == "error":
                 if out.get("ename") == "SystemExit" and out.get("evalue") in ("", "0"):
                     continue
-                return CellError(number, out.get("ename", "Error"), out.get("evalue", ""))
+                return CellError(number(k), out.get("ename", "Error"), out.get("evalue", ""))
         if (cell.get("metadata", {}).get("papermill") or {}).get("start_time"):
-            last_started = number
+            last_started = number(k)
     return CellError(last_started, "", "") if last_started else None
 
 
@@ -283,7 +295,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
     duration = time.perf_counter() - start
     nb = _read_output(out)
     if failure is not None:
-        where = locate_failure(nb)
+        where = locate_failure(nb, _read_output(spec.notebook.path))
         failure = CellError(where.cell if where else None, failure.ename, failure.evalue)
     if failure is None or kernel_log.stat().st_size == 0:
         kernel_log.unlink()  # only a failed run's kernel output is worth keeping

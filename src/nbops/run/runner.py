@@ -17,9 +17,9 @@ from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.context import git_info, gpu_count, relative_to_repo
-from nbops.core.errors import ExecutionError, NotebookError, TrackingError, first_line
+from nbops.core.errors import ExecutionError, NotebookError
 from nbops.core.files import writable_dir
-from nbops.core.store import is_store_error, mask_uri
+from nbops.core.store import is_store_error
 from nbops.notebook import document as notebook_mod
 from nbops.notebook.model_name import validate_model_name
 from nbops.run.engine import CANCEL, RunResult
@@ -33,10 +33,11 @@ from nbops.run.tracking import Registrar, TrackedRun
 class Outcome:
     result: RunResult
     tracked: TrackedRun | None = None
+    unrecorded: str = ""  # the store could not take the record: what was kept locally, and why
 
     @property
     def ok(self) -> bool:
-        return self.result.ok
+        return self.result.ok and not self.unrecorded
 
 
 def plan_runs(
@@ -105,11 +106,12 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
     try:
         tracked = tracker.finish(started, result)
     except Exception as exc:
-        tracker.abort(started, "FAILED")  # whatever failed, the run must not stay RUNNING
         if not is_store_error(exc):
+            tracker.abort(started, "FAILED")  # whatever failed, the run must not stay RUNNING
             raise
-        raise TrackingError(f"logging the run of {spec.notebook.path} to MLflow failed: {mask_uri(first_line(exc))}",
-                            hint=f"the executed notebook is at {result.output_path}") from None
+        # the store went away (retried for the budget): the notebook ran, its files are kept
+        # and the summary still prints; the run is ended by the orphan reaper once it is back
+        return Outcome(result, None, unrecorded=tracker.keep_locally(started, result, exc))
     return Outcome(result, tracked)
 
 
@@ -159,7 +161,7 @@ def run_specs(
         else:
             outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor)
         progress.finished(label, outcome.ok, outcome.result.duration,
-                          "" if outcome.ok else str(outcome.result.error))
+                          "" if outcome.ok else (outcome.unrecorded or str(outcome.result.error)))
         if on_done:
             on_done(outcome)
         return outcome

@@ -6,7 +6,8 @@ long notebooks.
   and `os.chdir()`s the whole process around every read and write. Notebooks run in threads
   (`--jobs`) left the process in another run's folder (even a previous `nbops run`'s, in the
   same process), so relative paths resolved there. nbops hands papermill absolute paths and
-  registers a local handler that never changes directory.
+  registers a handler for them (papermill matches handlers by prefix: "/") that never changes
+  directory.
 - Each write goes to a temporary file beside the target and replaces it only once complete: a
   full disk (or any failed write) leaves no truncated notebook, and raises `OutputWriteError`,
   which the engine reports as a failed run.
@@ -54,10 +55,11 @@ def write_atomic(buf: str, path: str) -> None:
 
 @functools.cache
 def install_local_io() -> None:
-    """Register (once per process) papermill's local handler without chdir, with atomic writes."""
+    """Register (once per process) a papermill handler for absolute paths: papermill's local
+    handler without its chdir, with atomic writes."""
     from papermill.iorw import LocalHandler, papermill_io
 
-    class NoChdirLocalHandler(LocalHandler):
+    class AbsolutePathHandler(LocalHandler):
         def cwd(self, new_path: Any) -> None:  # paths are absolute: never chdir the process
             return None
 
@@ -67,7 +69,9 @@ def install_local_io() -> None:
                 raise FileNotFoundError(f"output folder {dirname} doesn't exist.")
             write_atomic(buf, path)
 
-    papermill_io.register("local", NoChdirLocalHandler())  # papermill looks handlers up LIFO
+    # papermill picks the first handler whose scheme prefixes the path (LIFO); its local
+    # handler is only the fallback, so an absolute path never reaches it
+    papermill_io.register("/", AbsolutePathHandler())
 
 
 class Saves:

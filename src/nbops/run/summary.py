@@ -39,13 +39,15 @@ def summary_lines(outcomes: list[Outcome], settings: Settings) -> list[str]:
     for o in outcomes:
         nb = relative_to_repo(o.result.spec.notebook.path, settings.root)
         out = relative_to_repo(o.result.output_path, settings.root)
-        if not o.ok:
+        if not o.result.ok:
             err = o.result.error
             saved = f"executed notebook: {out}" if o.result.output_path.exists() else "no executed notebook"
             lines.append(f"FAILED {nb}: {err} ({saved})")
             if err and err.ename == "DeadKernel" and o.result.kernel_log:
                 lines.append(f"  kernel log: {relative_to_repo(o.result.kernel_log, settings.root)}")
-        elif o.tracked and o.tracked.note and o.result.spec.notebook.model:
+        if o.unrecorded:
+            lines.append(f"NOT RECORDED {nb}: {o.unrecorded}")
+        elif o.ok and o.tracked and o.tracked.note and o.result.spec.notebook.model:
             lines.append(f"note {nb}: {o.tracked.note}")
         gpus = o.result.spec.notebook.resources.gpu
         if gpus and device_name() == "cpu":
@@ -64,7 +66,7 @@ def print_summary(outcomes: list[Outcome], settings: Settings, file: TextIO | No
     for col in ("notebook", "status", "duration", "metrics", "model", "run"):
         table.add_column(col, overflow="fold")
     for o in outcomes:
-        status = "[green]ok[/]" if o.ok else "[red]failed[/]"
+        status = "[green]ok[/]" if o.ok else ("[red]not recorded[/]" if o.unrecorded else "[red]failed[/]")
         run_id = o.tracked.run_id[:8] if o.tracked else "-"
         table.add_row(
             Text(relative_to_repo(o.result.spec.notebook.path, settings.root)),

@@ -21,9 +21,12 @@ from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_rep
 from nbops.core.errors import TrackingError, first_line
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
-    bounded_retries,
+    check_writable,
     is_store_error,
     mask_uri,
+    retry_env,
+    tracking_retry_s,
+    with_retries,
 )
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
@@ -81,10 +84,12 @@ class Tracker:
         self.experiment = experiment or settings.experiment
         # registers a successful run's model (the lifecycle layer's); None: never register
         self.registrar = registrar
-        # one line within seconds for a server that is down, before any kernel starts; the runs
-        # of nbops processes that died without a word are ended (see run/orphans.py)
+        check_writable(self.uri)  # a read-only mlflow.db: one line, before any kernel starts
+        # one line within seconds for a server that is down, before any kernel starts; MLflow's
+        # retries bounded (once, there); the runs of nbops processes that died without a word
+        # are ended (see run/orphans.py)
         self.client, self.reaped = orphans.open_client(self.uri)
-        self.retry_env = bounded_retries()
+        self.retry_env = retry_env()
         self.heartbeat = orphans.Heartbeat(self.client)
 
     # -- before the kernel -------------------------------------------------------------------
@@ -218,31 +223,47 @@ class Tracker:
 
         run_id = started.run_id
         self.heartbeat.remove(run_id)
+        # a server lost mid-run: each request retried, backing off, until the shared deadline
+        deadline = time.monotonic() + tracking_retry_s()
+
+        def call(method: Any, *args: Any, **kwargs: Any) -> Any:
+            return with_retries(lambda: method(*args, **kwargs), deadline)
+
         metrics, others = split_metrics(result.records)
         now = int(time.time() * 1000)
         batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
         for chunk in _chunks(batch, 1000):
-            self.client.log_batch(run_id, metrics=chunk)
+            call(self.client.log_batch, run_id, metrics=chunk)
         extra_tags = [RunTag("nbops.duration_s", f"{result.duration:.2f}")]
         if result.error:
             extra_tags.append(RunTag("nbops.error", str(result.error)[:5000]))
-        self.client.log_batch(run_id, tags=extra_tags)
+        call(self.client.log_batch, run_id, tags=extra_tags)
         if result.records:
-            self.client.log_dict(run_id, result.records, "nbops/records.json")
+            call(self.client.log_dict, run_id, result.records, "nbops/records.json")
         if others:
-            self.client.log_dict(run_id, others, "nbops/other_records.json")
+            call(self.client.log_dict, run_id, others, "nbops/other_records.json")
         if result.output_path.exists():
-            self.client.log_artifact(run_id, str(result.output_path), "notebook")
+            call(self.client.log_artifact, run_id, str(result.output_path), "notebook")
         if result.kernel_log and result.kernel_log.exists():
-            self.client.log_artifact(run_id, str(result.kernel_log), "notebook")
+            call(self.client.log_artifact, run_id, str(result.kernel_log), "notebook")
         status = "FINISHED" if result.ok else ("KILLED" if result.status == "interrupted" else "FAILED")
-        self.client.set_terminated(run_id, status)
+        call(self.client.set_terminated, run_id, status)
         if not result.ok:
             return TrackedRun(run_id, started.experiment_id, status, note="run failed: model not registered")
         if self.registrar is None:
             return TrackedRun(run_id, started.experiment_id, status, note="registration off for this run")
         name, version, note = self.registrar(self.client, self.uri, run_id, result.spec.notebook.model)
         return TrackedRun(run_id, started.experiment_id, status, name, version, note)
+
+    def keep_locally(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
+        """The store could not take the run's record (retried until the budget ran out): what
+        is kept locally, as a line for the summary. The one place a spool of the whole record
+        (params, tags, metrics, artifacts) will be written, for a later `nbops sync`."""
+        self.heartbeat.remove(started.run_id)
+        kept = [str(p) for p in (result.output_path, result.kernel_log) if p is not None and p.exists()]
+        where = f"kept here: {', '.join(kept)}" if kept else "no executed notebook to keep"
+        return (f"run {started.run_id[:8]} not recorded: the tracking store did not answer for "
+                f"{tracking_retry_s():g} s ({mask_uri(first_line(exc))}); {where}")
 
     def abort(self, started: StartedRun, status: str = "KILLED") -> None:
         self.heartbeat.remove(started.run_id)
