@@ -208,6 +208,20 @@ def test_pipeline_green_then_red(gl_project, server, runner_env):
     print(f"green pipeline {green:.0f} s, red pipeline {time.monotonic() - started - green:.0f} s")
 
 
+@pytest.mark.parametrize("source, jobs", [
+    ("push", ["plan", "notebooks"]),
+    ("web", ["plan", "notebooks"]),
+    ("merge_request_event", ["review", "notebook-tests"]),
+    ("schedule", ["retrain", "promote"]),
+])
+def test_jobs_by_pipeline_source(gl_project, runner_env, source, jobs):
+    """gitlab-ci-local's own evaluation of the rules (`changes` against origin/main included)."""
+    root, _, _ = gl_project
+    code, out = gitlab_ci_local(root, runner_env, "--list", "--variable", f"CI_PIPELINE_SOURCE={source}")
+    table = out[out.index("name "):].splitlines()[1:]
+    assert code == 0 and [line.split()[0] for line in table if line.strip()] == jobs, out
+
+
 class _Notes(BaseHTTPRequestHandler):
     """GitLab's merge-request notes API, as far as the review job uses it."""
 

@@ -73,9 +73,10 @@ def test_gitlab_jobs_by_pipeline_source():
     schedule = '$CI_PIPELINE_SOURCE == "schedule"'
     assert [r["if"] for r in rules["review"]] == [mr] == [r["if"] for r in rules["notebook-tests"]]
     assert "pytest --nbops notebooks/" in pipeline["notebook-tests"]["script"]
-    for name in ("plan", "notebooks"):
-        assert rules[name][0] == {"if": schedule, "when": "never"}
-        assert rules[name][1]["if"] == "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"
+    for name in ("plan", "notebooks"):  # pushes and "Run pipeline" only: not schedules, not MRs
+        assert [r["if"] for r in rules[name]] == [
+            '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && ($CI_PIPELINE_SOURCE == "push" || '
+            '$CI_PIPELINE_SOURCE == "web")']
     assert rules["retrain"] == [{"if": schedule}]
     assert rules["promote"] == [{"if": schedule, "when": "manual", "allow_failure": True}]
     assert 'nbops monitor "$NBOPS_RETRAIN_MODEL@champion"' in pipeline["retrain"]["script"][0]
