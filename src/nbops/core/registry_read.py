@@ -56,6 +56,7 @@ class Reader(Protocol):
     def version(self, name: str, version: str) -> RawVersion | None: ...
     def run(self, run_id: str) -> RawRun | None: ...
     def running_runs(self) -> list[tuple[str, dict[str, str]]]: ...
+    def artifact_location(self, model_id: str) -> str | None: ...
 
 
 # settings MLflow's client honours that the fast REST reader does not: with any of them, ask MLflow
@@ -150,6 +151,16 @@ class ClientReader:
                 return None
             raise self._fail(f"run {run_id}", exc) from None
         return RawRun(run_id, dict(run.data.metrics), dict(run.data.params), dict(run.data.tags))
+
+    def artifact_location(self, model_id: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_logged_model(model_id).artifact_location
+        except MlflowException as exc:
+            if is_not_found(exc):
+                return None
+            raise self._fail(f"logged model {model_id}", exc) from None
 
     def running_runs(self) -> list[tuple[str, dict[str, str]]]:
         return []  # opening the client (run/orphans.open_client) has ended the orphans already

@@ -104,6 +104,13 @@ class RestReader:
         return RawRun(run_id, {m["key"]: _float(m["value"]) for m in data.get("metrics") or ()},
                       {p["key"]: p.get("value", "") for p in data.get("params") or ()}, _tags(data.get("tags")))
 
+    def artifact_location(self, model_id: str) -> str | None:
+        """Where MLflow keeps a logged model's artifacts (its `models:/<model id>` URI)."""
+        found = self._call(f"logged-models/{urllib.parse.quote(model_id)}")
+        if found is _NOT_FOUND:
+            return None
+        return ((found.get("model") or {}).get("info") or {}).get("artifact_uri") or None
+
     def _page(self, endpoint: str, body: dict) -> dict:
         found = self._call(endpoint, body=body)
         if found is _NOT_FOUND:

@@ -110,6 +110,15 @@ class SqliteReader:
             tags = dict(con.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
             return RawRun(run_id, metrics, params, tags)
 
+    def artifact_location(self, model_id: str) -> str | None:
+        """Where MLflow keeps a logged model's artifacts (its `models:/<model id>` URI)."""
+        with self._con() as con:
+            if con is None:
+                return None
+            row = con.execute("SELECT artifact_location FROM logged_models WHERE model_id = ?"
+                              " AND lifecycle_stage = 'active'", (model_id,)).fetchone()
+            return row[0] if row else None
+
     def running_runs(self) -> list[tuple[str, dict[str, str]]]:
         """RUNNING runs of active experiments with nbops's owner tags (for the orphan check)."""
         with self._con() as con:
