@@ -12,18 +12,31 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 
 .PHONY: install demo test test-fast lint bench clean dist tools
 
-$(STAMP): pyproject.toml
+# `make demo` installs only what the demo needs (nbops and the torch extra), one line per package
+# so a first run is not silent for minutes; `make install`/`make test` add the dev extra.
+DEMO_STAMP := $(VENV)/.demo-stamp
+PIP_PROGRESS := 2>&1 | { grep --line-buffered -E '^(Collecting|Processing|Installing collected|Successfully|ERROR)' || true; }
+
+$(DEMO_STAMP): pyproject.toml
+	@echo "== [1/3] virtual environment $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip $(QUIET_PIP)
 	# The CPU build of PyTorch; pinned so pip takes the wheel on local disk instead of the
 	# newest release with several GB of CUDA packages.
-	$(BIN)/python -m pip install -q "torch==2.13.0" $(QUIET_PIP)
+	@echo "== [2/3] PyTorch, CPU build"
+	$(BIN)/python -m pip install "torch==2.13.0" $(PIP_PROGRESS)
+	@echo "== [3/3] nbops and what the demo needs (.[torch])"
+	$(BIN)/python -m pip install -e ".[torch]" $(PIP_PROGRESS)
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml $(DEMO_STAMP)
+	@echo "== the development and test tools (.[dev])"
 	$(BIN)/python -m pip install -q -e ".[dev,torch]" $(QUIET_PIP)
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/nbops run notebooks/*.ipynb
 	@echo "Open the results with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
