@@ -217,9 +217,10 @@ def test_pipeline_green_then_red(gl_project, server, runner_env):
 def test_jobs_by_pipeline_source(gl_project, runner_env, source, jobs):
     """gitlab-ci-local's own evaluation of the rules (`changes` against origin/main included)."""
     root, _, _ = gl_project
-    code, out = gitlab_ci_local(root, runner_env, "--list", "--variable", f"CI_PIPELINE_SOURCE={source}")
-    table = out[out.index("name "):].splitlines()[1:]
-    assert code == 0 and [line.split()[0] for line in table if line.strip()] == jobs, out
+    done = subprocess.run([str(GCL), "--list-json", "--variable", f"CI_PIPELINE_SOURCE={source}"],
+                          cwd=root, env=runner_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [job["name"] for job in json.loads(done.stdout) if job["when"] != "never"] == jobs
 
 
 class _Notes(BaseHTTPRequestHandler):
