@@ -177,3 +177,26 @@ def test_notebook_can_start_its_own_run_and_records_land_in_nbops_run(project, m
     assert run.data.metrics["inner"] == 3.0 and run.info.status == "FINISHED"
     records = json.loads(open(client.download_artifacts(run.info.run_id, "nbops/records.json")).read())
     assert records["run_id"] == run.info.run_id
+
+
+def test_a_long_notebook_is_not_saved_at_every_cell(project, monkeypatch):
+    """papermill saves the whole notebook at the start and the end of every cell (O(cells^2): a
+    5,000-cell notebook ran 83 cells in two minutes); nbops's saves are throttled, so the cost of
+    a cell does not grow with the notebook. Every write of the run is counted; the executed
+    notebook is still complete (bench/bench_cells.py measures the time)."""
+    from papermill.iorw import papermill_io
+
+    writes: list[str] = []
+    real_write = papermill_io.write
+    monkeypatch.setattr(papermill_io, "write",
+                        lambda buf, path, *a, **kw: (writes.append(path), real_write(buf, path, *a, **kw))[1])
+    cells = 400
+    nb = write_notebook(project / "notebooks" / "long.ipynb", [("code", f"x = {i}") for i in range(cells)])
+    start = time.monotonic()
+    assert main(["run", str(nb), "--no-track", "--quiet"]) == 0
+    took = time.monotonic() - start
+    (executed,) = (project / "runs" / "long").glob("*.ipynb")
+    counts = [c["execution_count"] for c in json.loads(executed.read_text())["cells"]]
+    assert counts == list(range(1, cells + 1))
+    # papermill alone: 2 * 400 + 2 writes; throttled: the first, the last, at most one a second
+    assert 2 <= len(writes) <= took + 3, (len(writes), took)
