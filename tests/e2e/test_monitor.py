@@ -98,13 +98,20 @@ def _without_f3(tmp_path):
     return path
 
 
+def _one_absurd_row(tmp):
+    path = tmp / "absurd.csv"
+    pd.DataFrame([{**{name: 1e9 for name in FEATURES}, "target": 1}]).to_csv(path, index=False)
+    return path
+
+
 @pytest.mark.parametrize(("make_current", "extra", "message"), [
     (lambda tmp: tmp / "missing.csv", (), "missing.csv: no such file"),
     (_text_file, (), "data.txt: unknown file type '.txt'"),
     (_garbage_parquet, (), "bad.parquet: cannot read it as parquet"),
     (lambda tmp: make_data(tmp / "cur.csv"), ("--labels", "label"), "no labels column 'label'"),
     (_without_f3, (), "no_f3.csv: no column 'f3', an input of model clf/1"),
-], ids=["missing", "extension", "unreadable", "labels", "feature"])
+    (_one_absurd_row, (), "absurd.csv: 1 row(s), too few to judge drift (at least 30 needed)"),
+], ids=["missing", "extension", "unreadable", "labels", "feature", "one-row"])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(trained_project, tmp_path,
                                                             make_current, extra, message):
     out = tmp_path / "out"

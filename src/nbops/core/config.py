@@ -36,6 +36,7 @@ DEFAULT_MONITOR: dict[str, Any] = {
     "max_drifted_features": 0,  # more drifted features than this is drift
     "metric_drop": 0.05,  # with labels: decay when the compare metric falls by more than this
     "bins": 10,  # PSI bins (quantiles of the reference)
+    "min_rows": 30,  # fewer rows than this in either table: too few to say anything about drift
     "reproduce_tolerance": 1e-6,  # `nbops reproduce`: largest metric difference that passes
 }
 _TABLE_DEFAULTS = {"registry": DEFAULT_REGISTRY, "monitor": DEFAULT_MONITOR}
@@ -164,7 +165,8 @@ def _table(name: str, value: Any) -> dict[str, Any]:
             raise ConfigError(f"[tool.nbops.{name}]: {key} must be {kind.__name__}, got {item!r}")
         out[key] = float(item) if kind is float else item
     ranges = {"p_value": (0.0, 1.0), "psi": (0.0, None), "max_drifted_features": (0, None),
-              "metric_drop": (0.0, None), "bins": (2, None), "reproduce_tolerance": (0.0, None)}
+              "metric_drop": (0.0, None), "bins": (2, None), "reproduce_tolerance": (0.0, None),
+              "min_rows": (1, None)}
     if name == "monitor":
         for key, (low, high) in ranges.items():
             value = out[key]

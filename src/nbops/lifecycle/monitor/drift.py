@@ -178,6 +178,12 @@ def monitor(settings: Settings, name_or_ref: str, reference: Path, current: Path
     thresholds = {k: settings.monitor[k] for k in ("p_value", "psi", "max_drifted_features",
                                                    "metric_drop", "bins")}
     ref_frame, cur_frame = read_table(reference), read_table(current)
+    # a handful of rows passes every test (one absurd row reads as "no drift"): refuse to guess
+    for path, frame in ((reference, ref_frame), (current, cur_frame)):
+        if len(frame) < settings.monitor["min_rows"]:
+            raise DataError(f"{path}: {len(frame)} row(s), too few to judge drift (at least "
+                            f"{settings.monitor['min_rows']} needed)",
+                            hint="collect more data, or lower [tool.nbops.monitor] min_rows")
     if labels and labels not in cur_frame.columns:
         raise DataError(f"{current}: no labels column '{labels}'",
                          hint="columns in the file: " + _list(cur_frame.columns))
