@@ -185,6 +185,11 @@ def test_a_value_of_the_wrong_type_is_a_400_naming_the_column(client):
         ("f2", {"records": [{**ROW, "f2": "abc"}]}),
         ("f4", {"inputs": {**ROW, "f4": [1, 2]}}),
         ("f5", {"columns": list(ROW), "data": [[*list(ROW.values())[:5], {"x": 1}]]}),
+        # JSON's true is not a double, though numpy would read it as 1.0 (every payload shape)
+        ("f0", {"records": [{**ROW, "f0": True}]}),
+        ("f1", {"dataframe_split": {"columns": list(ROW), "data": [[ROW["f0"], False, *list(ROW.values())[2:]]]}}),
+        ("f3", {"inputs": {**{k: [v] for k, v in ROW.items()}, "f3": [True]}}),
+        ("f0", {"instances": [[True, *list(ROW.values())[1:]]]}),
     ]:
         response = client.post("/predict", json=payload)
         assert response.status_code == 400, response.text

@@ -38,6 +38,12 @@ class Column:
     required: bool = True
 
 
+def _holds_flags(values: Any) -> bool:
+    """Whether a column holds true/false values: JSON's booleans are not numbers, though numpy
+    and pandas would read them as 1/0."""
+    return bool(values.dtype.kind == "b" or (values.dtype.kind == "O" and values.map(type).eq(bool).any()))
+
+
 class InputError(ValueError):
     """A payload or file that does not fit the model's signature; the message names the field."""
 
@@ -85,7 +91,9 @@ class LoadedModel:
             values = frame[col.name]
             dtype = _NUMERIC.get(col.kind)
             if dtype:
-                if values.dtype.kind not in "iufb":
+                if _holds_flags(values):
+                    raise InputError(f"column '{col.name}' must be {col.kind}, got a true/false value")
+                if values.dtype.kind not in "iuf":
                     converted = pd.to_numeric(values, errors="coerce")
                     bad = converted.isna() & values.notna()
                     if bad.any():
@@ -109,7 +117,9 @@ class LoadedModel:
                              f"{frame.shape[1]} column(s)")
         for name in frame.columns:
             values = frame[name]
-            if values.dtype.kind not in "iufb":
+            if _holds_flags(values):
+                raise InputError(f"column '{name}' must be numeric, got a true/false value")
+            if values.dtype.kind not in "iuf":
                 bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
                 if bad.any():
                     raise InputError(f"column '{name}' must be numeric, got {values[bad].iloc[0]!r}")

@@ -52,7 +52,7 @@ class Served:
 
         names = self.names
         if not names:  # a tensor model without feature names: rows only, in its own order
-            if shape != "rows":
+            if shape != "rows" or _has_flag(data):
                 return None
             try:
                 matrix = np.array(data, dtype=np.float64)
@@ -65,14 +65,20 @@ class Served:
             elif shape == "split":
                 columns, rows = data
                 if tuple(columns) != names:
+                    if _has_flag(rows):
+                        return None
                     index = [columns.index(n) for n in names]
                     matrix = np.array(rows, dtype=np.float64)
                     return matrix[:, index] if matrix.ndim == 2 and matrix.shape[1] == len(columns) else None
             elif shape == "columns":
+                if _has_flag([data[n] for n in names]):
+                    return None
                 matrix = np.array([data[n] for n in names], dtype=np.float64).T
                 return matrix if matrix.ndim == 2 else None
             else:
                 rows = data
+            if _has_flag(rows):
+                return None  # the DataFrame path refuses true/false naming the column
             matrix = np.array(rows, dtype=np.float64)
         except (KeyError, ValueError, TypeError, IndexError):
             return None
@@ -121,3 +127,8 @@ class Served:
             raise
         except (TypeError, ValueError) as exc:  # pandas refusing a value the checks let through
             raise InputError(f"input does not fit the model's signature: {exc}") from None
+
+
+def _has_flag(rows: Any) -> bool:
+    """Whether a JSON true/false sits among the values (numpy would take it as 1.0/0.0)."""
+    return any(v is True or v is False for row in rows for v in (row if isinstance(row, list) else (row,)))
