@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.request
@@ -95,7 +96,7 @@ def runner_env(tmp_path_factory) -> dict[str, str]:
     venv = tmp_path_factory.mktemp("runner") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
-    parent = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    parent = sysconfig.get_paths()["purelib"]  # this checkout's .venv
     (site / "_nbops_checkout_venv.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MLFLOW_", "NBOPS_", "CI", "GITLAB_", "VIRTUAL_ENV", "PYTEST_"))}
@@ -192,13 +193,17 @@ def test_pipeline_green_then_red(gl_project, server, runner_env):
     assert "run notebooks/example.ipynb" in child and "before_script" in child and "cache" in child
     runs = finished_runs(server)
     assert runs == {"notebooks/example.ipynb": ["FINISHED"]}, (runs, out[-4000:])
+    from mlflow.tracking import MlflowClient
+
+    assert [m.name for m in MlflowClient(server).search_registered_models()] == ["example"]
     green = time.monotonic() - started
 
     failing_notebook(root)
     broken = commit_all(root, "a broken notebook")
     code, out = gitlab_ci_local(root, runner_env, "--variable", f"CI_COMMIT_BEFORE_SHA={head}")
     jobs = report(out)
-    # only the notebook the push changed runs; it fails, and so does the pipeline
+    # only the notebook the push changed runs; it fails, and so does the pipeline (the child's
+    # report says FAIL; gitlab-ci-local 4.56 does not carry a child's failure to its exit status)
     assert jobs.get("run notebooks/broken.ipynb") == "FAIL", out[-6000:]
     assert "run notebooks/example.ipynb" not in jobs
     assert "deliberately broken" in out
