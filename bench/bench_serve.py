@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # tests.lifecycle builds the project through the real CLI
-from _harness import BIN, machine, save  # noqa: E402
+from _harness import BIN, machine, report, save  # noqa: E402
 
 COLUMNS = [f"f{i}" for i in range(6)]
 
@@ -162,6 +162,51 @@ def on_signal(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def first_200(cmd: list[str], url: str, body: bytes, cwd: Path, env: dict, log: Path) -> float:
+    """Seconds from starting the server to its first 200 answer to a prediction request."""
+    started = time.perf_counter()
+    proc = start(cmd, cwd, env, log)
+    try:
+        while time.perf_counter() - started < 180:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {log.read_text()[-1500:]}")
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"no 200 from {url} in 180 s: {log.read_text()[-1500:]}")
+    finally:
+        stop(proc)
+
+
+def startup(root: Path, env: dict, tmp: Path, pairs: int) -> dict:
+    """Issue 15: time to the first 200, `mlflow models serve` vs `nbops serve`, alternating."""
+    body = payload(1)
+
+    def base() -> float:
+        port = free_port()
+        return first_200([str(BIN / "mlflow"), "models", "serve", "-m", "models:/clf/1", "--env-manager", "local",
+                          "-h", "127.0.0.1", "-p", str(port), "-w", "1"], f"http://127.0.0.1:{port}/invocations",
+                         body, root, env, tmp / "mlflow-start.log")
+
+    def ours() -> float:
+        port = free_port()
+        return first_200([str(BIN / "nbops"), "serve", "clf", "--host", "127.0.0.1", "--port", str(port)],
+                         f"http://127.0.0.1:{port}/predict", body, root, env, tmp / "nbops-start.log")
+
+    base(), ours()  # warm-up (disk caches)
+    tb, to = [], []
+    for _ in range(pairs):  # the seconds each reports, without the time it takes to stop
+        tb.append(base())
+        to.append(ours())
+    return report("time to the first 200 (start the server, POST one row until it answers)",
+                  ("mlflow models serve", tb), ("nbops serve", to), "serve-first-200", 0.5)
+
+
 def build_project(root: Path) -> None:
     from tests.lifecycle import build_trained_project
 
@@ -205,6 +250,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--rows", type=int, nargs="+", default=[1, 100])
+    ap.add_argument("--startup-pairs", type=int, default=5, help="server starts timed, each side")
     ap.add_argument("--quick", action="store_true", help="a tiny size: 50 requests, 1 round")
     ap.add_argument("--project", type=Path,
                     help="a project with clf version 1 at champion, e.g. built by an earlier run; "
@@ -215,6 +261,7 @@ def main(argv=None) -> int:
         signal.signal(signum, on_signal)
     if args.quick:
         args.requests, args.rounds, args.concurrency, args.rows = 50, 1, [2], [1]
+        args.startup_pairs = 1
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         root = args.project or Path(tmp) / "proj"
@@ -225,13 +272,13 @@ def main(argv=None) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"  # mlflow execs `uvicorn`
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+        results = [startup(root, env, Path(tmp), args.startup_pairs)]
         base_port, ours_port = free_port(), free_port()
         base = start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/clf/1", "--env-manager",
                       "local", "-h", "127.0.0.1", "-p", str(base_port), "-w", "1"],
                      root, env, Path(tmp) / "mlflow.log")
         ours = start([str(BIN / "nbops"), "serve", "clf", "--host", "127.0.0.1", "--port", str(ours_port)],
                      root, env, Path(tmp) / "nbops.log")
-        results = []
         try:
             wait_until(f"http://127.0.0.1:{base_port}/ping", base, Path(tmp) / "mlflow.log")
             wait_until(f"http://127.0.0.1:{ours_port}/ready", ours, Path(tmp) / "nbops.log")

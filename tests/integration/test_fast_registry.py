@@ -185,3 +185,52 @@ def test_models_list_on_the_embedded_store_answers_without_mlflow(tmp_path):
     slow, slow_imports = _models_list(root, uri, fast=False)
     assert fast == slow and fast["versions"][0]["value"] == 0.93
     assert " mlflow " not in f" {fast_imports} " and " mlflow " in f" {slow_imports} "
+
+
+def test_a_scikit_learn_model_loads_as_mlflow_loads_it_without_mlflow(tmp_path, monkeypatch):
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import Model, infer_signature
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from nbops.core.config import load_settings
+    from nbops.lifecycle import fastload, models
+    from nbops.lifecycle.registry import Registry
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[tool.nbops]\n")
+    monkeypatch.chdir(root)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    y = (X["a"] + X["b"] > 0).astype(int)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict(X)),
+                                 registered_model_name="lr")
+    version = Registry(load_settings()).resolve("lr/1")
+    fast = fastload.load_sklearn(version)
+    assert fast is not None, "a local scikit-learn model must load without MLflow"
+    ours, columns = fast
+    theirs = mlflow.sklearn.load_model("models:/lr/1")
+    assert (ours.predict(X) == theirs.predict(X)).all() and (ours.predict_proba(X) == theirs.predict_proba(X)).all()
+    assert columns == models._columns(Model.load("models:/lr/1"))
+    loaded = models.load(version)
+    assert loaded.flavor == "sklearn" and loaded.columns == columns
+    X.to_csv(root / "in.csv", index=False)  # `nbops predict` in a process: the same, without mlflow
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(REPO / "src"))
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "nbops", "predict", "lr/1", "--input", "in.csv",
+                           "--output", "out.csv", "-q"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [line for line in done.stderr.splitlines() if line.rstrip().endswith("| mlflow")]
+    assert (pd.read_csv(root / "out.csv")["prediction"] == theirs.predict(X)).all()
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # MLflow's switch, honoured
+    assert fastload.load_sklearn(version) is None
