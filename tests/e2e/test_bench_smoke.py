@@ -21,9 +21,11 @@ TIMEOUT = 200
     ("bench_start.py", ["--pairs", "1"]),
     ("bench_run.py", ["--notebooks", "2", "--pairs", "1"]),
     ("bench_serve.py", ["--quick"]),
+    ("bench_models.py", ["--versions", "2", "--pairs", "1", "--no-server"]),
+    ("bench_predict.py", ["--rows", "1000", "--pairs", "1"]),
 ])
 def test_benchmark_runs_on_a_tiny_size(script, args, tmp_path, request):
-    if script == "bench_serve.py":  # the session's project (clf@champion); the bench only reads it
+    if script in ("bench_serve.py", "bench_predict.py"):  # the session's project (clf@champion); the bench only reads it
         args = [*args, "--project", str(request.getfixturevalue("trained_project"))]
     proc = subprocess.Popen([sys.executable, str(REPO / "bench" / script), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,

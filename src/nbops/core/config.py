@@ -58,6 +58,9 @@ class Settings:
     timeout: float = 3600.0  # seconds per notebook, unless its metadata says otherwise
     cell_timeout: float = 0.0  # seconds per cell; 0 means no limit
     start_timeout: float = 60.0  # seconds for a kernel to start
+    # seconds nbops (and each kernel) keeps retrying a run's record against a tracking server
+    # that went away, before it keeps the run in .nbops/spool for `nbops sync`
+    tracking_retry_s: float = 60.0
     kernel_name: str = ""  # empty: the notebook's own kernelspec
     # in CI (CI, GITHUB_ACTIONS or GITLAB_CI set), a missing or empty MLFLOW_TRACKING_URI is an
     # error instead of the embedded store: `nbops init` and the shipped CI set it
@@ -120,7 +123,8 @@ def _read_pyproject(root: Path) -> dict[str, Any]:
 
 # seconds: (smallest allowed, whether the smallest itself is allowed); 0 means "no limit" only
 # for cell_timeout
-_SECONDS = {"timeout": (0.0, False), "cell_timeout": (0.0, True), "start_timeout": (0.0, False)}
+_SECONDS = {"timeout": (0.0, False), "cell_timeout": (0.0, True), "start_timeout": (0.0, False),
+            "tracking_retry_s": (0.0, False)}
 
 
 def _convert(key: str, value: Any, where: str) -> Any:

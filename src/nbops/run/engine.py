@@ -77,6 +77,7 @@ def _engine_class():
             **kwargs,
         ):
             env = kwargs.pop("nbops_env", None)
+            late_env = kwargs.pop("nbops_late_env", None)
             secrets = kwargs.pop("nbops_secrets", ())
             if secrets:  # the saved notebook reads them from the kernel's environment
                 _read_secrets_from_env(nb_man.nb, secrets)
@@ -110,10 +111,12 @@ def _engine_class():
                 # none with immediate), which doubled the time of a batch of small notebooks.
                 shutdown_kernel="immediate",
             )
-            if env and env.get("MLFLOW_RUN_ID"):
+            if (env and env.get("MLFLOW_RUN_ID")) or late_env is not None:
                 # resume nbops's run when the notebook imports mlflow (see nbops/_kernel.py)
                 final["extra_arguments"] = ["--IPKernelApp.exec_lines=import nbops._kernel"]
             client = PapermillNotebookClient(nb_man, **final)
+            if late_env is not None:
+                client.on_notebook_start = _late_env_hook(client, late_env, state)
             done = threading.Event()
             threading.Thread(
                 target=_watchdog, args=(client, deadline, done, state), daemon=True
@@ -127,10 +130,37 @@ def _engine_class():
                 start_kwargs["cwd"] = kernel_cwd
             try:
                 return client.execute(**start_kwargs)
+            except BaseException:
+                if late_env is not None:  # the hook failed before the first cell: no kernel left
+                    process = getattr(getattr(getattr(client, "km", None), "provisioner", None), "process", None)
+                    if process is not None:
+                        process.kill()
+                raise
             finally:
                 done.set()
 
     return NbopsEngine
+
+
+def _late_env_hook(client, late_env, state: dict):
+    """nbclient's on_notebook_start (the kernel is up, no cell has run): wait for the environment
+    decided while the kernel started (the MLflow run nbops creates meanwhile) and set it in the
+    kernel. `nbops._kernel` reads MLFLOW_RUN_ID only when the notebook imports mlflow."""
+    import asyncio
+
+    async def hook(**_: Any) -> None:
+        state["paused_since"] = waited = time.monotonic()  # nbops's own wait: not the notebook's time
+        try:
+            extra = await asyncio.get_running_loop().run_in_executor(None, late_env)
+        finally:
+            state["paused_s"] = time.monotonic() - waited  # the watchdog moves its deadline
+            del state["paused_since"]
+        code = f"__import__('os').environ.update({dict(extra)!r})"
+        reply = await client.async_wait_for_reply(client.kc.execute(code, silent=True, store_history=False))
+        if (reply or {}).get("content", {}).get("status") != "ok":
+            raise RuntimeError("could not set the MLflow run's environment in the kernel")
+
+    return hook
 
 
 def _secret_env_name(name: str) -> str:
@@ -158,9 +188,12 @@ def _watchdog(client, seconds: float | None, done: threading.Event, state: dict)
     then sees a dead kernel at once."""
     limit = time.monotonic() + seconds if seconds else None
     while not done.wait(0.2):
+        if limit is not None and "paused_s" in state:
+            limit += state.pop("paused_s")
         if CANCEL.is_set():
             state["interrupted"] = True
-        elif limit is not None and time.monotonic() >= limit:
+        elif (limit is not None and "paused_since" not in state and "paused_s" not in state
+              and time.monotonic() >= limit):
             state["timed_out"] = True
         else:
             continue
@@ -235,8 +268,9 @@ def _with_secrets(env: dict[str, str] | None, spec: RunSpec) -> dict[str, str] |
 
 
 def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = False,
-            on_cell=None) -> RunResult:
-    """Run one notebook in a fresh kernel. Never raises for a failing notebook: the result says."""
+            on_cell=None, late_env=None) -> RunResult:
+    """Run one notebook in a fresh kernel. Never raises for a failing notebook: the result says.
+    LATE_ENV: a callable giving more environment once the kernel is up, before the first cell."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.engines import papermill_engines
@@ -268,6 +302,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 nbops_cwd=str(spec.notebook.path.parent.resolve()),
                 nbops_on_cell=on_cell,
                 nbops_env=_with_secrets(env, spec),
+                nbops_late_env=late_env,
                 nbops_secrets=tuple(n for n in spec.secrets if n in spec.overrides),
                 nbops_deadline=spec.timeout,
                 nbops_state=state,

@@ -19,8 +19,9 @@ from nbops.run.engine import CellError, RunResult, execute
 from nbops.run.spec import RunSpec
 
 
-def local_execute(spec: RunSpec, extra_env: dict[str, str], debug: bool = False, on_cell=None) -> RunResult:
-    return execute(spec, env={**os.environ, **extra_env}, debug=debug, on_cell=on_cell)
+def local_execute(spec: RunSpec, extra_env: dict[str, str], debug: bool = False, on_cell=None,
+                  late_env=None) -> RunResult:
+    return execute(spec, env={**os.environ, **extra_env}, debug=debug, on_cell=on_cell, late_env=late_env)
 
 
 def _ray_task(spec: RunSpec, source: bytes, extra_env: dict[str, str], debug: bool):

@@ -10,7 +10,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,13 +96,16 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
                    "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}",
                    "NBOPS_TRACKING_URI": settings.resolved_tracking_uri}
             return Outcome(executor(spec, env, debug, on_cell))
-    started = tracker.start(spec, git, parent_run_id)
-    try:
-        env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
-        result = executor(spec, env, debug, on_cell)
-    except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
-        tracker.abort(started)
-        raise
+    if executor is local_execute:
+        started, result = _start_with_kernel(settings, spec, tracker, git, debug, parent_run_id, on_cell)
+    else:
+        started = tracker.start(spec, git, parent_run_id)
+        try:
+            env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
+            result = executor(spec, env, debug, on_cell)
+        except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
+            tracker.abort(started)
+            raise
     try:
         tracked = tracker.finish(started, result)
     except Exception as exc:
@@ -113,6 +116,59 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
         # and the summary still prints; the run is ended by the orphan reaper once it is back
         return Outcome(result, None, unrecorded=tracker.keep_locally(started, result, exc))
     return Outcome(result, tracked)
+
+
+def _start_with_kernel(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
+                       parent_run_id: str | None, on_cell) -> tuple[Any, RunResult]:
+    """The MLflow run is created on a thread while the kernel starts (each takes about a second);
+    the kernel gets the run's environment before its first cell (engine.py's late environment)."""
+    box: Future = Future()
+
+    def create() -> None:
+        try:
+            box.set_result(tracker.start(spec, git, parent_run_id))
+        except BaseException as exc:  # noqa: BLE001 - handed to the kernel's hook and to us
+            box.set_exception(exc)
+
+    threading.Thread(target=create, name="nbops-start", daemon=True).start()
+    try:
+        result = local_execute(spec, kernel_base_env(settings), debug, on_cell,
+                               late_env=lambda: tracker.kernel_env(box.result()))
+    except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
+        if box.exception() is None:  # waits for the run being created
+            tracker.abort(box.result())
+        raise
+    if box.exception() is not None:  # no run: the kernel was stopped before its first cell
+        for path in (result.output_path, result.kernel_log):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        raise box.exception()  # type: ignore[misc]
+    return box.result(), result
+
+
+class _OpeningTracker:
+    """The Tracker opened on a thread while the first kernels start (`import mlflow` and opening
+    the store take seconds); the checks that must fail before any kernel starts (a read-only
+    store, a server that does not answer) run here first. Every use waits for it."""
+
+    def __init__(self, settings: Settings, experiment: str | None, registrar: Registrar | None):
+        from nbops.core.store import check_reachable, check_writable
+        from nbops.run.tracking import Tracker
+
+        check_writable(settings.resolved_tracking_uri)
+        check_reachable(settings.resolved_tracking_uri)
+        self._opened: Future = Future()
+
+        def open_() -> None:
+            try:
+                self._opened.set_result(Tracker(settings, experiment=experiment, registrar=registrar))
+            except BaseException as exc:  # noqa: BLE001 - raised where the tracker is used
+                self._opened.set_exception(exc)
+
+        threading.Thread(target=open_, name="nbops-tracker", daemon=True).start()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._opened.result(), name)
 
 
 def run_specs(
@@ -136,10 +192,8 @@ def run_specs(
     CANCEL.clear()  # a Ctrl-C of an earlier batch in this process is over
     git = None
     if track:
-        if tracker is None:
-            from nbops.run.tracking import Tracker  # imports mlflow: only when tracking
-
-            tracker = Tracker(settings, experiment=experiment, registrar=registrar)
+        if tracker is None:  # imports mlflow (only when tracking), while the kernels start
+            tracker = _OpeningTracker(settings, experiment, registrar)
         git = git_info(settings.root)
     else:
         tracker = None
