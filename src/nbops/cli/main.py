@@ -2,7 +2,8 @@
 command group is a module of this package (`run`, `project`, `review`, `models`, `store`).
 
 Exit codes: 0 ok, 1 a notebook failed, 2 bad input (NbopsError), 3 a bug (traceback in a log
-file), 130 interrupted, 143 terminated (SIGTERM).
+file), 4 ran but not recorded (the tracking server was lost: kept in .nbops/spool, `nbops sync`
+uploads it), 130 interrupted, 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nbops.lifecycle.registration import Registrar
     from nbops.run.progress import make_progress
     from nbops.run.runner import plan_runs, run_specs
-    from nbops.run.summary import print_summary
+    from nbops.run.spool import pending_line
+    from nbops.run.summary import exit_code, print_summary
 
     settings = options.settings(runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
                                 experiment=args.experiment)
@@ -29,6 +30,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
     specs = plan_runs(settings, notebooks, options.overrides(args), args.timeout, args.cell_timeout)
     executor, jobs = options.executor(args, specs)
+    pending = "" if args.no_track else pending_line(settings.root)
+    if pending:
+        print(pending, file=sys.stderr)
     progress = make_progress(quiet=args.quiet)
     try:
         outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=jobs,
@@ -36,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print_summary(outcomes, settings)
-    return 0 if all(o.ok for o in outcomes) else 1
+    return exit_code(outcomes)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -33,6 +33,14 @@ def _model_cell(outcome: Outcome) -> str:
     return "-"
 
 
+def exit_code(outcomes: list[Outcome]) -> int:
+    """0 all ran and were recorded; 1 a notebook failed; 4 all ran but some run is only in the
+    spool (the tracking server could not take it: `nbops sync` uploads it)."""
+    if any(not o.result.ok for o in outcomes):
+        return 1
+    return 4 if any(o.unrecorded for o in outcomes) else 0
+
+
 def summary_lines(outcomes: list[Outcome], settings: Settings) -> list[str]:
     """Plain lines for failures and unregistered models: easy to read in CI logs and to grep."""
     lines = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,6 @@ from nbops.core.store import (
     is_store_error,
     mask_uri,
     retry_env,
-    tracking_retry_s,
     with_retries,
 )
 from nbops.notebook.document import ModelSpec
@@ -49,9 +50,16 @@ class Registrar(Protocol):
 
 @dataclass(frozen=True)
 class StartedRun:
-    run_id: str
+    run_id: str  # "" when the server was lost before the run could be created
     experiment_id: str
     tags: dict[str, str]
+    experiment: str = ""
+    run_name: str = ""
+    # the server was lost before the run was created: the kernel logs into a scratch store in
+    # this folder (its run SCRATCH_RUN), which `keep_locally` moves into the spool
+    scratch: str = ""
+    scratch_run: str = ""
+    start_time: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Tracker:
         # are ended (see run/orphans.py)
         self.client, self.reaped = orphans.open_client(self.uri)
         self.retry_env = retry_env()
+        self.retry_s = settings.tracking_retry_s
         self.heartbeat = orphans.Heartbeat(self.client)
 
     # -- before the kernel -------------------------------------------------------------------
@@ -145,12 +154,14 @@ class Tracker:
             combined = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
             tags["nbops.data_digest"] = combined
         name = self.experiment or rel.removesuffix(".ipynb")
+        run_name = f"{spec.notebook.stem}-{spec.output_path.stem[-6:]}"
+        now = int(time.time() * 1000)
         try:
             exp_id = self._experiment_id(name)
-            run = self.client.create_run(
-                exp_id, tags=tags, run_name=f"{spec.notebook.stem}-{spec.output_path.stem[-6:]}"
-            )
+            run = self.client.create_run(exp_id, tags=tags, run_name=run_name)
         except MlflowException as exc:
+            if self._server_lost():  # mid-batch: the notebook runs, its record goes to the spool
+                return self._start_offline(name, run_name, tags, now)
             raise TrackingError(f"MLflow store {self.uri} refused a new run: {exc.message}") from None
         run_id = run.info.run_id
         try:
@@ -173,7 +184,28 @@ class Tracker:
                 raise
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
         self.heartbeat.add(run_id)
-        return StartedRun(run_id, exp_id, tags)
+        return StartedRun(run_id, exp_id, tags, name, run_name, start_time=now)
+
+    def _server_lost(self) -> bool:
+        from nbops.core.store import check_reachable
+
+        if not self.uri.startswith(("http://", "https://")):
+            return False
+        try:
+            check_reachable(self.uri, timeout=3.0)
+        except TrackingError:
+            return True
+        return False
+
+    def _start_offline(self, experiment: str, run_name: str, tags: dict[str, str], now: int) -> StartedRun:
+        """A run in a scratch store: what the kernel logs (metrics, models) is kept for the spool."""
+        from mlflow.tracking import MlflowClient
+
+        scratch = tempfile.mkdtemp(prefix="nbops-offline-")
+        client = MlflowClient(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
+        exp_id = client.create_experiment(experiment, artifact_location=(Path(scratch) / "artifacts").as_uri())
+        run = client.create_run(exp_id, tags=tags, run_name=run_name)
+        return StartedRun("", exp_id, tags, experiment, run_name, scratch, run.info.run_id, now)
 
     def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
         """The parent run of a sweep: its grid as params; each point is a child run."""
@@ -209,12 +241,18 @@ class Tracker:
 
     def kernel_env(self, started: StartedRun) -> dict[str, str]:
         """What the kernel needs to log into this run (merged over the base environment)."""
+        if started.scratch:
+            scratch_uri = f"sqlite:///{Path(started.scratch) / 'mlflow.db'}"
+            return {"MLFLOW_TRACKING_URI": scratch_uri, "MLFLOW_REGISTRY_URI": scratch_uri,
+                    "MLFLOW_RUN_ID": started.scratch_run, "MLFLOW_EXPERIMENT_ID": started.experiment_id,
+                    "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}"}
         return {
             "MLFLOW_TRACKING_URI": self.uri,
             "MLFLOW_REGISTRY_URI": self.uri,
             "MLFLOW_RUN_ID": started.run_id,
             "MLFLOW_EXPERIMENT_ID": started.experiment_id,
             **self.retry_env,  # the same bounded retries as nbops's own requests
+            "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}",
         }
 
     # -- after the kernel --------------------------------------------------------------------
@@ -222,9 +260,11 @@ class Tracker:
         from mlflow.entities import Metric, RunTag
 
         run_id = started.run_id
+        if not run_id:  # the server was lost before the run was created: the spool keeps it
+            raise ConnectionError("the tracking server was not reachable when the run started")
         self.heartbeat.remove(run_id)
         # a server lost mid-run: each request retried, backing off, until the shared deadline
-        deadline = time.monotonic() + tracking_retry_s()
+        deadline = time.monotonic() + self.retry_s
 
         def call(method: Any, *args: Any, **kwargs: Any) -> Any:
             return with_retries(lambda: method(*args, **kwargs), deadline)
@@ -256,17 +296,102 @@ class Tracker:
         return TrackedRun(run_id, started.experiment_id, status, name, version, note)
 
     def keep_locally(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
-        """The store could not take the run's record (retried until the budget ran out): what
-        is kept locally, as a line for the summary. The one place a spool of the whole record
-        (params, tags, metrics, artifacts) will be written, for a later `nbops sync`."""
+        """The store could not take the run's record (retried until the budget ran out): the
+        whole record goes to the spool (run/spool.py) for `nbops sync`; a line for the summary."""
+        from nbops.run import spool
+
         self.heartbeat.remove(started.run_id)
-        kept = [str(p) for p in (result.output_path, result.kernel_log) if p is not None and p.exists()]
-        where = f"kept here: {', '.join(kept)}" if kept else "no executed notebook to keep"
-        return (f"run {started.run_id[:8]} not recorded: the tracking store did not answer for "
-                f"{tracking_retry_s():g} s ({mask_uri(first_line(exc))}); {where}")
+        folder = Path(tempfile.mkdtemp(prefix="nbops-spool-"))
+        try:
+            entry = spool.write(spool.spool_root(self.settings.root), self._spool_record(started, result, exc),
+                                self._spool_artifacts(result, folder), self._scratch_models(started))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            if started.scratch:
+                shutil.rmtree(started.scratch, ignore_errors=True)
+        where = relative_to_repo(entry, self.settings.root)
+        why = (f"the tracking store did not answer for {self.retry_s:g} s" if started.run_id
+               else "the tracking store was not reachable when the run started")
+        return f"not recorded: kept in {where}; `nbops sync` uploads it ({why}: {mask_uri(first_line(exc))})"
+
+    def _spool_record(self, started: StartedRun, result: RunResult, exc: BaseException) -> dict[str, Any]:
+        from nbops.core.gates import failed_gates
+        from nbops.run import spool
+
+        metrics, _ = split_metrics(result.records)
+        rows = self._scratch_metrics(started) + spool.metric_rows(metrics)
+        tags = dict(started.tags)
+        tags["nbops.duration_s"] = f"{result.duration:.2f}"
+        if result.error:
+            tags["nbops.error"] = str(result.error)[:5000]
+        status = "FINISHED" if result.ok else ("KILLED" if result.status == "interrupted" else "FAILED")
+        model = result.spec.notebook.model
+        intent = None
+        if model is not None:
+            held = not failed_gates(model.gates, metrics)
+            intent = {"name": model.name, "gates": [str(g) for g in model.gates], "compare": model.compare,
+                      "higher_is_better": model.higher_is_better, "gates_held": held,
+                      "register": bool(self.registrar is not None and result.ok),
+                      # where the logged model is: the partial server run (logged before the loss),
+                      # the spool (logged while the server was away), or nowhere (the notebook failed)
+                      "logged_in": "spool" if started.scratch else ("server run" if result.ok else "unknown")}
+        return {
+            "tracking_uri": mask_uri(self.uri), "experiment": started.experiment, "run_name": started.run_name,
+            "server_run_id": started.run_id or None, "notebook": started.tags.get("nbops.notebook", ""),
+            "tags": tags, "params": {k: _param_value(v) for k, v in result.spec.logged_values.items()},
+            "metrics": rows, "status": status, "start_time": started.start_time,
+            "end_time": int(time.time() * 1000), "model": intent, "reason": mask_uri(first_line(exc)),
+        }
+
+    def _spool_artifacts(self, result: RunResult, folder: Path) -> dict[str, Path]:
+        _, others = split_metrics(result.records)
+        out: dict[str, Path] = {}
+        for name, data in (("records.json", result.records), ("other_records.json", others)):
+            if data:
+                (folder / name).write_text(json.dumps(data, default=str), encoding="utf-8")
+                out[f"nbops/{name}"] = folder / name
+        for path in (result.output_path, result.kernel_log):
+            if path is not None and path.exists():
+                out[f"notebook/{path.name}"] = path
+        return out
+
+    def _scratch_client(self, started: StartedRun) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(f"sqlite:///{Path(started.scratch) / 'mlflow.db'}")
+
+    def _scratch_metrics(self, started: StartedRun) -> list[dict[str, Any]]:
+        """Every metric the kernel logged into the scratch store, each step of its history."""
+        if not started.scratch:
+            return []
+        client = self._scratch_client(started)
+        rows = []
+        for key in client.get_run(started.scratch_run).data.metrics:
+            rows += [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
+                     for m in client.get_metric_history(started.scratch_run, key)]
+        return rows
+
+    def _scratch_models(self, started: StartedRun) -> list[tuple[dict[str, Any], Path]]:
+        """The models the kernel logged into the scratch store: (meta, folder of its files)."""
+        if not started.scratch:
+            return []
+        client = self._scratch_client(started)
+        out = []
+        for m in client.search_logged_models(experiment_ids=[started.experiment_id],
+                                             filter_string=f"source_run_id = '{started.scratch_run}'"):
+            local = Path(m.artifact_location.removeprefix("file://"))
+            if local.is_dir():
+                out.append(({"name": m.name, "model_type": m.model_type, "params": m.params or {},
+                             "tags": {k: v for k, v in (m.tags or {}).items() if not k.startswith("mlflow.")}},
+                            local))
+        return out
 
     def abort(self, started: StartedRun, status: str = "KILLED") -> None:
         self.heartbeat.remove(started.run_id)
+        if started.scratch:
+            shutil.rmtree(started.scratch, ignore_errors=True)
+        if not started.run_id:
+            return
         try:
             self.client.set_terminated(started.run_id, status)
         except Exception:  # noqa: BLE001 - already failing; do not hide the first error

@@ -1,0 +1,160 @@
+"""Nothing lost: a real `mlflow server` (sqlite) killed -9 mid-batch of three notebooks run two at a
+time; nbops exits 4 with every run kept in .nbops/spool; the server is restarted on its own
+database; `nbops sync` uploads; a second sync of the same entries (restored from a copy, as after a
+sync killed before it removed them) duplicates nothing. The server then holds every run exactly
+once, with every step of every metric, the executed notebook, no RUNNING run, each model version once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import write_notebook
+
+NBOPS = str(Path(sys.executable).with_name("nbops"))
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`mlflow server` on a sqlite file and a local artifact folder, stopped (kill -9) and started
+    again on the same port and files."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        folder.mkdir(parents=True)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        self.kill()
+        raise RuntimeError("mlflow server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _cells(name: str, sleep: float) -> list:
+    return [
+        ("code", "import mlflow, pathlib, time\n"
+                 "from sklearn.linear_model import LogisticRegression\n"
+                 "for step in range(3):\n"
+                 "    mlflow.log_metric('loss', 1.0 / (step + 1), step=step)\n"
+                 "mlflow.sklearn.log_model(LogisticRegression().fit([[0], [1], [2], [3]], [0, 0, 1, 1]),"
+                 " name='model')\n"
+                 f"pathlib.Path('../started-{name}').touch()"),
+        ("code", f"time.sleep({sleep})"),
+        ("code", "import nbops\nnbops.record('score', 0.9)"),
+    ]
+
+
+def _nbops(project: Path, env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([NBOPS, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    names = ["a", "b", "c"]
+    for name in names:
+        write_notebook(project / "notebooks" / f"{name}.ipynb", _cells(name, 12),
+                       nbops={"model": {"name": f"spooled-{name}", "gates": ["score >= 0.5"]}})
+    server = Server(tmp_path / "server")
+    server.start()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+    env.update(MLFLOW_TRACKING_URI=server.uri, NBOPS_TRACKING_RETRY_S="5")
+    try:
+        proc = subprocess.Popen([NBOPS, "run", *(f"notebooks/{n}.ipynb" for n in names), "--jobs", "2",
+                                 "--quiet"], cwd=project, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while (sum((project / f"started-{n}").exists() for n in names) < 2
+                   and proc.poll() is None and time.monotonic() < deadline):
+                time.sleep(0.2)
+            assert sum((project / f"started-{n}").exists() for n in names) == 2, proc.communicate()
+            server.kill()  # mid-batch: two notebooks asleep, the third not started
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 4, (out, err)
+        assert "Traceback" not in out + err, err
+        spooled = sorted((project / ".nbops" / "spool").iterdir())
+        assert len(spooled) == 3 and not any(p.name.startswith(".") for p in spooled), spooled
+        assert out.count("not recorded: kept in .nbops/spool/") == 3, out
+        assert "`nbops sync` uploads it" in out
+        backup = tmp_path / "spool-copy"
+        shutil.copytree(project / ".nbops" / "spool", backup)
+
+        server.start()  # the same database: the partial runs of a and b are still there
+        write_notebook(project / "other.ipynb", [("code", "x = 1")])
+        warned = _nbops(project, {**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, "run", "other.ipynb")
+        assert warned.returncode == 0, (warned.stdout, warned.stderr)
+        assert "3 run(s) not yet recorded are kept in .nbops/spool" in warned.stderr, warned.stderr
+        first = _nbops(project, env, "sync")
+        assert first.returncode == 0, (first.stdout, first.stderr)
+        assert first.stdout.count("synced notebooks/") == 3, first.stdout
+        assert first.stdout.count("registered spooled-") == 3, first.stdout
+        assert not list((project / ".nbops" / "spool").iterdir())
+        again = _nbops(project, env, "sync")
+        assert again.returncode == 0 and "nothing to sync" in again.stdout, again.stdout
+        # a sync killed after its uploads, before it removed the entries: the retry finds them
+        shutil.rmtree(project / ".nbops" / "spool")
+        shutil.copytree(backup, project / ".nbops" / "spool")
+        retried = _nbops(project, env, "sync")
+        assert retried.returncode == 0, (retried.stdout, retried.stderr)
+        assert retried.stdout.count("synced notebooks/") == 3, retried.stdout
+
+        client = MlflowClient(server.uri)
+        exp_ids = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(exp_ids, run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+        assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+        synced = [r for r in runs if "nbops.spool_id" in r.data.tags]
+        assert sorted(r.data.tags["nbops.notebook"] for r in synced) == [f"notebooks/{n}.ipynb" for n in names]
+        replaced = [r for r in runs if "nbops.replaced_by" in r.data.tags]
+        assert len(replaced) == 2 and all(r.info.status == "KILLED" for r in replaced), replaced
+        assert {r.data.tags["nbops.replaced_by"] for r in replaced} <= {r.info.run_id for r in synced}
+        assert len(runs) == 5  # three runs, and the two partial ones they replace: nothing else
+        for run in synced:
+            assert run.info.status == "FINISHED", run.info
+            history = client.get_metric_history(run.info.run_id, "loss")
+            assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+            assert run.data.metrics["score"] == 0.9
+            executed = [a.path for a in client.list_artifacts(run.info.run_id, "notebook")]
+            assert any(p.endswith(".ipynb") for p in executed), executed
+        for name in names:
+            versions = client.search_model_versions(f"name = 'spooled-{name}'")
+            assert len(versions) == 1, versions
+            assert versions[0].run_id in {r.info.run_id for r in synced}
+    finally:
+        server.kill()
