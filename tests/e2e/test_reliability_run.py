@@ -190,8 +190,10 @@ def _kill_server_when_the_notebook_sleeps(project: Path, proc: subprocess.Popen)
 def _lost_then(project: Path, seen: Observed) -> None:
     executed = list((project / "runs").rglob("*.ipynb"))
     assert len(executed) == 1, executed
-    assert str(executed[0]) in seen.out, "the kept notebook is not named"
-    nb = json.loads(executed[0].read_text())  # whole and valid, with the last cell's record
+    (entry,) = (project / ".nbops" / "spool").iterdir()  # the whole record kept for `nbops sync`
+    assert f"kept in .nbops/spool/{entry.name}" in seen.out, "the spool entry is not named"
+    kept = entry / "artifacts" / "notebook" / executed[0].name
+    nb = json.loads(kept.read_text())  # whole and valid, with the last cell's record
     assert any("scrapbook" in json.dumps(o) for o in nb["cells"][1]["outputs"]), nb["cells"][1]
     assert "NOT RECORDED notebooks/case.ipynb" in seen.out  # the summary printed
 
@@ -208,7 +210,7 @@ CASES = [
          then=_full_disk_then),
     Case("a read-only mlflow.db", 2, 20, "is read-only", cells=[("code", "x = 1")],
          arrange=_read_only_store, then=_read_only_then),
-    Case("the tracking server lost mid-run", 1, 150, "not recorded: the tracking store did not answer",
+    Case("the tracking server lost mid-run", 4, 150, "`nbops sync` uploads it (the tracking store did not answer",
          cells=SLEEPS, env={"NBOPS_TRACKING_RETRY_S": "10"}, arrange=_start_server,
          during=_kill_server_when_the_notebook_sleeps, then=_lost_then),
 ]
