@@ -118,7 +118,11 @@ def test_gitlab_runners_section(repo, capsys, tmp_path):
         '\n[tool.nbops.runners.gitlab]\ncpu = "k8s"\ngpu = ["gpu", "a100"]\nimage = ""\n'
         'gpu_image = "registry.example.com/ml/cuda:12.4"\n'))
     assert main(["plan", "--all", "--format", "gitlab"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
+    # the log names GitLab's runner tags, not GitHub's runs-on labels
+    assert "run notebooks/g.ipynb on GitLab runner tags ['gpu', 'a100']" in captured.err
+    assert "self-hosted" not in captured.err
     child = yaml.safe_load(text)
     cpu, gpu = child["run notebooks/a.ipynb"], child["run notebooks/g.ipynb"]
     assert cpu["tags"] == ["k8s"] and "image" not in cpu

@@ -185,11 +185,23 @@ GITLAB_INSTALL = 'python -m pip install $NBOPS_PIP_ARGS ${NBOPS_SPEC:+"$NBOPS_SP
 GITLAB_PIP_CACHE = "$CI_PROJECT_DIR/.cache/pip"
 
 
+def gitlab_tags(gitlab: dict[str, Any], gpu: int) -> list[str]:
+    """The GitLab runner tags for a notebook's hardware ([tool.nbops.runners.gitlab])."""
+    kind = "gpu" if gpu else "cpu"
+    return gitlab[kind] if isinstance(gitlab[kind], list) else [gitlab[kind]]
+
+
+def where(plan: Plan, entry: PlanEntry, fmt: str) -> str:
+    """Where ENTRY runs, as the platform of FMT names it (for `nbops plan`'s log lines)."""
+    if fmt == "gitlab":
+        return f"GitLab runner tags {gitlab_tags(plan.gitlab, entry.gpu) or '(any runner)'}"
+    return f"{entry.runs_on}"
+
+
 def _gitlab_job(gitlab: dict[str, Any], gpu: int, script: list[str]) -> dict[str, Any]:
     """A child job's runner, image, install step and pip cache: a child pipeline inherits none
     of the parent's `default:`."""
-    kind = "gpu" if gpu else "cpu"
-    tags = gitlab[kind] if isinstance(gitlab[kind], list) else [gitlab[kind]]
+    tags = gitlab_tags(gitlab, gpu)
     image = gitlab["gpu_image" if gpu else "image"]
     job: dict[str, Any] = {"stage": "notebooks"}
     if image:
@@ -197,7 +209,8 @@ def _gitlab_job(gitlab: dict[str, Any], gpu: int, script: list[str]) -> dict[str
     if tags:
         job["tags"] = list(tags)
     job["variables"] = {"PIP_CACHE_DIR": GITLAB_PIP_CACHE, "NBOPS_REQUIRE_TRACKING_SERVER": "true"}
-    job["cache"] = {"key": {"files": ["pyproject.toml"], "prefix": f"pip-{kind}"}, "paths": [".cache/pip"]}
+    job["cache"] = {"key": {"files": ["pyproject.toml"], "prefix": f"pip-{'gpu' if gpu else 'cpu'}"},
+                    "paths": [".cache/pip"]}
     job["before_script"] = [GITLAB_INSTALL]
     job["script"] = script
     return job

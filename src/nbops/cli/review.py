@@ -28,12 +28,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from nbops.ci.plan import as_github_output, as_gitlab_child, as_matrix, make_plan
+    from nbops.ci.plan import as_github_output, as_gitlab_child, as_matrix, make_plan, where
 
     settings = options.settings()
     plan = make_plan(settings, args.base, args.head, all_=args.all, use_cache=not args.no_cache)
     for entry in plan.run:
-        print(f"run {entry.notebook} on {entry.runs_on}: {entry.reason}", file=sys.stderr)
+        print(f"run {entry.notebook} on {where(plan, entry, args.format)}: {entry.reason}", file=sys.stderr)
     for entry, run_id in plan.cached:
         print(f"cached {entry.notebook}: run {run_id[:8]} has this fingerprint", file=sys.stderr)
     if args.format == "github":
