@@ -10,6 +10,7 @@ import pytest
 
 from nbops.core.config import load_settings
 from nbops.core.errors import ConfigError, TrackingError
+from nbops.core.store import kernel_retry_env
 from nbops.run import spool
 
 
@@ -80,3 +81,14 @@ def test_tracking_retry_s_is_a_positive_finite_setting(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match="tracking_retry_s"):
             load_settings(tmp_path)
     assert os.environ.get("NBOPS_TRACKING_RETRY_S") is None
+
+
+def test_the_kernel_gets_the_same_retry_budget(monkeypatch):
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
+    # backoff 1 s doubling: n retries sleep 2**n - 1 seconds
+    assert kernel_retry_env(60)["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"  # 31 s; 6 would sleep 63
+    assert kernel_retry_env(600)["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"
+    assert kernel_retry_env(5)["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"  # never fewer than nbops's own
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the user's own setting is kept
+    assert kernel_retry_env(600)["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"

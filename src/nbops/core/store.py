@@ -95,12 +95,8 @@ def all_experiment_ids(client: Any) -> list[str]:
 RETRY_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 REACH_TIMEOUT_S = 5.0  # the reachability check, before any kernel starts
-
-
-# On top of MLflow's retries of each request: how long nbops keeps retrying a run's record
-# (its final metrics, artifacts, status) against a tracking server that went away mid-run,
-# backing off, before it gives up and keeps the record locally (NBOPS_TRACKING_RETRY_S).
-TRACKING_RETRY_S = 60.0
+# On top of them, `[tool.nbops] tracking_retry_s` (Settings; NBOPS_TRACKING_RETRY_S, 60 s) bounds how
+# long nbops retries a run's record (`with_retries`) before it keeps the run in .nbops/spool.
 
 
 def bounded_retries() -> dict[str, str]:
@@ -119,16 +115,21 @@ def retry_env() -> dict[str, str]:
     return {k: os.environ.get(k) or v for k, v in RETRY_BUDGET.items()}
 
 
-def tracking_retry_s() -> float:
+def kernel_retry_env(budget_s: float) -> dict[str, str]:
+    """The retry budget for a kernel: MLflow's own retries of each request stretched to about
+    BUDGET_S of backoff (`[tool.nbops] tracking_retry_s`), so a notebook's `log_metric` rides out
+    the outages nbops itself rides out; variables the user set are kept."""
     import math
     import os
 
-    text = os.environ.get("NBOPS_TRACKING_RETRY_S", "")
-    try:
-        value = float(text) if text else TRACKING_RETRY_S
-    except ValueError:
-        value = TRACKING_RETRY_S
-    return value if math.isfinite(value) and value >= 0 else TRACKING_RETRY_S
+    env = retry_env()
+    mine = RETRY_BUDGET["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]  # bounded_retries() set it, or nobody did
+    if os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", mine) == mine:
+        factor = float(env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]) or 1.0
+        # urllib3 sleeps FACTOR * 2**(n-1) before the n-th retry: n retries sleep FACTOR * (2**n - 1)
+        retries = int(math.log2(budget_s / factor + 1)) if budget_s > 0 else 0
+        env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(max(int(mine), retries))
+    return env
 
 
 def with_retries(call: Any, deadline: float, first_wait: float = 1.0) -> Any:

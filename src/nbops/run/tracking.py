@@ -25,6 +25,7 @@ from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
     check_writable,
     is_store_error,
+    kernel_retry_env,
     mask_uri,
     retry_env,
     with_retries,
@@ -251,7 +252,7 @@ class Tracker:
             "MLFLOW_REGISTRY_URI": self.uri,
             "MLFLOW_RUN_ID": started.run_id,
             "MLFLOW_EXPERIMENT_ID": started.experiment_id,
-            **self.retry_env,  # the same bounded retries as nbops's own requests
+            **kernel_retry_env(self.retry_s),  # the same budget as nbops's retries of the record
             "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}",
         }
 
