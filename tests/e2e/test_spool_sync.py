@@ -7,6 +7,7 @@ once, with every step of every metric, the executed notebook, no RUNNING run, ea
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -128,14 +129,19 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         assert not list((project / ".nbops" / "spool").iterdir())
         again = _nbops(project, env, "sync")
         assert again.returncode == 0 and "nothing to sync" in again.stdout, again.stdout
-        # a sync killed after its uploads, before it removed the entries: the retry finds them
+        # a sync killed after its uploads, before it removed the entries: the retry finds them;
+        # and one killed right after it created a run (no `nbops.sync` tag): that run is redone
         shutil.rmtree(project / ".nbops" / "spool")
         shutil.copytree(backup, project / ".nbops" / "spool")
+        client = MlflowClient(server.uri)
+        some = json.loads(next(backup.glob("*/spool.json")).read_text())
+        half = client.create_run(client.get_experiment_by_name(some["experiment"]).experiment_id,
+                                 tags={"nbops.spool_id": some["spool_id"]}).info.run_id
         retried = _nbops(project, env, "sync")
         assert retried.returncode == 0, (retried.stdout, retried.stderr)
         assert retried.stdout.count("synced notebooks/") == 3, retried.stdout
 
-        client = MlflowClient(server.uri)
+        assert client.get_run(half).info.lifecycle_stage == "deleted"
         exp_ids = [e.experiment_id for e in client.search_experiments()]
         runs = client.search_runs(exp_ids, run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
         assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
