@@ -53,10 +53,12 @@ def _resume(mlflow, run_id: str) -> None:
         print(f"nbops: could not resume MLflow run {run_id}: {exc}", file=sys.stderr)
 
 
-def lab_notebook(environ=None) -> tuple[str, str] | None:
-    """(project root, notebook path relative to it, '/'-separated) in a kernel of `nbops lab`."""
+def lab_notebook(environ=None, session_path=None) -> tuple[str, str] | None:
+    """(project root, notebook path relative to it, '/'-separated) in a kernel of `nbops lab`.
+    SESSION_PATH: the server's current path of this kernel's notebook (renamed since the kernel
+    started); Jupyter's JPY_SESSION_NAME says where it was when the kernel started."""
     env = os.environ if environ is None else environ
-    root, session = env.get("NBOPS_PROJECT_ROOT"), env.get("JPY_SESSION_NAME")
+    root, session = env.get("NBOPS_PROJECT_ROOT"), session_path or env.get("JPY_SESSION_NAME")
     if not root or not session or env.get("MLFLOW_RUN_ID"):
         return None
     path = os.path.normpath(os.path.join(root, session))  # absolute: join keeps it
@@ -64,6 +66,31 @@ def lab_notebook(environ=None) -> tuple[str, str] | None:
     if rel.startswith(".."):  # a notebook outside the project: its own name
         rel = os.path.basename(path)
     return root, rel.replace(os.sep, "/")
+
+
+def session_path(environ=None) -> str | None:
+    """The notebook's path now, from the lab's sessions API (this kernel's id is in its
+    connection file's name); None when the lab cannot say."""
+    env = os.environ if environ is None else environ
+    url, token = env.get("NBOPS_LAB_URL"), env.get("NBOPS_LAB_TOKEN", "")
+    if not url:
+        return None
+    try:
+        import json
+        import urllib.request
+
+        from ipykernel.connect import get_connection_file
+
+        name = os.path.basename(get_connection_file())
+        kernel_id = name.removeprefix("kernel-").removesuffix(".json")
+        request = urllib.request.Request(url.rstrip("/") + "/api/sessions",
+                                         headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - the lab's own URL
+            sessions = json.load(response)
+        return next((s["path"] for s in sessions if s.get("kernel", {}).get("id") == kernel_id), None)
+    except Exception as exc:  # noqa: BLE001 - JPY_SESSION_NAME is the answer then
+        print(f"nbops: could not ask the lab for this notebook's path: {exc}", file=sys.stderr)
+        return None
 
 
 def _git(root: str, *args: str) -> str | None:
@@ -103,7 +130,12 @@ def _interactive(mlflow, root: str, rel: str) -> None:
     _run_context_provider_registry.register(LabRunContext)
     name = rel.removesuffix(".ipynb")
     client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(name)
+    cwd = os.getcwd()
+    try:  # a store created now puts MLflow's Default experiment in the project's ./mlruns
+        os.chdir(root)
+        exp = client.get_experiment_by_name(name)
+    finally:
+        os.chdir(cwd)
     if exp is None:
         # artifacts beside the store, as `nbops run` puts them; never MLflow's ./mlruns in the
         # kernel's working folder
@@ -168,7 +200,7 @@ def _activate(mlflow) -> None:
     if run_id:
         _resume(mlflow, run_id)
         return
-    found = lab_notebook()
+    found = lab_notebook(session_path=session_path()) if lab_notebook() is not None else None
     if found is None:
         return
     try:

@@ -82,7 +82,9 @@ def server_config(settings: Settings, port: int | None, open_browser: bool) -> d
         config["ServerApp"]["port"] = port
         config["ServerApp"]["port_retries"] = 0
     command = mlflow_command(settings)
-    entry = {"title": "MLflow", "enabled": True, "category": "Other"}
+    # opened on training runs (MLflow 3 opens its GenAI view unless told)
+    entry = {"title": "MLflow", "enabled": True, "category": "Other",
+             "path_info": "mlflow/#/experiments?workflowType=machine_learning"}
     if command:
         config["ServerProxy"] = {"servers": {"mlflow": {
             "command": command, "timeout": 120, "new_browser_tab": False,
@@ -109,6 +111,22 @@ def write_config(settings: Settings, port: int | None, open_browser: bool) -> Pa
     return path
 
 
+def create_store(settings: Settings) -> None:
+    """A new sqlite store is made here, once, in the project root: a kernel and the MLflow UI
+    creating its tables at the same moment fail (and MLflow's Default experiment would keep the
+    ./mlruns of whichever working folder came first)."""
+    uri = settings.resolved_tracking_uri
+    if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).exists():
+        return
+    from mlflow.tracking import MlflowClient
+
+    from nbops.core.store import mlflow_errors
+
+    print(f"nbops lab: creating the MLflow store {uri}", file=sys.stderr)
+    with mlflow_errors(f"cannot create the MLflow store {uri}"):
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
 def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
     """Replace this process with JupyterLab on the project (Ctrl-C stops it as usual)."""
     import importlib.util
@@ -119,9 +137,10 @@ def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
         raise ConfigError(f"nbops lab needs {', '.join(missing)}, which is not installed",
                           hint="pip install nbops (or `make install` in a checkout)")
     path = write_config(settings, port, open_browser)
+    os.chdir(settings.root)
+    create_store(settings)
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.config_file={path}"]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.chdir(settings.root)
     os.execv(sys.executable, argv)
     return 0  # not reached

@@ -26,6 +26,11 @@ class LabKernelManager(AsyncMappingKernelManager):
         if (kernel_id is None or kernel_id not in self) and language.lower() == "python":
             env = dict(kwargs.get("env") or os.environ)
             env.update(self.nbops_env)
+            # the kernel asks the lab for its notebook's current path (renamed after it started)
+            server = self.parent
+            if server is not None and getattr(server, "connection_url", None):
+                env["NBOPS_LAB_URL"] = server.connection_url
+                env["NBOPS_LAB_TOKEN"] = server.identity_provider.token or ""
             kwargs["env"] = env
             kwargs["extra_arguments"] = [*kwargs.get("extra_arguments", []),
                                          "--IPKernelApp.exec_lines=import nbops._kernel"]

@@ -1,0 +1,244 @@
+"""`nbops lab` as a data scientist uses it, in Debian's chromium driven by Playwright: a project
+made by `nbops init`, a notebook made from a project template in the launcher, Run All, save;
+`nbops check` flags the outputs; the interactive run is in the project's store (nothing under
+notebooks/); the MLflow UI opens inside the lab and shows the run; a notebook job run from the
+lab is a FINISHED `nbops run` with lineage.
+
+NBOPS_SCREENSHOTS=1 copies the screenshots to docs/lab-*.png (the README shows them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, git
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"),
+                       reason="needs Debian's chromium (`make test` installs it as root)"),
+    pytest.mark.timeout(600),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+NBOPS = [sys.executable, "-m", "nbops"]
+TOKEN = "nbops-lab-test-token"
+VISIBLE = ".jp-MainAreaWidget:not(.lm-mod-hidden)"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def _wait_up(url: str, proc: subprocess.Popen, log: Path, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"nbops lab exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            _get(url + "api/status", 5)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"nbops lab did not answer in {limit}s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """The lab, its kernels and the MLflow UI it started: one process group."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            time.sleep(0.5)  # the group's other members end with it
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers (a proxied server, a kernel)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def lab_project(tmp_path):
+    root = tmp_path / "proj"
+    done = subprocess.run([*NBOPS, "init", str(root)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "test")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+def _menu(page, menu: str, item: str) -> None:
+    page.click(f".lm-MenuBar-itemLabel:text-is('{menu}')")
+    page.click(f".lm-Menu-itemLabel:text-is('{item}')")
+
+
+def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp_path):
+    assert CHROMIUM, "chromium is not installed (CI must run the browser test)"
+    from mlflow.tracking import MlflowClient
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    root = lab_project
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    settings_dir = tmp_path / "lab-settings"
+    news = settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))  # no "Jupyter news?" toast on the shots
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JPY_", "NBOPS_"))}
+    env.update(JUPYTER_TOKEN=TOKEN, JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    log = tmp_path / "lab.log"
+    shots: list[Path] = []
+    with log.open("w") as out:
+        proc = subprocess.Popen([*NBOPS, "lab", "--no-browser", "--port", str(port)], cwd=root,
+                                env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        _wait_up(url, proc, log)
+        # jupyter-server-proxy starts the MLflow UI on its first request: start it now, beside
+        # the notebook's run, as a user's first click on the launcher entry would
+        warm = threading.Thread(target=lambda: _get(url + "mlflow/", 240), daemon=True)
+        warm.start()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 720})
+                page.goto(f"{url}lab?token={TOKEN}")
+                page.wait_for_selector(".jp-LauncherCard[title='nbops template']", timeout=120_000)
+                try:  # JupyterLab's "notified about Jupyter news?" toast, on the screenshots
+                    page.locator(".jp-toast-button:text-is('No')").first.click(timeout=5_000)
+                except PlaywrightTimeout:
+                    pass
+                page.wait_for_selector(".jp-LauncherCard[title='nbops template']", timeout=120_000)
+                page.click(".jp-LauncherCard[title='nbops template']")
+                page.select_option(".jp-Dialog-body select >> nth=1", "classification")
+                page.click(".jp-Dialog button:has-text('GO')")
+                page.wait_for_selector(f"{VISIBLE} .jp-Notebook .jp-CodeCell", timeout=60_000)
+                page.wait_for_selector("#jp-main-statusbar :text('| Idle')", timeout=120_000)  # kernel up
+                _menu(page, "File", "Rename Notebook…")
+                page.fill(".jp-Dialog input", "churn.ipynb")
+                page.click(".jp-Dialog button:has-text('Rename')")
+                page.wait_for_selector(".lm-TabBar-tabLabel:text-is('churn.ipynb')", timeout=30_000)
+                for _ in range(60):  # the kernel's session follows the rename
+                    paths = [x["path"] for x in json.loads(_get(url + "api/sessions", 10))]
+                    if paths == ["notebooks/churn.ipynb"]:
+                        break
+                    time.sleep(1)
+                assert paths == ["notebooks/churn.ipynb"]
+                _menu(page, "Run", "Run All Cells")
+                page.wait_for_function(
+                    """() => { const p = [...document.querySelectorAll(
+                         '.jp-MainAreaWidget:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')]
+                         .map(e => e.innerText);
+                       return p.length > 0 && p.every(x => /\\[\\d+\\]/.test(x)); }""",
+                    timeout=240_000)
+                page.keyboard.press("Control+s")
+                page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')",
+                                       timeout=30_000)
+                shots.append(tmp_path / "lab-notebook.png")
+                page.screenshot(path=str(shots[-1]))
+
+                # the saved notebook is what `nbops new` makes, with the outputs `nbops check` flags
+                path = root / "notebooks" / "churn.ipynb"
+                nb = json.loads(path.read_text())
+                assert nb["metadata"]["nbops"]["template"] == "classification"
+                code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+                assert "parameters" in code[0]["metadata"]["tags"]
+                assert sum(len(c["outputs"]) for c in code) > 0
+                check = subprocess.run([*NBOPS, "check", "notebooks/churn.ipynb"], cwd=root,
+                                       env=env, capture_output=True, text=True, check=False)
+                assert check.returncode != 0 and "NB001" in check.stdout + check.stderr, check
+
+                # the interactive run: the project's store, the notebook's experiment
+                uri = f"sqlite:///{root / 'mlflow.db'}"
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                exp = client.get_experiment_by_name("notebooks/churn")
+                assert exp is not None, [e.name for e in client.search_experiments()]
+                [live] = client.search_runs([exp.experiment_id])
+                tags = live.data.tags
+                assert tags["nbops.interactive"] == "true"
+                assert tags["nbops.git_sha"] == git(root, "rev-parse", "HEAD")
+                assert tags["nbops.git_dirty"] == "true"  # never committed
+                assert tags["nbops.notebook"] == "notebooks/churn.ipynb"
+                assert live.data.metrics["accuracy"] > 0.5  # kit's records, logged by hand too
+                assert client.search_logged_models([exp.experiment_id])  # kit.log_sklearn_model
+                assert Path(exp.artifact_location.removeprefix("file://")) == root / "mlruns"
+                strays = [p for p in (root / "notebooks").rglob("*") if p.name in ("mlflow.db", "mlruns")]
+                assert strays == []
+
+                # the MLflow UI inside the lab, behind jupyter-server-proxy
+                page.click(".lm-TabBar-tabLabel:text-is('Launcher')")
+                page.click(".jp-LauncherCard[title='MLflow']")
+                frame = page.frame_locator(f"{VISIBLE} iframe")
+                frame.locator("a:has-text('notebooks/churn')").first.click(timeout=240_000)
+                # MLflow 3 opens an experiment on its GenAI overview (and a tip over it): its
+                # training runs, as the experiment's "Training runs" link has them
+                [inner] = [f for f in page.frames if "/mlflow/" in f.url]
+                inner.goto(f"{url}mlflow/#/experiments/{exp.experiment_id}/runs"
+                           "?workflowType=machine_learning")
+                frame.locator(f"text={tags['mlflow.runName']}").first.wait_for(timeout=60_000)
+                shots.append(tmp_path / "lab-mlflow.png")
+                page.screenshot(path=str(shots[-1]))
+
+                # a tracked run of the open notebook: a notebook job executed by `nbops run`
+                page.click(".lm-TabBar-tabLabel:text-is('churn.ipynb')")
+                page.click(f"{VISIBLE} .jp-Toolbar [title='Create a job']")
+                page.click(f"{VISIBLE} [title='Add new parameter']")
+                for field, text in (("name", "C"), ("value", "0.5")):  # typed, as React hears
+                    page.locator(f"{VISIBLE} input[name='parameter-0-{field}']").press_sequentially(text)
+                page.keyboard.press("Tab")
+                page.click(f"{VISIBLE} button:text-is('Create')")
+                done = page.locator(f"{VISIBLE} td:text-is('Completed'), {VISIBLE} td:text-is('Failed')")
+                deadline = time.monotonic() + 300
+                while not done.count() and time.monotonic() < deadline:
+                    time.sleep(3)
+                    page.click(f"{VISIBLE} button:text-is('Reload')")  # the list does not poll
+                    page.wait_for_timeout(1000)
+                shots.append(tmp_path / "lab-job.png")
+                page.screenshot(path=str(shots[-1]))
+                assert page.locator(f"{VISIBLE} td:text-is('Completed')").count() == 1, (
+                    page.inner_text(VISIBLE), log.read_text()[-3000:])
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failure.png"))  # what the browser showed
+                raise
+            finally:
+                browser.close()
+        runs = client.search_runs([exp.experiment_id])
+        [tracked] = [r for r in runs if "nbops.interactive" not in r.data.tags]
+        assert tracked.info.status == "FINISHED"
+        assert tracked.data.params["C"] == "0.5"
+        assert tracked.data.tags["nbops.notebook"] == "notebooks/churn.ipynb"
+        assert tracked.data.tags["nbops.git_sha"] == git(root, "rev-parse", "HEAD")
+        assert tracked.data.tags["nbops.git_dirty"] == "true"
+        assert tracked.data.tags["nbops.template"] == "classification"
+    finally:
+        _stop(proc)
+    if os.environ.get("NBOPS_SCREENSHOTS"):
+        for shot in shots:
+            shutil.copyfile(shot, REPO / "docs" / shot.name)
