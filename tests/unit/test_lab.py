@@ -1,0 +1,108 @@
+"""`nbops lab`'s pure parts: the server configuration, the templates it serves, the command a
+notebook job runs, and how a lab kernel names its notebook (tests/e2e/test_lab.py drives it all)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nbops import _kernel
+from nbops.core.config import Settings
+from nbops.lab.config import artifact_location, kernel_env, mlflow_command, server_config
+from tests.conftest import commit_all, git, write_notebook
+
+
+def _settings(root: Path, **values) -> Settings:
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    return Settings(root=root, **values)
+
+
+def test_server_config_binds_localhost_in_the_project_with_its_store(tmp_path):
+    settings = _settings(tmp_path)
+    config = server_config(settings, 9999, open_browser=False)
+    server = config["ServerApp"]
+    assert server["ip"] == "127.0.0.1" and server["port"] == 9999 and server["port_retries"] == 0
+    assert server["root_dir"] == str(tmp_path.resolve()) and server["open_browser"] is False
+    assert "token" not in server  # Jupyter's own random token (or JUPYTER_TOKEN)
+    assert config["FileContentsManager"]["preferred_dir"] == "notebooks"
+    env = config["LabKernelManager"]["nbops_env"]
+    assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert env["NBOPS_PROJECT_ROOT"] == str(tmp_path.resolve())
+    assert env["NBOPS_ARTIFACT_LOCATION"] == (tmp_path / "mlruns").resolve().as_uri()
+    mlflow = config["ServerProxy"]["servers"]["mlflow"]
+    assert mlflow["command"][mlflow["command"].index("--backend-store-uri") + 1] == env["MLFLOW_TRACKING_URI"]
+    assert "{port}" in mlflow["command"] and mlflow["new_browser_tab"] is False
+    assert "workflowType=machine_learning" in mlflow["launcher_entry"]["path_info"]
+    assert config["NbopsLab"]["templates"][-1].endswith("templates")  # the shipped ones
+    assert config["SchedulerApp"]["db_url"].endswith(".nbops/lab/scheduler.sqlite")
+    assert server_config(settings, None, True)["ServerApp"].get("port") is None
+
+
+def test_a_tracking_server_is_not_started_again(tmp_path):
+    settings = _settings(tmp_path, tracking_uri="http://mlflow.example:5000")
+    assert mlflow_command(settings) == [] and artifact_location(settings) == ""
+    assert "ServerProxy" not in server_config(settings, None, False)
+    assert kernel_env(settings)["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+
+
+def test_templates_are_served_as_nbops_new_makes_them(tmp_path):
+    from nbops.lab.extension import TemplatesLoader
+
+    first, second = tmp_path / "mine", tmp_path / "shipped"
+    nb = write_notebook(first / "clf.ipynb", [("code", "C = 1.0", ["parameters"]), ("code", "C")])
+    data = json.loads(nb.read_text())
+    data["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1.0\n"}]
+    data["cells"][1]["execution_count"] = 3
+    nb.write_text(json.dumps(data))
+    write_notebook(second / "clf.ipynb", [("code", "shadowed = True")])
+    write_notebook(second / "other.ipynb", [("code", "x = 1", ["parameters"])])
+    (second / "broken.ipynb").write_text("{not json")
+    names, by_name = TemplatesLoader([str(first), str(second)]).get_templates()
+    assert names == {"nbops": [{"name": "clf"}, {"name": "other"}]}  # first folder wins
+    made = json.loads(by_name["clf"]["content"])
+    assert by_name["clf"]["filename"] == "clf.ipynb"
+    assert made["metadata"]["nbops"]["template"] == "clf"
+    assert made["cells"][0]["metadata"]["tags"] == ["parameters"]
+    assert made["cells"][1]["outputs"] == [] and made["cells"][1]["execution_count"] is None
+
+
+def test_a_notebook_job_is_nbops_run_with_its_parameters():
+    from nbops.lab.jobs import NbopsExecutionManager, nbops_command
+
+    cmd = nbops_command("notebooks/a.ipynb", {"C": "0.5", "model": "svm"}, "/tmp/out")
+    assert cmd[1:5] == ["-m", "nbops", "run", "notebooks/a.ipynb"]
+    assert cmd[cmd.index("--output-dir") + 1] == "/tmp/out"
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-p"] == ["C=0.5", "model=svm"]
+    features = NbopsExecutionManager.supported_features(NbopsExecutionManager)
+    assert features["parameters"] and features["job_definition"] and not features["tags"]
+
+
+@pytest.mark.parametrize(("env", "session", "expected"), [
+    ({"NBOPS_PROJECT_ROOT": "/p", "JPY_SESSION_NAME": "/p/notebooks/a.ipynb"}, None,
+     ("/p", "notebooks/a.ipynb")),
+    ({"NBOPS_PROJECT_ROOT": "/p", "JPY_SESSION_NAME": "/p/notebooks/Untitled.ipynb"},
+     "notebooks/churn.ipynb", ("/p", "notebooks/churn.ipynb")),  # renamed since the start
+    ({"NBOPS_PROJECT_ROOT": "/p", "JPY_SESSION_NAME": "/elsewhere/b.ipynb"}, None, ("/p", "b.ipynb")),
+    ({"NBOPS_PROJECT_ROOT": "/p", "JPY_SESSION_NAME": "/p/a.ipynb", "MLFLOW_RUN_ID": "r"}, None, None),
+    ({"JPY_SESSION_NAME": "/p/a.ipynb"}, None, None),  # not a kernel of nbops lab
+    ({"NBOPS_PROJECT_ROOT": "/p"}, None, None),
+])
+def test_a_lab_kernel_names_its_notebook_relative_to_the_project(env, session, expected):
+    assert _kernel.lab_notebook(env, session_path=session) == expected
+
+
+def test_the_dirty_flag_is_honest(project):
+    nb = write_notebook(project / "notebooks" / "a.ipynb", [("code", "x = 1")])
+    tags = _kernel.git_tags(str(project), "notebooks/a.ipynb")
+    assert tags["nbops.git_dirty"] == "true"  # never committed
+    assert tags["nbops.git_sha"] == git(project, "rev-parse", "HEAD")
+    commit_all(project)
+    assert _kernel.git_tags(str(project), "notebooks/a.ipynb")["nbops.git_dirty"] == "false"
+    nb.write_text(nb.read_text().replace("x = 1", "x = 2"))
+    assert _kernel.git_tags(str(project), "notebooks/a.ipynb")["nbops.git_dirty"] == "true"
+
+
+def test_no_lab_url_means_no_request():
+    assert _kernel.session_path({"NBOPS_PROJECT_ROOT": "/p"}) is None
