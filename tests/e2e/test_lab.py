@@ -168,6 +168,7 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                 path = root / "notebooks" / "churn.ipynb"
                 nb = json.loads(path.read_text())
                 assert nb["metadata"]["nbops"]["template"] == "classification"
+                assert nb["metadata"]["nbops"]["model"]["name"] == "churn"  # as `nbops new` names it
                 code = [c for c in nb["cells"] if c["cell_type"] == "code"]
                 assert "parameters" in code[0]["metadata"]["tags"]
                 assert sum(len(c["outputs"]) for c in code) > 0
@@ -237,6 +238,7 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
         assert tracked.data.tags["nbops.git_sha"] == git(root, "rev-parse", "HEAD")
         assert tracked.data.tags["nbops.git_dirty"] == "true"
         assert tracked.data.tags["nbops.template"] == "classification"
+        assert [str(v.version) for v in client.search_model_versions("name='churn'")] == ["1"]
     finally:
         _stop(proc)
     if os.environ.get("NBOPS_SCREENSHOTS"):

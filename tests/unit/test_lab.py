@@ -68,6 +68,26 @@ def test_templates_are_served_as_nbops_new_makes_them(tmp_path):
     assert made["cells"][1]["outputs"] == [] and made["cells"][1]["execution_count"] is None
 
 
+def test_the_model_is_named_after_the_notebook_as_nbops_new_does(tmp_path):
+    from nbops.lab.extension import as_new_notebook, model_namer
+
+    tpl = write_notebook(tmp_path / "tpl" / "clf.ipynb", [("code", "C = 1.0", ["parameters"])],
+                         nbops={"model": {"name": "classifier", "gates": ["accuracy >= 0.8"]}})
+    hook = model_namer([str(tmp_path / "tpl")])
+
+    def saved(path, name="classifier"):
+        content = as_new_notebook(tpl)
+        content["metadata"]["nbops"]["model"]["name"] = name
+        model = {"type": "notebook", "content": content}
+        hook(model=model, path=path, contents_manager=None)
+        return model["content"]["metadata"]["nbops"]["model"]["name"]
+
+    assert saved("notebooks/churn_v2.ipynb") == "churn-v2"
+    assert saved("notebooks/Untitled1.ipynb") == "classifier"  # not named yet
+    assert saved("notebooks/churn.ipynb", name="my-own") == "my-own"  # the user's choice stays
+    hook(model={"type": "file", "content": "text"}, path="a.txt")  # anything else: untouched
+
+
 def test_a_notebook_job_is_nbops_run_with_its_parameters():
     from nbops.lab.jobs import NbopsExecutionManager, nbops_command
 

@@ -50,6 +50,29 @@ class TemplatesLoader:
         return {"nbops": [{"name": n} for n in by_name]} if by_name else {}, by_name
 
 
+def model_namer(dirs: list[str]):
+    """A pre-save hook: a notebook made from a template takes its model's name from its file name
+    (`nbops new NAME` does the same) as long as it still has the template's; Untitled* waits."""
+    def name_model(model: dict[str, Any], path: str, **_: Any) -> None:
+        if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+            return
+        stem = Path(path).stem
+        meta = model["content"].get("metadata", {}).get("nbops", {})
+        spec, template = meta.get("model"), meta.get("template")
+        if not isinstance(spec, dict) or not template or stem.startswith("Untitled"):
+            return
+        source = next((Path(d) / f"{template}.ipynb" for d in dirs
+                       if (Path(d) / f"{template}.ipynb").is_file()), None)
+        if source is None:
+            return
+        default = json.loads(source.read_text(encoding="utf-8")).get("metadata", {}) \
+            .get("nbops", {}).get("model", {}).get("name")
+        if spec.get("name") == default:
+            spec["name"] = stem.replace("_", "-")
+
+    return name_model
+
+
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "nbops.lab.extension"}]
 
@@ -64,6 +87,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         (url_path_join(base, "templates/names"), TemplateNamesHandler, {"loader": loader}),
         (url_path_join(base, "templates/get"), TemplatesHandler, {"loader": loader}),
     ])
+    serverapp.contents_manager.register_pre_save_hook(model_namer(options.templates))
     names = ", ".join(loader.get_templates()[1]) or "none"
     serverapp.log.info("nbops lab: templates %s; kernels log to %s", names,
                        serverapp.config.get("LabKernelManager", {}).get("nbops_env", {})
