@@ -110,6 +110,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
                 proc.communicate()
         assert proc.returncode == 4, (out, err)
         assert "Traceback" not in out + err, err
+        assert not [line for line in err.splitlines() if line.strip()], err  # the summary says it all
         spooled = sorted((project / ".nbops" / "spool").iterdir())
         assert len(spooled) == 3 and not any(p.name.startswith(".") for p in spooled), spooled
         assert out.count("not recorded: kept in .nbops/spool/") == 3, out

@@ -124,6 +124,42 @@ def remove(entry: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
+def _scratch_client(scratch: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
+
+
+def scratch_metrics(scratch: str, run_id: str) -> list[dict[str, Any]]:
+    """Every metric a kernel logged into the scratch store in SCRATCH (a run started while the
+    server was away), each step of its history, as spool rows."""
+    if not scratch:
+        return []
+    client = _scratch_client(scratch)
+    rows = []
+    for key in client.get_run(run_id).data.metrics:
+        rows += [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
+                 for m in client.get_metric_history(run_id, key)]
+    return rows
+
+
+def scratch_models(scratch: str, run_id: str) -> list[tuple[dict[str, Any], Path]]:
+    """The models a kernel logged into the scratch store: (meta, folder of the model's files)."""
+    if not scratch:
+        return []
+    client = _scratch_client(scratch)
+    run = client.get_run(run_id)
+    out = []
+    for m in client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'"):
+        local = Path(m.artifact_location.removeprefix("file://"))
+        if local.is_dir():
+            out.append(({"name": m.name, "model_type": m.model_type, "params": m.params or {},
+                         "tags": {k: v for k, v in (m.tags or {}).items() if not k.startswith("mlflow.")}},
+                        local))
+    return out
+
+
 def pending_line(project_root: Path) -> str:
     """One line when the spool is not empty ('' when it is)."""
     count = len(entries(spool_root(project_root)))

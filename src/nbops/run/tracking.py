@@ -200,8 +200,12 @@ class Tracker:
 
     def _start_offline(self, experiment: str, run_name: str, tags: dict[str, str], now: int) -> StartedRun:
         """A run in a scratch store: what the kernel logs (metrics, models) is kept for the spool."""
+        import logging
+
         from mlflow.tracking import MlflowClient
 
+        for quiet in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables"
+            logging.getLogger(quiet).setLevel(logging.WARNING)
         scratch = tempfile.mkdtemp(prefix="nbops-offline-")
         client = MlflowClient(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
         exp_id = client.create_experiment(experiment, artifact_location=(Path(scratch) / "artifacts").as_uri())
@@ -305,7 +309,8 @@ class Tracker:
         folder = Path(tempfile.mkdtemp(prefix="nbops-spool-"))
         try:
             entry = spool.write(spool.spool_root(self.settings.root), self._spool_record(started, result, exc),
-                                self._spool_artifacts(result, folder), self._scratch_models(started))
+                                self._spool_artifacts(result, folder),
+                                spool.scratch_models(started.scratch, started.scratch_run))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
             if started.scratch:
@@ -320,7 +325,7 @@ class Tracker:
         from nbops.run import spool
 
         metrics, _ = split_metrics(result.records)
-        rows = self._scratch_metrics(started) + spool.metric_rows(metrics)
+        rows = spool.scratch_metrics(started.scratch, started.scratch_run) + spool.metric_rows(metrics)
         tags = dict(started.tags)
         tags["nbops.duration_s"] = f"{result.duration:.2f}"
         if result.error:
@@ -354,37 +359,6 @@ class Tracker:
         for path in (result.output_path, result.kernel_log):
             if path is not None and path.exists():
                 out[f"notebook/{path.name}"] = path
-        return out
-
-    def _scratch_client(self, started: StartedRun) -> Any:
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(f"sqlite:///{Path(started.scratch) / 'mlflow.db'}")
-
-    def _scratch_metrics(self, started: StartedRun) -> list[dict[str, Any]]:
-        """Every metric the kernel logged into the scratch store, each step of its history."""
-        if not started.scratch:
-            return []
-        client = self._scratch_client(started)
-        rows = []
-        for key in client.get_run(started.scratch_run).data.metrics:
-            rows += [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
-                     for m in client.get_metric_history(started.scratch_run, key)]
-        return rows
-
-    def _scratch_models(self, started: StartedRun) -> list[tuple[dict[str, Any], Path]]:
-        """The models the kernel logged into the scratch store: (meta, folder of its files)."""
-        if not started.scratch:
-            return []
-        client = self._scratch_client(started)
-        out = []
-        for m in client.search_logged_models(experiment_ids=[started.experiment_id],
-                                             filter_string=f"source_run_id = '{started.scratch_run}'"):
-            local = Path(m.artifact_location.removeprefix("file://"))
-            if local.is_dir():
-                out.append(({"name": m.name, "model_type": m.model_type, "params": m.params or {},
-                             "tags": {k: v for k, v in (m.tags or {}).items() if not k.startswith("mlflow.")}},
-                            local))
         return out
 
     def abort(self, started: StartedRun, status: str = "KILLED") -> None:
