@@ -47,6 +47,21 @@ def test_a_tracking_server_is_not_started_again(tmp_path):
     assert kernel_env(settings)["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
 
 
+def test_a_taken_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    from nbops.core.errors import ConfigError
+    from nbops.lab.config import check_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is not free"):
+            check_port(port)
+    check_port(port)  # free again
+
+
 def test_templates_are_served_as_nbops_new_makes_them(tmp_path):
     from nbops.lab.extension import TemplatesLoader
 

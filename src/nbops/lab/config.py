@@ -111,6 +111,19 @@ def write_config(settings: Settings, port: int | None, open_browser: bool) -> Pa
     return path
 
 
+def check_port(port: int) -> None:
+    """A port taken by another program is a one-line error before anything starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Jupyter binds it
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(f"port {port} on 127.0.0.1 is not free: {exc.strerror}",
+                              hint="pick another with --port, or leave it out") from None
+
+
 def create_store(settings: Settings) -> None:
     """A new sqlite store is made here, once, in the project root: a kernel and the MLflow UI
     creating its tables at the same moment fail (and MLflow's Default experiment would keep the
@@ -136,6 +149,8 @@ def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
     if missing:
         raise ConfigError(f"nbops lab needs {', '.join(missing)}, which is not installed",
                           hint="pip install nbops (or `make install` in a checkout)")
+    if port:
+        check_port(port)
     path = write_config(settings, port, open_browser)
     os.chdir(settings.root)
     create_store(settings)
