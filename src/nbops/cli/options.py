@@ -23,7 +23,7 @@ def check_store(args: argparse.Namespace) -> None:
     """Before a command that opens the MLflow store: in CI with require_tracking_server, a missing
     or empty MLFLOW_TRACKING_URI is a one-line error (core/config.check_tracking_server); elsewhere
     an empty one gets a note that the embedded store is in use."""
-    if (args.command in _NO_STORE or getattr(args, "no_track", False)
+    if (args.command in _NO_STORE or getattr(args, "no_track", False) or getattr(args, "prepare_only", False)
             or (args.command == "review" and not args.run) or (args.command == "plan" and args.no_cache)):
         return
     from nbops.core.config import check_tracking_server
@@ -73,6 +73,18 @@ def add_executor_flags(parser: argparse.ArgumentParser) -> None:
                         help="local kernels (default) or Ray tasks (pip install 'nbops[ray]')")
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="Ray cluster to join (default: start a local one)")
+
+
+def add_kernel_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kernel", "-k", metavar="NAME",
+                        help="Jupyter kernel to run on instead of the notebook's kernelspec (papermill's -k)")
+
+
+def print_notes(specs: list) -> None:
+    """One line per note a RunSpec carries (e.g. no kernelspec: the Python kernel is used)."""
+    for spec in specs:
+        if spec.note:
+            print(f"nbops: note: {spec.note}", file=sys.stderr)
 
 
 def add_jobs_flag(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:

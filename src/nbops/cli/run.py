@@ -10,13 +10,13 @@ from nbops.cli import options
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nbops.lifecycle.registration import Registrar
-    from nbops.run.progress import make_progress
+    from nbops.run.progress import Progress, make_progress
     from nbops.run.runner import plan_runs, run_specs
     from nbops.run.spool import pending_line
     from nbops.run.summary import exit_code, print_summary
 
     settings = options.settings(runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
-                                experiment=args.experiment)
+                                experiment=args.experiment, kernel_name=args.kernel)
     notebooks = list(args.notebooks)
     if args.changed:
         from nbops.ci.plan import changed_notebooks
@@ -28,12 +28,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not notebooks:
             print("nothing to run: every affected notebook is cached")
             return 0
-    specs = plan_runs(settings, notebooks, options.overrides(args), args.timeout, args.cell_timeout)
+    specs = plan_runs(settings, notebooks, options.overrides(args), args.timeout, args.cell_timeout,
+                      log_output=args.log_output)
+    options.print_notes(specs)
+    if args.prepare_only:  # papermill's prepare_only: parameterised, not run, no MLflow run
+        from nbops.core.context import relative_to_repo
+        from nbops.run.engine import prepare
+
+        for spec in specs:
+            print(f"prepared {relative_to_repo(prepare(spec), settings.root)} (not executed)")
+        return 0
     executor, jobs = options.executor(args, specs)
     pending = "" if args.no_track else pending_line(settings.root)
     if pending:
         print(pending, file=sys.stderr)
-    progress = make_progress(quiet=args.quiet)
+    if args.log_output and not args.quiet:  # cell output and a live table do not mix: plain lines
+        from nbops.run.progress import PlainProgress
+
+        progress: Progress = PlainProgress(sys.stderr)
+    else:
+        progress = make_progress(quiet=args.quiet)
     try:
         outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=jobs,
                              progress=progress, executor=executor, registrar=Registrar())
@@ -52,11 +66,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from nbops.run.summary import print_sweep
     from nbops.run.sweep import parse_grid, run_sweep
 
-    settings = options.settings()
+    settings = options.settings(kernel_name=args.kernel)
     notebook = load(args.notebook)
     from_file = load_params_file(args.grid_file) if args.grid_file else {}
     grid = parse_grid(notebook, args.param, from_file)
     specs = plan_runs(settings, [args.notebook], {})  # data files and kernel checked first
+    options.print_notes(specs)
     executor, jobs = options.executor(args, specs)
     if args.executor == "ray":
         jobs = 10_000  # Ray schedules every point itself
@@ -96,6 +111,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--cell-timeout", type=options.seconds, metavar="S", help="limit for one cell, seconds")
     options.add_jobs_flag(run, "notebooks at once, each in a fresh kernel (default: the number of cores)")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    options.add_kernel_flag(run)
+    run.add_argument("--log-output", action="store_true",
+                     help="stream each cell's stdout/stderr to stderr (prefixed by notebook when several run)")
+    run.add_argument("--prepare-only", action="store_true",
+                     help="write the parameterised notebook to the output dir without running it or tracking")
     options.add_quiet_flag(run, "no progress, only the summary")
     options.add_executor_flags(run)
     run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db)")
@@ -112,6 +132,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     options.add_jobs_flag(swp)
     swp.add_argument("--no-register", action="store_true", help="do not register the best model")
     swp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    options.add_kernel_flag(swp)
     options.add_quiet_flag(swp, "no progress, only the summary")
     options.add_executor_flags(swp)
     swp.set_defaults(func=cmd_sweep)

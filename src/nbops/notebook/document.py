@@ -62,6 +62,8 @@ class Notebook:
     cells: int = 0
     metadata: dict = field(default_factory=dict, compare=False, repr=False)
     code: tuple[str, ...] = field(default=(), compare=False, repr=False)  # code cell sources
+    language: str = ""  # metadata.language_info.name or kernelspec.language; "" when neither
+    has_kernelspec: bool = True  # False: written without metadata.kernelspec (python3 assumed)
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -249,7 +251,9 @@ def from_dict(nb: dict, path: Path) -> Notebook:
     data = meta.get("data", [])
     if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
         raise NotebookError(f"{where}: metadata.nbops.data must be a list of paths")
-    kernel = (nb.get("metadata", {}).get("kernelspec") or {}).get("name") or "python3"
+    kernelspec = nb.get("metadata", {}).get("kernelspec") or {}
+    kernel = kernelspec.get("name") or "python3"
+    language = (nb.get("metadata", {}).get("language_info") or {}).get("name") or kernelspec.get("language") or ""
     return Notebook(
         path=Path(path),
         parameters=params,
@@ -264,6 +268,8 @@ def from_dict(nb: dict, path: Path) -> Notebook:
         cells=len(nb["cells"]),
         metadata=meta,
         code=tuple(cell_source(c) for c in nb["cells"] if c["cell_type"] == "code"),
+        language=language if isinstance(language, str) else "",
+        has_kernelspec=bool(kernelspec.get("name")),
     )
 
 

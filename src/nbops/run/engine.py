@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ def _engine_class():
             kernel_stderr = kwargs.pop("nbops_kernel_stderr", None)
             kernel_cwd = kwargs.pop("nbops_cwd", None)
             on_cell = kwargs.pop("nbops_on_cell", None)
+            output_log = kwargs.pop("nbops_log", None)
             Saves(nb_man)  # progressive saves throttled: per-cell cost independent of the size
             if on_cell is not None:  # report each cell as papermill starts it
                 cell_start, total = nb_man.cell_start, len(nb_man.nb.cells)
@@ -101,7 +103,7 @@ def _engine_class():
                 timeout=execution_timeout,
                 startup_timeout=start_timeout,
                 kernel_name=kernel_name,
-                log=logging.getLogger("nbops.kernel"),
+                log=output_log or logging.getLogger("nbops.kernel"),
                 log_output=log_output,
                 stdout_file=stdout_file,
                 stderr_file=stderr_file,
@@ -210,6 +212,53 @@ def _watchdog(client, seconds: float | None, done: threading.Event, state: dict)
         return
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each write (a test or a caller may have replaced it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+class _PrefixFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        label = getattr(record, "notebook", "")
+        lines = record.getMessage().rstrip("\n").split("\n")
+        return "\n".join(f"{label} | {line}" if label else line for line in lines)
+
+
+def _output_logger(spec: RunSpec) -> logging.LoggerAdapter:
+    """Where papermill's log_output sends a cell's stdout (info) and stderr (warning): nbops's
+    stderr, each line prefixed with the notebook's label when several notebooks run at once."""
+    logger = logging.getLogger("nbops.output")
+    if not logger.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(_PrefixFormatter())
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logging.LoggerAdapter(logger, {"notebook": spec.label})
+
+
+def prepare(spec: RunSpec) -> Path:
+    """papermill's prepare_only: the parameterised notebook written to the output path, not run."""
+    import papermill as pm
+
+    install_local_io()
+    _quiet_loggers(False)
+    out = spec.output_path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(spec.notebook.path.resolve()), str(out.resolve()),
+                        parameters=masked(spec.overrides, spec.secrets) or None,
+                        kernel_name=spec.kernel_name, language=spec.language or None,
+                        prepare_only=True, progress_bar=False)
+    return out
+
+
 def _quiet_loggers(debug: bool) -> None:
     level = logging.DEBUG if debug else logging.CRITICAL
     for name in ("papermill", "nbops.kernel", "traitlets", "nbclient"):
@@ -295,10 +344,12 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
                 parameters=masked(spec.overrides, spec.secrets) or None,
                 engine_name=ENGINE_NAME,
                 kernel_name=spec.kernel_name,
+                language=spec.language or None,
                 execution_timeout=spec.cell_timeout,
                 start_timeout=spec.start_timeout,
                 progress_bar=False,
-                log_output=False,
+                log_output=spec.log_output,
+                nbops_log=_output_logger(spec) if spec.log_output else None,
                 nbops_cwd=str(spec.notebook.path.parent.resolve()),
                 nbops_on_cell=on_cell,
                 nbops_env=_with_secrets(env, spec),

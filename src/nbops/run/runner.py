@@ -11,7 +11,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,14 @@ def plan_runs(
     overrides: dict[str, Any],
     timeout: float | None = None,
     cell_timeout: float | None = None,
+    log_output: bool = False,
 ) -> list[RunSpec]:
     if not paths:
         raise NotebookError("no notebooks given", hint="e.g. nbops run notebooks/*.ipynb")
     writable_dir(settings.path(settings.runs_dir), "--output-dir")  # before any run is created
     notebooks = [notebook_mod.load(p) for p in paths]
-    specs = [make_spec(settings, nb, overrides, timeout, cell_timeout) for nb in notebooks]
-    check_kernels(specs)
+    specs = [make_spec(settings, nb, overrides, timeout, cell_timeout, log_output) for nb in notebooks]
+    check_kernels(specs, chosen_by=_kernel_source(settings))
     for spec in specs:  # a name MLflow will refuse is found now, not after the run
         model = spec.notebook.model
         problem = validate_model_name(model.name) if model else None
@@ -62,16 +63,30 @@ def plan_runs(
     return specs
 
 
-def check_kernels(specs: list[RunSpec]) -> None:
+def _kernel_source(settings: Settings) -> str:
+    """Who chose the kernel instead of the notebooks' kernelspec ("" when nobody did)."""
+    if not settings.kernel_name:
+        return ""
+    source = settings.sources.get("kernel_name", "")
+    return {"flag": "--kernel", "pyproject.toml": "[tool.nbops] kernel_name"}.get(source, source)
+
+
+def check_kernels(specs: list[RunSpec], chosen_by: str = "") -> None:
+    """Every kernel installed, before anything runs. CHOSEN_BY: --kernel (or the setting) that
+    replaced the notebooks' own kernelspec, named in the error instead of the notebook."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     known = KernelSpecManager().find_kernel_specs()
     known.setdefault("python3", "")  # jupyter_client always provides the running Python
     for spec in specs:
         if spec.kernel_name not in known:
+            installed = ", ".join(sorted(known))
+            if chosen_by:
+                raise ExecutionError(f"{chosen_by}: no Jupyter kernel named '{spec.kernel_name}'",
+                                     hint=f"installed kernels: {installed}")
             raise ExecutionError(
                 f"{spec.notebook.path}: no Jupyter kernel named '{spec.kernel_name}'",
-                hint=f"installed kernels: {', '.join(sorted(known))}; set metadata.kernelspec.name",
+                hint=f"installed kernels: {installed}; set metadata.kernelspec.name or pass --kernel NAME",
             )
 
 
@@ -202,6 +217,8 @@ def run_specs(
     labels = [relative_to_repo(s.notebook.path, settings.root) for s in specs]
     if len(set(labels)) < len(labels):  # the same notebook several times (a sweep): number them
         labels = [f"{label} [{i + 1}]" for i, label in enumerate(labels)]
+    if len(specs) > 1:  # streamed cell output (--log-output) says which notebook printed it
+        specs = [replace(s, label=label) if s.log_output else s for s, label in zip(specs, labels, strict=True)]
 
     def one(spec: RunSpec, label: str) -> Outcome:
         progress.started(label)

@@ -32,6 +32,10 @@ class RunSpec:
     start_timeout: float = 60.0  # seconds for the kernel to start
     inputs: dict[str, str] = field(default_factory=dict)  # repo path -> sha256: src modules, data
     secrets: tuple[str, ...] = ()  # parameters never stored (MLflow, saved notebooks): core/secrets.py
+    language: str = ""  # for papermill's parameters cell: the notebook's, else the kernel's
+    note: str = ""  # a one-line note for the user before the run (no kernelspec: python3 used)
+    log_output: bool = False  # stream cell stdout/stderr to the terminal (papermill's log_output)
+    label: str = ""  # prefix of those streamed lines when several notebooks run at once
 
     @property
     def logged_values(self) -> dict[str, Any]:
@@ -46,6 +50,16 @@ def input_files(settings: Settings, notebook: Notebook, data_files: list[Path]) 
     return {relative_to_repo(p, settings.root): file_digest(p) for p in files}
 
 
+def kernel_language(kernel_name: str) -> str:
+    """The language of an installed kernel ("" when it is not installed)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        return KernelSpecManager().get_kernel_spec(kernel_name).language or ""
+    except NoSuchKernel:
+        return ""
+
+
 def output_path_for(settings: Settings, notebook: Notebook) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     return settings.path(settings.runs_dir) / notebook.stem / f"{stamp}-{uuid.uuid4().hex[:6]}.ipynb"
@@ -57,6 +71,7 @@ def make_spec(
     raw_overrides: dict[str, Any],
     timeout: float | None = None,
     cell_timeout: float | None = None,
+    log_output: bool = False,
 ) -> RunSpec:
     typed = params_mod.resolve(notebook, raw_overrides)
     values = params_mod.values_used(notebook, typed)
@@ -77,6 +92,10 @@ def make_spec(
     inputs = input_files(settings, notebook, data_files)
     total = timeout or notebook.timeout or settings.timeout or None
     per_cell = cell_timeout if cell_timeout is not None else (settings.cell_timeout or None)
+    kernel = settings.kernel_name or notebook.kernel_name
+    note = ""
+    if not notebook.has_kernelspec and not settings.kernel_name:
+        note = f"{notebook.path} has no metadata.kernelspec: running it on the Python kernel '{kernel}'"
     return RunSpec(
         notebook=notebook,
         overrides=typed,
@@ -84,10 +103,13 @@ def make_spec(
         output_path=output_path_for(settings, notebook),
         timeout=total,
         cell_timeout=per_cell or None,
-        kernel_name=settings.kernel_name or notebook.kernel_name,
+        kernel_name=kernel,
         fingerprint=inputs_fingerprint(notebook.fingerprint, values, inputs),
         data_files=tuple(data_files),
         start_timeout=settings.start_timeout,
         inputs=inputs,
         secrets=secret_names(values, settings.secret_param_names),
+        language=(notebook.language if not settings.kernel_name else "") or kernel_language(kernel),
+        note=note,
+        log_output=log_output,
     )
