@@ -153,3 +153,21 @@ def test_prepare_only_writes_the_parameterised_notebook_without_running_it(proje
     assert "n = 3" in "".join(cells[1]["source"])
     assert not (project / "mlflow.db").exists()
 
+
+
+def test_sweep_takes_the_kernel_flag_too(project, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JUPYTER_PATH", str(other_kernel(tmp_path, "other-py")))
+    nb = write_notebook(project / "notebooks" / "s.ipynb", [
+        ("code", "x = 1", ["parameters"]),
+        ("code", "import os\nprint('kernel:', os.environ.get('WHICH_KERNEL'), x)"),
+    ])
+    commit_all(project)
+
+    assert main(["sweep", str(nb), "-p", "x=1,2", "-k", "no-such-kernel", "--no-track"]) == 2
+    assert "--kernel: no Jupyter kernel named 'no-such-kernel'" in capsys.readouterr().err
+    assert not (project / "runs" / "s").exists()
+
+    assert main(["sweep", str(nb), "-p", "x=1,2", "-k", "other-py", "--no-track", "-j", "1"]) == 0
+    outputs = sorted((project / "runs" / "s").glob("*.ipynb"))
+    assert len(outputs) == 2
+    assert sorted(printed(executed(p)[-1]).strip() for p in outputs) == ["kernel: other-py 1", "kernel: other-py 2"]
