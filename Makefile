@@ -13,7 +13,9 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 .PHONY: install demo test test-fast lint bench clean dist tools
 
 # `make demo` installs only what the demo needs (nbops and the torch extra), one line per package
-# so a first run is not silent for minutes; `make install`/`make test` add the dev extra.
+# so a first run is not silent for minutes; `make install`/`make test` add the dev extra. No .pyc
+# ahead of time (--no-compile: pip's compile step was ~45% of an install here): Python writes
+# them for the modules a run imports.
 DEMO_STAMP := $(VENV)/.demo-stamp
 PIP_PROGRESS := 2>&1 | { grep --line-buffered -E '^(Collecting|Processing|Installing collected|Successfully|ERROR)' || true; }
 
@@ -24,9 +26,9 @@ $(DEMO_STAMP): pyproject.toml
 	# The CPU build of PyTorch; pinned so pip takes the wheel on local disk instead of the
 	# newest release with several GB of CUDA packages.
 	@echo "== [2/3] PyTorch, CPU build"
-	$(BIN)/python -m pip install "torch==2.13.0" $(PIP_PROGRESS)
+	$(BIN)/python -m pip install --no-compile "torch==2.13.0" $(PIP_PROGRESS)
 	@echo "== [3/3] nbops and what the demo needs (.[torch])"
-	$(BIN)/python -m pip install -e ".[torch]" $(PIP_PROGRESS)
+	$(BIN)/python -m pip install --no-compile -e ".[torch]" $(PIP_PROGRESS)
 	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml $(DEMO_STAMP)
