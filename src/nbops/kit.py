@@ -46,13 +46,17 @@ def frame_digest(X, y=None) -> str:
 
 def load_dataset(name: str, csv_path: str = "", target: str = "target"):
     """(X, y) as a DataFrame and a Series: one of scikit-learn's bundled datasets, or a CSV file
-    with a `target` column. Records the dataset's name, shape and digest."""
+    with a `target` column (the label to predict; the other columns are the features, numbers or
+    text, missing values allowed). Records the dataset's name, shape and digest."""
     import pandas as pd
 
     if csv_path:
         frame = pd.read_csv(csv_path)
         if target not in frame.columns:
-            raise ValueError(f"{csv_path}: no column {target!r}; columns are {list(frame.columns)}")
+            raise ValueError(
+                f"{csv_path}: no target column {target!r}; its columns are {', '.join(map(str, frame.columns))}"
+                f" (name the column to predict {target!r}, or set the `target` parameter)"
+            )
         X, y = frame.drop(columns=[target]), frame[target]
         name = os.path.basename(csv_path)
     else:
@@ -78,8 +82,41 @@ def split(X, y, validation_size: float = 0.25, seed: int = 0, stratify: bool = T
     )
 
 
-def make_classifier(kind: str, seed: int = 0, **hyper: Any):
-    """A scikit-learn pipeline (scaling where the model needs it) for one of CLASSIFIERS."""
+def needs_preprocessing(X) -> bool:
+    """True when a feature frame has text (non-numeric) columns or missing values."""
+    import pandas as pd
+
+    return bool(X.isna().any().any()) or not all(
+        pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in X.dtypes
+    )
+
+
+def preprocessor(X, scale: bool):
+    """A ColumnTransformer for X: numbers imputed with the median (and standardised when `scale`),
+    text columns imputed with 'missing' and one-hot encoded (unknown categories ignored)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c for c in X.columns if c in set(X.select_dtypes(include="number").columns)]
+    text = [c for c in X.columns if c not in set(numeric)]
+    numbers = make_pipeline(SimpleImputer(strategy="median"), *([StandardScaler()] if scale else []))
+    categories = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="missing"),
+        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+    )
+    parts = [("numbers", numbers, numeric)] if numeric else []
+    parts += [("text", categories, text)] if text else []
+    return ColumnTransformer(parts)
+
+
+def make_classifier(kind: str, seed: int = 0, features=None, **hyper: Any):
+    """A scikit-learn model for one of CLASSIFIERS, with scaling where the model needs it.
+
+    When `features` (the training frame) has text columns or missing values, the model is a
+    Pipeline of `preprocessor(features)` and the estimator; otherwise (or without `features`) it
+    is the plain estimator (or StandardScaler + estimator)."""
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
@@ -89,16 +126,20 @@ def make_classifier(kind: str, seed: int = 0, **hyper: Any):
 
     hyper = {k: v for k, v in hyper.items() if v is not None}
     if kind == "logistic_regression":
-        return make_pipeline(StandardScaler(), LogisticRegression(random_state=seed, **hyper))
-    if kind == "random_forest":
-        return RandomForestClassifier(random_state=seed, **hyper)
-    if kind == "gradient_boosting":
-        return GradientBoostingClassifier(random_state=seed, **hyper)
-    if kind == "svm":
-        return make_pipeline(StandardScaler(), SVC(random_state=seed, **hyper))
-    if kind == "knn":
-        return make_pipeline(StandardScaler(), KNeighborsClassifier(**hyper))
-    raise ValueError(f"unknown model {kind!r}; choose one of {CLASSIFIERS}")
+        estimator, scale = LogisticRegression(random_state=seed, **hyper), True
+    elif kind == "random_forest":
+        estimator, scale = RandomForestClassifier(random_state=seed, **hyper), False
+    elif kind == "gradient_boosting":
+        estimator, scale = GradientBoostingClassifier(random_state=seed, **hyper), False
+    elif kind == "svm":
+        estimator, scale = SVC(random_state=seed, **hyper), True
+    elif kind == "knn":
+        estimator, scale = KNeighborsClassifier(**hyper), True
+    else:
+        raise ValueError(f"unknown model {kind!r}; choose one of {CLASSIFIERS}")
+    if features is not None and needs_preprocessing(features):
+        return make_pipeline(preprocessor(features, scale), estimator)
+    return make_pipeline(StandardScaler(), estimator) if scale else estimator
 
 
 def classification_metrics(y_true, y_pred, prefix: str = "") -> dict[str, float]:
