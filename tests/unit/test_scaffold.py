@@ -4,7 +4,7 @@ import pytest
 
 from nbops.ci.scaffold import list_templates, new_notebook, rewrite_parameters
 from nbops.core.config import load_settings
-from nbops.core.errors import NotebookError, ParameterError
+from nbops.core.errors import DataError, NotebookError, ParameterError
 from nbops.notebook import document as notebook
 from tests.conftest import write_notebook
 
@@ -112,3 +112,62 @@ def test_default_spec_follows_where_nbops_was_installed_from():
     assert spec_from_direct_url({"url": "file:///work/nbops", "dir_info": {"editable": True}}) is None
     assert spec_from_direct_url({"url": "file:///tmp/nbops-0.1.0-py3-none-any.whl", "archive_info": {}}) is None
     assert nbops_requirement() == f"nbops=={__version__}"  # the dev venv's editable install
+
+
+@pytest.fixture
+def churn_project(tpl_project):
+    data = tpl_project.root / "data"
+    data.mkdir()
+    (data / "churn.csv").write_text("tenure,plan,target\n3,basic,0\n,pro,1\n")
+    return tpl_project
+
+
+def _declared(dest):
+    nb = notebook.load(dest)
+    params = {p.name: p.default for p in nb.parameters}
+    return nb, params
+
+
+@pytest.mark.parametrize("how", [{"data": "data/churn.csv"}, {"overrides": {"data_path": "data/churn.csv"}},
+                                 {"overrides": {"data_path": "../data/churn.csv"}}])
+def test_new_with_data_declares_the_file_and_points_data_path_at_it(churn_project, how):
+    dest = new_notebook(churn_project, "classification", "churn", how.get("overrides", {}), data=how.get("data"))
+    nb, params = _declared(dest)
+    assert nb.data == ("data/churn.csv",)  # relative to the project root, as metadata.nbops.data is
+    assert params["data_path"] == "../data/churn.csv"  # relative to notebooks/, where the kernel runs
+    assert (dest.parent / params["data_path"]).resolve() == (churn_project.root / "data" / "churn.csv").resolve()
+    assert params["dataset"] == "churn" and params["target"] == "target"
+    assert 'data_path = "../data/churn.csv"  # a CSV file' in json.loads(dest.read_text())["cells"][1]["source"][1]
+
+
+def test_new_with_data_keeps_explicit_values_and_takes_an_absolute_path_inside(churn_project):
+    absolute = churn_project.root / "data" / "t.csv"
+    absolute.write_text("x,label\n1,0\n")
+    dest = new_notebook(churn_project, "classification", "abs", {"target": "label", "dataset": "mine"},
+                        data=str(absolute))
+    nb, params = _declared(dest)
+    assert nb.data == ("data/t.csv",) and params["data_path"] == "../data/t.csv"
+    assert params["target"] == "label" and params["dataset"] == "mine"
+
+
+def test_new_with_bad_data_writes_nothing(churn_project):
+    out = churn_project.root / "notebooks" / "churn.ipynb"
+    with pytest.raises(DataError, match="data file data/nope.csv not found") as err:
+        new_notebook(churn_project, "classification", "churn", {}, data="data/nope.csv")
+    assert "project root" in err.value.one_line()
+    (churn_project.root / "data" / "raw.csv").write_text("tenure,plan,churned\n3,basic,0\n")
+    with pytest.raises(DataError, match="data/raw.csv: no target column 'target'; its columns are tenure, plan, churned"):
+        new_notebook(churn_project, "classification", "churn", {}, data="data/raw.csv")
+    # the file has `target`; a -p target= naming a missing column is refused with the file's columns
+    with pytest.raises(DataError, match="data/churn.csv: no target column 'churned'; its columns are tenure, plan, "):
+        new_notebook(churn_project, "classification", "churn", {"target": "churned"}, data="data/churn.csv")
+    outside = churn_project.root.parent / f"{churn_project.root.name}-outside.csv"
+    outside.write_text("x,target\n1,0\n")
+    with pytest.raises(DataError, match="is outside the project"):  # `nbops run` would refuse it
+        new_notebook(churn_project, "classification", "churn", {}, data=str(outside))
+    outside.unlink()
+    with pytest.raises(NotebookError, match="no `data_path` parameter"):
+        new_notebook(churn_project, "clf", "churn", {}, data="data/churn.csv")
+    with pytest.raises(NotebookError, match="different files"):
+        new_notebook(churn_project, "classification", "churn", {"data_path": "a.csv"}, data="data/churn.csv")
+    assert not out.exists()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import csv
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from nbops.core.config import Settings
-from nbops.core.errors import NotebookError
+from nbops.core.errors import DataError, NotebookError
 from nbops.core.files import SHIPPED, write_notebook_atomic
 from nbops.notebook import document as notebook_mod
 from nbops.notebook.document import Notebook, cell_source
@@ -69,17 +71,77 @@ def rewrite_parameters(source: str, values: dict[str, Any]) -> str:
     return "".join(lines)
 
 
+def _csv_columns(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read its header ({exc})") from exc
+
+
+def data_parameters(settings: Settings, tpl: Notebook, data: str, overrides: dict[str, Any]) -> tuple[str, dict]:
+    """(the data file relative to the project root, the parameters that make TPL read it).
+
+    DATA is relative to the project root (or absolute, inside the project); a relative path that only exists from
+    the notebooks folder (as the kernel reads `data_path`) is accepted too. The notebook's
+    `data_path` is written relative to the notebooks folder, where its kernel runs, and its
+    `dataset` becomes the file's stem; with a `target` parameter, a CSV file must have that column.
+    """
+    names = {p.name for p in tpl.parameters}
+    if "data_path" not in names:
+        raise NotebookError(f"{tpl.path}: template has no `data_path` parameter to read {data}",
+                            hint="--data works with templates that read a data file (see `nbops templates`)")
+    root, notebooks = settings.root.resolve(), settings.path(settings.notebooks_dir).resolve()
+    given = Path(data).expanduser()
+    path = given if given.is_absolute() else root / given
+    legacy = Path(os.path.normpath(notebooks / given))
+    if not path.is_file() and not given.is_absolute() and legacy.is_file():
+        path = legacy
+    if not path.is_file():
+        raise DataError(f"data file {data} not found" + ("" if given.is_absolute() else f" under {root}"),
+                        hint="--data and data_path are relative to the project root")
+    path = Path(os.path.normpath(path))
+    if not path.is_relative_to(root):  # `nbops run` refuses a declared data file outside the project
+        raise DataError(f"data file {data} is outside the project {root}",
+                        hint="copy it (or link it) under the project root, e.g. into data/")
+    declared = path.relative_to(root).as_posix()
+    values: dict[str, Any] = {"data_path": Path(os.path.relpath(path, notebooks)).as_posix()}
+    if "dataset" in names and "dataset" not in overrides:
+        values["dataset"] = path.stem
+    target = next((p.default for p in tpl.parameters if p.name == "target"), None)
+    target = overrides.get("target", target)
+    if isinstance(target, str) and path.suffix.lower() == ".csv":
+        columns = _csv_columns(path)
+        if target not in columns:
+            raise DataError(f"{declared}: no target column {target!r}; its columns are {', '.join(columns)}",
+                            hint=f"name the column to predict {target!r}, or pass -p target=COLUMN")
+    return declared, values
+
+
 def new_notebook(
     settings: Settings,
     template: str,
     name: str,
     overrides: dict[str, Any],
     force: bool = False,
+    data: str | None = None,
 ) -> Path:
+    """notebooks/NAME.ipynb from TEMPLATE with OVERRIDES as defaults; DATA (or a `data_path`
+    override), relative to the project root, is checked, declared in metadata.nbops.data and
+    set as the notebook's `data_path` (see `data_parameters`)."""
     if not re.fullmatch(r"[A-Za-z0-9][\w\-]*", name):
         raise NotebookError(f"bad notebook name {name!r}", hint="use letters, digits, '_' and '-'")
     src = find_template(settings, template)
     tpl = notebook_mod.load(src)
+    overrides = dict(overrides)
+    if data is not None and overrides.get("data_path") not in (None, data):
+        raise NotebookError("--data and -p data_path= name different files", hint="give one of them")
+    data = data if data is not None else overrides.pop("data_path", None) or None
+    declared = None
+    if data is not None:
+        declared, values = data_parameters(settings, tpl, str(data), overrides)
+        overrides.pop("data_path", None)
+        overrides = {**values, **overrides}
     typed = resolve(tpl, overrides)
     dest = settings.path(settings.notebooks_dir) / f"{name}.ipynb"
     if dest.exists() and not force:
@@ -92,6 +154,8 @@ def new_notebook(
             cell["source"] = rewrite_parameters(cell_source(cell), typed).splitlines(keepends=True)
     meta = nb.setdefault("metadata", {}).setdefault("nbops", {})
     meta["template"] = src.stem
+    if declared is not None:
+        meta["data"] = [*[d for d in meta.get("data") or [] if d != declared], declared]
     if isinstance(meta.get("model"), dict):
         meta["model"]["name"] = name.replace("_", "-")
     write_notebook_atomic(dest, nb)

@@ -12,7 +12,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     from nbops.ci.scaffold import new_notebook
 
     settings = options.settings()
-    dest = new_notebook(settings, args.template, args.name, options.overrides(args), force=args.force)
+    dest = new_notebook(settings, args.template, args.name, options.overrides(args), force=args.force,
+                       data=args.data)
     print(f"created {dest.relative_to(settings.root) if dest.is_relative_to(settings.root) else dest}")
     return 0
 
@@ -70,6 +71,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     options.add_param_flags(new, "a default to write into the parameters cell (repeatable)",
                             with_file=False)
     new.add_argument("--force", action="store_true", help="overwrite an existing notebook")
+    new.add_argument("--data", metavar="PATH",
+                     help="a data file, relative to the project root, for the notebook to read: it must exist; "
+                          "declared in metadata.nbops.data, written into `data_path` (relative to the notebook's "
+                          "folder, where the kernel runs); -p data_path=PATH does the same")
     new.set_defaults(func=cmd_new)
 
     tpl = sub.add_parser("templates", help="list templates and their parameters")
