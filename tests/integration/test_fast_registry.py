@@ -234,3 +234,38 @@ def test_a_scikit_learn_model_loads_as_mlflow_loads_it_without_mlflow(tmp_path, 
     assert (pd.read_csv(root / "out.csv")["prediction"] == theirs.predict(X)).all()
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # MLflow's switch, honoured
     assert fastload.load_sklearn(version) is None
+
+
+def _nbops(root: Path, uri: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(REPO / "src"))
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "nbops", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = " ".join(line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time:" in line)
+    return done, f" {imported} "
+
+
+def test_alias_moves_and_approvals_on_a_server_go_through_its_rest_api(mlflow_server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    populate(mlflow_server)
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[tool.nbops]\n")
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    done, imported = _nbops(root, mlflow_server, "models", "promote", "m", "2", "--alias", "champion", "--by", "bob")
+    assert "m@champion -> version 2 (was version 1), by bob" in done.stdout and " mlflow " not in imported
+    assert client.get_registered_model("m").aliases["champion"] == "2"
+    done, imported = _nbops(root, mlflow_server, "models", "approve", "m", "2", "--by", "alice", "--note", "ok")
+    tags = client.get_model_version("m", "2").tags
+    assert tags["nbops.approved_by"] == "alice" and tags["nbops.approval_note"] == "ok" and " mlflow " not in imported
+    assert [json.loads(v)["by"] for k, v in tags.items() if k.startswith("nbops.approval.")] == ["alice"]
+    _nbops(root, mlflow_server, "models", "approve", "m", "2", "--by", "carol")  # no note: the old one goes
+    assert "nbops.approval_note" not in client.get_model_version("m", "2").tags
+    done, imported = _nbops(root, mlflow_server, "models", "rollback", "m", "--by", "bob")
+    assert "m@champion -> version 1 (was version 2)" in done.stdout and " mlflow " not in imported
+    assert client.get_registered_model("m").aliases["champion"] == "1"
+    events = [json.loads(v)["action"] for k, v in sorted(client.get_registered_model("m").tags.items())
+              if k.startswith("nbops.alias_event.champion.")]
+    assert events == ["promote", "promote", "rollback"]  # populate's record, then ours

@@ -42,11 +42,12 @@ class RestReader:
             basic = base64.b64encode(f"{user}:{password}".encode()).decode()
             self.headers["Authorization"] = f"Basic {basic}"
 
-    def _call(self, endpoint: str, query: dict | None = None, body: dict | None = None) -> Any:
+    def _call(self, endpoint: str, query: dict | None = None, body: dict | None = None,
+              method: str | None = None) -> Any:
         url = self.base + endpoint + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, headers=self.headers,
-                                         method="POST" if data is not None else "GET")
+                                         method=method or ("POST" if data is not None else "GET"))
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:  # noqa: S310 - http(s) only
                 return json.loads(reply.read() or b"{}")
@@ -110,6 +111,23 @@ class RestReader:
         if found is _NOT_FOUND:
             return None
         return ((found.get("model") or {}).get("info") or {}).get("artifact_uri") or None
+
+    # -- the registry's writes (alias moves, their records, approvals): MlflowClient's names -------
+    def _write(self, endpoint: str, body: dict, method: str = "POST") -> None:
+        if self._call(endpoint, body=body, method=method) is _NOT_FOUND:
+            raise Unavailable(f"{endpoint}: not found")  # MLflow's client says it in its words
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        self._write("registered-models/alias", {"name": name, "alias": alias, "version": str(version)})
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self._write("registered-models/set-tag", {"name": name, "key": key, "value": value})
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._write("model-versions/set-tag", {"name": name, "version": str(version), "key": key, "value": value})
+
+    def delete_model_version_tag(self, name: str, version: str, key: str) -> None:
+        self._write("model-versions/delete-tag", {"name": name, "version": str(version), "key": key}, "DELETE")
 
     def _page(self, endpoint: str, body: dict) -> dict:
         found = self._call(endpoint, body=body)

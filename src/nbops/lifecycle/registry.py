@@ -184,6 +184,17 @@ class Registry:
             self.reader = ClientReader(self.client, self.uri)
             return getattr(self.reader, method)(*args)
 
+    def _write(self, method: str, *args: str) -> None:
+        """A write by MlflowClient's method name: through the server's REST API on the fast path
+        (no `import mlflow`), else (or when that fails) through MLflow's client."""
+        fast = getattr(self.reader, method, None)
+        if fast is not None:
+            try:
+                return fast(*args)
+            except Unavailable:
+                pass
+        getattr(self.client, method)(*args)
+
     @property
     def required_approvals(self) -> int:
         """How many people must approve a version before it may be champion (0: none)."""
@@ -297,8 +308,8 @@ class Registry:
     def _record(self, name: str, event: AliasEvent) -> None:
         # keyed by time, not by count: two moves at once must not overwrite each other's record
         # (MLflow has no compare-and-set, so the alias itself is still last-writer-wins)
-        self.client.set_registered_model_tag(
-            name, f"{_EVENT}{event.alias}.{time.time_ns():020d}",
+        self._write(
+            "set_registered_model_tag", name, f"{_EVENT}{event.alias}.{time.time_ns():020d}",
             json.dumps({"to": event.to_version, "from": event.from_version, "by": event.by,
                         "at": event.at, "action": event.action}),
         )
@@ -320,7 +331,7 @@ class Registry:
         if previous == str(version):
             raise RegistryError(f"{name} version {version} is already {alias}")
         event = AliasEvent(alias, str(version), previous, by or whoami(), _now(), "promote")
-        self.client.set_registered_model_alias(name, alias, str(version))
+        self._write("set_registered_model_alias", name, alias, str(version))
         self._record(name, event)
         return event
 
@@ -350,13 +361,13 @@ class Registry:
         for key, value in {"nbops.approved_by": by, "nbops.approved_at": approval.at,
                            "nbops.approval_note": approval.note}.items():
             if value:
-                self.client.set_model_version_tag(name, v, key, value)
+                self._write("set_model_version_tag", name, v, key, value)
             elif key in target.tags:  # the latest approval's note, never an older one's
-                self.client.delete_model_version_tag(name, v, key)
+                self._write("delete_model_version_tag", name, v, key)
         return self.get(name, v)
 
     def _approval_tag(self, name: str, version: str, approval: Approval) -> None:
-        self.client.set_model_version_tag(name, version, f"{_APPROVAL}{time.time_ns():020d}", json.dumps(
+        self._write("set_model_version_tag", name, version, f"{_APPROVAL}{time.time_ns():020d}", json.dumps(
             {"by": approval.by, "at": approval.at, "note": approval.note}))
 
     def rollback(self, name: str, alias: str = "champion", by: str = "") -> AliasEvent:
@@ -375,7 +386,7 @@ class Registry:
         target = stack[-1]
         current = info.aliases.get(alias)
         self.get(name, target)  # a deleted version: a one-line error, not MLflow's exception
-        self.client.set_registered_model_alias(name, alias, target)
+        self._write("set_registered_model_alias", name, alias, target)
         event = AliasEvent(alias, target, current, by or whoami(), _now(), "rollback")
         self._record(name, event)
         return event
