@@ -23,19 +23,18 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, commit_all, git, write_notebook
+from tests.mlflow_server import mlflow_server
 
 GCL = REPO / ".tools" / "node_modules" / ".bin" / "gitlab-ci-local"
 MISSING = [what for what, ok in (("gitlab-ci-local (make tools)", GCL.exists()),
@@ -46,47 +45,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`mlflow server` on a sqlite store, artifacts proxied."""
     assert not MISSING, f"missing: {', '.join(MISSING)} (CI must run the GitLab pipeline test)"
     done = subprocess.run([str(GCL), "--version"], capture_output=True, text=True)
     assert done.returncode == 0, f"gitlab-ci-local does not start (rm -rf .tools; make tools): {done.stderr[-500:]}"
-    work = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(work / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-         "--artifacts-destination", str(work / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (work / "server.log").read_text()
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:  # uvicorn's worker may wait for open connections
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as running:
+        yield running.uri
 
 
 @pytest.fixture(scope="module")

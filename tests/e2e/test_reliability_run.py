@@ -13,12 +13,10 @@ import json
 import os
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_notebook
+from tests.mlflow_server import MlflowServer
 
 NBOPS = str(Path(sys.executable).with_name("nbops"))
-MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 RESULTS: list[tuple[str, str, str]] = []
 TAG, ERROR_TAG = ["papermill-error-cell-tag"], "papermill-error-cell"
 
@@ -72,12 +70,6 @@ class Case:
     arrange: Callable | None = None  # (project) -> (cleanup or None, extra env), before nbops starts
     during: Callable | None = None  # (project, proc) while nbops runs
     then: Callable | None = None  # (project, Observed) more checks
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _db_rows(project: Path, sql: str) -> list:
@@ -144,38 +136,12 @@ def _read_only_then(project: Path, seen: Observed) -> None:
 
 
 # -- case: a tracking server lost mid-run ----------------------------------------------------------
-class Server:
-    def __init__(self, folder: Path):
-        self.port = _free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        folder.mkdir()
-        self.proc = subprocess.Popen(
-            [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-             "--artifacts-destination", str(folder / "artifacts")],
-            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("mlflow server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
-SERVERS: dict[str, Server] = {}
+SERVERS: dict[str, MlflowServer] = {}
 
 
 def _start_server(project: Path):
-    server = SERVERS["lost"] = Server(project.parent / "server")
-    return server.stop, {"MLFLOW_TRACKING_URI": server.uri}
+    server = SERVERS["lost"] = MlflowServer(project.parent / "server").start()
+    return server.kill, {"MLFLOW_TRACKING_URI": server.uri}
 
 
 def _kill_server_when_the_notebook_sleeps(project: Path, proc: subprocess.Popen) -> None:
@@ -184,7 +150,7 @@ def _kill_server_when_the_notebook_sleeps(project: Path, proc: subprocess.Popen)
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert marker.exists(), "the notebook never started"
-    SERVERS["lost"].stop()  # kill -9 of the server (and its workers) mid-notebook
+    SERVERS["lost"].kill()  # kill -9 of the server (and its workers) mid-notebook
 
 
 def _lost_then(project: Path, seen: Observed) -> None:

@@ -10,56 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from tests.conftest import write_notebook
+from tests.mlflow_server import MlflowServer
 
 NBOPS = str(Path(sys.executable).with_name("nbops"))
-MLFLOW = str(Path(sys.executable).with_name("mlflow"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`mlflow server` on a sqlite file and a local artifact folder, stopped (kill -9) and started
-    again on the same port and files."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, _free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        folder.mkdir(parents=True)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        self.kill()
-        raise RuntimeError("mlflow server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 def _cells(name: str, sleep: float) -> list:
@@ -88,7 +47,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
     for name in names:
         write_notebook(project / "notebooks" / f"{name}.ipynb", _cells(name, 12),
                        nbops={"model": {"name": f"spooled-{name}", "gates": ["score >= 0.5"]}})
-    server = Server(tmp_path / "server")
+    server = MlflowServer(tmp_path / "server")
     server.start()
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
     env.update(MLFLOW_TRACKING_URI=server.uri, NBOPS_TRACKING_RETRY_S="5")

@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.mlflow_server import MlflowServer, free_port, stop_group, wait_http
+
 BUCKET = "nbops-artifacts"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
           "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pg_bin() -> Path | None:
@@ -49,33 +41,6 @@ def _run(cmd: list[str], **kw) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr or proc.stdout}")
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process group started here, politely first."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -114,37 +79,14 @@ class Postgres:
                                          "stop"]), capture_output=True, text=True, check=False)
 
 
-@dataclass
-class TeamServer:
-    """A running `mlflow server` on PostgreSQL with S3 (moto) artifacts; restartable."""
-    uri: str
-    port: int
-    backend: str
-    s3_endpoint: str
-    workdir: Path
-    proc: subprocess.Popen | None = None
+class TeamServer(MlflowServer):
+    """`mlflow server` on PostgreSQL with its artifacts in S3 (served through it, so clients
+    and kernels need only its URL); restartable."""
 
-    def env(self) -> dict[str, str]:
-        """What a client (nbops, a kernel) needs: the tracking URI (artifacts go through the
-        server, so clients need no S3 credentials)."""
-        return {"MLFLOW_TRACKING_URI": self.uri}
-
-    def start(self) -> None:
-        log = self.workdir / "mlflow-server.log"
-        env = dict(os.environ, MLFLOW_S3_ENDPOINT_URL=self.s3_endpoint, **S3_ENV)
-        env.pop("MLFLOW_TRACKING_URI", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", self.backend, "--serve-artifacts",
-             "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--workers", "2"],
-            cwd=self.workdir, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        wait_http(f"{self.uri}/health", self.proc, 120, log)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-            self.proc = None
+    def __init__(self, folder: Path, backend: str, s3_endpoint: str):
+        super().__init__(folder, backend=backend, artifacts=f"s3://{BUCKET}/mlflow", workers=2,
+                         env={"MLFLOW_S3_ENDPOINT_URL": s3_endpoint, **S3_ENV})
+        self.s3_endpoint = s3_endpoint
 
 
 def start_stack(stack: ExitStack, workdir: Path) -> TeamServer:
@@ -164,9 +106,10 @@ def start_stack(stack: ExitStack, workdir: Path) -> TeamServer:
 
     s3_port = free_port()
     s3_log = workdir / "moto.log"
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                            stdout=s3_log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-    stack.callback(stop, moto)
+    with s3_log.open("ab") as log:
+        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    stack.callback(stop_group, moto)
     endpoint = f"http://127.0.0.1:{s3_port}"
     wait_http(f"{endpoint}/moto-api/", moto, 60, s3_log)
     import boto3
@@ -175,8 +118,7 @@ def start_stack(stack: ExitStack, workdir: Path) -> TeamServer:
                                                  if k != "AWS_DEFAULT_REGION"},
                  region_name="us-east-1").create_bucket(Bucket=BUCKET)
 
-    port = free_port()
-    server = TeamServer(f"http://127.0.0.1:{port}", port, pg.uri, endpoint, workdir)
+    server = TeamServer(workdir / "mlflow", pg.uri, endpoint)
+    stack.callback(server.stop)
     server.start()
-    stack.callback(server.kill)
     return server
