@@ -171,3 +171,35 @@ def test_new_with_bad_data_writes_nothing(churn_project):
     with pytest.raises(NotebookError, match="different files"):
         new_notebook(churn_project, "classification", "churn", {"data_path": "a.csv"}, data="data/churn.csv")
     assert not out.exists()
+
+
+def test_kit_wraps_the_model_in_preprocessing_only_when_the_data_needs_it():
+    import numpy as np
+    import pandas as pd
+
+    from nbops import kit
+
+    X, y = kit.load_dataset("iris")
+    for kind in kit.CLASSIFIERS:  # all-numeric, complete data: the model is what it always was
+        assert repr(kit.make_classifier(kind, seed=1, features=X)) == repr(kit.make_classifier(kind, seed=1))
+    assert type(kit.make_classifier("random_forest", features=X)).__name__ == "RandomForestClassifier"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"n": rng.normal(size=80), "plan": rng.choice(["a", "b"], 80)})
+    frame.loc[2, "n"], frame.loc[5, "plan"] = np.nan, np.nan
+    target = (frame["plan"] == "a").astype(int)
+    for kind in kit.CLASSIFIERS:
+        model = kit.make_classifier(kind, seed=0, features=frame).fit(frame, target)
+        assert list(model.named_steps) == ["columntransformer", model.steps[-1][0]]
+        unseen = pd.DataFrame({"n": [np.nan, 0.1], "plan": ["zzz", None]})
+        assert len(model.predict(unseen)) == 2
+    scaled = kit.preprocessor(frame, scale=True).transformers[0][1]
+    assert [type(s).__name__ for s in scaled] == ["SimpleImputer", "StandardScaler"]
+
+
+def test_kit_names_the_file_and_its_columns_when_the_target_is_missing(tmp_path):
+    from nbops import kit
+
+    path = tmp_path / "raw.csv"
+    path.write_text("tenure,plan,churned\n1,a,0\n")
+    with pytest.raises(ValueError, match=r"raw.csv: no target column 'target'; its columns are tenure, plan, churned"):
+        kit.load_dataset("", csv_path=str(path))
