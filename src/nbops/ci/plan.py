@@ -119,8 +119,10 @@ def _successful_runs(settings: Settings, fingerprints: list[str]) -> dict[str, s
 def _successful_runs_mlflow(uri: str, fingerprints: list[str]) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
+    from nbops.core.store import all_experiment_ids
+
     client = MlflowClient(uri)
-    exps = [e.experiment_id for e in client.search_experiments()]
+    exps = all_experiment_ids(client)  # a team's store has more than one page of experiments
     found: dict[str, str] = {}
     for fingerprint in dict.fromkeys(fingerprints) if exps else ():  # MLflow has no IN for tags
         runs = client.search_runs(
