@@ -68,11 +68,19 @@ class Settings:
     # more parameter names whose values are never stored (comma-separated; names and values that
     # look like secrets are masked anyway: core/secrets.py)
     secret_params: str = ""
+    # more environment variables every kernel gets from the nbops process (names or fnmatch
+    # patterns, comma-separated), beyond MLflow's and the artifact stores' (core/store.py):
+    # local kernels inherit the whole environment anyway; Ray workers on other machines do not
+    kernel_env: str = ""
     # CI runner labels (GitHub runs-on) and tags (GitLab) by hardware: [tool.nbops.runners]
     runners: dict[str, Any] = field(default_factory=lambda: {**DEFAULT_RUNNERS, "gitlab": dict(DEFAULT_GITLAB_RUNNERS)})
     registry: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REGISTRY))
     monitor: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MONITOR))
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def kernel_env_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.kernel_env.split(",") if n.strip())
 
     @property
     def secret_param_names(self) -> tuple[str, ...]:
@@ -129,7 +137,7 @@ _SECONDS = {"timeout": (0.0, False), "cell_timeout": (0.0, True), "start_timeout
 
 def _convert(key: str, value: Any, where: str) -> Any:
     kind = type(getattr(Settings(), key))
-    if key == "secret_params" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if key in ("secret_params", "kernel_env") and isinstance(value, list) and all(isinstance(v, str) for v in value):
         value = ",".join(value)
     if kind is bool:  # NBOPS_REQUIRE_TRACKING_SERVER=false is false (bool("false") is not)
         text = str(value).strip().lower()

@@ -190,3 +190,24 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(f"the tracking server {mask_uri(uri)} is not reachable: {reason}",
                             hint="is it running? check MLFLOW_TRACKING_URI (nbops config shows the store)") from None
+
+
+# What a kernel needs to reach the store and the artifact store, sent along to Ray workers (on
+# another machine they do not have the driver's environment): MLflow's auth and client settings,
+# S3/GCS/Azure credentials and endpoints. `[tool.nbops] kernel_env` adds names or patterns.
+FORWARDED_ENV = ("MLFLOW_*", "AWS_*", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
+                 "AZURE_STORAGE_*", "AZURE_CLIENT_*", "AZURE_TENANT_ID", "REQUESTS_CA_BUNDLE",
+                 "SSL_CERT_FILE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+# nbops sets these per run itself: the driver's own must never leak into a kernel
+_PER_RUN = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+def forwarded_env(extra: tuple[str, ...] = (), environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables of ENVIRON (this process's) that kernels need, by FORWARDED_ENV and EXTRA."""
+    import fnmatch
+    import os
+
+    environ = dict(os.environ) if environ is None else environ
+    patterns = (*FORWARDED_ENV, *extra)
+    return {k: v for k, v in environ.items()
+            if k not in _PER_RUN and any(fnmatch.fnmatchcase(k, p) for p in patterns)}

@@ -91,12 +91,17 @@ def check_kernels(specs: list[RunSpec], chosen_by: str = "") -> None:
 
 
 def kernel_base_env(settings: Settings) -> dict[str, str]:
-    """What nbops adds to every kernel's environment: the project's src/ importable, so a
-    notebook can `import mypkg.features` without installing the project."""
+    """What nbops adds to every kernel's environment: the store's and artifact stores'
+    credentials (core/store.forwarded_env: a Ray worker elsewhere has none of this process's
+    environment), and the project's src/ importable, so a notebook can `import mypkg.features`
+    without installing the project."""
+    from nbops.core.store import forwarded_env
+
+    env = forwarded_env(settings.kernel_env_names)
     src = settings.path(settings.src_dir)
-    if not src.is_dir():
-        return {}
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)}
+    if src.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
