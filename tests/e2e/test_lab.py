@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,25 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import ARGS, CHROMIUM, needs_chromium
 from tests.conftest import REPO, git
+from tests.mlflow_server import free_port
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"),
-                       reason="needs Debian's chromium (`make test` installs it as root)"),
-    pytest.mark.timeout(600),
-]
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = [needs_chromium, pytest.mark.timeout(600)]
 NBOPS = [sys.executable, "-m", "nbops"]
 TOKEN = "nbops-lab-test-token"
 VISIBLE = ".jp-MainAreaWidget:not(.lm-mod-hidden)"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, timeout: float) -> bytes:
@@ -104,7 +92,7 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
     from playwright.sync_api import sync_playwright
 
     root = lab_project
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     settings_dir = tmp_path / "lab-settings"
     news = settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"

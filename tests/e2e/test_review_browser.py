@@ -4,21 +4,12 @@ the index, and pages that share one copy of nbdime's web app."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-
-import pytest
 
 from nbops.cli.main import main
+from tests.browser import ARGS, CHROMIUM, needs_chromium
 from tests.conftest import commit_all, write_notebook
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM and not os.environ.get("CI"),
-    reason="needs Debian's chromium (`apt-get install chromium`; `make test` installs it as root)",
-)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = needs_chromium
 
 
 def test_index_and_pages_share_one_app_and_render_offline(project, tmp_path):

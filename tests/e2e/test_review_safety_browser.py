@@ -4,19 +4,14 @@ renders."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from html.parser import HTMLParser
 
 import pytest
 
 from nbops.review.htmlpage import render_diff_page
+from tests.browser import chromium, needs_chromium, watched_page
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM and not os.environ.get("CI"),
-    reason="needs Debian's chromium (`apt-get install chromium`; `make test` installs it as root)",
-)
+pytestmark = needs_chromium
 
 HOSTILE = [
     "</SCRIPT><img src=x onerror=alert(1)>",
@@ -46,9 +41,6 @@ def _template_scripts() -> int:
 
 @pytest.mark.timeout(60)
 def test_hostile_notebook_page_runs_no_injected_script_and_renders(tmp_path):
-    assert CHROMIUM, "chromium is not installed (CI must run the browser test)"
-    from playwright.sync_api import sync_playwright
-
     base = _notebook([*HOSTILE, "print('the old line')"])
     head = _notebook([*HOSTILE, "print('the new line')"])
     page_path = tmp_path / "hostile.html"
@@ -56,24 +48,15 @@ def test_hostile_notebook_page_runs_no_injected_script_and_renders(tmp_path):
                                           "head </script>", "PR </title><script>alert(6)</script>"),
                          encoding="utf-8")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            dialogs, errors = [], []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri())
-            page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=20_000)
-            page.uncheck("#nbdime-hide-unchanged")  # show every cell, hostile ones included
-            page.wait_for_timeout(500)  # an onerror handler would have fired by now
-            text = page.inner_text("#nbdime-root")
-            injected = page.evaluate("document.querySelectorAll('img, svg[onload], [onerror]').length")
-            scripts = page.evaluate("document.scripts.length")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page, dialogs, errors = watched_page(browser)
+        page.goto(page_path.as_uri())
+        page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=20_000)
+        page.uncheck("#nbdime-hide-unchanged")  # show every cell, hostile ones included
+        page.wait_for_timeout(500)  # an onerror handler would have fired by now
+        text = page.inner_text("#nbdime-root")
+        injected = page.evaluate("document.querySelectorAll('img, svg[onload], [onerror]').length")
+        scripts = page.evaluate("document.scripts.length")
     assert dialogs == []
     assert errors == []
     assert injected == 0
@@ -94,10 +77,7 @@ ANY_TEXT = [
 
 @pytest.mark.timeout(120)
 def test_a_review_of_any_text_renders_in_chromium_with_no_injected_element(project):
-    assert CHROMIUM, "chromium is not installed (CI must run the browser test)"
     import json
-
-    from playwright.sync_api import sync_playwright
 
     from nbops.cli.main import main
     from tests.conftest import commit_all
@@ -110,24 +90,15 @@ def test_a_review_of_any_text_renders_in_chromium_with_no_injected_element(proje
     commit_all(project, "head")
     assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            dialogs, errors = [], []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto((project / "D" / "notebooks__any.ipynb.html").as_uri())
-            page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=30_000)
-            page.uncheck("#nbdime-hide-unchanged")  # show every cell, hostile ones included
-            page.wait_for_timeout(500)
-            text = page.inner_text("#nbdime-root")
-            body = page.inner_text("body")
-            injected = page.evaluate("document.querySelectorAll('img, svg[onload], [onerror]').length")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page, dialogs, errors = watched_page(browser)
+        page.goto((project / "D" / "notebooks__any.ipynb.html").as_uri())
+        page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=30_000)
+        page.uncheck("#nbdime-hide-unchanged")  # show every cell, hostile ones included
+        page.wait_for_timeout(500)
+        text = page.inner_text("#nbdime-root")
+        body = page.inner_text("body")
+        injected = page.evaluate("document.querySelectorAll('img, svg[onload], [onerror]').length")
     assert "Failed to fetch" not in body and errors == [] and dialogs == []
     assert injected == 0
     assert "print('the old line')" in text and "print('the new line')" in text
