@@ -72,6 +72,7 @@ class Settings:
     # patterns, comma-separated), beyond MLflow's and the artifact stores' (core/store.py):
     # local kernels inherit the whole environment anyway; Ray workers on other machines do not
     kernel_env: str = ""
+    html_hide_input: bool = False  # the HTML of each run's executed notebook shows outputs only
     # CI runner labels (GitHub runs-on) and tags (GitLab) by hardware: [tool.nbops.runners]
     runners: dict[str, Any] = field(default_factory=lambda: {**DEFAULT_RUNNERS, "gitlab": dict(DEFAULT_GITLAB_RUNNERS)})
     registry: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REGISTRY))

@@ -32,7 +32,7 @@ from nbops.core.store import (
 )
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
-from nbops.run import orphans
+from nbops.run import orphans, render
 from nbops.run.engine import RunResult
 from nbops.run.spec import RunSpec
 
@@ -155,7 +155,8 @@ class Tracker:
             combined = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
             tags["nbops.data_digest"] = combined
         name = self.experiment or rel.removesuffix(".ipynb")
-        run_name = f"{spec.notebook.stem}-{spec.output_path.stem[-6:]}"
+        defaults = {p.name: p.default for p in spec.notebook.parameters}
+        run_name = render.run_name(spec.notebook.stem, spec.overrides, defaults, spec.secrets)
         now = int(time.time() * 1000)
         try:
             exp_id = self._experiment_id(name)
@@ -289,6 +290,7 @@ class Tracker:
             call(self.client.log_dict, run_id, others, "nbops/other_records.json")
         if result.output_path.exists():
             call(self.client.log_artifact, run_id, str(result.output_path), "notebook")
+            self._log_html(run_id, result, call)
         if result.kernel_log and result.kernel_log.exists():
             call(self.client.log_artifact, run_id, str(result.kernel_log), "notebook")
         status = "FINISHED" if result.ok else ("KILLED" if result.status == "interrupted" else "FAILED")
@@ -299,6 +301,19 @@ class Tracker:
             return TrackedRun(run_id, started.experiment_id, status, note="registration off for this run")
         name, version, note = self.registrar(self.client, self.uri, run_id, result.spec.notebook.model)
         return TrackedRun(run_id, started.experiment_id, status, name, version, note)
+
+    def _log_html(self, run_id: str, result: RunResult, call: Any) -> None:
+        """notebook/<name>.html beside the .ipynb (shown inline by the MLflow UI); a rendering
+        that fails is a note in the run's tags, never a failed run."""
+        from mlflow.entities import RunTag
+
+        with tempfile.TemporaryDirectory(prefix="nbops-html-") as folder:
+            try:
+                html = render.render_html(result.output_path, Path(folder), self.settings.html_hide_input)
+            except Exception as exc:  # noqa: BLE001 - a page to look at is never worth a run
+                call(self.client.log_batch, run_id, tags=[RunTag("nbops.html_error", first_line(exc)[:500])])
+                return
+            call(self.client.log_artifact, run_id, str(html), "notebook")
 
     def keep_locally(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
         """The store could not take the run's record (retried until the budget ran out): the

@@ -1,0 +1,54 @@
+"""What a person looks at in the MLflow UI: a run's name and the executed notebook as HTML.
+
+`run_name` says what differed from the notebook's defaults (`wine_svm C=0.5`); `render_html`
+renders an executed notebook with nbconvert's HTMLExporter (imported here, lazily: it is slow).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nbops.core.secrets import MASK
+
+MAX_RUN_NAME = 120  # characters; MLflow shows far less in its table anyway
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and " " not in value else json.dumps(value)
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, (int, float)):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def run_name(stem: str, overrides: dict[str, Any], defaults: dict[str, Any],
+             secrets: tuple[str, ...] = (), limit: int = MAX_RUN_NAME) -> str:
+    """`stem` plus `name=value` for each override that differs from its default (secrets masked),
+    in the order given; cut at `limit` characters with an ellipsis. The plain stem when nothing
+    differs."""
+    parts = [f"{k}={MASK if k in secrets else _short(v)}"
+             for k, v in overrides.items() if k not in defaults or defaults[k] != v]
+    name = " ".join([stem, *parts])
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
+
+
+def render_html(notebook: Path, out_dir: Path, hide_input: bool = False) -> Path:
+    """OUT_DIR/<notebook stem>.html: the executed notebook as one self-contained HTML page
+    (input cells left out when `hide_input`)."""
+    import warnings
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=hide_input, exclude_input_prompt=hide_input,
+                            exclude_output_prompt=hide_input)
+    with warnings.catch_warnings():  # "mimetype ... not able to be represented": scrapbook's records
+        warnings.simplefilter("ignore", UserWarning)
+        body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    path = out_dir / f"{notebook.stem}.html"
+    path.write_text(body, encoding="utf-8")
+    return path
