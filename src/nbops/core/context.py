@@ -75,3 +75,22 @@ def device_name() -> str:
     """The first GPU's name from nvidia-smi, or 'cpu'. Never imports torch (seconds)."""
     names = _gpu_names()
     return names[0] if names else "cpu"
+
+
+# who started a CI job, by platform: the person behind the push or the pull request
+_CI_ACTORS = ("GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR")
+
+
+def who_ran(environ: dict[str, str] | None = None) -> str:
+    """Who a run is recorded as (MLflow's `mlflow.user`): the CI actor in a CI job, else the
+    login name of this process's user (MLflow itself wrote `unknown` for nbops's runs)."""
+    import getpass
+
+    env = os.environ if environ is None else environ
+    actor = next((env[v] for v in _CI_ACTORS if env.get(v, "").strip()), "")
+    if actor:
+        return actor.strip()
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER variable and no passwd entry (some containers)
+        return "unknown"

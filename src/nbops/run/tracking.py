@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from nbops import __version__
 from nbops.core.config import Settings
-from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_repo
+from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_repo, who_ran
 from nbops.core.errors import TrackingError, first_line
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
@@ -144,6 +144,7 @@ class Tracker:
             orphans.HEARTBEAT_TAG: str(int(time.time())),
             "mlflow.source.name": rel,
             "mlflow.source.type": "NOTEBOOK",
+            "mlflow.user": who_ran(),  # MLflow's user_id: the CI actor in CI, else the login
             "mlflow.source.git.commit": git.sha,
             "mlflow.source.git.branch": git.branch,
         }
@@ -221,7 +222,7 @@ class Tracker:
         exp_id = self._experiment_id(self.experiment or rel.removesuffix(".ipynb"))
         tags = {"nbops.sweep": "true", "nbops.notebook": rel, "nbops.git_sha": git.sha,
                 "nbops.git_branch": git.branch, "nbops.version": __version__,
-                "mlflow.source.name": rel, "mlflow.source.git.commit": git.sha,
+                "mlflow.source.name": rel, "mlflow.source.git.commit": git.sha, "mlflow.user": who_ran(),
                 orphans.OWNER_TAG: orphans.owner(), orphans.HEARTBEAT_TAG: str(int(time.time()))}
         run = self.client.create_run(exp_id, tags=tags, run_name=f"sweep {Path(rel).stem}")
         secret = set(secret_names({k: v[0] for k, v in grid.items() if v}, self.settings.secret_param_names))
