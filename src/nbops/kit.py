@@ -224,3 +224,80 @@ def log_torch_model(model, X_example, name: str = "model"):
     )
     record("model_uri", info.model_uri)
     return info
+
+
+def _figure(width: float, height: float, ncols: int = 1):
+    """A matplotlib figure on the Agg canvas, outside pyplot (no backend switch, nothing leaks)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _log_and_show(fig, artifact_file: str):
+    """Log FIG into the active MLflow run (the one nbops started) and show it in the notebook."""
+    import io
+
+    import mlflow
+
+    mlflow.log_figure(fig, artifact_file)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # plain Python: the artifact is enough
+        return fig
+    if get_ipython() is not None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        display(Image(data=buffer.getvalue(), format="png"))
+    return fig
+
+
+def log_confusion_matrix(y_true, y_pred, labels=None, artifact_file: str = "figures/confusion_matrix.png"):
+    """Plot the confusion matrix (rows: true class, columns: predicted), log it to MLflow as
+    ARTIFACT_FILE and show it; returns the matplotlib Figure."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix
+
+    classes = list(labels) if labels is not None else sorted(set(np.asarray(y_true).tolist())
+                                                             | set(np.asarray(y_pred).tolist()))
+    matrix = confusion_matrix(y_true, y_pred, labels=classes)
+    size = min(3.0 + 0.45 * len(classes), 12.0)
+    fig, (ax,) = _figure(size, size * 0.85)
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, [str(c) for c in classes], rotation=45 if len(classes) > 6 else 0)
+    ax.set_yticks(ticks, [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix (validation)")
+    if len(classes) <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > threshold else "black", fontsize=8)
+    return _log_and_show(fig, artifact_file)
+
+
+def log_training_curve(history: dict[str, list[float]], artifact_file: str = "figures/training_curve.png"):
+    """Plot each series of HISTORY (name -> one value per epoch) against the epoch, losses and
+    the rest on two panels, log it to MLflow as ARTIFACT_FILE and show it; returns the Figure."""
+    from matplotlib.ticker import MaxNLocator
+
+    losses = {k: v for k, v in history.items() if "loss" in k.lower()}
+    others = {k: v for k, v in history.items() if k not in losses}
+    panels = [(title, series) for title, series in (("loss", losses), ("metrics", others)) if series]
+    fig, axes = _figure(5.0 * max(len(panels), 1), 3.6, ncols=max(len(panels), 1))
+    for ax, (title, series) in zip(axes, panels, strict=False):
+        for name, values in series.items():
+            ax.plot(range(1, len(values) + 1), [float(v) for v in values], label=name,
+                    marker="." if len(values) < 40 else None)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _log_and_show(fig, artifact_file)

@@ -112,3 +112,25 @@ def test_run_name(overrides, expected):
 def test_run_name_is_cut_to_a_sane_length():
     name = run_name("nb", {"text": "x" * 500}, {"text": ""})
     assert len(name) == 120 and name.endswith("…") and name.startswith("nb text=xxx")
+
+
+@pytest.mark.parametrize("template, params, figures", [
+    ("classification", ["-p", "dataset=wine"], {"confusion_matrix.png"}),
+    ("torch_classifier", ["-p", "epochs=3", "-p", "use_gpu=False"], {"confusion_matrix.png", "training_curve.png"}),
+])
+def test_templates_log_their_figures(project, mlflow_client, capsys, template, params, figures):
+    assert main(["new", template, "exp"]) == 0, capsys.readouterr()
+    commit_all(project)
+    assert main(["run", "notebooks/exp.ipynb", *params]) == 0, capsys.readouterr().out
+    client = mlflow_client()
+    [run] = all_runs(client)
+    assert run.info.status == "FINISHED"
+    logged = {a.path.split("/")[-1]: a for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert set(logged) == figures
+    for name in figures:
+        with open(client.download_artifacts(run.info.run_id, f"figures/{name}"), "rb") as f:
+            head = f.read(8)
+        assert head == b"\x89PNG\r\n\x1a\n" and logged[name].file_size > 5000  # a real drawing
+    page = _html(client, run)
+    assert page.count("data:image/png;base64") >= len(figures)  # shown in the notebook too
+    assert "log_confusion_matrix" in page
