@@ -59,6 +59,16 @@ def test_hide_input_leaves_source_out(project, mlflow_client, capsys):
     assert run.info.run_name == "shown"  # nothing differs from the defaults
 
 
+def test_hide_input_flag(project, mlflow_client, capsys):
+    nb = html_notebook(project)
+    commit_all(project)
+    assert main(["run", str(nb), "--hide-input"]) == 0, capsys.readouterr().out
+    client = mlflow_client()
+    [run] = all_runs(client)
+    page = _html(client, run)
+    assert "the answer is 42 with C 1.0" in page and "UNIQUE_SOURCE_MARK" not in page
+
+
 def test_a_notebook_that_cannot_be_rendered_still_finishes(project, mlflow_client, capsys, monkeypatch):
     # nbconvert raising (a broken template, say): rendering fails, the run does not
     import nbconvert

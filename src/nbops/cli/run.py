@@ -16,7 +16,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nbops.run.summary import exit_code, print_summary
 
     settings = options.settings(runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
-                                experiment=args.experiment, kernel_name=args.kernel)
+                                experiment=args.experiment, kernel_name=args.kernel,
+                                html_hide_input=args.hide_input or None)
     notebooks = list(args.notebooks)
     if args.changed:
         from nbops.ci.plan import changed_notebooks
@@ -114,6 +115,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     options.add_kernel_flag(run)
     run.add_argument("--log-output", action="store_true",
                      help="stream each cell's stdout/stderr to stderr (prefixed by notebook when several run)")
+    run.add_argument("--hide-input", action="store_true",
+                     help="the run's HTML page (notebook/<name>.html) shows outputs only ([tool.nbops] html_hide_input)")
     run.add_argument("--prepare-only", action="store_true",
                      help="write the parameterised notebook to the output dir without running it or tracking")
     options.add_quiet_flag(run, "no progress, only the summary")
