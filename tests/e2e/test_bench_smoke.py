@@ -23,6 +23,7 @@ TIMEOUT = 200
     ("bench_serve.py", ["--quick"]),
     ("bench_models.py", ["--versions", "2", "--pairs", "1", "--no-server"]),
     ("bench_predict.py", ["--rows", "1000", "--pairs", "1"]),
+    ("bench_cells.py", ["--cells", "50", "--pairs", "1", "--cli-cells", "0"]),
 ])
 def test_benchmark_runs_on_a_tiny_size(script, args, tmp_path, request):
     if script in ("bench_serve.py", "bench_predict.py"):  # the session's project (clf@champion); the bench only reads it
