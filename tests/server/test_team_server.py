@@ -9,7 +9,7 @@ import time
 import boto3
 from mlflow.tracking import MlflowClient
 
-from tests.lifecycle import MODEL, nbops
+from tests.lifecycle import MODEL, git, nbops
 from tests.server.stack import BUCKET, S3_ENV
 
 
@@ -57,6 +57,36 @@ def test_plan_finds_cached_results_on_the_server(team_server, team_project):
     assert json.loads(nbops(team_project, "plan", "--all", "--format", "json").stdout)["include"] == []
     listed = json.loads(nbops(team_project, "plan", "--all", "--no-cache", "--format", "json").stdout)
     assert [e["notebook"] for e in listed["include"]] == ["notebooks/clf.ipynb"]
+
+
+def test_serve_answers_from_the_servers_champion_and_challenger(team_server, team_project, tmp_path):
+    import httpx
+
+    from tests.e2e.test_serve import ROW, running
+
+    with running(team_project, tmp_path / "serve.log", "--canary", "challenger=50") as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        versions = set()
+        for i in range(20):
+            reply = client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": f"k{i}"})
+            assert reply.status_code == 200, reply.text
+            versions.add(reply.headers["X-Model-Version"])
+    assert versions == {"1", "2"}
+
+
+def test_reproduce_and_retrain_against_the_server(team_server, team_project, tmp_path):
+    from tests.lifecycle import make_data
+
+    done = nbops(team_project, "reproduce", f"{MODEL}@champion", "--quiet")
+    assert "reproduced clf v1: every metric within" in done.stdout
+    new = make_data(tmp_path / "fresh.csv", seed=3, shift={"f2": 2.0})
+    done = nbops(team_project, "retrain", MODEL, "--data", str(new), "--quiet")
+    assert "is challenger" in done.stdout
+    client = _client(team_server)
+    challenger = client.get_model_version_by_alias(MODEL, "challenger")
+    assert client.get_run(challenger.run_id).data.tags["nbops.retrain_of"] == "clf/1"
+    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+    assert git(team_project, "worktree", "list").count("\n") == 0  # reproduce's worktree is gone
 
 
 def test_doctor_passes_on_the_team_server_and_leaves_nothing(team_server, team_project):
