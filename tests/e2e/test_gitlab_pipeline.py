@@ -139,7 +139,7 @@ def report(out: str) -> dict[str, str]:
 def finished_runs(url: str) -> dict[str, list[str]]:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(url)
+    client = MlflowClient(url, url)
     exps = client.search_experiments()
     runs = client.search_runs([e.experiment_id for e in exps]) if exps else []
     out: dict[str, list[str]] = {}
@@ -161,7 +161,8 @@ def test_pipeline_green_then_red(gl_project, server, runner_env):
     assert runs == {"notebooks/example.ipynb": ["FINISHED"]}, (runs, out[-4000:])
     from mlflow.tracking import MlflowClient
 
-    assert [m.name for m in MlflowClient(server).search_registered_models()] == ["example"]
+    # the registry too: without registry_uri MLflow takes the process-wide one an in-process test set
+    assert [m.name for m in MlflowClient(server, server).search_registered_models()] == ["example"]
     green = time.monotonic() - started
 
     failing_notebook(root)

@@ -93,7 +93,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         # and one killed right after it created a run (no `nbops.sync` tag): that run is redone
         shutil.rmtree(project / ".nbops" / "spool")
         shutil.copytree(backup, project / ".nbops" / "spool")
-        client = MlflowClient(server.uri)
+        client = MlflowClient(server.uri, server.uri)  # registry too: not the process-wide one an in-process test set
         some = json.loads(next(backup.glob("*/spool.json")).read_text())
         half = client.create_run(client.get_experiment_by_name(some["experiment"]).experiment_id,
                                  tags={"nbops.spool_id": some["spool_id"]}).info.run_id

@@ -13,7 +13,7 @@ from nbops.core.store import all_experiment_ids
 
 def test_lookups_page_through_1500_experiments(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     # the oldest experiment holds the cached result: MLflow lists the newest first, so it is on
     # the last page
     oldest = client.create_experiment("notebooks/first")
