@@ -20,6 +20,7 @@ import pytest
 
 from nbops.lifecycle.serve.routing import key_point
 from tests.lifecycle import FEATURES
+from tests.unit.test_serve_parts import counts
 
 ROW = {"f0": 0.5, "f1": -1.2, "f2": 0.3, "f3": 1.1, "f4": -0.4, "f5": 0.9}
 MAX_BODY = 64 * 1024
@@ -109,16 +110,6 @@ def canary(trained_project, tmp_path_factory):
 def client(canary):
     with httpx.Client(base_url=canary.url, timeout=30) as c:
         yield c
-
-
-def counts(client: httpx.Client) -> dict[tuple[str, str], float]:
-    """(version, status) -> nbops_serve_requests_total."""
-    found = {}
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("nbops_serve_requests_total{"):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            found[(labels["version"], labels["status"])] = float(line.rsplit(" ", 1)[1])
-    return found
 
 
 # -- a real server (the pure pieces are in tests/unit/test_serve_parts.py) -----------------------
