@@ -72,9 +72,12 @@ def mlflow_errors(what: str, error: type[NbopsError] = TrackingError,
 def is_store_error(exc: BaseException) -> bool:
     """Whether EXC is the store failing (MLflow refused, the disk or the network failed) rather
     than a bug: store errors become TrackingErrors, bugs keep their traceback."""
-    from mlflow.exceptions import MlflowException
+    import sqlite3
+    import sys
 
-    return isinstance(exc, MlflowException | OSError | TimeoutError)
+    kinds: tuple[type, ...] = (OSError, TimeoutError, sqlite3.Error)  # sqlite: core/sqlite_writer.py
+    loaded = sys.modules.get("mlflow.exceptions")  # not imported: not one of MLflow's errors
+    return isinstance(exc, kinds + ((loaded.MlflowException,) if loaded else ()))
 
 
 def all_experiment_ids(client: Any) -> list[str]:

@@ -76,13 +76,13 @@ class Registrar:
     def __call__(self, client: Any, uri: str, run_id: str,
                  spec: ModelSpec | None) -> tuple[str | None, str | None, str]:
         """Register the model RUN_ID logged, when its gates hold: (name, version, note)."""
-        from mlflow.exceptions import MlflowException
-
-        if spec is None:
+        if spec is None:  # before any import of mlflow: a run without a model needs none
             return None, None, "no metadata.nbops.model.name: not registered"
         reason = validate_model_name(spec.name)
         if reason:  # MLflow would refuse it with an exception; say why instead
             return spec.name, None, f"{reason}: not registered (rename metadata.nbops.model.name)"
+        from mlflow.exceptions import MlflowException
+
         try:
             run = client.get_run(run_id)
             logged = client.search_logged_models(

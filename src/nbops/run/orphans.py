@@ -63,31 +63,24 @@ class Orphan:
     why: str
 
 
-def find_orphans(client: Any, experiment_ids: list[str], now: float | None = None) -> list[Orphan]:
+def find_orphans(runs: list[tuple[str, dict[str, str]]], now: float | None = None) -> list[Orphan]:
+    """The orphans among RUNS (RUNNING runs with their tags)."""
     now = time.time() if now is None else now
-    if not experiment_ids:
-        return []
-    found, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string="attributes.status = 'RUNNING'",
-                                  max_results=1000, page_token=token)
-        for run in page:
-            tags = run.data.tags
-            tag = tags.get(OWNER_TAG)
-            if not tag:
-                continue  # not started by an nbops that records its owner
-            alive = owner_alive(tag)
-            beat = float(tags.get(HEARTBEAT_TAG, "0") or 0)
-            if alive is False:
-                why = f"its nbops process ({tag}) is gone"
-            elif alive is None and now - beat > STALE_S:
-                why = f"no heartbeat from {tag.split(':')[0]} for {int(now - beat)} s"
-            else:
-                continue
-            found.append(Orphan(run.info.run_id, tags.get("nbops.notebook", ""), why))
-        token = page.token
-        if not token:
-            return found
+    found = []
+    for run_id, tags in runs:
+        tag = tags.get(OWNER_TAG)
+        if not tag:
+            continue  # not started by an nbops that records its owner
+        alive = owner_alive(tag)
+        beat = float(tags.get(HEARTBEAT_TAG, "0") or 0)
+        if alive is False:
+            why = f"its nbops process ({tag}) is gone"
+        elif alive is None and now - beat > STALE_S:
+            why = f"no heartbeat from {tag.split(':')[0]} for {int(now - beat)} s"
+        else:
+            continue
+        found.append(Orphan(run_id, tags.get("nbops.notebook", ""), why))
+    return found
 
 
 def open_client(uri: str) -> tuple[Any, list[Orphan]]:
@@ -98,13 +91,8 @@ def open_client(uri: str) -> tuple[Any, list[Orphan]]:
     from mlflow.tracking import MlflowClient
 
     from nbops.core.errors import TrackingError, first_line
-    from nbops.core.store import (
-        all_experiment_ids,
-        bounded_retries,
-        check_reachable,
-        mask_uri,
-        mlflow_errors,
-    )
+    from nbops.core.run_store import ClientStore
+    from nbops.core.store import bounded_retries, check_reachable, mask_uri, mlflow_errors
 
     # after importing mlflow, which sets its loggers up: INFO lines (database migrations, "View
     # run" links) are not ours to print
@@ -116,23 +104,23 @@ def open_client(uri: str) -> tuple[Any, list[Orphan]]:
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a store it cannot open
         raise TrackingError(f"cannot open the MLflow store {mask_uri(uri)}: {mask_uri(first_line(exc))}") from None
     with mlflow_errors(f"cannot read the MLflow store {mask_uri(uri)}"):
-        return client, reap(client, all_experiment_ids(client))
+        return client, reap(ClientStore(client))
 
 
-def reap(client: Any, experiment_ids: list[str]) -> list[Orphan]:
-    """End every orphan as KILLED, saying why in `nbops.reaped`."""
-    orphans = find_orphans(client, experiment_ids)
+def reap(store: Any) -> list[Orphan]:
+    """End every orphan in STORE (core/run_store.py's) as KILLED, saying why in `nbops.reaped`."""
+    orphans = find_orphans(store.running_runs())
     for o in orphans:
-        client.set_tag(o.run_id, REAPED_TAG, o.why)
-        client.set_terminated(o.run_id, "KILLED")
+        store.set_tags(o.run_id, {REAPED_TAG: o.why})
+        store.set_terminated(o.run_id, "KILLED")
     return orphans
 
 
 class Heartbeat:
     """Refreshes the heartbeat of the runs this process has running, from one daemon thread."""
 
-    def __init__(self, client: Any, interval: float = HEARTBEAT_S):
-        self.client, self.interval = client, interval
+    def __init__(self, store: Any, interval: float = HEARTBEAT_S):
+        self.store, self.interval = store, interval  # core/run_store.py's
         self.active: set[str] = set()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
@@ -149,7 +137,7 @@ class Heartbeat:
             self.active.discard(run_id)
 
     def _beat(self) -> None:
-        from mlflow.exceptions import MlflowException
+        from nbops.core.store import is_store_error
 
         while True:
             time.sleep(self.interval)
@@ -157,6 +145,7 @@ class Heartbeat:
                 runs = list(self.active)
             for run_id in runs:
                 try:
-                    self.client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
-                except (MlflowException, OSError):  # the store is away: the next beat retries
-                    pass
+                    self.store.set_tags(run_id, {HEARTBEAT_TAG: str(int(time.time()))})
+                except Exception as exc:  # noqa: BLE001 - the store is away: the next beat retries
+                    if not is_store_error(exc):
+                        raise

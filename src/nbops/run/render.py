@@ -7,6 +7,7 @@ renders an executed notebook with nbconvert's HTMLExporter (imported here, lazil
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ def run_name(stem: str, overrides: dict[str, Any], defaults: dict[str, Any],
     return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
 
 
+_EXPORTERS: dict[bool, Any] = {}  # one HTMLExporter per hide_input: its templates compile once
+_RENDER = threading.Lock()  # an exporter renders one notebook at a time
+
+
 def render_html(notebook: Path, out_dir: Path, hide_input: bool = False) -> Path:
     """OUT_DIR/<notebook stem>.html: the executed notebook as one self-contained HTML page
     (input cells left out when `hide_input`)."""
@@ -44,11 +49,14 @@ def render_html(notebook: Path, out_dir: Path, hide_input: bool = False) -> Path
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=hide_input, exclude_input_prompt=hide_input,
-                            exclude_output_prompt=hide_input)
-    with warnings.catch_warnings():  # "mimetype ... not able to be represented": scrapbook's records
+    nb = nbformat.read(str(notebook), as_version=4)
+    with _RENDER, warnings.catch_warnings():  # "mimetype ... not able to be represented": scrapbook's records
         warnings.simplefilter("ignore", UserWarning)
-        body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+        exporter = _EXPORTERS.get(hide_input)
+        if exporter is None:
+            exporter = _EXPORTERS[hide_input] = HTMLExporter(
+                exclude_input=hide_input, exclude_input_prompt=hide_input, exclude_output_prompt=hide_input)
+        body, _ = exporter.from_notebook_node(nb)
     path = out_dir / f"{notebook.stem}.html"
     path.write_text(body, encoding="utf-8")
     return path

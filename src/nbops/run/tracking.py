@@ -21,6 +21,7 @@ from nbops import __version__
 from nbops.core.config import Settings
 from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_repo, who_ran
 from nbops.core.errors import TrackingError, first_line
+from nbops.core.run_store import LazyClient, open_store
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
     check_writable,
@@ -78,11 +79,6 @@ def _param_value(value: Any) -> str:
     return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
 
 
-def _chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 class Tracker:
     """One MLflow client for a whole `nbops run`; every method takes and returns plain values."""
 
@@ -94,38 +90,34 @@ class Tracker:
         # registers a successful run's model (the lifecycle layer's); None: never register
         self.registrar = registrar
         check_writable(self.uri)  # a read-only mlflow.db: one line, before any kernel starts
-        # one line within seconds for a server that is down, before any kernel starts; MLflow's
-        # retries bounded (once, there); the runs of nbops processes that died without a word
-        # are ended (see run/orphans.py)
-        self.client, self.reaped = orphans.open_client(self.uri)
+        self.reaped: list[orphans.Orphan] = []
+        # MLflow's client, opened on first use: one line within seconds for a server that is
+        # down; MLflow's retries bounded; the runs of nbops processes that died without a word
+        # are ended (see run/orphans.py). The embedded store's writer needs no client for a run's
+        # own records (core/sqlite_writer.py: no `import mlflow`), so it ends the orphans itself.
+        self.client: Any = LazyClient(self._open_client)
+        self.store = open_store(self.uri, self.client)
+        if not self.client._is_open():
+            self.reaped = orphans.reap(self.store)
         self.retry_env = retry_env()
         self.retry_s = settings.tracking_retry_s
-        self.heartbeat = orphans.Heartbeat(self.client)
+        self.heartbeat = orphans.Heartbeat(self.store)
+
+    def _open_client(self) -> Any:
+        client, reaped = orphans.open_client(self.uri)
+        self.reaped += reaped
+        return client
 
     # -- before the kernel -------------------------------------------------------------------
     def _experiment_id(self, name: str) -> str:
-        from mlflow.exceptions import MlflowException
-
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
         location = None
         if self.uri.startswith("sqlite:///"):  # artifacts beside the database file
             db_dir = Path(self.uri[len("sqlite:///"):]).parent
             artifacts = Path(self.settings.artifact_root)
             location = (artifacts if artifacts.is_absolute() else db_dir / artifacts).resolve().as_uri()
-        try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except MlflowException:  # created meanwhile by a concurrent run
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
+        return self.store.experiment_id(name, location)
 
     def start(self, spec: RunSpec, git: GitInfo, parent_run_id: str | None = None) -> StartedRun:
-        from mlflow.entities import Dataset, DatasetInput, InputTag, Param
-        from mlflow.exceptions import MlflowException
-
         root = self.settings.root
         rel = relative_to_repo(spec.notebook.path, root)
         data = {relative_to_repo(p, root) for p in spec.data_files}
@@ -161,28 +153,22 @@ class Tracker:
         now = int(time.time() * 1000)
         try:
             exp_id = self._experiment_id(name)
-            run = self.client.create_run(exp_id, tags=tags, run_name=run_name)
-        except MlflowException as exc:
+            run_id = self.store.create_run(exp_id, tags, run_name, now)
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
             if self._server_lost():  # mid-batch: the notebook runs, its record goes to the spool
                 return self._start_offline(name, run_name, tags, now)
-            raise TrackingError(f"MLflow store {self.uri} refused a new run: {exc.message}") from None
-        run_id = run.info.run_id
+            raise TrackingError(f"MLflow store {self.uri} refused a new run: {first_line(exc)}") from None
         try:
-            params = [Param(k, _param_value(v)) for k, v in spec.logged_values.items()]
-            for chunk in _chunks(params, 100):
-                self.client.log_batch(run_id, params=chunk)
+            self.store.log_params(run_id, {k: _param_value(v) for k, v in spec.logged_values.items()})
             if digests:
-                inputs = [
-                    DatasetInput(
-                        Dataset(name=path, digest=digest[:32], source_type="local",
-                                source=json.dumps({"uri": (root / path).as_uri()})),
-                        tags=[InputTag("mlflow.data.context", "training")],
-                    )
-                    for path, digest in digests.items()
-                ]
-                self.client.log_inputs(run_id, datasets=inputs)
+                self.store.log_datasets(run_id, [
+                    {"name": path, "digest": digest[:32], "source_type": "local",
+                     "source": json.dumps({"uri": (root / path).as_uri()})}
+                    for path, digest in digests.items()], "training")
         except Exception as exc:
-            self.client.delete_run(run_id)  # nothing half-written
+            self.store.delete_run(run_id)  # nothing half-written
             if not is_store_error(exc):
                 raise
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
@@ -216,35 +202,27 @@ class Tracker:
 
     def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
         """The parent run of a sweep: its grid as params; each point is a child run."""
-        from mlflow.entities import Param
-
         rel = relative_to_repo(notebook_path, self.settings.root)
         exp_id = self._experiment_id(self.experiment or rel.removesuffix(".ipynb"))
         tags = {"nbops.sweep": "true", "nbops.notebook": rel, "nbops.git_sha": git.sha,
                 "nbops.git_branch": git.branch, "nbops.version": __version__,
                 "mlflow.source.name": rel, "mlflow.source.git.commit": git.sha, "mlflow.user": who_ran(),
                 orphans.OWNER_TAG: orphans.owner(), orphans.HEARTBEAT_TAG: str(int(time.time()))}
-        run = self.client.create_run(exp_id, tags=tags, run_name=f"sweep {Path(rel).stem}")
+        run_id = self.store.create_run(exp_id, tags, f"sweep {Path(rel).stem}", int(time.time() * 1000))
         secret = set(secret_names({k: v[0] for k, v in grid.items() if v}, self.settings.secret_param_names))
         secret |= {k for k, v in grid.items() if any(is_secret_value(x) for x in v)}
-        params = [Param(f"grid.{k}", MASK if k in secret else _param_value(v)) for k, v in grid.items()]
-        for chunk in _chunks(params, 100):
-            self.client.log_batch(run.info.run_id, params=chunk)
-        self.heartbeat.add(run.info.run_id)
-        return StartedRun(run.info.run_id, exp_id, tags)
+        self.store.log_params(run_id, {f"grid.{k}": MASK if k in secret else _param_value(v) for k, v in grid.items()})
+        self.heartbeat.add(run_id)
+        return StartedRun(run_id, exp_id, tags)
 
     def finish_sweep(self, parent: StartedRun, ok: bool, best_run_id: str | None,
                      best_metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
         self.heartbeat.remove(parent.run_id)
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"best.{k}", v, now, 0) for k, v in best_metrics.items()]
-        for chunk in _chunks(metrics, 1000):
-            self.client.log_batch(parent.run_id, metrics=chunk)
+        self.store.log_metrics(parent.run_id, {f"best.{k}": v for k, v in best_metrics.items()},
+                               int(time.time() * 1000))
         if best_run_id:
-            self.client.set_tag(parent.run_id, "nbops.best_run_id", best_run_id)
-        self.client.set_terminated(parent.run_id, "FINISHED" if ok else "FAILED")
+            self.store.set_tags(parent.run_id, {"nbops.best_run_id": best_run_id})
+        self.store.set_terminated(parent.run_id, "FINISHED" if ok else "FAILED")
 
     def kernel_env(self, started: StartedRun) -> dict[str, str]:
         """What the kernel needs to log into this run (merged over the base environment)."""
@@ -264,8 +242,6 @@ class Tracker:
 
     # -- after the kernel --------------------------------------------------------------------
     def finish(self, started: StartedRun, result: RunResult) -> TrackedRun:
-        from mlflow.entities import Metric, RunTag
-
         run_id = started.run_id
         if not run_id:  # the server was lost before the run was created: the spool keeps it
             raise ConnectionError("the tracking server was not reachable when the run started")
@@ -277,25 +253,22 @@ class Tracker:
             return with_retries(lambda: method(*args, **kwargs), deadline)
 
         metrics, others = split_metrics(result.records)
-        now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
-        for chunk in _chunks(batch, 1000):
-            call(self.client.log_batch, run_id, metrics=chunk)
-        extra_tags = [RunTag("nbops.duration_s", f"{result.duration:.2f}")]
+        call(self.store.log_metrics, run_id, metrics, int(time.time() * 1000))
+        extra_tags = {"nbops.duration_s": f"{result.duration:.2f}"}
         if result.error:
-            extra_tags.append(RunTag("nbops.error", str(result.error)[:5000]))
-        call(self.client.log_batch, run_id, tags=extra_tags)
+            extra_tags["nbops.error"] = str(result.error)[:5000]
+        call(self.store.set_tags, run_id, extra_tags)
         if result.records:
-            call(self.client.log_dict, run_id, result.records, "nbops/records.json")
+            call(self.store.log_dict, run_id, result.records, "nbops/records.json")
         if others:
-            call(self.client.log_dict, run_id, others, "nbops/other_records.json")
+            call(self.store.log_dict, run_id, others, "nbops/other_records.json")
         if result.output_path.exists():
-            call(self.client.log_artifact, run_id, str(result.output_path), "notebook")
+            call(self.store.log_artifact, run_id, str(result.output_path), "notebook")
             self._log_html(run_id, result, call)
         if result.kernel_log and result.kernel_log.exists():
-            call(self.client.log_artifact, run_id, str(result.kernel_log), "notebook")
+            call(self.store.log_artifact, run_id, str(result.kernel_log), "notebook")
         status = "FINISHED" if result.ok else ("KILLED" if result.status == "interrupted" else "FAILED")
-        call(self.client.set_terminated, run_id, status)
+        call(self.store.set_terminated, run_id, status)
         if not result.ok:
             return TrackedRun(run_id, started.experiment_id, status, note="run failed: model not registered")
         if self.registrar is None:
@@ -306,15 +279,13 @@ class Tracker:
     def _log_html(self, run_id: str, result: RunResult, call: Any) -> None:
         """notebook/<name>.html beside the .ipynb (shown inline by the MLflow UI); a rendering
         that fails is a note in the run's tags, never a failed run."""
-        from mlflow.entities import RunTag
-
         with tempfile.TemporaryDirectory(prefix="nbops-html-") as folder:
             try:
                 html = render.render_html(result.output_path, Path(folder), self.settings.html_hide_input)
             except Exception as exc:  # noqa: BLE001 - a page to look at is never worth a run
-                call(self.client.log_batch, run_id, tags=[RunTag("nbops.html_error", first_line(exc)[:500])])
+                call(self.store.set_tags, run_id, {"nbops.html_error": first_line(exc)[:500]})
                 return
-            call(self.client.log_artifact, run_id, str(html), "notebook")
+            call(self.store.log_artifact, run_id, str(html), "notebook")
 
     def keep_locally(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
         """The store could not take the run's record (retried until the budget ran out): the
@@ -384,6 +355,6 @@ class Tracker:
         if not started.run_id:
             return
         try:
-            self.client.set_terminated(started.run_id, status)
+            self.store.set_terminated(started.run_id, status)
         except Exception:  # noqa: BLE001 - already failing; do not hide the first error
             pass
