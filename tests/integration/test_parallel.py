@@ -120,3 +120,21 @@ def test_ctrl_c_with_jobs_kills_the_kernels_and_ends_every_run(project, mlflow_c
     assert took < 20, took  # the sleeping cells had ~2 minutes to go
     runs = all_runs(mlflow_client())
     assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]  # the third never started
+
+
+def test_a_tracked_batch_runs_at_most_jobs_kernels_at_once(project, mlflow_client, tmp_path, capsys):
+    """A tracked batch has twice `--jobs` workers (one writes a finished run's record while the
+    next kernel runs), but never more than `--jobs` kernels: each kernel notes when it lived."""
+    log = tmp_path / "alive"
+    log.mkdir()
+    paths = [str(write_notebook(project / "notebooks" / f"k{i}.ipynb", [
+        ("code", f"i = {i}", ["parameters"]),
+        ("code", f"import pathlib, time, nbops\nstart = time.time()\ntime.sleep(0.5)\nnbops.record('i', i)\n"
+                 f"pathlib.Path({str(log)!r}, str(i)).write_text(f'{{start}} {{time.time()}}')"),
+    ])) for i in range(6)]
+    assert main(["run", *paths, "--jobs", "2"]) == 0, capsys.readouterr().out
+    spans = [tuple(map(float, p.read_text().split())) for p in log.iterdir()]
+    assert len(spans) == 6
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert most <= 2, spans
+    assert sorted(r.info.status for r in all_runs(mlflow_client())) == ["FINISHED"] * 6

@@ -77,7 +77,7 @@ class SqliteWriter:
         if "?" in uri or not self.db.is_file():
             raise Unavailable("no store yet")  # MLflow creates it (and its schema)
         try:
-            with self._con() as con:
+            with self._con(write=False) as con:
                 revision = con.execute("SELECT version_num FROM alembic_version").fetchone()
                 self._ws = "workspace" in {r[1] for r in con.execute("PRAGMA table_info(experiments)")}
         except sqlite3.Error as exc:
@@ -94,10 +94,11 @@ class SqliteWriter:
             return self._client
 
     @contextmanager
-    def _con(self) -> Iterator[sqlite3.Connection]:
+    def _con(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection in one transaction: a writing one (BEGIN IMMEDIATE), or one that reads."""
         con = sqlite3.connect(self.db, timeout=30, isolation_level=None)
         try:
-            con.execute("BEGIN IMMEDIATE")
+            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield con
             con.execute("COMMIT")
         except BaseException:
@@ -124,10 +125,19 @@ class SqliteWriter:
         where = " AND workspace = ?" if self._ws else ""
         args = (name, DEFAULT_WORKSPACE) if self._ws else (name,)
 
-        def body(con: sqlite3.Connection) -> str:
+        def find(con: sqlite3.Connection) -> str | None:
             row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?" + where, args).fetchone()
-            if row is not None:
-                return str(row[0])
+            return None if row is None else str(row[0])
+
+        with self._con(write=False) as con:  # the usual case: it exists (no write lock taken)
+            found = find(con)
+        if found is not None:
+            return found
+
+        def body(con: sqlite3.Connection) -> str:
+            found = find(con)  # created meanwhile?
+            if found is not None:
+                return found
             if not location or not name.strip() or len(name) > MAX_EXPERIMENT_NAME or local_path(location) is None:
                 raise _Delegate
             now = int(time.time() * 1000)
@@ -231,7 +241,7 @@ class SqliteWriter:
 
     # -- artifacts ----------------------------------------------------------------------------
     def _artifact_dir(self, run_id: str, artifact_path: str) -> Path | None:
-        with self._con() as con:
+        with self._con(write=False) as con:
             row = con.execute("SELECT artifact_uri, lifecycle_stage FROM runs WHERE run_uuid = ?",
                               (run_id,)).fetchone()
         folder = local_path(row[0]) if row and row[1] == "active" else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +42,39 @@ _EXPORTERS: dict[bool, Any] = {}  # one HTMLExporter per hide_input: its templat
 _RENDER = threading.Lock()  # an exporter renders one notebook at a time
 
 
+def _exporter(hide_input: bool) -> Any:
+    """The process's HTMLExporter for HIDE_INPUT (call with _RENDER held)."""
+    from nbconvert import HTMLExporter
+
+    exporter = _EXPORTERS.get(hide_input)
+    if exporter is None:
+        exporter = _EXPORTERS[hide_input] = HTMLExporter(
+            exclude_input=hide_input, exclude_input_prompt=hide_input, exclude_output_prompt=hide_input)
+    return exporter
+
+
+def warm_up(hide_input: bool = False) -> None:
+    """Import nbconvert and compile the exporter's templates now (on a thread, while kernels
+    start), not when the first run finishes; a failure here is left for render_html to report."""
+    import nbformat
+
+    try:
+        with _RENDER, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _exporter(hide_input).from_notebook_node(nbformat.v4.new_notebook())
+    except Exception:  # noqa: BLE001 - render_html says what is wrong, in the run's tags
+        pass
+
+
 def render_html(notebook: Path, out_dir: Path, hide_input: bool = False) -> Path:
     """OUT_DIR/<notebook stem>.html: the executed notebook as one self-contained HTML page
     (input cells left out when `hide_input`)."""
-    import warnings
-
     import nbformat
-    from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(notebook), as_version=4)
     with _RENDER, warnings.catch_warnings():  # "mimetype ... not able to be represented": scrapbook's records
         warnings.simplefilter("ignore", UserWarning)
-        exporter = _EXPORTERS.get(hide_input)
-        if exporter is None:
-            exporter = _EXPORTERS[hide_input] = HTMLExporter(
-                exclude_input=hide_input, exclude_input_prompt=hide_input, exclude_output_prompt=hide_input)
-        body, _ = exporter.from_notebook_node(nb)
+        body, _ = _exporter(hide_input).from_notebook_node(nb)
     path = out_dir / f"{notebook.stem}.html"
     path.write_text(body, encoding="utf-8")
     return path

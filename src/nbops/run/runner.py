@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from nbops.core.files import writable_dir
 from nbops.core.store import is_store_error
 from nbops.notebook import document as notebook_mod
 from nbops.notebook.model_name import validate_model_name
+from nbops.run import render
 from nbops.run.engine import CANCEL, RunResult
 from nbops.run.executors import local_execute
 from nbops.run.progress import Progress
@@ -105,10 +107,13 @@ def kernel_base_env(settings: Settings) -> dict[str, str]:
 
 
 def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
-             parent_run_id: str | None = None, on_cell=None, executor=local_execute) -> Outcome:
-    """One notebook in a fresh kernel, tracked when `tracker` is given."""
+             parent_run_id: str | None = None, on_cell=None, executor=local_execute,
+             slot: AbstractContextManager | None = None) -> Outcome:
+    """One notebook in a fresh kernel, tracked when `tracker` is given. SLOT is held while the
+    kernel runs, not while its record is written (another kernel may start meanwhile)."""
+    slot = slot or nullcontext()
     if tracker is None:
-        with tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
+        with slot, tempfile.TemporaryDirectory(prefix="nbops-untracked-") as scratch:
             # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
             # NBOPS_TRACKING_URI keeps the project's store for nbops's own reads in the kernel
             # (the batch_predict template loads a registered model)
@@ -116,16 +121,17 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
                    "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}",
                    "NBOPS_TRACKING_URI": settings.resolved_tracking_uri}
             return Outcome(executor(spec, env, debug, on_cell))
-    if executor is local_execute:
-        started, result = _start_with_kernel(settings, spec, tracker, git, debug, parent_run_id, on_cell)
-    else:
-        started = tracker.start(spec, git, parent_run_id)
-        try:
-            env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
-            result = executor(spec, env, debug, on_cell)
-        except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
-            tracker.abort(started)
-            raise
+    with slot:
+        if executor is local_execute:
+            started, result = _start_with_kernel(settings, spec, tracker, git, debug, parent_run_id, on_cell)
+        else:
+            started = tracker.start(spec, git, parent_run_id)
+            try:
+                env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
+                result = executor(spec, env, debug, on_cell)
+            except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
+                tracker.abort(started)
+                raise
     try:
         tracked = tracker.finish(started, result)
     except Exception as exc:
@@ -184,6 +190,8 @@ class _OpeningTracker:
                 self._opened.set_result(Tracker(settings, experiment=experiment, registrar=registrar))
             except BaseException as exc:  # noqa: BLE001 - raised where the tracker is used
                 self._opened.set_exception(exc)
+                return
+            render.warm_up(settings.html_hide_input)  # each run's HTML page: ready when the first ends
 
         threading.Thread(target=open_, name="nbops-tracker", daemon=True).start()
 
@@ -225,17 +233,28 @@ def run_specs(
     if len(specs) > 1:  # streamed cell output (--log-output) says which notebook printed it
         specs = [replace(s, label=label) if s.log_output else s for s, label in zip(specs, labels, strict=True)]
 
-    def one(spec: RunSpec, label: str) -> Outcome:
-        progress.started(label)
+    # `jobs` kernels at a time; a tracked batch has twice as many workers, so that one writes a
+    # finished run's record (artifacts, the HTML page, registration) while the next kernel runs
+    kernels = threading.BoundedSemaphore(max(jobs, 1))
 
+    @contextmanager
+    def kernel_slot(label: str) -> Iterator[None]:
+        with kernels:
+            if CANCEL.is_set():  # Ctrl-C while this notebook waited: start nothing new
+                raise KeyboardInterrupt
+            progress.started(label)
+            yield
+
+    def one(spec: RunSpec, label: str) -> Outcome:
         def on_cell(index: int, total: int) -> None:
             progress.cell(label, index, total)
 
+        slot = kernel_slot(label)
         if spec.notebook.resources.gpu and gpu_count() and executor is local_execute:
             with gpu_slots:
-                outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor)
+                outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor, slot)
         else:
-            outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor)
+            outcome = _run_one(settings, spec, tracker, git, debug, parent_run_id, on_cell, executor, slot)
         progress.finished(label, outcome.ok, outcome.result.duration,
                           "" if outcome.ok else (outcome.unrecorded or str(outcome.result.error)))
         if on_done:
@@ -244,7 +263,8 @@ def run_specs(
 
     if jobs <= 1 or len(specs) <= 1:
         return [one(spec, label) for spec, label in zip(specs, labels, strict=True)]
-    pool = ThreadPoolExecutor(max_workers=min(jobs, len(specs)), thread_name_prefix="nbops-run")
+    workers = jobs * 2 if tracker is not None else jobs
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="nbops-run")
     try:
         futures = [pool.submit(one, spec, label) for spec, label in zip(specs, labels, strict=True)]
         return [f.result() for f in futures]
