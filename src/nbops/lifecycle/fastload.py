@@ -136,18 +136,20 @@ def trusted_types_key() -> str | None:
     """What skops's trusted-type lists are computed from, as one string; None when skops is not
     installed as a package this can read."""
     import hashlib
-    from importlib import metadata, util
+    from importlib import import_module, util
 
     try:
-        spec = util.find_spec("skops")  # the top package only: nothing is imported
+        spec = util.find_spec("skops")  # the top package only: skops.io is not imported
         if spec is None or not spec.submodule_search_locations:
             return None
         source = Path(next(iter(spec.submodule_search_locations))) / "io" / "_trusted_types.py"
         parts = {"cache": _CACHE_VERSION, "python": sys.version, "prefix": sys.prefix,
                  "source": hashlib.sha256(source.read_bytes()).hexdigest(),
                  "torch": "torch" in sys.modules,  # models.load hides it unless already there
-                 **{name: metadata.version(name) for name in ("skops", "scikit-learn", "scipy", "numpy")}}
-    except (OSError, ValueError, ImportError, metadata.PackageNotFoundError):
+                 # imported by skops.io in any case
+                 **{name: str(import_module(name).__version__)
+                    for name in ("skops", "sklearn", "scipy", "numpy")}}
+    except (OSError, ValueError, ImportError, AttributeError):
         return None
     return json.dumps(parts, sort_keys=True)
 
@@ -197,11 +199,14 @@ def _write_lists(key: str, module: Any) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError:
+        return  # a read-only home: computed again next time
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump({"key": key, "names": names, "builtin_types": types}, out)
         os.replace(tmp, target)  # readers see the whole file or none
     except OSError:
-        pass  # a read-only home: computed again next time
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _forget_skops_io() -> None:
