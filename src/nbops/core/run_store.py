@@ -114,6 +114,8 @@ class LazyClient:
         return self._value is not None
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_opener", "_value", "_lock"):  # copy, pickle, half-built
+            raise AttributeError(name)
         return getattr(self._get(), name)
 
 
