@@ -53,19 +53,6 @@ def _exporter(hide_input: bool) -> Any:
     return exporter
 
 
-def warm_up(hide_input: bool = False) -> None:
-    """Import nbconvert and compile the exporter's templates now (on a thread, while kernels
-    start), not when the first run finishes; a failure here is left for render_html to report."""
-    import nbformat
-
-    try:
-        with _RENDER, warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            _exporter(hide_input).from_notebook_node(nbformat.v4.new_notebook())
-    except Exception:  # noqa: BLE001 - render_html says what is wrong, in the run's tags
-        pass
-
-
 def render_html(notebook: Path, out_dir: Path, hide_input: bool = False) -> Path:
     """OUT_DIR/<notebook stem>.html: the executed notebook as one self-contained HTML page
     (input cells left out when `hide_input`)."""

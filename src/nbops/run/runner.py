@@ -23,7 +23,6 @@ from nbops.core.files import writable_dir
 from nbops.core.store import is_store_error
 from nbops.notebook import document as notebook_mod
 from nbops.notebook.model_name import validate_model_name
-from nbops.run import render
 from nbops.run.engine import CANCEL, RunResult
 from nbops.run.executors import local_execute
 from nbops.run.progress import Progress
@@ -190,8 +189,6 @@ class _OpeningTracker:
                 self._opened.set_result(Tracker(settings, experiment=experiment, registrar=registrar))
             except BaseException as exc:  # noqa: BLE001 - raised where the tracker is used
                 self._opened.set_exception(exc)
-                return
-            render.warm_up(settings.html_hide_input)  # each run's HTML page: ready when the first ends
 
         threading.Thread(target=open_, name="nbops-tracker", daemon=True).start()
 
