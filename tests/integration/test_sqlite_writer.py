@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from nbops.core.run_store import ClientStore
-from nbops.core.sqlite_writer import KNOWN_REVISIONS, SqliteWriter, Unavailable
+from nbops.core.registry_read import Unavailable
+from nbops.core.run_store import ClientStore, LazyClient, open_store
+from nbops.core.sqlite_writer import KNOWN_REVISIONS, UPLOADING_PREFIX, SqliteWriter
 from tests.conftest import write_notebook
 
 
@@ -73,6 +74,28 @@ def _record(s, name: str, location: str, artifacts) -> str:
     return run_id
 
 
+def _rows(db: str, run_id: str) -> dict:
+    """Every column of every row MLflow's tables hold for RUN_ID and its experiment (ids, times
+    and the experiment's name and folder replaced), as MLflow's entities do not show them all."""
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    exp_id = con.execute("SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()[0]
+    out = {}
+    for table, key in (("runs", "run_uuid"), ("tags", "run_uuid"), ("params", "run_uuid"), ("metrics", "run_uuid"),
+                       ("latest_metrics", "run_uuid"), ("experiments", "experiment_id"),
+                       ("experiment_tags", "experiment_id")):
+        rows = []
+        for row in con.execute(f"SELECT * FROM {table} WHERE {key} = ?", (exp_id if key == "experiment_id" else run_id,)):
+            d = dict(row)
+            for col in ("run_uuid", "experiment_id", "start_time", "end_time", "creation_time", "last_update_time",
+                        "name", "artifact_location", "artifact_uri"):
+                if col in d and not (table in ("tags", "params", "metrics", "latest_metrics") and col == "name"):
+                    d[col] = "<set>" if d[col] is not None else None
+            rows.append(tuple(sorted(d.items())))
+        out[table] = sorted(rows)
+    return out
+
+
 def _view(client, run_id: str) -> dict:
     run = client.get_run(run_id)
     exp = client.get_experiment(run.info.experiment_id)
@@ -105,6 +128,9 @@ def test_writer_writes_what_mlflow_writes(store, tmp_path):
     theirs = _record(mlflow_store, "notebooks/b", (tmp_path / "arts2" / "same").as_uri(), artifacts)
     mine, reference = _view(client, ours), _view(client, theirs)
     assert mine == reference
+    db = uri[len("sqlite:///"):]
+    assert _rows(db, ours) == _rows(db, theirs)  # every column, including those entities hide
+    assert not [p for p in (tmp_path / "arts").rglob("*") if p.name.startswith(UPLOADING_PREFIX)]
     assert mine["metrics"] == {"accuracy": 0.9, "loss": 2.0, "f1": 1.0}  # the latest by step
     assert len(mine["files"]) == 3
     # MLflow's search reads what the writer wrote (latest metrics, params, tags)
@@ -169,3 +195,58 @@ def test_nbops_run_on_the_embedded_store_does_not_import_mlflow(project):
     assert kinds == {"ipynb", "html"}
     assert runs[0].data.params == {"n": "3"} and runs[1].data.params == {"n": "1"}
     assert set(runs[0].data.tags) == set(runs[1].data.tags)  # the same record either way
+
+
+def test_settings_only_mlflow_honours_send_the_writes_to_mlflow(store, monkeypatch):
+    uri, client, _ = store
+    opened = []
+
+    def opener():
+        opened.append(1)
+        return client
+
+    assert isinstance(open_store(uri, LazyClient(opener)), SqliteWriter) and not opened
+    for var in ("NBOPS_NO_FAST_REGISTRY", "MLFLOW_ENABLE_WORKSPACES", "MLFLOW_ACTIVE_MODEL_ID"):
+        with monkeypatch.context() as m:
+            m.setenv(var, "1")
+            assert isinstance(open_store(uri, LazyClient(opener)), ClientStore), var
+
+
+def test_sqlite_errors_a_store_has_are_store_errors_and_bugs_are_not():
+    from nbops.core.store import is_store_error
+
+    assert is_store_error(sqlite3.OperationalError("database is locked"))
+    assert not is_store_error(sqlite3.IntegrityError("UNIQUE constraint failed"))
+    assert not is_store_error(sqlite3.ProgrammingError("Incorrect number of bindings"))
+
+
+def test_writer_threads_and_mlflow_write_the_same_store_at_once(store, tmp_path):
+    """Two writer threads and MLflow's client (as a kernel writes) on one database: every row lands."""
+    import threading
+
+    uri, client, mlflow_store = store
+    writer = SqliteWriter(uri, no_fallback)
+    exp = writer.experiment_id("notebooks/busy", (tmp_path / "arts").as_uri())
+    errors: list[Exception] = []
+
+    def work(s, who):
+        try:
+            for i in range(15):
+                run_id = s.create_run(exp, {"mlflow.user": who}, f"{who} {i}", 1)
+                s.log_params(run_id, {"i": str(i)})
+                s.log_metrics(run_id, {"m": float(i)}, 2)
+                s.set_terminated(run_id, "FINISHED")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(writer, "w1")), threading.Thread(target=work, args=(writer, "w2")),
+               threading.Thread(target=work, args=(mlflow_store, "mlflow"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    runs = client.search_runs([exp], max_results=1000)
+    assert len(runs) == 45 and {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.data.metrics["m"] for r in runs) == sorted([float(i) for i in range(15)] * 3)
+    assert sorted(r.info.user_id for r in runs) == sorted(["mlflow"] * 15 + ["w1"] * 15 + ["w2"] * 15)

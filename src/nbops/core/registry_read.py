@@ -65,9 +65,15 @@ _CLIENT_ONLY_ENV = ("MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT
                     "MLFLOW_ENABLE_WORKSPACES")
 
 
+def client_only(extra: tuple[str, ...] = ()) -> bool:
+    """Whether a setting MLflow's client honours (or NBOPS_NO_FAST_REGISTRY, the off switch of
+    every path around it) sends this process's store calls to MLflow's client."""
+    return any(os.environ.get(k) for k in ("NBOPS_NO_FAST_REGISTRY", *_CLIENT_ONLY_ENV, *extra))
+
+
 def fast_reader(uri: str) -> Reader | None:
     """A reader that does not import mlflow for URI, or None where only MLflow can read it."""
-    if os.environ.get("NBOPS_NO_FAST_REGISTRY") or any(os.environ.get(k) for k in _CLIENT_ONLY_ENV):
+    if client_only():
         return None
     if uri.startswith("sqlite:///"):
         from nbops.core.sqlite_store import SqliteReader

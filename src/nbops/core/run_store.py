@@ -121,7 +121,8 @@ class LazyClient:
 
 def open_store(uri: str, client: LazyClient) -> ClientStore | Any:
     """The embedded store's writer when it can take the runs, else MLflow's client (opened now)."""
-    from nbops.core.sqlite_writer import SqliteWriter, Unavailable
+    from nbops.core.registry_read import Unavailable
+    from nbops.core.sqlite_writer import SqliteWriter
 
     if uri.startswith("sqlite:///"):
         try:

@@ -8,6 +8,8 @@ folder as MLflow's local repository does, and only
 - for a schema revision it was checked against (`KNOWN_REVISIONS`: tests/integration/
   test_sqlite_writer.py compares every write with MlflowClient's on the installed MLflow, and
   fails when MLflow's schema moves on, so that the list is re-checked, not guessed);
+- without a setting that changes where MLflow writes (workspaces, an active model: see
+  `registry_read.client_only`; NBOPS_NO_FAST_REGISTRY turns every fast path off);
 - in the plain case. A key MLflow might refuse, a value it would truncate, a NaN or infinite
   metric, a param already set to another value, a run or experiment that is not active, the run
   name tag, datasets, a YAML artifact, an artifact store that is not a local folder: each goes to
@@ -35,16 +37,19 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from nbops.core.registry_read import Unavailable, client_only
+
 # alembic revisions of MLflow's schema whose rows this writer writes (MLflow 3.17)
 KNOWN_REVISIONS = frozenset({"dc11669786a5"})
 DEFAULT_WORKSPACE = "default"
 _KEY = re.compile(r"^[A-Za-z0-9_\-. /]{1,250}$")  # a subset of what MLflow accepts
 MAX_PARAM_VALUE, MAX_TAG_VALUE, MAX_EXPERIMENT_NAME = 6000, 8000, 500  # MLflow's limits
+MAX_LOCATION = 2048  # MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH's default
 RUN_NAME_TAG = "mlflow.runName"
-
-
-class Unavailable(Exception):
-    """The writer cannot take this store: MLflow's client does."""
+# MLflow's local artifact repository stages files under this prefix and never lists them
+UPLOADING_PREFIX = ".artifact.uploading."
+# settings that make MLflow write more than these rows (log_batch also links an active model)
+WRITER_CLIENT_ONLY_ENV = ("MLFLOW_ACTIVE_MODEL_ID", "_MLFLOW_ACTIVE_MODEL_ID", "MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH")
 
 
 class _Delegate(Exception):
@@ -58,6 +63,13 @@ def _plain_key(key: Any) -> bool:
 
 def _plain_values(items: dict[str, Any], limit: int) -> bool:
     return all(_plain_key(k) and isinstance(v, str) and len(v) <= limit for k, v in items.items())
+
+
+def _plain_location(uri: str | None) -> bool:
+    if not uri:
+        return False
+    parsed = urlparse(uri)
+    return not (parsed.query or parsed.fragment or parsed.params)
 
 
 def local_path(uri: str) -> Path | None:
@@ -74,6 +86,8 @@ class SqliteWriter:
     def __init__(self, uri: str, fallback: Callable[[], Any]):
         self.db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
         self._fallback, self._client, self._lock = fallback, None, threading.Lock()
+        if client_only(WRITER_CLIENT_ONLY_ENV):
+            raise Unavailable("a setting only MLflow's client honours")
         if "?" in uri or not self.db.is_file():
             raise Unavailable("no store yet")  # MLflow creates it (and its schema)
         try:
@@ -138,7 +152,8 @@ class SqliteWriter:
             found = find(con)  # created meanwhile?
             if found is not None:
                 return found
-            if not location or not name.strip() or len(name) > MAX_EXPERIMENT_NAME or local_path(location) is None:
+            if (not location or not name.strip() or len(name) > MAX_EXPERIMENT_NAME or len(location) > MAX_LOCATION
+                    or local_path(location) is None):
                 raise _Delegate
             now = int(time.time() * 1000)
             columns = "name, artifact_location, lifecycle_stage, creation_time, last_update_time"
@@ -155,9 +170,9 @@ class SqliteWriter:
         def body(con: sqlite3.Connection) -> str:
             row = con.execute("SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = ?",
                               (int(experiment_id),)).fetchone()
-            if (row is None or row[0] != "active" or not row[1] or RUN_NAME_TAG in tags or not run_name
-                    or len(run_name) > 250 or not _plain_values(tags, MAX_TAG_VALUE)):
-                raise _Delegate
+            if (row is None or row[0] != "active" or not _plain_location(row[1]) or RUN_NAME_TAG in tags
+                    or not run_name or len(run_name) > 250 or not _plain_values(tags, MAX_TAG_VALUE)):
+                raise _Delegate  # (a location with a query: MLflow puts the run's folder before it)
             run_id = uuid.uuid4().hex
             artifact_uri = f"{row[1].rstrip('/')}/{run_id}/artifacts"  # MLflow's append_to_uri_path
             con.execute(
@@ -256,7 +271,7 @@ class SqliteWriter:
         if folder is None:
             return self.client.log_artifact(run_id, path, artifact_path)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".nbops-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=UPLOADING_PREFIX)
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
                 shutil.copyfileobj(src, out)

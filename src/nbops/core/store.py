@@ -75,7 +75,8 @@ def is_store_error(exc: BaseException) -> bool:
     import sqlite3
     import sys
 
-    kinds: tuple[type, ...] = (OSError, TimeoutError, sqlite3.Error)  # sqlite: core/sqlite_writer.py
+    # core/sqlite_writer.py: a locked, busy, full or read-only database (its other errors are bugs)
+    kinds: tuple[type, ...] = (OSError, TimeoutError, sqlite3.OperationalError)
     loaded = sys.modules.get("mlflow.exceptions")  # not imported: not one of MLflow's errors
     return isinstance(exc, kinds + ((loaded.MlflowException,) if loaded else ()))
 

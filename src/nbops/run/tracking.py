@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from nbops import __version__
 from nbops.core.config import Settings
 from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_repo, who_ran
 from nbops.core.errors import TrackingError, first_line
+from nbops.core.registry_read import Unavailable
 from nbops.core.run_store import LazyClient, open_store
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
@@ -98,7 +100,10 @@ class Tracker:
         self.client: Any = LazyClient(self._open_client)
         self.store = open_store(self.uri, self.client)
         if not self.client._is_open():
-            self.reaped = orphans.reap(self.store)
+            try:
+                self.reaped = orphans.reap(self.store)
+            except (Unavailable, sqlite3.Error):  # MLflow's client ends them, or says why it cannot
+                self.client._get()
         self.retry_env = retry_env()
         self.retry_s = settings.tracking_retry_s
         self.heartbeat = orphans.Heartbeat(self.store)
@@ -168,7 +173,10 @@ class Tracker:
                      "source": json.dumps({"uri": (root / path).as_uri()})}
                     for path, digest in digests.items()], "training")
         except Exception as exc:
-            self.store.delete_run(run_id)  # nothing half-written
+            try:
+                self.store.delete_run(run_id)  # nothing half-written
+            except Exception:  # noqa: BLE001 - already failing: the first error is the one to say
+                pass
             if not is_store_error(exc):
                 raise
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
