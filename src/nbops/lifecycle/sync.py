@@ -155,19 +155,23 @@ def sync(settings: Settings, registrar: Any, on_done: Callable[[Synced], None] |
     """Upload every spooled run to the project's store; one Synced per entry, in spool order."""
     from nbops.run.tracking import Tracker
 
-    entries = spool.entries(spool.spool_root(settings.root))
-    if not entries:
+    root = spool.spool_root(settings.root)
+    if not spool.entries(root):
         return []
-    tracker = Tracker(settings, registrar=registrar)  # reachability checked, orphans ended
-    out = []
-    for entry in entries:
-        try:
-            done = sync_entry(tracker.client, tracker.uri, tracker._experiment_id, entry, registrar)
-        except Exception as exc:
-            if not is_store_error(exc):
-                raise
-            done = Synced(entry.name, "", error=mask_uri(first_line(exc)))
-        out.append(done)
-        if on_done:
-            on_done(done)
-    return out
+    with spool.uploading(root):  # one sync at a time
+        entries = spool.entries(root)  # again: a sync that just ended may have taken them
+        if not entries:
+            return []
+        tracker = Tracker(settings, registrar=registrar)  # reachability checked, orphans ended
+        out = []
+        for entry in entries:
+            try:
+                done = sync_entry(tracker.client, tracker.uri, tracker._experiment_id, entry, registrar)
+            except Exception as exc:
+                if not is_store_error(exc):
+                    raise
+                done = Synced(entry.name, "", error=mask_uri(first_line(exc)))
+            out.append(done)
+            if on_done:
+                on_done(done)
+        return out

@@ -21,6 +21,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,25 @@ def models(entry: Path) -> list[tuple[dict[str, Any], Path]]:
             meta = json.loads((sub / "model.json").read_text(encoding="utf-8"))
             out.append((meta, sub / "files"))
     return out
+
+
+@contextmanager
+def uploading(root: Path) -> Iterator[None]:
+    """Held by `nbops sync` while it uploads ROOT's entries: a second sync of the same spool stops
+    with one line instead of uploading the same runs again (an flock on the folder itself, so
+    nothing is left behind, and a sync that dies lets go of it with its process)."""
+    import fcntl
+
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrackingError(f"another `nbops sync` is uploading {root} now",
+                                hint="wait for it to finish; it uploads every entry") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def remove(entry: Path) -> None:
