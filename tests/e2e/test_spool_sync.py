@@ -124,3 +124,40 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
             assert versions[0].run_id in {r.info.run_id for r in synced}
     finally:
         server.kill()
+
+
+def test_server_killed_mid_sweep_keeps_the_points_and_exits_4(project, tmp_path):
+    """A sweep whose server dies while its points run: exit 4 as `nbops run` (not 1 or 2), every
+    point in the spool, one line each; `nbops sync` uploads them once the server is back."""
+    write_notebook(project / "notebooks" / "s.ipynb", [
+        ("code", "c = 1", ["parameters"]),
+        ("code", "import pathlib, time\npathlib.Path(f'../started-{c}').touch()\ntime.sleep(8)"),
+        ("code", "import nbops\nnbops.record('score', c / 10)"),
+    ])
+    server = MlflowServer(tmp_path / "server")
+    server.start()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+    env.update(MLFLOW_TRACKING_URI=server.uri, NBOPS_TRACKING_RETRY_S="3")
+    try:
+        proc = subprocess.Popen([NBOPS, "sweep", "notebooks/s.ipynb", "-p", "c=1,2", "--jobs", "2", "--quiet"],
+                                cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while (sum((project / f"started-{c}").exists() for c in (1, 2)) < 2
+                   and proc.poll() is None and time.monotonic() < deadline):
+                time.sleep(0.2)
+            server.kill()
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 4, (out, err)
+        assert "Traceback" not in out + err, err
+        assert out.count("not recorded: kept in .nbops/spool/") == 2, out
+        assert len(list((project / ".nbops" / "spool").iterdir())) == 2
+        server.start()
+        synced = _nbops(project, env, "sync")
+        assert synced.returncode == 0 and synced.stdout.count("synced notebooks/s.ipynb") == 2, synced.stdout
+    finally:
+        server.kill()

@@ -64,7 +64,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from nbops.notebook.params import load_params_file
     from nbops.run.progress import make_progress
     from nbops.run.runner import plan_runs
-    from nbops.run.summary import print_sweep
+    from nbops.run.summary import exit_code, print_sweep
     from nbops.run.sweep import parse_grid, run_sweep
 
     settings = options.settings(kernel_name=args.kernel)
@@ -85,7 +85,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print_sweep(result, settings)
-    return 0 if all(o.ok for o in result.outcomes) else 1
+    return exit_code(result.outcomes)  # as `nbops run`: 4 when a point is only in the spool
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
