@@ -39,6 +39,21 @@ def _nbops(project: Path, env: dict[str, str], *args: str, timeout: float = 300)
     return subprocess.run([NBOPS, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _kill_server_once_started(proc: subprocess.Popen, server: MlflowServer, markers: list[Path]) -> tuple[str, str]:
+    """Kill SERVER once two of MARKERS exist (two notebooks asleep), then PROC's (stdout, stderr)."""
+    try:
+        deadline = time.monotonic() + 120
+        while sum(m.exists() for m in markers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sum(m.exists() for m in markers) == 2, proc.communicate()
+        server.kill()
+        return proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
@@ -55,18 +70,8 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         proc = subprocess.Popen([NBOPS, "run", *(f"notebooks/{n}.ipynb" for n in names), "--jobs", "2",
                                  "--quiet"], cwd=project, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while (sum((project / f"started-{n}").exists() for n in names) < 2
-                   and proc.poll() is None and time.monotonic() < deadline):
-                time.sleep(0.2)
-            assert sum((project / f"started-{n}").exists() for n in names) == 2, proc.communicate()
-            server.kill()  # mid-batch: two notebooks asleep, the third not started
-            out, err = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        # mid-batch: two notebooks asleep, the third not started
+        out, err = _kill_server_once_started(proc, server, [project / f"started-{n}" for n in names])
         assert proc.returncode == 4, (out, err)
         assert "Traceback" not in out + err, err
         assert not [line for line in err.splitlines() if line.strip()], err  # the summary says it all
@@ -141,17 +146,7 @@ def test_server_killed_mid_sweep_keeps_the_points_and_exits_4(project, tmp_path)
     try:
         proc = subprocess.Popen([NBOPS, "sweep", "notebooks/s.ipynb", "-p", "c=1,2", "--jobs", "2", "--quiet"],
                                 cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while (sum((project / f"started-{c}").exists() for c in (1, 2)) < 2
-                   and proc.poll() is None and time.monotonic() < deadline):
-                time.sleep(0.2)
-            server.kill()
-            out, err = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        out, err = _kill_server_once_started(proc, server, [project / f"started-{c}" for c in (1, 2)])
         assert proc.returncode == 4, (out, err)
         assert "Traceback" not in out + err, err
         assert out.count("not recorded: kept in .nbops/spool/") == 2, out

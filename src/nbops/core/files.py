@@ -62,3 +62,15 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def local_path(uri: str) -> Path | None:
+    """The local file or folder a URI names (file:// or a plain absolute path), else None."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return Path(unquote(parts.path))
+    if not parts.scheme and uri.startswith("/"):
+        return Path(uri)
+    return None

@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
+from nbops.core.files import local_path
 from nbops.core.registry_read import Unavailable, client_only
 
 # alembic revisions of MLflow's schema whose rows this writer writes (MLflow 3.17)
@@ -70,16 +70,6 @@ def _plain_location(uri: str | None) -> bool:
         return False
     parsed = urlparse(uri)
     return not (parsed.query or parsed.fragment or parsed.params)
-
-
-def local_path(uri: str) -> Path | None:
-    """The local folder of an artifact URI (file:// or a plain absolute path), else None."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(url2pathname(parsed.path))
-    if not parsed.scheme and uri.startswith("/"):
-        return Path(uri)
-    return None
 
 
 class SqliteWriter:

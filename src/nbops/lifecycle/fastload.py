@@ -14,23 +14,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from nbops.core.files import local_path
 from nbops.core.registry_read import Unavailable, fast_reader
 from nbops.lifecycle.registry import VersionInfo
 
 # the signature types `models.Column` takes as they are (MLflow's DataType names)
 _PLAIN_TYPES = {"double", "float", "long", "integer", "boolean", "string", "binary", "datetime"}
 _FORMATS = ("skops", "pickle", "cloudpickle")
-
-
-def _local_path(uri: str) -> Path | None:
-    parts = urlsplit(uri)
-    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
-        return Path(unquote(parts.path))
-    if not parts.scheme and uri.startswith("/"):
-        return Path(uri)
-    return None
 
 
 def model_dir(version: VersionInfo) -> Path | None:
@@ -44,9 +35,9 @@ def model_dir(version: VersionInfo) -> Path | None:
             location = reader.artifact_location(source[len("models:/"):])
         except Unavailable:
             return None
-        folder = _local_path(location) if location else None
+        folder = local_path(location) if location else None
     else:
-        folder = _local_path(source)
+        folder = local_path(source)
     return folder if folder is not None and (folder / "MLmodel").is_file() else None
 
 
