@@ -155,6 +155,23 @@ def classification_metrics(y_true, y_pred, prefix: str = "") -> dict[str, float]
     return metrics
 
 
+def _skops_io():
+    """`skops.io`, imported without torch: skops lists scikit-learn's estimators by importing
+    every scikit-learn module, torch's array-API shim included (~3 s of a kernel whose model never
+    uses torch; `nbops predict` and `serve` load models the same way, lifecycle/models.py). An
+    import refused there is skipped; nothing of torch is cached, so a later `import torch` works."""
+    if "torch" in sys.modules or "skops.io" in sys.modules:  # already paid for
+        import skops.io
+
+        return skops.io
+    sys.modules["torch"] = None  # None: `import torch` raises ImportError
+    try:
+        import skops.io
+    finally:
+        del sys.modules["torch"]
+    return skops.io
+
+
 def log_sklearn_model(model, X_example, name: str = "model"):
     """Log a fitted scikit-learn model to the run nbops started, with a signature and an example.
 
@@ -164,11 +181,12 @@ def log_sklearn_model(model, X_example, name: str = "model"):
         return None
     import mlflow
     import sklearn
-    import skops.io  # MLflow's default, safe format for scikit-learn models
     from mlflow.models import infer_signature
 
+    skops_io = _skops_io()  # MLflow's default, safe format for scikit-learn models
+
     # The types this model needs when loaded back: trusted, since we just built it.
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    trusted = skops_io.get_untrusted_types(data=skops_io.dumps(model))
     example = X_example.head(5)
     signature = infer_signature(example, model.predict(example))
     info = mlflow.sklearn.log_model(
