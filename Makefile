@@ -12,23 +12,18 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 
 .PHONY: install demo test test-fast lint bench clean dist tools
 
-# `make demo` installs only what the demo needs (nbops and the torch extra), one line per package
-# so a first run is not silent for minutes; `make install`/`make test` add the dev extra. No .pyc
-# ahead of time (--no-compile: pip's compile step was ~45% of an install here): Python writes
-# them for the modules a run imports.
+# `make demo` installs only what the demo needs (nbops and the torch extra), with uv configured as
+# pip is on this machine (scripts/install_venv.py: pip's mirrors and constraints; plain pip where
+# uv cannot be had). uv links packages from its cache, so a fresh clone installs in seconds; no
+# .pyc ahead of time: Python compiles the modules a run imports. `make install`/`make test` add
+# the dev extra with pip.
 DEMO_STAMP := $(VENV)/.demo-stamp
-PIP_PROGRESS := 2>&1 | { grep --line-buffered -E '^(Collecting|Processing|Installing collected|Successfully|ERROR)' || true; }
 
-$(DEMO_STAMP): pyproject.toml
-	@echo "== [1/3] virtual environment $(VENV)"
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip $(QUIET_PIP)
-	# The CPU build of PyTorch; pinned so pip takes the wheel on local disk instead of the
-	# newest release with several GB of CUDA packages.
-	@echo "== [2/3] PyTorch, CPU build"
-	$(BIN)/python -m pip install --no-compile "torch==2.13.0" $(PIP_PROGRESS)
-	@echo "== [3/3] nbops and what the demo needs (.[torch])"
-	$(BIN)/python -m pip install --no-compile -e ".[torch]" $(PIP_PROGRESS)
+$(DEMO_STAMP): pyproject.toml scripts/install_venv.py
+	@echo "== [1/2] nbops, the CPU build of PyTorch and what the demo needs (.[torch]) into $(VENV)"
+	# torch pinned: pip and uv take the wheel on local disk instead of the newest release with
+	# several GB of CUDA packages
+	$(PYTHON) scripts/install_venv.py $(VENV) "torch==2.13.0" -e ".[torch]"
 	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml $(DEMO_STAMP)
@@ -39,6 +34,7 @@ $(STAMP): pyproject.toml $(DEMO_STAMP)
 install: $(STAMP)
 
 demo: $(DEMO_STAMP)
+	@echo "== [2/2] the example notebooks (notebooks/*.ipynb) into ./mlflow.db"
 	$(BIN)/nbops run notebooks/*.ipynb
 	@echo "Open the results with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
@@ -96,7 +92,7 @@ test-fast: $(STAMP)
 	time $(BIN)/python -m pytest tests/unit -m "not slow" -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests scripts $(wildcard bench)
 	$(BIN)/mypy src
 
 # Every benchmark prints its table and verdicts; a missed goal is reported, not an error, and the
