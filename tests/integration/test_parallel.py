@@ -141,3 +141,37 @@ def test_a_tracked_batch_runs_at_most_jobs_kernels_at_once(project, mlflow_clien
     most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert most <= 2, spans
     assert sorted(r.info.status for r in all_runs(mlflow_client())) == ["FINISHED"] * 6
+
+
+def test_kernels_talk_over_private_unix_sockets_that_are_removed(project, mlflow_client, monkeypatch, tmp_path):
+    """No TCP ports on localhost (picked, released, then bound by the kernel: a window in which
+    another process can take one and the kernel never answers): Unix sockets in a folder only
+    this user can enter, gone after the run."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    paths = [str(write_notebook(project / "notebooks" / f"ipc{i}.ipynb", [
+        ("code", "import os, stat, nbops\n"
+                 "from ipykernel.connect import get_connection_info\n"
+                 "info = get_connection_info(unpack=True)\n"
+                 "folder = os.path.dirname(info['ip'])\n"
+                 "nbops.record('transport', info['transport'])\n"
+                 "nbops.record('folder', folder)\n"
+                 "nbops.record('mode', stat.S_IMODE(os.stat(folder).st_mode))\n"
+                 "nbops.record('sockets', sorted(os.listdir(folder)))"),
+    ])) for i in range(3)]
+    assert main(["run", *paths, "--jobs", "2"]) == 0
+    assert list(scratch.iterdir()) == []  # nothing left behind
+    client = mlflow_client()
+    seen = []
+    for run in all_runs(client):
+        with open(client.download_artifacts(run.info.run_id, "nbops/records.json")) as f:
+            seen.append(json.load(f))
+    assert len(seen) == 3
+    for records in seen:
+        assert records["transport"] == "ipc"
+        assert os.path.dirname(records["folder"]) == str(scratch) and records["mode"] == 0o700
+        assert len(records["sockets"]) == 5  # shell, iopub, stdin, control, heartbeat
+    assert len({r["folder"] for r in seen}) == 3  # one folder per kernel

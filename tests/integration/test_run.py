@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -124,7 +125,7 @@ def test_cell_error_fails_the_run_and_names_the_source_cell(project, mlflow_clie
 def test_dead_kernel_fails_fast(project, mlflow_client, capsys):
     nb_path = write_notebook(project / "notebooks" / "die.ipynb", [
         ("code", "import os"),
-        ("code", "os._exit(1)"),
+        ("code", "os.write(2, b'last words of the kernel\\n')\nos._exit(1)"),
         ("code", "print('never')"),
     ])
     start = time.monotonic()
@@ -132,9 +133,21 @@ def test_dead_kernel_fails_fast(project, mlflow_client, capsys):
     assert time.monotonic() - start < 30
     out = capsys.readouterr().out
     assert "FAILED notebooks/die.ipynb: cell 2: DeadKernel: the kernel died" in out
-    assert "kernel log:" in out
+    log = re.search(r"kernel log: (\S+)", out)
+    assert log and "last words of the kernel" in (project / log.group(1)).read_text()  # its stderr
     [run] = all_runs(mlflow_client())
     assert run.info.status == "FAILED"
+
+
+def test_a_kernel_killed_without_a_word_says_so(project, mlflow_client, capsys):
+    nb_path = write_notebook(project / "notebooks" / "killed.ipynb", [
+        ("code", "import os, signal"),
+        ("code", "os.kill(os.getpid(), signal.SIGKILL)"),
+    ])
+    assert main(["run", str(nb_path)]) == 1
+    out = capsys.readouterr().out
+    assert "cell 2: DeadKernel: the kernel died and wrote nothing to stderr (killed? out of memory?)" in out
+    assert "kernel log" not in out and not list((project / "runs").rglob("*.kernel.log"))
 
 
 @pytest.mark.parametrize("flags,expected", [

@@ -12,7 +12,9 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -113,6 +115,7 @@ def _engine_class():
                 # none with immediate), which doubled the time of a batch of small notebooks.
                 shutdown_kernel="immediate",
             )
+            sockets = _kernel_sockets(final)
             if (env and env.get("MLFLOW_RUN_ID")) or late_env is not None:
                 # resume nbops's run when the notebook imports mlflow (see nbops/_kernel.py)
                 final["extra_arguments"] = ["--IPKernelApp.exec_lines=import nbops._kernel"]
@@ -140,8 +143,32 @@ def _engine_class():
                 raise
             finally:
                 done.set()
+                if sockets is not None:  # the kernel's sockets are gone with it; a dead one's too
+                    shutil.rmtree(sockets, ignore_errors=True)
 
     return NbopsEngine
+
+
+def _kernel_sockets(client_kwargs: dict[str, Any]) -> str | None:
+    """Have the kernel talk to nbops over Unix sockets in a private folder (returned, to be
+    removed after the run), not over TCP ports on localhost.
+
+    jupyter_client picks a kernel's five TCP ports by binding port 0 and closing the socket
+    before the kernel binds them; in between, any process (another kernel of the batch, a
+    connection's ephemeral source port) can take one, and the kernel then never answers:
+    "Kernel didn't respond in 60 seconds" (seen once in a `make bench` of 10-notebook batches at
+    --jobs 2; papermill#239, nbconvert#1066). IPC sockets have no such window, and a folder only
+    this user can enter keeps other local users off them. Only where Unix sockets exist."""
+    if os.name != "posix":
+        return None
+    from traitlets.config import Config
+
+    folder = tempfile.mkdtemp(prefix="nbops-kernel-")  # mode 0700; short: socket paths <= 104 bytes
+    config = Config(client_kwargs.get("config") or {})
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(folder, "k")  # the sockets are k-<n>
+    client_kwargs["config"] = config
+    return folder
 
 
 def _late_env_hook(client, late_env, state: dict):
@@ -385,6 +412,9 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
         failure = CellError(where.cell if where else None, failure.ename, failure.evalue)
     if failure is None or kernel_log.stat().st_size == 0:
         kernel_log.unlink()  # only a failed run's kernel output is worth keeping
+        if failure is not None and failure.ename == "DeadKernel":  # no log to point at
+            failure = CellError(failure.cell, failure.ename,
+                                "the kernel died and wrote nothing to stderr (killed? out of memory?)")
     return RunResult(
         spec=spec,
         status=("interrupted" if state.get("interrupted") else "failed") if failure else "succeeded",
