@@ -27,8 +27,10 @@ LISTS = {"extra-index-url": "--extra-index-url", "find-links": "--find-links",
          "constraint": "--constraint", "trusted-host": "--allow-insecure-host"}
 SINGLE = {"index-url": "--index-url"}
 FLAGS = {"no-index": "--no-index", "pre": "--prerelease=allow"}
-ENV = {"cert": "SSL_CERT_FILE", "timeout": "UV_HTTP_TIMEOUT", "default-timeout": "UV_HTTP_TIMEOUT",
-       "proxy": "HTTPS_PROXY"}
+ENV = {"cert": ["SSL_CERT_FILE"], "timeout": ["UV_HTTP_TIMEOUT"], "default-timeout": ["UV_HTTP_TIMEOUT"],
+       "proxy": ["HTTPS_PROXY", "HTTP_PROXY"]}  # pip's proxy serves both schemes
+# pip's own reading of a yes/no setting (its strtobool)
+TRUE, FALSE = {"y", "yes", "t", "true", "on", "1"}, {"n", "no", "f", "false", "off", "0"}
 # settings that change nothing about what gets installed from where
 HARMLESS = {"disable-pip-version-check", "no-color", "progress-bar", "quiet", "verbose",
             "root-user-action", "cache-dir", "no-cache-dir", "no-input", "retries", "log",
@@ -57,14 +59,19 @@ def pip_settings(listing: str) -> dict[str, str]:
     return merged
 
 
-def _truthy(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _truthy(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word not in TRUE | FALSE:
+        raise ValueError(f"pip setting {name}={value!r} is neither yes nor no")
+    return word in TRUE
 
 
 def uv_options(settings: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """uv's command-line options and environment for pip's SETTINGS; ValueError names a
     setting uv would not honour the same way."""
-    args = ["--index-strategy", "unsafe-best-match"]  # pip's rule: the best version on any index
+    # pip's rule: the best version on any index; and no uv.toml or [tool.uv] of the project or
+    # the user, which pip would not read (UV_* variables a user sets still apply)
+    args = ["--no-config", "--index-strategy", "unsafe-best-match"]
     env: dict[str, str] = {}
     for name, value in settings.items():
         if name in LISTS:
@@ -73,9 +80,9 @@ def uv_options(settings: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         elif name in SINGLE:
             args += [SINGLE[name], value]
         elif name in FLAGS:
-            args += [FLAGS[name]] if _truthy(value) else []
+            args += [FLAGS[name]] if _truthy(name, value) else []
         elif name in ENV:
-            env[ENV[name]] = value
+            env.update(dict.fromkeys(ENV[name], value))
         elif name not in HARMLESS:
             raise ValueError(f"pip setting {name}={value!r} has no uv translation here")
     return args, env
@@ -124,9 +131,15 @@ def with_uv(venv: Path, requirements: list[str]) -> bool:
     return False
 
 
+def ensure_pip(venv: Path) -> bool:
+    """pip in VENV (made without it, or left without it by a failed uv)."""
+    python = str(venv / "bin" / "python")
+    return (venv / "bin" / "pip").exists() or run([python, "-m", "ensurepip", "--upgrade"], quiet=True)
+
+
 def with_pip(venv: Path, requirements: list[str]) -> bool:
     python = str(venv / "bin" / "python")
-    if not (venv / "bin" / "pip").exists() and not run([python, "-m", "ensurepip", "-q"]):
+    if not ensure_pip(venv):
         return False
     return (run([python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
             and run([python, "-m", "pip", "install", "--no-compile", *requirements]))

@@ -143,6 +143,24 @@ def test_a_tracked_batch_runs_at_most_jobs_kernels_at_once(project, mlflow_clien
     assert sorted(r.info.status for r in all_runs(mlflow_client())) == ["FINISHED"] * 6
 
 
+REPORT_CONNECTION = ("import os, stat, nbops\n"
+                     "from ipykernel.connect import get_connection_info\n"
+                     "info = get_connection_info(unpack=True)\n"
+                     "folder = os.path.dirname(info['ip'])\n"
+                     "nbops.record('transport', info['transport'])\n"
+                     "nbops.record('folder', folder)\n"
+                     "nbops.record('mode', stat.S_IMODE(os.stat(folder).st_mode) if info['transport'] == 'ipc' else 0)\n"
+                     "nbops.record('sockets', sorted(os.listdir(folder)) if info['transport'] == 'ipc' else [])")
+
+
+def connection_records(client):
+    seen = []
+    for run in all_runs(client):
+        with open(client.download_artifacts(run.info.run_id, "nbops/records.json")) as f:
+            seen.append(json.load(f))
+    return seen
+
+
 def test_kernels_talk_over_private_unix_sockets_that_are_removed(project, mlflow_client, monkeypatch, tmp_path):
     """No TCP ports on localhost (picked, released, then bound by the kernel: a window in which
     another process can take one and the kernel never answers): Unix sockets in a folder only
@@ -152,26 +170,47 @@ def test_kernels_talk_over_private_unix_sockets_that_are_removed(project, mlflow
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    paths = [str(write_notebook(project / "notebooks" / f"ipc{i}.ipynb", [
-        ("code", "import os, stat, nbops\n"
-                 "from ipykernel.connect import get_connection_info\n"
-                 "info = get_connection_info(unpack=True)\n"
-                 "folder = os.path.dirname(info['ip'])\n"
-                 "nbops.record('transport', info['transport'])\n"
-                 "nbops.record('folder', folder)\n"
-                 "nbops.record('mode', stat.S_IMODE(os.stat(folder).st_mode))\n"
-                 "nbops.record('sockets', sorted(os.listdir(folder)))"),
-    ])) for i in range(3)]
+    paths = [str(write_notebook(project / "notebooks" / f"ipc{i}.ipynb", [("code", REPORT_CONNECTION)]))
+             for i in range(3)]
     assert main(["run", *paths, "--jobs", "2"]) == 0
     assert list(scratch.iterdir()) == []  # nothing left behind
-    client = mlflow_client()
-    seen = []
-    for run in all_runs(client):
-        with open(client.download_artifacts(run.info.run_id, "nbops/records.json")) as f:
-            seen.append(json.load(f))
+    seen = connection_records(mlflow_client())
     assert len(seen) == 3
     for records in seen:
         assert records["transport"] == "ipc"
         assert os.path.dirname(records["folder"]) == str(scratch) and records["mode"] == 0o700
         assert len(records["sockets"]) == 5  # shell, iopub, stdin, control, heartbeat
     assert len({r["folder"] for r in seen}) == 3  # one folder per kernel
+
+
+def test_a_temporary_folder_too_deep_for_a_socket_address_falls_back_to_tmp(project, mlflow_client, monkeypatch,
+                                                                            tmp_path):
+    import tempfile
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # over the 104 bytes of a socket's address
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    path = write_notebook(project / "notebooks" / "deep.ipynb", [("code", REPORT_CONNECTION)])
+    assert main(["run", str(path)]) == 0
+    assert list(deep.iterdir()) == []  # the folder tried there first is gone
+    [records] = connection_records(mlflow_client())
+    assert records["transport"] == "ipc" and os.path.dirname(records["folder"]) == "/tmp"
+    assert not os.path.exists(records["folder"])
+
+
+def test_a_kernel_that_is_not_plainly_ipykernel_keeps_tcp(project, mlflow_client, monkeypatch, tmp_path):
+    """IPC only for kernelspecs that start ipykernel: other kernels may not build IPC addresses."""
+    import sys
+
+    wrapper = tmp_path / "start-kernel.sh"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m ipykernel_launcher "$@"\n')
+    wrapper.chmod(0o755)
+    spec = tmp_path / "jupyter" / "kernels" / "wrapped-py"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps(
+        {"argv": [str(wrapper), "-f", "{connection_file}"], "display_name": "wrapped", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    path = write_notebook(project / "notebooks" / "wrapped.ipynb", [("code", REPORT_CONNECTION)])
+    assert main(["run", str(path), "--kernel", "wrapped-py"]) == 0
+    [records] = connection_records(mlflow_client())
+    assert records["transport"] == "tcp"

@@ -41,7 +41,16 @@ def test_pip_settings_become_uv_options_with_pips_precedence(tmp_path):
     assert ("--find-links", "/w1") in pairs and ("--find-links", "/w2") in pairs
     assert ("--constraint", "/i.txt") in pairs and ("--constraint", "/g.txt") not in pairs
     assert "--prerelease=allow" in args
+    assert "--no-config" in args  # no uv.toml / [tool.uv], which pip would not read
     assert env["SSL_CERT_FILE"] == "/env.pem"
+
+
+def test_yes_no_settings_read_as_pip_reads_them_and_a_proxy_serves_both_schemes():
+    args, env = install_venv.uv_options({"no-index": "t", "pre": "off", "proxy": "http://proxy:3128"})
+    assert "--no-index" in args and "--prerelease=allow" not in args
+    assert env == {"HTTPS_PROXY": "http://proxy:3128", "HTTP_PROXY": "http://proxy:3128"}
+    with pytest.raises(ValueError, match="no-index"):
+        install_venv.uv_options({"no-index": "maybe"})
 
 
 def test_a_setting_uv_would_not_honour_is_refused_by_name(tmp_path):
@@ -52,4 +61,14 @@ def test_a_setting_uv_would_not_honour_is_refused_by_name(tmp_path):
 
 def test_switches_that_are_off_add_nothing():
     args, env = install_venv.uv_options({"no-index": "false", "disable-pip-version-check": "1"})
-    assert args == ["--index-strategy", "unsafe-best-match"] and env == {}
+    assert args == ["--no-config", "--index-strategy", "unsafe-best-match"] and env == {}
+
+
+def test_the_pip_fallback_gets_pip_into_a_venv_made_without_it(tmp_path):
+    """The venv starts without pip (uv brings it); falling back to pip must put it there first."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    assert not (venv / "bin" / "pip").exists()
+    assert install_venv.ensure_pip(venv)
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and str(venv) in done.stdout
