@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 from nbops.core.secrets import masked
 from nbops.notebook.scraps import read_records
+from nbops.run.kernel_sockets import kernel_sockets
 from nbops.run.saving import OutputWriteError, Saves, install_local_io
 from nbops.run.spec import RunSpec
 
@@ -118,16 +118,11 @@ def _engine_class():
             if (env and env.get("MLFLOW_RUN_ID")) or late_env is not None:
                 # resume nbops's run when the notebook imports mlflow (see nbops/_kernel.py)
                 final["extra_arguments"] = ["--IPKernelApp.exec_lines=import nbops._kernel"]
-            start_kwargs: dict[str, Any] = {}
-            if env is not None:
-                start_kwargs["env"] = env
-            if kernel_stderr is not None:
-                start_kwargs["stderr"] = kernel_stderr
-            if kernel_cwd is not None:
-                start_kwargs["cwd"] = kernel_cwd
+            start_kwargs: dict[str, Any] = {  # what the kernel's process is started with
+                k: v for k, v in (("env", env), ("stderr", kernel_stderr), ("cwd", kernel_cwd)) if v is not None}
             done = threading.Event()
             client = None
-            sockets = _kernel_sockets(final, kernel_name)
+            sockets = kernel_sockets(final, kernel_name)
             try:
                 client = PapermillNotebookClient(nb_man, **final)
                 if late_env is not None:
@@ -148,52 +143,6 @@ def _engine_class():
                     shutil.rmtree(sockets, ignore_errors=True)
 
     return NbopsEngine
-
-
-def _kernel_sockets(client_kwargs: dict[str, Any], kernel_name: str | None) -> str | None:
-    """Have an ipykernel kernel talk to nbops over Unix sockets in a private folder (returned, to
-    be removed after the run), not over TCP ports on localhost.
-
-    jupyter_client picks a kernel's five TCP ports by binding port 0 and closing the socket
-    before the kernel binds them; in between, any process (another kernel of the batch, a
-    connection's ephemeral source port) can take one, and the kernel then never answers:
-    "Kernel didn't respond in 60 seconds" (seen once in a `make bench` of 10-notebook batches at
-    --jobs 2; papermill#239, nbconvert#1066). IPC sockets have no such window, and a folder only
-    this user can enter keeps other local users off them. TCP stays where Unix sockets don't
-    exist, for kernels other than ipykernel (not all of them build IPC addresses right), and
-    where the temporary folder's path is too long for a socket's address."""
-    if os.name != "posix" or not _is_ipykernel(kernel_name):
-        return None
-    from traitlets.config import Config
-
-    for parent in (None, "/tmp"):  # the user's temporary folder, else the short one
-        folder = tempfile.mkdtemp(prefix="nbops-kernel-", dir=parent)  # mode 0700
-        ip = os.path.join(folder, "k")  # the sockets are k-1 ... k-5
-        if len(os.fsencode(ip)) + len("-99999") < _SOCKET_PATH_MAX:
-            break
-        os.rmdir(folder)
-    else:
-        return None
-    config = Config(client_kwargs.get("config") or {})
-    config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = ip
-    client_kwargs["config"] = config
-    return folder
-
-
-_SOCKET_PATH_MAX = 104  # sun_path: 104 bytes on macOS and the BSDs, 108 on Linux
-
-
-@functools.cache
-def _is_ipykernel(kernel_name: str | None) -> bool:
-    """Whether KERNEL_NAME's kernelspec starts ipykernel (whose IPC transport nbops relies on)."""
-    try:
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        argv = KernelSpecManager().get_kernel_spec(kernel_name or "python3").argv
-    except Exception:  # noqa: BLE001 - no such kernelspec: nbclient reports it, over TCP as ever
-        return False
-    return any("ipykernel" in part for part in argv)
 
 
 def _late_env_hook(client, late_env, state: dict):
