@@ -68,6 +68,15 @@ def _terminate_like_interrupt() -> None:
         signal.signal(signal.SIGTERM, terminated)
 
 
+def _quiet_abandoned_futures() -> None:
+    """Stopped by a signal, a kernel's client (nbclient, on its own event loop) can be left with
+    a future holding "Kernel died", which asyncio logs with a traceback ("Future exception was
+    never retrieved") when it is collected at exit. The one line already printed says it all."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     from nbops.core._imports import skip_slow_optional_imports
 
@@ -87,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nbops: error: {exc.one_line()}", file=sys.stderr)
         return 2
     except Terminated:
+        _quiet_abandoned_futures()
         print("nbops: terminated", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
+        _quiet_abandoned_futures()
         print("nbops: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, print one line
