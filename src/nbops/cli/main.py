@@ -21,7 +21,7 @@ from typing import NoReturn
 
 from nbops import __version__
 from nbops.cli import lab, models, options, project, review, run, store
-from nbops.core.errors import NbopsError, Terminated
+from nbops.core.errors import NbopsError, Terminated, mask_uri
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _traceback() -> str:
+    """The traceback being handled, credentials in URIs masked (a library's exception, chained
+    under ours, may quote a tracking URI with its password)."""
+    return mask_uri(traceback.format_exc())
+
+
 def _crash_log(root: Path) -> Path:
     """The traceback of a bug, in a file of its own (two crashes in one second get two files)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -52,7 +58,7 @@ def _crash_log(root: Path) -> Path:
             base.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f"crash-{stamp}-{os.getpid()}-", suffix=".log", dir=base)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(traceback.format_exc())
+                f.write(_traceback())
             return Path(name)
         except OSError:
             continue
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except NbopsError as exc:
         if args.debug:
-            traceback.print_exc()
+            print(_traceback(), end="", file=sys.stderr)
         print(f"nbops: error: {exc.one_line()}", file=sys.stderr)
         return 2
     except Terminated:
@@ -105,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, print one line
         if args.debug:
-            traceback.print_exc()
+            print(_traceback(), end="", file=sys.stderr)
         log = _crash_log(Path.cwd())
-        print(f"nbops: internal error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
+        line = mask_uri(f"{type(exc).__name__}: {exc}")
+        print(f"nbops: internal error: {line} (traceback in {log})", file=sys.stderr)
         return 3
 
 

@@ -19,18 +19,55 @@ into one line (plus a hint) and exit code 2. Anything else is a bug: exit 3 with
     │                        wrong columns, or an output that cannot be written
     ├── GitError             a git command nbops needs failed (diff, show, worktree)
     └── ReviewError          `nbops check` / `nbops review` could not do their work
+
+No message can carry a credential: an error's message, hint and str() pass through `mask_uri`
+when they are made, wherever it is raised (a tracking URI `http://user:pw@host` quoted in a
+message prints as `http://***@host`).
 """
 
 from __future__ import annotations
+
+import re
+
+# user:password@ (or a token@) inside a URI: never printed or stored. Up to the last `@` before
+# the host's end, so a password holding a raw `@` is masked whole.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^/?#\s@]*@(?:[^/?#\s@]*@)*")
+
+
+def mask_uri(text: str) -> str:
+    """TEXT with the credentials of every URI in it replaced by `***`."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
 
 
 class NbopsError(Exception):
     """Root of every error nbops reports to a user."""
 
     def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
+        super().__init__(mask_uri(str(message)))
         self.message = message
         self.hint = hint
+
+    # message and hint are masked when set, so code that builds or rewrites them later (or a
+    # subclass) cannot put a credential back
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = mask_uri(str(value))
+        self.args = (self._message, *self.args[1:])
+
+    @property
+    def hint(self) -> str | None:
+        return self._hint
+
+    @hint.setter
+    def hint(self, value: str | None) -> None:
+        self._hint = None if value is None else mask_uri(str(value))
+
+    def __str__(self) -> str:
+        return mask_uri(super().__str__())
 
     def one_line(self) -> str:
         line = self.message
@@ -66,7 +103,7 @@ class ExecutionError(NbopsError):
         self.path = path
         self.cell = cell
         self.ename = ename
-        self.evalue = evalue
+        self.evalue = mask_uri(evalue)
 
 
 class TrackingError(NbopsError):
@@ -101,4 +138,4 @@ class Terminated(KeyboardInterrupt):
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries put whole tracebacks or tables in
     theirs), or its type's name when it has none: what a one-line error can quote."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return mask_uri((str(exc).strip().splitlines() or [type(exc).__name__])[0])

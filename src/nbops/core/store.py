@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nbops.core.errors import NbopsError, TrackingError, first_line
-
-# user:password@ (or a token) inside a URI: never printed or stored
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
-
-
-def mask_uri(text: str) -> str:
-    """TEXT with the credentials of every URI in it replaced by `***`."""
-    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+# mask_uri lives with the errors (every NbopsError masks its own message); re-exported here
+from nbops.core.errors import NbopsError, TrackingError, first_line, mask_uri
 
 
 def use_store(uri: str) -> None:
