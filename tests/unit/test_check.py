@@ -270,3 +270,41 @@ def test_filter_process_cleans_large_notebooks_and_passes_smudge_through(tmp_pat
     assert _pkts(out, 5) == [b"status=success\n", None, b"as is", None, None]
     assert _pkts(out, 2) == [b"status=error\n", None] and out.read() == b""
     assert err.getvalue() == "nbops strip: bad.ipynb: not valid JSON\n"
+
+
+# --- NB005 for environment variables set in IPython magics (issue 22) ----------------------------
+
+ENV_SECRETS = {  # cell -> the variable NB005 names
+    "%env AWS_SECRET_ACCESS_KEY=abc123": "AWS_SECRET_ACCESS_KEY",
+    "%env MLFLOW_TRACKING_PASSWORD xyz": "MLFLOW_TRACKING_PASSWORD",  # short, and the space form
+    "%env MLFLOW_TRACKING_PASSWORD=xyz": "MLFLOW_TRACKING_PASSWORD",
+    "%set_env DB_PASSWORD=pw": "DB_PASSWORD",
+    "%set_env HF_TOKEN hf_abc": "HF_TOKEN",
+    "import os\n%env GH_TOKEN = 'abcdef'\nprint(os.environ['GH_TOKEN'])": "GH_TOKEN",
+    "%env DATABASE_URL=postgresql://app:S3cr3t@db/prod": "DATABASE_URL",  # any name, a credential's shape
+    "%%bash\nexport DB_PASSWORD=abc": "DB_PASSWORD",
+    'get_ipython().run_line_magic("env", "API_KEY=abc")': "API_KEY",  # a notebook saved as a script
+    'os.environ["MLFLOW_TRACKING_PASSWORD"] = "xyz"': "MLFLOW_TRACKING_PASSWORD",
+}
+ENV_CLEAN = ["%env", "%env API_KEY", "%env API_KEY=$OTHER_KEY", "%env API_KEY={key}", "%env USE_TOKEN=1",
+             "%env TOKENIZERS_PARALLELISM=false", "%env MLFLOW_TRACKING_URI=http://127.0.0.1:5000",
+             "%env MLFLOW_TRACKING_PASSWORD=<your-password>", 'password = ""']
+
+
+@pytest.mark.parametrize("source", list(ENV_SECRETS))
+def test_nb005_finds_secrets_set_by_env_magics(source):
+    [message] = _codes(source, "NB005")
+    assert f"environment variable '{ENV_SECRETS[source]}' is set to a literal" in message
+
+
+@pytest.mark.parametrize("source", ENV_CLEAN)
+def test_nb005_leaves_env_magics_without_a_literal_secret_alone(source):
+    assert _codes(source, "NB005") == []
+
+
+def test_check_cli_fails_on_an_env_magic_secret(project, capsys):
+    write_notebook(project / "notebooks" / "creds.ipynb",
+                   [("code", "x = 1", ["parameters"]), ("code", "%env MLFLOW_TRACKING_PASSWORD xyz")])
+    assert main(["check", "notebooks/creds.ipynb"]) == 1
+    out = capsys.readouterr().out
+    assert "notebooks/creds.ipynb:cell 2: NB005 environment variable 'MLFLOW_TRACKING_PASSWORD'" in out

@@ -19,10 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nbops.core.errors import NotebookError, ReviewError
-from nbops.core.secrets import is_placeholder, is_secret_name, secret_in, snake
 from nbops.notebook.document import PARAMETERS_TAG, cell_source, malformed, read_json
 from nbops.notebook.inputs import python_source
 from nbops.notebook.strip import filtered, strip_file, strippable
+from nbops.review.check_secrets import dotted as _dotted
+from nbops.review.check_secrets import env_magic_findings, secret_findings
+from nbops.review.check_secrets import text as _text
 
 CODES = {
     "NB000": "notebook cannot be read",
@@ -75,8 +77,6 @@ _PATH = re.compile(r"^(/(home|Users|root|mnt|media|opt|srv|var|tmp|data|workspac
 _ROUTE_PARAM = re.compile(r"<(\w+:)?\w+>")
 _ROUTE_CALLS = {"route", "get", "post", "put", "delete", "patch", "head", "options", "api_route",
                 "websocket", "add_url_rule", "add_api_route", "add_route", "path", "re_path"}
-# `%env API_KEY=...` / `%set_env` / `!export` / `export` (a %%bash cell): set before ast sees the cell
-_ENV_LINE = re.compile(r"^\s*(?:%env|%set_env|!?\s*export)\s+([A-Za-z_]\w*)(?:\s*=\s*|\s+)(\S.*?)\s*$", re.M)
 # a cell none of whose (lowercased: re.I cost 4x) text matches this cannot trigger NB003-NB005
 _TRIGGERS = re.compile(
     r"rand|seed|rng|forest|tree|boost|kmeans|mlp|sgd|split|searchcv|kfold|bagging|tsne|torch|import"
@@ -99,15 +99,6 @@ class Finding:
         return f"{where}: {self.code} {self.message}"
 
 
-def _dotted(node: ast.AST) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr}" if base else node.attr
-    return ""
-
-
 def _ignored(source: str) -> set[str] | None:
     """Codes this cell silences; an empty set means all of them; None means none."""
     codes: set[str] | None = None
@@ -124,60 +115,6 @@ def _kw(call: ast.Call, name: str):
 
 def _none(node) -> bool:
     return node is None or (isinstance(node, ast.Constant) and node.value is None)
-
-
-def _text(node: ast.AST | None) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-def _named_literal(name: str | None, value: ast.AST | None) -> bool:
-    """A secret's name (`api_key`, `dbPassword`, "X-API-Key") given a literal string that is not
-    a stand-in (nor a credential secret_in reports on its own)."""
-    text = _text(value)
-    if not name or text is None:
-        return False
-    text = text.strip()
-    return (is_secret_name(name) and len(text) >= 4 and not is_placeholder(text)
-            and text.lower() not in (name.lower(), snake(name).lower().rsplit(".", 1)[-1])
-            and secret_in(text) is None)
-
-
-def _secret_findings(number: int, nodes: list[ast.AST]) -> list[tuple[int, str, str]]:
-    out: list[tuple[int, str, str]] = []
-    advice = "; read it from the environment"
-    for node in nodes:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            kind = secret_in(node.value)
-            if kind:
-                out.append((number, "NB005", kind + advice))
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                name = _text(t.slice) if isinstance(t, ast.Subscript) else _dotted(t)
-                if _named_literal(name, node.value):
-                    out.append((number, "NB005", f"'{name}' is assigned a literal{advice}"))
-        elif isinstance(node, ast.Call):
-            for k in node.keywords:
-                if _named_literal(k.arg, k.value):
-                    out.append((number, "NB005", f"'{k.arg}=' is given a literal{advice}"))
-            var = _text(node.args[0]) if len(node.args) == 2 else None
-            if _dotted(node.func).endswith(("environ.setdefault", "putenv")) and _named_literal(var, node.args[-1]):
-                out.append((number, "NB005", f"environment variable '{var}' is set to a literal{advice}"))
-        elif isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if _named_literal(_text(key), value):
-                    out.append((number, "NB005", f"key '{_text(key)}' holds a literal{advice}"))
-    return out
-
-
-def _env_magic_findings(number: int, source: str) -> list[tuple[int, str, str]]:
-    """`%env API_KEY=...`, `%set_env`, `!export`, `export` in a %%bash cell (ast never sees them)."""
-    out = []
-    for m in _ENV_LINE.finditer(source):
-        name, value = m.group(1), m.group(2).strip("'\"")
-        if secret_in(value) or _named_literal(name, ast.Constant(value)):
-            out.append((number, "NB005", f"environment variable '{name}' is set to a literal; "
-                                         "set it outside the notebook"))
-    return out
 
 
 def _track_import(node: ast.Import | ast.ImportFrom, aliases: dict[str, str]) -> None:
@@ -239,7 +176,7 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     for number, source in cells:
         if not _TRIGGERS.search(source.lower()):
             continue
-        out += _env_magic_findings(number, source)
+        out += env_magic_findings(number, source)
         try:
             tree = ast.parse(python_source(source))
         except SyntaxError:
@@ -259,7 +196,7 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
                     and id(node) not in routes and not _ROUTE_PARAM.search(node.value)):
                 out.append((number, "NB004", f"path {node.value[:60]!r} only exists on one machine; "
                                              "use a path relative to the project"))
-        out += _secret_findings(number, nodes)
+        out += secret_findings(number, nodes)
     return out
 
 
