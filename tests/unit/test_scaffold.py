@@ -156,11 +156,12 @@ def test_new_with_bad_data_writes_nothing(churn_project):
         new_notebook(churn_project, "classification", "churn", {}, data="data/nope.csv")
     assert "project root" in err.value.one_line()
     (churn_project.root / "data" / "raw.csv").write_text("tenure,plan,churned\n3,basic,0\n")
-    with pytest.raises(DataError, match="data/raw.csv: no target column 'target'; its columns are tenure, plan, churned"):
+    with pytest.raises(DataError, match=r"data/raw.csv: no target column 'target' in its header \(3 columns\)"):
         new_notebook(churn_project, "classification", "churn", {}, data="data/raw.csv")
-    # the file has `target`; a -p target= naming a missing column is refused with the file's columns
-    with pytest.raises(DataError, match="data/churn.csv: no target column 'churned'; its columns are tenure, plan, "):
+    # the file has `target`; a -p target= naming a missing column is refused
+    with pytest.raises(DataError, match="data/churn.csv: no target column 'churned' in its header") as err:
         new_notebook(churn_project, "classification", "churn", {"target": "churned"}, data="data/churn.csv")
+    assert "tenure" not in err.value.one_line()  # a file's content is never quoted (see below)
     outside = churn_project.root.parent / f"{churn_project.root.name}-outside.csv"
     outside.write_text("x,target\n1,0\n")
     with pytest.raises(DataError, match="is outside the project"):  # `nbops run` would refuse it
@@ -203,3 +204,38 @@ def test_kit_names_the_file_and_its_columns_when_the_target_is_missing(tmp_path)
     path.write_text("tenure,plan,churned\n1,a,0\n")
     with pytest.raises(ValueError, match=r"raw.csv: no target column 'target'; its columns are tenure, plan, churned"):
         kit.load_dataset("", csv_path=str(path))
+
+
+SECRET_LINE = "root:x:0:0:s3cr3t-first-line:/root:/bin/bash"
+
+
+@pytest.mark.parametrize("content", [SECRET_LINE + "\n" + "daemon:x:1:1\n", SECRET_LINE,
+                                     b"\xff\xfe" + SECRET_LINE.encode(), '"' + SECRET_LINE + '\n'])
+def test_new_with_data_never_prints_the_files_content(churn_project, tmp_path_factory, content):
+    """Issue 22: `--data` through a link to /etc/passwd printed the target's first line. Any file
+    --data names (a link out of the project is allowed, as `nbops run` allows it) is refused, when
+    it is, with its path only: never a column, never a byte of it."""
+    secret = tmp_path_factory.mktemp("etc") / "passwd"  # outside the project
+    secret.write_bytes(content if isinstance(content, bytes) else content.encode())
+    link = churn_project.root / "data" / "users.csv"
+    link.symlink_to(secret)
+    with pytest.raises(DataError) as err:
+        new_notebook(churn_project, "classification", "users", {}, data="data/users.csv")
+    line = err.value.one_line()
+    assert line.startswith("data/users.csv: ") and "s3cr3t" not in line and "root" not in line, line
+    assert "s3cr3t" not in str(err.value) and err.value.__cause__ is None
+    assert not (churn_project.root / "notebooks" / "users.ipynb").exists()
+
+
+def test_new_with_data_cli_prints_one_line_naming_the_path(churn_project, tmp_path_factory, capsys, monkeypatch):
+    from nbops.cli.main import main
+
+    secret = tmp_path_factory.mktemp("etc") / "passwd"  # outside the project
+    secret.write_text(SECRET_LINE + "\n")
+    (churn_project.root / "data" / "users.csv").symlink_to(secret)
+    monkeypatch.chdir(churn_project.root)
+    assert main(["new", "classification", "users", "--data", "data/users.csv"]) == 2
+    captured = capsys.readouterr()
+    assert "s3cr3t" not in captured.out + captured.err and "root:x" not in captured.out + captured.err
+    [line] = captured.err.splitlines()
+    assert line.startswith("nbops: error: data/users.csv: no target column 'target'")

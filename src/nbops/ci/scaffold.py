@@ -71,12 +71,16 @@ def rewrite_parameters(source: str, values: dict[str, Any]) -> str:
     return "".join(lines)
 
 
-def _csv_columns(path: Path) -> list[str]:
+def _csv_columns(path: Path, shown: str) -> list[str]:
+    """The header row of the CSV file PATH (SHOWN in errors). Its text is never quoted in an
+    error: --data may name any file the user can read (a link to /etc/passwd printed its first
+    line), and an error names the path only."""
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            return next(csv.reader(f), [])
+            first = f.readline(1 << 20)  # one line, and not a whole file that has no newline
+        return next(csv.reader([first]), [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read its header ({exc})") from exc
+        raise DataError(f"{shown}: cannot read its header as UTF-8 CSV ({type(exc).__name__})") from None
 
 
 def data_parameters(settings: Settings, tpl: Notebook, data: str, overrides: dict[str, Any]) -> tuple[str, dict]:
@@ -111,9 +115,9 @@ def data_parameters(settings: Settings, tpl: Notebook, data: str, overrides: dic
     target = next((p.default for p in tpl.parameters if p.name == "target"), None)
     target = overrides.get("target", target)
     if isinstance(target, str) and path.suffix.lower() == ".csv":
-        columns = _csv_columns(path)
+        columns = _csv_columns(path, declared)
         if target not in columns:
-            raise DataError(f"{declared}: no target column {target!r}; its columns are {', '.join(columns)}",
+            raise DataError(f"{declared}: no target column {target!r} in its header ({len(columns)} columns)",
                             hint=f"name the column to predict {target!r}, or pass -p target=COLUMN")
     return declared, values
 
