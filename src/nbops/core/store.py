@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 # mask_uri lives with the errors (every NbopsError masks its own message); re-exported here
@@ -90,7 +91,7 @@ def all_experiment_ids(client: Any) -> list[str]:
 # for itself and for the kernels it starts, unless the user set these variables.
 RETRY_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-REACH_TIMEOUT_S = 5.0  # the reachability check, before any kernel starts
+REACH_TIMEOUT_S = 3.0  # the reachability check, before any kernel starts (all of it)
 # On top of them, `[tool.nbops] tracking_retry_s` (Settings; NBOPS_TRACKING_RETRY_S, 60 s) bounds how
 # long nbops retries a run's record (`with_retries`) before it keeps the run in .nbops/spool.
 
@@ -164,28 +165,50 @@ def check_writable(uri: str) -> None:
 
 
 def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
-    """A tracking server that does not answer its /health within TIMEOUT is a one-line
-    TrackingError at once (a local store is always reachable)."""
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit
+    """The check every command makes before it touches the store: within TIMEOUT seconds, a
+    one-line TrackingError saying why URI cannot be used. A tracking server: down (connection
+    refused), stalled (it accepts the connection and never answers), asking for a login (401:
+    the hint names MLFLOW_TRACKING_USERNAME/PASSWORD and MLFLOW_TRACKING_TOKEN) or refusing this
+    user (403). A database URI (postgresql, mysql, mssql): down, stalled, or refusing the login,
+    and MLflow's own retries of it bounded. A local store (sqlite, files) is always reachable
+    (`check_writable` and `check_sqlite_exists` are its checks)."""
+    from nbops.core import reach
 
-    if not uri.startswith(("http://", "https://")):
+    if reach.is_server(uri):
+        reach.check_server(uri, timeout)
+    elif reach.is_database(uri):
+        reach.check_database(uri, timeout)
+
+
+def check_database(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """A database store's login, checked with one connection bounded by TIMEOUT (no-op for other
+    URIs); part of `check_reachable`."""
+    from nbops.core import reach
+
+    if reach.is_database(uri):
+        reach.check_database(uri, timeout)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a local sqlite URI, None for any other store."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    return Path(uri[len(prefix):].split("?", 1)[0])
+
+
+def check_sqlite_exists(uri: str) -> None:
+    """For commands that read a store and must not create one (MLflow creates a missing sqlite
+    file, and its folders, on first open): a missing file or folder is one line naming it."""
+    db = sqlite_path(uri)
+    if db is None or db.is_file() or str(db) == ":memory:":
         return
-    parts = urlsplit(uri)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    health = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/health"
-    try:
-        with urllib.request.urlopen(health, timeout=timeout) as reply:  # noqa: S310 - http(s) only
-            reply.read(64)
-    except urllib.error.HTTPError:
-        return  # it answered (a proxy or auth in front of /health): reachable
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"the tracking server {mask_uri(uri)} is not reachable: {reason}",
-                            hint="is it running? check MLFLOW_TRACKING_URI (nbops config shows the store)") from None
+    if not db.parent.is_dir():
+        raise TrackingError(f"the MLflow store {db}: its folder {db.parent} does not exist",
+                            hint="check MLFLOW_TRACKING_URI or [tool.nbops] tracking_uri (a typo?)")
+    raise TrackingError(f"no store yet: {db} does not exist",
+                        hint="the first `nbops run` creates it; otherwise check MLFLOW_TRACKING_URI "
+                             "or [tool.nbops] tracking_uri")
 
 
 # What a kernel needs to reach the store and the artifact store, sent along to Ray workers (on
