@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -111,16 +112,22 @@ class _GitLabAPI:
         self.notes: list[dict] = []
         self.issues: list[dict] = []
         self.requests: list[tuple[str, str, str | None]] = []
+        self.users = {"glpat-x": 7}  # token -> its user's id (a project access token's bot user)
+        self.per_page = 100
         api = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _send(self, body: object, status: int = 200) -> None:
+            def _send(self, body: object, status: int = 200, next_page: str = "") -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-Next-Page", next_page)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _me(self) -> int:
+                return api.users[self.headers["PRIVATE-TOKEN"]]
 
             def _body(self) -> dict:
                 return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -129,9 +136,16 @@ class _GitLabAPI:
                 api.requests.append((self.command, self.path, self.headers.get("PRIVATE-TOKEN")))
 
             def do_GET(self) -> None:  # noqa: N802
+                from urllib.parse import parse_qs, urlsplit
+
                 self._record()
-                if "/notes" in self.path:
-                    self._send(api.notes)
+                if self.path == "/api/v4/user":
+                    self._send({"id": self._me(), "username": "project_42_bot"})
+                elif "/notes" in self.path:  # oldest first, `per_page` a page, X-Next-Page
+                    page = int(parse_qs(urlsplit(self.path).query).get("page", ["1"])[0])
+                    start = (page - 1) * api.per_page
+                    more = len(api.notes) > start + api.per_page
+                    self._send(api.notes[start:start + api.per_page], next_page=str(page + 1) if more else "")
                 else:
                     self._send([i for i in api.issues if i["state"] == "opened"])
 
@@ -139,7 +153,8 @@ class _GitLabAPI:
                 self._record()
                 body = self._body()
                 if self.path.endswith("/notes"):
-                    api.notes.append({"id": 100 + len(api.notes), "body": body["body"]})
+                    api.notes.append({"id": 100 + len(api.notes), "body": body["body"], "author": {"id": self._me()},
+                                      "created_at": f"2026-01-01T00:{len(api.notes):02d}:00.000Z"})
                     self._send(api.notes[-1], 201)
                 else:
                     api.issues.append({"iid": len(api.issues) + 1, "state": "opened", **body})
@@ -148,6 +163,9 @@ class _GitLabAPI:
             def do_PUT(self) -> None:  # noqa: N802
                 self._record()
                 note = next(n for n in api.notes if self.path.endswith(f"/notes/{n['id']}"))
+                if note["author"]["id"] != self._me():  # GitLab: only the author edits a note
+                    self._send({"message": "403 Forbidden"}, 403)
+                    return
                 note["body"] = self._body()["body"]
                 self._send(note)
 
@@ -188,7 +206,7 @@ def test_gitlab_review_note_created_then_updated_with_check_findings_first(tmp_p
     code = _gitlab_python("review")
     try:
         assert "posted the review note" in _run_python(code, tmp_path, env).stdout
-        assert api.notes == [{"id": 100, "body": review}]
+        assert [(n["id"], n["body"]) for n in api.notes] == [(100, review)]
         # check fails on the next push: the same note, updated, check's findings first in a fence
         # longer than any backtick run in them
         (tmp_path / "check.txt").write_text("notebooks/a.ipynb: NB005 ```token``` looks like a secret\n")
@@ -198,12 +216,63 @@ def test_gitlab_review_note_created_then_updated_with_check_findings_first(tmp_p
         assert body.startswith("<!-- nbops-review -->\n**`nbops check` failed (exit 1)**")
         assert "\n````\nnotebooks/a.ipynb: NB005 ```token``` looks like a secret\n````\n" in body
         assert body.endswith("## Notebook review\n\n1 notebook changed\n") and body.count("<!-- nbops-review -->") == 1
-        assert [r[0] for r in api.requests] == ["GET", "POST", "GET", "PUT"]
+        assert [r[:2] for r in api.requests] == [
+            ("GET", "/api/v4/user"), ("GET", "/api/v4/projects/42/merge_requests/7/notes?per_page=100&page=1"),
+            ("POST", "/api/v4/projects/42/merge_requests/7/notes"),
+            ("GET", "/api/v4/user"), ("GET", "/api/v4/projects/42/merge_requests/7/notes?per_page=100&page=1"),
+            ("PUT", "/api/v4/projects/42/merge_requests/7/notes/100")]
         assert {r[2] for r in api.requests} == {"glpat-x"}
         # review.md missing (nbops review failed): a note still says so
         (tmp_path / "review" / "review.md").unlink()
         _run_python(code, tmp_path, {**env, "CHECK_EXIT": "1"})
         assert "wrote no review.md" in api.notes[0]["body"] and "NB005" in api.notes[0]["body"]
+    finally:
+        api.close()
+
+
+def _note(ident: int, author: int, body: str, minute: int) -> dict:
+    return {"id": ident, "author": {"id": author}, "body": body, "created_at": f"2025-12-31T23:{minute:02d}:00.000Z"}
+
+
+def test_gitlab_review_note_leaves_other_participants_notes_alone(tmp_path):
+    """Issue 22: a participant's note that starts with the marker was taken as the job's own, and
+    the PUT the token may not make failed the review job on every push. Only the token's user's
+    notes are candidates; with none, a new note is posted and the other one is untouched."""
+    api = _GitLabAPI()
+    env = {"CI_API_V4_URL": api.url, "CI_PROJECT_ID": "42", "CI_MERGE_REQUEST_IID": "7",
+           "NBOPS_GITLAB_TOKEN": "glpat-x", "CHECK_EXIT": "0"}
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "review.md").write_text("<!-- nbops-review -->\n## Notebook review\n")
+    theirs = _note(1, 55, "<!-- nbops-review -->\nI copied the marker", 1)
+    api.notes = [dict(theirs), _note(2, 55, "LGTM", 2)]
+    code = _gitlab_python("review")
+    try:
+        assert "posted the review note" in _run_python(code, tmp_path, env).stdout
+        assert api.notes[0] == theirs and "PUT" not in [r[0] for r in api.requests]
+        assert api.notes[-1]["author"] == {"id": 7} and "## Notebook review" in api.notes[-1]["body"]
+        # the next push updates the job's own note, still not theirs
+        assert "updated the review note" in _run_python(code, tmp_path, env).stdout
+        assert api.notes[0] == theirs and len(api.notes) == 3
+        assert [r[1] for r in api.requests if r[0] == "PUT"] == [f"/api/v4/projects/42/merge_requests/7/notes/{api.notes[-1]['id']}"]
+    finally:
+        api.close()
+
+
+def test_gitlab_review_note_updates_the_newest_own_note_on_any_page(tmp_path):
+    api = _GitLabAPI()
+    api.per_page = 2  # three pages: the newest own note is on the last
+    env = {"CI_API_V4_URL": api.url, "CI_PROJECT_ID": "42", "CI_MERGE_REQUEST_IID": "7",
+           "NBOPS_GITLAB_TOKEN": "glpat-x", "CHECK_EXIT": "0"}
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "review.md").write_text("<!-- nbops-review -->\nnew\n")
+    api.notes = [_note(1, 7, "<!-- nbops-review -->\nold", 1), _note(2, 55, "<!-- nbops-review -->\ntheirs", 2),
+                 _note(3, 7, "not a review", 3), _note(4, 55, "ok", 4), _note(5, 7, "<!-- nbops-review -->\nolder push", 5)]
+    try:
+        assert "updated the review note" in _run_python(_gitlab_python("review"), tmp_path, env).stdout
+        assert [n["body"] for n in api.notes] == ["<!-- nbops-review -->\nold", "<!-- nbops-review -->\ntheirs",
+                                                  "not a review", "ok", "<!-- nbops-review -->\nnew\n"]
+        pages = [r[1].rsplit("page=", 1)[1] for r in api.requests if "/notes?" in r[1]]
+        assert pages == ["1", "2", "3"]
     finally:
         api.close()
 
@@ -364,6 +433,8 @@ def _artifacts(root: Path, number: str = "7", check: str = "success", metrics: s
 
 
 ENV = {"HEAD_SHA": "abc123", "RUN_URL": "https://example.invalid/run/1"}
+BOT = {"login": "github-actions[bot]", "type": "Bot", "id": 41898282}
+ALICE = {"login": "alice", "type": "User", "id": 7}
 
 
 def test_comment_script_creates_then_updates_the_one_comment(tmp_path):
@@ -373,7 +444,7 @@ def test_comment_script_creates_then_updates_the_one_comment(tmp_path):
     [create] = [c for c in calls if c[0] == "issues.createComment"]
     assert create[1]["issue_number"] == 7 and create[1]["body"] == "<!-- nbops-review -->\n## plain review\n"
     # a later push: the metrics review is preferred, and the comment with the marker is updated
-    listed = [{"id": 1, "body": "LGTM"}, {"id": 42, "body": "<!-- nbops-review -->\nold"}]
+    listed = [{"id": 1, "body": "LGTM", "user": ALICE}, {"id": 42, "body": "<!-- nbops-review -->\nold", "user": BOT}]
     (tmp_path / "artifacts").rename(tmp_path / "old")
     _artifacts(tmp_path, metrics="<!-- nbops-review -->\n## with metrics\n", check="failure")
     calls = github_script("review-comment.yml", tmp_path, ENV, head="abc123", listed=listed)
@@ -408,3 +479,79 @@ def test_retrain_approval_issue_is_opened_once(tmp_path):
     assert "nbops models approve churn 3" in create[1]["body"]
     calls = github_script("retrain.yml", tmp_path, env, listed=[{"title": "Approve churn v3 as champion"}])
     assert not [c for c in calls if c[0] == "issues.create"]
+
+
+def _comment(ident: int, user: dict, body: str, when: str) -> dict:
+    return {"id": ident, "user": user, "body": body, "created_at": f"2026-01-0{when}T00:00:00Z"}
+
+
+@pytest.mark.parametrize("listed", [
+    [_comment(5, ALICE, "<!-- nbops-review -->\nmine now", "1")],  # a person's comment with the marker
+    [_comment(5, {"login": "github-actions[bot]", "type": "User"}, "<!-- nbops-review -->\nx", "1")],
+    [_comment(5, {"login": "renovate[bot]", "type": "Bot"}, "<!-- nbops-review -->\nx", "1")],
+    [_comment(5, BOT, "a bot comment without the marker <!-- nbops-review -->", "1")],
+    [{"id": 5, "body": "<!-- nbops-review -->\nno author"}],
+])
+def test_comment_script_never_updates_a_comment_it_did_not_write(tmp_path, listed):
+    """Issue 22: any comment starting with the marker was updated, whoever wrote it. The job's own
+    token writes as github-actions[bot] (type Bot): nothing else is its to update; it posts anew."""
+    _artifacts(tmp_path)
+    calls = github_script("review-comment.yml", tmp_path, ENV, head="abc123", listed=listed)
+    assert not [c for c in calls if c[0] == "issues.updateComment"]
+    [create] = [c for c in calls if c[0] == "issues.createComment"]
+    assert create[1]["body"] == "<!-- nbops-review -->\n## plain review\n"
+
+
+def test_comment_script_updates_the_newest_of_its_own_comments(tmp_path):
+    _artifacts(tmp_path)
+    listed = [_comment(3, BOT, "<!-- nbops-review -->\nfirst", "1"), _comment(9, ALICE, "<!-- nbops-review -->\nx", "4"),
+              _comment(4, BOT, "<!-- nbops-review -->\nsecond", "3"), _comment(8, BOT, "thanks!", "5"),
+              _comment(2, BOT, "<!-- nbops-review -->\nsame time, lower id", "3")]
+    calls = github_script("review-comment.yml", tmp_path, ENV, head="abc123", listed=listed)
+    [update] = [c for c in calls if c[0] == "issues.updateComment"]
+    assert update[1]["comment_id"] == 4 and not [c for c in calls if c[0] == "issues.createComment"]
+
+
+# --- supply chain and secrets: pinned actions, secrets only where a step needs them ------------
+
+def test_every_action_is_pinned_to_a_commit_sha():
+    """A tag can be moved to other code; a commit cannot. Each `uses:` names a 40-hex commit,
+    with the release it is in a comment (`# v5.1.0`) for people and for update bots."""
+    import re
+
+    pinned = re.compile(r"^\s*(?:-\s+)?uses:\s+[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+    seen = 0
+    for path in WORKFLOWS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.match(r"^\s*(?:-\s+)?uses:", line):
+                assert pinned.match(line), f"{path.name}:{number}: {line.strip()}"
+                seen += 1
+        for _, step in _steps(_workflow(path.name)):
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", step["uses"]), (path.name, step["uses"])
+    assert seen >= 15
+
+
+def test_secrets_reach_only_the_steps_that_use_them():
+    """No secret in a workflow's or a job's `env` (every step of it, actions included, would see
+    it): a secret is set on the step that needs it. The tracking secrets go to the steps that run
+    nbops against the server, and nowhere else."""
+    import re
+
+    tracking = {"notebooks.yml": {("plan", "plan"), ("run", "run")},
+                "retrain.yml": {("monitor", "retrain"), ("promote", "promote")},
+                "review.yml": {("metrics", "review-run")}, "review-comment.yml": set()}
+    assert set(tracking) == {p.name for p in WORKFLOWS}
+    for path in WORKFLOWS:
+        wf = _workflow(path.name)
+        assert "secrets." not in yaml.safe_dump(wf.get("env") or {}), f"{path.name}: workflow env"
+        for job_id, job in wf["jobs"].items():
+            assert "secrets." not in yaml.safe_dump(job.get("env") or {}), f"{path.name}: {job_id} env"
+        with_secrets = {(job_id, step.get("id")) for job_id, step in _steps(wf)
+                        if "secrets." in yaml.safe_dump(step.get("env") or {})}
+        assert with_secrets == tracking[path.name], path.name
+        for job_id, step in _steps(wf):
+            assert "secrets." not in yaml.safe_dump(step.get("with") or {}), (path.name, job_id)
+            if (job_id, step.get("id")) in tracking[path.name]:
+                assert {k for k, v in step["env"].items() if re.search(r"secrets\.", str(v))} == {
+                    "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
