@@ -3,8 +3,10 @@
 - the git filter: nbops's strip transform (`notebook/strip.py`: nbstripout's, cell ids kept), as
   git's long-running filter process (one process for every notebook) and as a plain `clean`
   command (nbdime's diff driver runs that one);
-- nbdime's diff and merge drivers, difftool and mergetool, so `git diff` prints nbdime's
-  cell-level diff and `git difftool -t nbdime` opens nbdime's web diff;
+- nbdime's diff driver, difftool and mergetool, so `git diff` prints nbdime's cell-level diff
+  and `git difftool -t nbdime` opens nbdime's web diff;
+- the merge driver of ours around nbdime's merge (`ci/mergedriver.py`): a conflict is always
+  reported with both sides in the file, never "ours" left silently as nbdime's driver once did;
 - the pre-commit hooks (`.pre-commit-config.yaml`), their hook told where the project's
   interpreter lives, so that commits from an IDE or JupyterLab's git panel run them too.
 
@@ -45,8 +47,9 @@ def git_config(python: str) -> dict[str, str]:
         "filter.nbops.required": "true",
         # --use-filter: the working tree's side goes through the clean filter, as git's own diff does
         "diff.jupyternotebook.command": f"{nbdime}.diffdriver diff --use-filter",
-        "merge.jupyternotebook.driver": f"{nbdime}.mergedriver merge %O %A %B %L %P",
-        "merge.jupyternotebook.name": "jupyter notebook merge driver",
+        # nbdime's merge; git's text merge where nbdime fails (ci/mergedriver.py)
+        "merge.jupyternotebook.driver": f"{python} -m nbops.ci.mergedriver %O %A %B %L %P",
+        "merge.jupyternotebook.name": "nbops notebook merge driver (nbdime)",
         "difftool.nbdime.cmd": f'{nbdime}.difftool diff "$LOCAL" "$REMOTE" "$BASE"',
         "difftool.prompt": "false",
         "mergetool.nbdime.cmd": f'{nbdime}.mergetool merge "$BASE" "$LOCAL" "$REMOTE" "$MERGED"',
@@ -112,6 +115,7 @@ def setup_clone(root: Path) -> list[str]:
         done.append("pre-commit hooks")
     _configure_git(root)
     _write_attributes(git_dir)
-    done += ["nbdime diff and merge drivers (git diff, git difftool -t nbdime)",
+    done += ["nbdime diff driver (git diff, git difftool -t nbdime)",
+             "notebook merge driver (nbdime's merge; conflicts always reported)",
              "nbops strip filter (nbstripout --keep-id)"]
     return done
