@@ -7,10 +7,18 @@ inline JSON, and a few lines that answer the app's `api/diff` request with it. T
 is either inlined (a self-contained page) or one bundle file next to the pages, shared by every
 page of a review (`webapp_bundle`: every webpack chunk, then `nbdime.js`; nothing is fetched
 from the network either way).
+
+Nothing of the notebooks' runs, and nothing loads from the network: nbdime renders markdown and
+outputs untrusted (through JupyterLab's sanitiser), its "Trust outputs" and "Export diff" buttons
+stay hidden, and a Content-Security-Policy lets only this page's own scripts run (the fetch shim
+and an inlined app by their hashes; a bundle file next to the page by 'self'), with no request
+anywhere and images only from data: URLs.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -74,8 +82,14 @@ def script_json(value: object) -> str:
 
 def _script_text(text: str) -> str:
     """nbdime's own JavaScript inline: its few `<!--` and `</script` are in string and regex
-    literals, where `<\\/` and `<\\!` mean the same characters. Not for data (see script_json)."""
-    return _JS_UNSAFE.sub(lambda m: "<\\" + m.group(1), text)
+    literals, where `<\\/` and `<\\!` mean the same characters. Not for data (see script_json).
+    Line ends as LF (the HTML parser would make a CR one, and the policy's hash is of the text)."""
+    return _JS_UNSAFE.sub(lambda m: "<\\" + m.group(1), text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _hash(script: str) -> str:
+    """The policy's source expression that lets exactly this inline script run."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode() + "'"
 
 
 def _static() -> tuple[list[Path], Path]:
@@ -87,11 +101,10 @@ def _static() -> tuple[list[Path], Path]:
 
 
 @lru_cache(maxsize=1)
-def _webapp_scripts() -> str:
-    chunks, entry = _static()
-    parts = [f"<script>{_script_text(p.read_text(encoding='utf-8'))}</script>" for p in chunks]
-    parts.append(f"<script>{_script_text(entry.read_text(encoding='utf-8'))}</script>")
-    return "\n".join(parts)
+def _webapp_script() -> tuple[str, str]:
+    """The web app as one inline script (the bundle's text), and its hash."""
+    text = _script_text(webapp_bundle())
+    return f"<script>{text}</script>", _hash(text)
 
 
 def webapp_bundle() -> str:
@@ -100,6 +113,20 @@ def webapp_bundle() -> str:
     chunks, entry = _static()
     parts = [f"(function () {{\n{p.read_text(encoding='utf-8')}\n}})();" for p in chunks]
     return "\n".join([*parts, entry.read_text(encoding="utf-8")])
+
+
+# nbdime shows these once its app runs: trusting outputs would run their scripts; the export
+# writes a page of its own; closing asks a server. None of them here.
+_HIDE = "<style>#nbdime-trust,#nbdime-export,#nbdime-close{display:none !important}</style>"
+
+
+def csp(app_hash: str | None) -> str:
+    """The page's policy: its fetch shim and the app (inline: APP_HASH; else the bundle file by
+    'self') run, nothing else; no request; images only from data: URLs; inline styles (the app's)."""
+    scripts = " ".join([_hash(_FETCH_SHIM), app_hash or "'self'"])
+    return (f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data:; "
+            "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'; "
+            "frame-src 'none'; object-src 'none'")
 
 
 def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: str, title: str,
@@ -121,10 +148,15 @@ def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: 
                   f"<b>Committed outputs at head</b> (not shown in the diff below):<ul>{items}</ul></div>\n  ")
     header = _HEADER.format(title=html.escape(title), base=html.escape(base_label),
                             remote=html.escape(head_label), outputs=banner)
-    scripts = _webapp_scripts() if app is None else f'<script src="{html.escape(app)}"></script>'
+    if app is None:
+        scripts, app_hash = _webapp_script()
+    else:
+        scripts, app_hash = f'<script src="{html.escape(app)}"></script>', None
     page = "\n".join([
         "<!DOCTYPE html>",
         "<html><head><meta charset=\"utf-8\"/>",
+        f'<meta http-equiv="Content-Security-Policy" content="{html.escape(csp(app_hash))}">',
+        _HIDE,
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0\"/>",
         f"<title>{html.escape(title)}</title></head><body>",
         '<p><a href="index.html">all notebooks of this review</a></p>' if app is not None else "",

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from nbops.core.sanitize import csp_meta
+
 if TYPE_CHECKING:
     from nbops.review.changes import NotebookReview
 
@@ -46,7 +48,8 @@ def _summary(r: NotebookReview) -> str:
 
 
 def render_index(reviews: list[NotebookReview], base: str, head: str) -> str:
-    """index.html: every changed notebook, its summary, committed outputs and a link to its page."""
+    """index.html: every changed notebook, its summary, committed outputs and a link to its page
+    (no script at all, and a policy that lets none run and nothing load)."""
     e = html.escape
     rows = []
     for r in reviews:
@@ -58,6 +61,7 @@ def render_index(reviews: list[NotebookReview], base: str, head: str) -> str:
     page = "\n".join([
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8"/>',
+        csp_meta(),
         f"<title>nbops review: {len(reviews)} notebook(s)</title>",
         "<style>body{font-family:sans-serif} td{padding:2px 8px;vertical-align:top}"
         " tr:nth-child(even){background:#f4f4f4}</style></head><body>",
