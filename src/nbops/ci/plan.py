@@ -117,11 +117,21 @@ def _successful_runs(settings: Settings, fingerprints: list[str]) -> dict[str, s
 
 
 def _successful_runs_mlflow(uri: str, fingerprints: list[str]) -> dict[str, str]:
+    from nbops.core.store import bounded_retries, check_reachable, mask_uri, mlflow_errors
+
+    # a server that is down, stalled or wants a login: one line within seconds, not MLflow's
+    # minutes of retries (`nbops plan` is the first step of every CI pipeline)
+    bounded_retries()
+    check_reachable(uri)
     from mlflow.tracking import MlflowClient
 
+    with mlflow_errors(f"cannot read the cached runs from {mask_uri(uri)}"):
+        return _search(MlflowClient(uri), fingerprints)
+
+
+def _search(client: Any, fingerprints: list[str]) -> dict[str, str]:
     from nbops.core.store import all_experiment_ids
 
-    client = MlflowClient(uri)
     exps = all_experiment_ids(client)  # a team's store has more than one page of experiments
     found: dict[str, str] = {}
     for fingerprint in dict.fromkeys(fingerprints) if exps else ():  # MLflow has no IN for tags
