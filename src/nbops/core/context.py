@@ -82,11 +82,17 @@ _CI_ACTORS = ("GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "B
 
 
 def who_ran(environ: dict[str, str] | None = None) -> str:
-    """Who a run is recorded as (MLflow's `mlflow.user`): the CI actor in a CI job, else the
-    login name of this process's user (MLflow itself wrote `unknown` for nbops's runs)."""
+    """Who a run (and a model version) is recorded as (MLflow's `mlflow.user`): the user the
+    tracking server authenticates (MLFLOW_TRACKING_USERNAME, basic auth: the identity the server
+    enforces, so it wins over what the environment merely says), else the CI actor in a CI job,
+    else the login name of this process's user (MLflow itself wrote `unknown` for nbops's runs,
+    and the OS login under basic auth)."""
     import getpass
 
     env = os.environ if environ is None else environ
+    authenticated = env.get("MLFLOW_TRACKING_USERNAME", "").strip()
+    if authenticated:
+        return authenticated
     actor = next((env[v] for v in _CI_ACTORS if env.get(v, "").strip()), "")
     if actor:
         return actor.strip()

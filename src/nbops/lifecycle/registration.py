@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from nbops.core.context import who_ran
 from nbops.core.errors import first_line
 from nbops.core.gates import failed_gates
 from nbops.core.store import is_already_exists, mask_uri, params_digest, use_store
@@ -108,6 +109,9 @@ class Registrar:
         tags.update({k: run_tags.get(k, "") for k in ("nbops.git_sha", "nbops.git_branch", "nbops.notebook",
                                                      "nbops.fingerprint", "nbops.template")})
         tags["nbops.run_id"] = run_id
+        # who registered it: MLflow's registry keeps no user for a version (its user_id is never
+        # set), and under basic auth the server's user is the one that counts (core/context.py)
+        tags["nbops.user"] = who_ran()
         tags["nbops.params_digest"] = params_digest(dict(run.data.params))
         tags["nbops.gates"] = "passed: " + ", ".join(map(str, spec.gates)) if spec.gates else "none"
         model_tags = {
