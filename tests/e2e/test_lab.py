@@ -2,7 +2,9 @@
 made by `nbops init`, a notebook made from a project template in the launcher, Run All, save;
 `nbops check` flags the outputs; the interactive run is in the project's store (nothing under
 notebooks/); the MLflow UI opens inside the lab and shows the run; a notebook job run from the
-lab is a FINISHED `nbops run` with lineage.
+lab is a FINISHED `nbops run` with lineage. Without a browser: the MLflow UI answers only through
+Jupyter's proxy, with Jupyter's token, and everything the lab starts ends with it, by any signal
+(issue 22).
 
 NBOPS_SCREENSHOTS=1 copies the screenshots to docs/lab-*.png (the README shows them)."""
 
@@ -25,7 +27,7 @@ from tests.browser import ARGS, CHROMIUM, needs_chromium
 from tests.conftest import REPO, git
 from tests.mlflow_server import free_port
 
-pytestmark = [needs_chromium, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.timeout(600)]
 NBOPS = [sys.executable, "-m", "nbops"]
 TOKEN = "nbops-lab-test-token"
 VISIBLE = ".jp-MainAreaWidget:not(.lm-mod-hidden)"
@@ -85,6 +87,7 @@ def _menu(page, menu: str, item: str) -> None:
     page.click(f".lm-Menu-itemLabel:text-is('{item}')")
 
 
+@needs_chromium
 def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp_path):
     assert CHROMIUM, "chromium is not installed (CI must run the browser test)"
     from mlflow.tracking import MlflowClient
@@ -234,3 +237,151 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
     if os.environ.get("NBOPS_SCREENSHOTS"):
         for shot in shots:
             shutil.copyfile(shot, REPO / "docs" / shot.name)
+
+
+# issue 22: the MLflow UI answers only through Jupyter's proxy, with Jupyter's token, and
+# nothing `nbops lab` started outlives it, whichever signal ends it
+
+SEARCH = "api/2.0/mlflow/experiments/search?max_results=100"
+CREATE = "api/2.0/mlflow/experiments/create"
+
+
+def _lab_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JPY_", "NBOPS_"))
+           and k not in ("CI", "GITHUB_ACTIONS", "GITLAB_CI")}
+    env.update(JUPYTER_TOKEN=TOKEN, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    return env
+
+
+def _request(url: str, body: dict | None = None, token: bool = True,
+             timeout: float = 10) -> tuple[int, bytes]:
+    """(status, body) of a GET, or of a POST of BODY as JSON; (0, b"") when what answers is no
+    HTTP server (a kernel's ZeroMQ port) or nothing answers."""
+    import http.client
+    import urllib.error
+
+    headers = {"Authorization": f"token {TOKEN}"} if token else {}
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (OSError, http.client.HTTPException):
+        return 0, b""
+
+
+def _mlflow_answered(status: int, body: bytes) -> bool:
+    """Whether MLFLOW's REST API answered: a 200 with its JSON (a search's experiments, a new
+    experiment's id); Jupyter's login page, 403 and 404 are not."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return status == 200 and isinstance(data, dict) and bool({"experiments", "experiment_id"} & set(data))
+
+
+def _running(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _tree_with_kernel(lab: subprocess.Popen, limit: float = 120) -> list:
+    """Every process under the lab, once a kernel is among them with its five ports bound."""
+    import psutil
+
+    deadline = time.monotonic() + limit
+    while True:
+        tree = psutil.Process(lab.pid).children(recursive=True)
+        kernels = [p for p in tree if "ipykernel" in " ".join(_cmdline(p))]
+        if len(_listening(kernels)) >= 5 or time.monotonic() > deadline:
+            return tree
+        time.sleep(0.5)
+
+
+def _cmdline(proc) -> list[str]:
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _listening(procs: list) -> set[int]:
+    import psutil
+
+    ports = set()
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        ports |= {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+    return ports
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_mlflow_only_through_jupyter_and_nothing_outlives_the_lab(lab_project, tmp_path, sig):
+    psutil = pytest.importorskip("psutil")
+    root = lab_project
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = tmp_path / "lab.log"
+    with log.open("w") as out:
+        lab = subprocess.Popen([*NBOPS, "lab", "--no-browser", "--port", str(port)], cwd=root,
+                               env=_lab_env(tmp_path), stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    tree: list = []
+    try:
+        _wait_up(url, lab, log)
+        # with the token, through Jupyter's proxy, MLflow answers (this request starts it)
+        assert _mlflow_answered(*_request(url + "mlflow/" + SEARCH, timeout=240)), log.read_text()[-3000:]
+        status, _ = _request(url + "api/kernels", {"name": "python3"})
+        assert status == 201, log.read_text()[-3000:]
+        tree = _tree_with_kernel(lab)
+        commands = [" ".join(_cmdline(p)) for p in tree]
+        assert any("uvicorn" in c for c in commands) and any("ipykernel" in c for c in commands), commands
+
+        # its socket, in a folder only this user enters; no TCP port of the lab's answers MLflow
+        config = json.loads((root / ".nbops/lab/jupyter_server_config.json").read_text())
+        sock = Path(config["ServerProxy"]["servers"]["mlflow"]["unix_socket"])
+        assert sock.is_socket() and (sock.parent.stat().st_mode & 0o777) == 0o700
+        ports = _listening([psutil.Process(lab.pid), *tree])
+        assert port in ports and len(ports) >= 6, ports  # Jupyter's, the kernel's five
+        for p in sorted(ports):
+            for prefix in ("", "mlflow/"):  # MLflow's own paths; Jupyter's proxy without a token
+                base = f"http://127.0.0.1:{p}/{prefix}"
+                assert not _mlflow_answered(*_request(base + SEARCH, token=False, timeout=3)), p
+                created = _request(base + CREATE, {"name": f"probe-{p}"}, token=False, timeout=3)
+                assert not _mlflow_answered(*created), (p, created)
+        status, body = _request(url + "mlflow/" + SEARCH)
+        assert [e for e in json.loads(body)["experiments"] if e["name"].startswith("probe")] == []
+
+        # the lab ends: every process it started ends within 5 s (a zombie is over)
+        os.kill(lab.pid, sig)
+        deadline = time.monotonic() + 5
+        alive = tree
+        while time.monotonic() < deadline and (alive or lab.poll() is None):
+            time.sleep(0.1)
+            alive = [p for p in alive if _running(p)]
+        assert lab.poll() is not None and alive == [], (sig, [_cmdline(p) for p in alive])
+        assert lab.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
+        for _ in range(10):  # the watchdog removes the socket's folder after a kill -9
+            if not sock.parent.exists():
+                break
+            time.sleep(0.1)
+        assert not sock.parent.exists()
+    finally:
+        _stop(lab)
+        for p in tree:
+            if _running(p):
+                p.kill()

@@ -1,10 +1,12 @@
 """The Jupyter server configuration of `nbops lab`, written to `.nbops/lab/` and handed to
-JupyterLab, which replaces the nbops process."""
+JupyterLab, which runs as the nbops process's child (lab/processes.py ends all it started)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from nbops.core.errors import ConfigError
 from nbops.core.files import write_text_atomic
 
 LAB_DIR = ".nbops/lab"
+MLFLOW_SOCKET = "mlflow.sock"
 
 
 def artifact_location(settings: Settings) -> str:
@@ -37,19 +40,29 @@ def kernel_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def mlflow_command(settings: Settings) -> list[str]:
-    """The MLflow UI on the project's store, started by jupyter-server-proxy on first use."""
+def mlflow_command(settings: Settings, socket: str | None = None) -> list[str]:
+    """The MLflow UI on the project's store, started by jupyter-server-proxy on first use, on the
+    Unix socket SOCKET (in a folder only this user can enter; jupyter-server-proxy's own when
+    None): no TCP port, so only a request through Jupyter's proxy, which requires Jupyter's token,
+    reaches it (issue 22: on its own 127.0.0.1 port any local user could read and write the
+    store). uvicorn takes `--uds` over `--host`/`--port`."""
     uri = settings.resolved_tracking_uri
     if uri.startswith(("http://", "https://", "databricks")):
         return []  # a tracking server has its own UI
+    uds = shlex.quote(socket) if socket else "{unix_socket}"
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
+           "--host", "127.0.0.1", "--workers", "1", "--uvicorn-opts", f"--uds {uds}"]
     if artifact_location(settings):
         cmd += ["--default-artifact-root", artifact_location(settings)]
     return cmd
 
 
-def server_config(settings: Settings, port: int | None, open_browser: bool) -> dict[str, Any]:
+# MLflow's job runner (GenAI scorers) would be one more process, told the server is on TCP
+MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def server_config(settings: Settings, port: int | None, open_browser: bool,
+                  mlflow_socket: str | None = None) -> dict[str, Any]:
     root = settings.root.resolve()
     lab = root / LAB_DIR
     notebooks = settings.path(settings.notebooks_dir)
@@ -81,14 +94,14 @@ def server_config(settings: Settings, port: int | None, open_browser: bool) -> d
     if port:
         config["ServerApp"]["port"] = port
         config["ServerApp"]["port_retries"] = 0
-    command = mlflow_command(settings)
+    command = mlflow_command(settings, mlflow_socket)
     # opened on training runs (MLflow 3 opens its GenAI view unless told)
     entry = {"title": "MLflow", "enabled": True, "category": "Other",
              "path_info": "mlflow/#/experiments?workflowType=machine_learning"}
     if command:
         config["ServerProxy"] = {"servers": {"mlflow": {
-            "command": command, "timeout": 120, "new_browser_tab": False,
-            "launcher_entry": entry}}}
+            "command": command, "unix_socket": mlflow_socket or True, "environment": MLFLOW_ENV,
+            "timeout": 120, "new_browser_tab": False, "launcher_entry": entry}}}
     return config
 
 
@@ -104,10 +117,12 @@ def _template_dirs(settings: Settings) -> list[Path]:
     return template_dirs(settings)
 
 
-def write_config(settings: Settings, port: int | None, open_browser: bool) -> Path:
+def write_config(settings: Settings, port: int | None, open_browser: bool,
+                 mlflow_socket: str | None = None) -> Path:
     path = settings.root.resolve() / LAB_DIR / "jupyter_server_config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(server_config(settings, port, open_browser), indent=1))
+    config = server_config(settings, port, open_browser, mlflow_socket)
+    write_text_atomic(path, json.dumps(config, indent=1))
     return path
 
 
@@ -141,8 +156,11 @@ def create_store(settings: Settings) -> None:
 
 
 def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
-    """Replace this process with JupyterLab on the project (Ctrl-C stops it as usual)."""
+    """JupyterLab on the project, as this process's child, until it exits or this process gets
+    SIGTERM, SIGINT (Ctrl-C) or SIGHUP; everything it started ends with it (lab/processes.py)."""
     import importlib.util
+
+    from nbops.lab.processes import private_folder, supervise
 
     missing = [m for m in ("jupyterlab", "jupyter_server_proxy", "jupyter_scheduler",
                            "jupyterlab_templates") if importlib.util.find_spec(m) is None]
@@ -151,11 +169,17 @@ def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
                           hint="pip install nbops (or `make install` in a checkout)")
     if port:
         check_port(port)
-    path = write_config(settings, port, open_browser)
     os.chdir(settings.root)
     create_store(settings)
+    folder = private_folder(MLFLOW_SOCKET) if mlflow_command(settings) else None
+    try:
+        path = write_config(settings, port, open_browser,
+                            str(folder / MLFLOW_SOCKET) if folder else None)
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.config_file={path}"]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, argv)
-    return 0  # not reached
+    return supervise(argv, folder)
