@@ -1,16 +1,15 @@
-"""`nbops sync`: upload the runs kept in `.nbops/spool` (run/spool.py) once the server is back.
+"""`nbops sync`: deliver the runs kept in `.nbops/spool` (run/spool.py) once the server is back.
 
-Idempotent: the uploaded run carries the entry's spool id (tag `nbops.spool_id`); a sync finds it
-before creating one. A run left half-uploaded by a sync that was killed (no `nbops.sync` tag) is
-deleted and uploaded again; a model version is registered only when the run has none. The partial
-run the server kept (RUNNING, or KILLED by the orphan reaper) gets `nbops.replaced_by` and ends
-KILLED. What the partial run had (every step of every metric, artifacts, logged models) is copied
-into the new one, with what the spool holds. An entry is removed only after all of that.
+Each entry is checked whole against the spool's schema before anything is written (a bad one goes
+to `.nbops/spool/quarantine/` with one line, and the others go on), then uploaded under its own
+lock by run/upload.py, exactly once (the server run carries the entry's spool id; a retried or
+concurrent sync finds it, or waits for nothing: an entry another process is uploading is left to
+it). The entry is removed only after the run, its artifacts and models, and its model version
+(through the same gates as `nbops run`) are on the server.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,8 @@ from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.errors import first_line
-from nbops.core.store import is_not_found, is_store_error, mask_uri
-from nbops.notebook.document import ModelSpec
-from nbops.run import orphans, spool
-
-UPLOADED_TAG = "nbops.sync"  # "uploaded": every part of the record is on the server
+from nbops.core.store import mask_uri
+from nbops.run import localrun, spool, upload
 
 
 @dataclass(frozen=True)
@@ -30,148 +26,77 @@ class Synced:
     spool_id: str
     notebook: str
     run_id: str = ""
-    replaced: str = ""
     model: str = ""  # "name vN" when a version was registered (now or by an earlier sync)
     note: str = ""
-    error: str = ""
+    error: str = ""  # not delivered (kept): why
+    quarantined: str = ""  # a bad entry, moved aside: why
+    busy: bool = False  # another process is uploading it
 
 
-def _spec(intent: dict[str, Any] | None) -> ModelSpec | None:
-    from nbops.core.gates import parse_gate
-
-    if not intent:
-        return None
-    return ModelSpec(intent["name"], tuple(parse_gate(g, "spool") for g in intent.get("gates", [])),
-                     intent.get("compare"), bool(intent.get("higher_is_better", True)))
-
-
-def _server_metrics(client: Any, run: Any) -> list[dict[str, Any]]:
-    rows = []
-    for key in run.data.metrics:
-        rows += [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
-                 for m in client.get_metric_history(run.info.run_id, key)]
-    return rows
+@dataclass(frozen=True)
+class Waiting:
+    """One spool entry as `nbops sync --list` shows it."""
+    spool_id: str
+    notebook: str
+    status: str
+    end_time: int
+    files: int
+    models: int
+    problem: str = ""  # why it would be quarantined
 
 
-def _copy_model(client: Any, exp_id: str, run_id: str, meta: dict[str, Any], folder: Path) -> None:
-    model = client.create_logged_model(exp_id, name=meta.get("name"), source_run_id=run_id,
-                                       params=meta.get("params") or None, tags=meta.get("tags") or None,
-                                       model_type=meta.get("model_type"))
-    client.log_model_artifacts(model.model_id, str(folder))
-    client.finalize_logged_model(model.model_id, "READY")
-
-
-def _partial(client: Any, run_id: str | None) -> Any:
-    if not run_id:
-        return None
-    try:
-        return client.get_run(run_id)
-    except Exception as exc:
-        if is_not_found(exc):
-            return None
-        raise
-
-
-def _upload(client: Any, uri: str, exp_id: str, entry: Path, record: dict[str, Any], partial: Any) -> str:
-    """A new run holding the whole record (the partial run's parts included): its id."""
-    import mlflow
-    from mlflow.entities import Metric, Param
-
-    drop = {orphans.OWNER_TAG, orphans.HEARTBEAT_TAG}
-    tags = {k: v for k, v in record["tags"].items() if k not in drop}
-    tags[spool.SPOOL_TAG] = record["spool_id"]
-    run = client.create_run(exp_id, start_time=record.get("start_time") or None, tags=tags,
-                            run_name=record.get("run_name") or None)
-    run_id = run.info.run_id
-    params = [Param(k, v) for k, v in record["params"].items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[i:i + 100])
-    rows = (_server_metrics(client, partial) if partial else []) + record["metrics"]
-    unique = {(r["key"], r["step"], r["timestamp"], r["value"]): r for r in rows}
-    metrics = [Metric(r["key"], r["value"], r["timestamp"], r["step"]) for r in unique.values()]
-    for i in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[i:i + 1000])
-    with tempfile.TemporaryDirectory(prefix="nbops-sync-") as tmp:
-        if partial is not None:  # what the notebook logged before the server went away
-            if client.list_artifacts(partial.info.run_id):
-                got = client.download_artifacts(partial.info.run_id, "", str(Path(tmp) / "run"))
-                client.log_artifacts(run_id, got)
-            logged = client.search_logged_models(experiment_ids=[partial.info.experiment_id],
-                                                 filter_string=f"source_run_id = '{partial.info.run_id}'")
-            for i, m in enumerate(logged):
-                if str(m.status).endswith("READY"):
-                    local = mlflow.artifacts.download_artifacts(artifact_uri=m.artifact_location,
-                                                                dst_path=str(Path(tmp) / f"m{i}"),
-                                                                tracking_uri=uri)
-                    meta = {"name": m.name, "model_type": m.model_type, "params": m.params,
-                            "tags": {k: v for k, v in (m.tags or {}).items() if not k.startswith("mlflow.")}}
-                    _copy_model(client, exp_id, run_id, meta, Path(local))
-    if (entry / "artifacts").is_dir() and any((entry / "artifacts").iterdir()):
-        client.log_artifacts(run_id, str(entry / "artifacts"))
-    for meta, folder in spool.models(entry):  # logged while the server was away
-        _copy_model(client, exp_id, run_id, meta, folder)
-    client.set_tag(run_id, UPLOADED_TAG, "uploaded")
-    client.set_terminated(run_id, record["status"], end_time=record.get("end_time") or None)
-    return run_id
+def pending(settings: Settings) -> list[Waiting]:
+    """What waits in the spool, oldest first (nothing is written)."""
+    out = []
+    for entry in spool.entries(spool.spool_root(settings.root)):
+        try:
+            record = spool.validate(entry)
+        except spool.BadEntry as exc:
+            out.append(Waiting(entry.name, "", "", 0, 0, 0, problem=first_line(exc)))
+            continue
+        out.append(Waiting(entry.name, record.get("notebook", ""), record["status"], record.get("end_time") or 0,
+                           len(record.get("files", [])), record.get("spooled_models", 0)))
+    return out
 
 
 def sync_entry(client: Any, uri: str, experiment_id: Callable[[str], str], entry: Path,
                registrar: Any) -> Synced:
-    """Upload one entry (or finish an earlier sync's upload of it); the entry is removed last."""
-    from mlflow.entities import ViewType
-
-    record = spool.read(entry)
-    sid, notebook = record["spool_id"], record.get("notebook", "")
-    exp_id = experiment_id(record["experiment"])
-    found = client.search_runs([exp_id], filter_string=f"tags.`{spool.SPOOL_TAG}` = '{sid}'",
-                               run_view_type=ViewType.ACTIVE_ONLY)
-    run_id = ""
-    for run in found:
-        if run.data.tags.get(UPLOADED_TAG) == "uploaded" and not run_id:
-            run_id = run.info.run_id
-        else:  # half-uploaded by a sync that was killed: uploaded again below
-            client.delete_run(run.info.run_id)
-    partial = _partial(client, record.get("server_run_id"))
-    if not run_id:
-        run_id = _upload(client, uri, exp_id, entry, record, partial)
-    model, note = "", ""
-    intent = record.get("model") or {}
-    if intent.get("register") and registrar is not None:
-        versions = client.search_model_versions(f"run_id = '{run_id}'")
-        if versions:
-            model = f"{versions[0].name} v{versions[0].version}"
-        else:
-            name, version, note = registrar(client, uri, run_id, _spec(intent))
-            model = f"{name} v{version}" if version else ""
-    if partial is not None:
-        client.set_tag(partial.info.run_id, spool.REPLACED_TAG, run_id)
-        if partial.info.status != "KILLED":
-            client.set_terminated(partial.info.run_id, "KILLED")
-    spool.remove(entry)
-    return Synced(sid, notebook, run_id, partial.info.run_id if partial is not None else "", model, note)
+    """Validate and deliver one entry under its lock; remove it once it is on the server."""
+    with spool.holding(entry) as mine:
+        if not mine:
+            return Synced(entry.name, "", busy=True)
+        try:
+            record = spool.validate(entry)
+            done = upload.deliver(client, uri, experiment_id, entry, record, registrar)
+        except spool.BadEntry as exc:
+            why = mask_uri(first_line(exc))
+            spool.quarantine(entry, why)
+            return Synced(entry.name, "", quarantined=why)
+        spool.remove(entry)
+    model = f"{done.model_name} v{done.model_version}" if done.model_version else ""
+    return Synced(record["spool_id"], record.get("notebook", ""), done.run_id, model, done.note)
 
 
 def sync(settings: Settings, registrar: Any, on_done: Callable[[Synced], None] | None = None) -> list[Synced]:
-    """Upload every spooled run to the project's store; one Synced per entry, in spool order."""
+    """Deliver every spooled run to the project's store; one Synced per entry, in spool order."""
+    from nbops.core.store import check_reachable
     from nbops.run.tracking import Tracker
 
+    localrun.sweep_dead(settings.root)  # what a killed nbops left behind
     root = spool.spool_root(settings.root)
     if not spool.entries(root):
         return []
-    with spool.uploading(root):  # one sync at a time
-        entries = spool.entries(root)  # again: a sync that just ended may have taken them
-        if not entries:
-            return []
-        tracker = Tracker(settings, registrar=registrar)  # reachability checked, orphans ended
-        out = []
-        for entry in entries:
-            try:
-                done = sync_entry(tracker.client, tracker.uri, tracker._experiment_id, entry, registrar)
-            except Exception as exc:
-                if not is_store_error(exc):
-                    raise
-                done = Synced(entry.name, "", error=mask_uri(first_line(exc)))
-            out.append(done)
-            if on_done:
-                on_done(done)
-        return out
+    check_reachable(settings.resolved_tracking_uri)  # a server that is away: one line, at once
+    tracker = Tracker(settings, registrar=registrar)
+    out = []
+    for entry in spool.entries(root):
+        try:
+            done = sync_entry(tracker.client, tracker.uri, tracker._experiment_id, entry, registrar)
+        except Exception as exc:
+            if not upload.is_upload_error(exc):
+                raise
+            done = Synced(entry.name, "", error=upload.cause(exc))
+        out.append(done)
+        if on_done:
+            on_done(done)
+    return out

@@ -27,7 +27,7 @@ from nbops.run.engine import CANCEL, RunResult
 from nbops.run.executors import local_execute
 from nbops.run.progress import Progress
 from nbops.run.spec import RunSpec, make_spec
-from nbops.run.tracking import Registrar, TrackedRun
+from nbops.run.tracking import NotDelivered, Registrar, TrackedRun
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
         if executor is local_execute:
             started, result = _start_with_kernel(settings, spec, tracker, git, debug, parent_run_id, on_cell)
         else:
-            started = tracker.start(spec, git, parent_run_id)
+            started = tracker.start(spec, git, parent_run_id, direct=True)  # its kernel runs elsewhere
             try:
                 env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
                 result = executor(spec, env, debug, on_cell)
@@ -133,6 +133,8 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
                 raise
     try:
         tracked = tracker.finish(started, result)
+    except NotDelivered as kept:  # logged locally first: whole in the spool, the server did not take it
+        return Outcome(result, None, unrecorded=kept.line)
     except Exception as exc:
         if not is_store_error(exc):
             tracker.abort(started, "FAILED")  # whatever failed, the run must not stay RUNNING

@@ -4,6 +4,12 @@ The run id reaches the kernel through MLFLOW_RUN_ID, so `mlflow.<flavor>.log_mod
 autologging inside the notebook land in it. When the kernel exits, MLflow's exit hook marks the
 run FINISHED; nbops sets the real final status afterwards. A model is registered only when the
 run succeeded, a model was logged and every gate holds.
+
+Where the run is created: in the embedded store directly (it is local: nothing to lose); with a
+tracking server or a team's database, in a local store of the run's own first (run/localrun.py),
+turned into a spool entry when the kernel is done and delivered at once (run/upload.py); a server
+or artifact store that fails at any moment leaves the entry for `nbops sync` (exit 4). The Ray
+executor's kernels run elsewhere and log to the server directly.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from nbops.core.config import Settings
 from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_repo, who_ran
 from nbops.core.errors import TrackingError, first_line
 from nbops.core.registry_read import Unavailable
-from nbops.core.run_store import LazyClient, open_store
+from nbops.core.run_store import ClientStore, LazyClient, open_store
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
     check_writable,
@@ -35,7 +41,7 @@ from nbops.core.store import (
 )
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
-from nbops.run import orphans, render
+from nbops.run import keep, localrun, orphans, render, spool, upload
 from nbops.run.engine import RunResult
 from nbops.run.spec import RunSpec
 
@@ -59,11 +65,17 @@ class StartedRun:
     tags: dict[str, str]
     experiment: str = ""
     run_name: str = ""
-    # the server was lost before the run was created: the kernel logs into a scratch store in
-    # this folder (its run SCRATCH_RUN), which `keep_locally` moves into the spool
-    scratch: str = ""
-    scratch_run: str = ""
     start_time: int = 0
+    local: localrun.LocalRun | None = None  # logged locally first (a tracking server)
+    spool_id: str = ""  # the spool entry it becomes when the store cannot take it
+
+
+class NotDelivered(Exception):  # noqa: N818 - an outcome, not a bug
+    """The run is whole in the spool; the server (or its artifact store) did not take it."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,12 @@ class TrackedRun:
     model_name: str | None = None
     model_version: str | None = None
     note: str = ""  # why no model was registered, or what went wrong
+
+
+def logs_locally_first(uri: str) -> bool:
+    """A tracking server or a team's database: runs are logged locally first, then uploaded."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    return scheme in ("http", "https", "postgresql", "postgres", "mysql", "mssql", "databricks")
 
 
 def _param_value(value: Any) -> str:
@@ -98,8 +116,12 @@ class Tracker:
         # are ended (see run/orphans.py). The embedded store's writer needs no client for a run's
         # own records (core/sqlite_writer.py: no `import mlflow`), so it ends the orphans itself.
         self.client: Any = LazyClient(self._open_client)
-        self.store = open_store(self.uri, self.client)
-        if not self.client._is_open():
+        self.local_first = logs_locally_first(self.uri)
+        self._lost = False  # an upload of this batch gave up: the next ones are spooled at once
+        # a server is not needed until the first upload (or a sweep's parent run)
+        self.store: Any = (LazyClient(lambda: ClientStore(self.client._get())) if self.local_first
+                           else open_store(self.uri, self.client))
+        if not self.local_first and not self.client._is_open():
             try:
                 self.reaped = orphans.reap(self.store)
             except (Unavailable, sqlite3.Error):  # MLflow's client ends them, or says why it cannot
@@ -122,7 +144,10 @@ class Tracker:
             location = (artifacts if artifacts.is_absolute() else db_dir / artifacts).resolve().as_uri()
         return self.store.experiment_id(name, location)
 
-    def start(self, spec: RunSpec, git: GitInfo, parent_run_id: str | None = None) -> StartedRun:
+    def start(self, spec: RunSpec, git: GitInfo, parent_run_id: str | None = None,
+              direct: bool = False) -> StartedRun:
+        """The run, created before the kernel starts: locally first with a tracking server, unless
+        DIRECT (the Ray executor: its kernels run on other machines)."""
         root = self.settings.root
         rel = relative_to_repo(spec.notebook.path, root)
         data = {relative_to_repo(p, root) for p in spec.data_files}
@@ -156,22 +181,32 @@ class Tracker:
         defaults = {p.name: p.default for p in spec.notebook.parameters}
         run_name = render.run_name(spec.notebook.stem, spec.overrides, defaults, spec.secrets)
         now = int(time.time() * 1000)
+        params = {k: _param_value(v) for k, v in spec.logged_values.items()}
+        datasets = [{"name": path, "digest": digest[:32], "source_type": "local",
+                     "source": json.dumps({"uri": (root / path).as_uri()})} for path, digest in digests.items()]
+        if self.local_first and not direct:
+            local, store = localrun.open_local(root, name, tags, run_name, now)
+            try:
+                store.log_params(local.run_id, params)
+                if datasets:
+                    store.log_datasets(local.run_id, datasets, "training")
+            except BaseException:
+                localrun.discard(local)
+                raise
+            return StartedRun("", local.experiment_id, tags, name, run_name, now, local, local.spool_id)
+        sid = spool.new_id()  # a run kept in the spool later is found by it, never another run
+        tags = {**tags, spool.SPOOL_TAG: sid}
         try:
             exp_id = self._experiment_id(name)
             run_id = self.store.create_run(exp_id, tags, run_name, now)
         except Exception as exc:
             if not is_store_error(exc):
                 raise
-            if self._server_lost():  # mid-batch: the notebook runs, its record goes to the spool
-                return self._start_offline(name, run_name, tags, now)
             raise TrackingError(f"MLflow store {self.uri} refused a new run: {first_line(exc)}") from None
         try:
-            self.store.log_params(run_id, {k: _param_value(v) for k, v in spec.logged_values.items()})
-            if digests:
-                self.store.log_datasets(run_id, [
-                    {"name": path, "digest": digest[:32], "source_type": "local",
-                     "source": json.dumps({"uri": (root / path).as_uri()})}
-                    for path, digest in digests.items()], "training")
+            self.store.log_params(run_id, params)
+            if datasets:
+                self.store.log_datasets(run_id, datasets, "training")
         except Exception as exc:
             try:
                 self.store.delete_run(run_id)  # nothing half-written
@@ -181,32 +216,7 @@ class Tracker:
                 raise
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
         self.heartbeat.add(run_id)
-        return StartedRun(run_id, exp_id, tags, name, run_name, start_time=now)
-
-    def _server_lost(self) -> bool:
-        from nbops.core.store import check_reachable
-
-        if not self.uri.startswith(("http://", "https://")):
-            return False
-        try:
-            check_reachable(self.uri, timeout=3.0)
-        except TrackingError:
-            return True
-        return False
-
-    def _start_offline(self, experiment: str, run_name: str, tags: dict[str, str], now: int) -> StartedRun:
-        """A run in a scratch store: what the kernel logs (metrics, models) is kept for the spool."""
-        import logging
-
-        from mlflow.tracking import MlflowClient
-
-        for quiet in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables"
-            logging.getLogger(quiet).setLevel(logging.WARNING)
-        scratch = tempfile.mkdtemp(prefix="nbops-offline-")
-        client = MlflowClient(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
-        exp_id = client.create_experiment(experiment, artifact_location=(Path(scratch) / "artifacts").as_uri())
-        run = client.create_run(exp_id, tags=tags, run_name=run_name)
-        return StartedRun("", exp_id, tags, experiment, run_name, scratch, run.info.run_id, now)
+        return StartedRun(run_id, exp_id, tags, name, run_name, now, spool_id=sid)
 
     def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
         """The parent run of a sweep: its grid as params; each point is a child run."""
@@ -234,11 +244,8 @@ class Tracker:
 
     def kernel_env(self, started: StartedRun) -> dict[str, str]:
         """What the kernel needs to log into this run (merged over the base environment)."""
-        if started.scratch:
-            scratch_uri = f"sqlite:///{Path(started.scratch) / 'mlflow.db'}"
-            return {"MLFLOW_TRACKING_URI": scratch_uri, "MLFLOW_REGISTRY_URI": scratch_uri,
-                    "MLFLOW_RUN_ID": started.scratch_run, "MLFLOW_EXPERIMENT_ID": started.experiment_id,
-                    "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}"}
+        if started.local is not None:
+            return {**localrun.kernel_env(started.local, self.uri), "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}"}
         return {
             "MLFLOW_TRACKING_URI": self.uri,
             "MLFLOW_REGISTRY_URI": self.uri,
@@ -250,9 +257,9 @@ class Tracker:
 
     # -- after the kernel --------------------------------------------------------------------
     def finish(self, started: StartedRun, result: RunResult) -> TrackedRun:
+        if started.local is not None:
+            return self._finish_local(started, result)
         run_id = started.run_id
-        if not run_id:  # the server was lost before the run was created: the spool keeps it
-            raise ConnectionError("the tracking server was not reachable when the run started")
         self.heartbeat.remove(run_id)
         # a server lost mid-run: each request retried, backing off, until the shared deadline
         deadline = time.monotonic() + self.retry_s
@@ -295,71 +302,83 @@ class Tracker:
                 return
             call(self.store.log_artifact, run_id, str(html), "notebook")
 
-    def keep_locally(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
-        """The store could not take the run's record (retried until the budget ran out): the
-        whole record goes to the spool (run/spool.py) for `nbops sync`; a line for the summary."""
-        from nbops.run import spool
+    # -- locally first, then uploaded ------------------------------------------------------------
+    def _finish_local(self, started: StartedRun, result: RunResult) -> TrackedRun:
+        """The local run becomes a spool entry (locked while it is delivered), then the server
+        gets it; when it cannot, the entry stays for `nbops sync` (NotDelivered)."""
+        local = started.local
+        assert local is not None
+        work = Path(tempfile.mkdtemp(prefix=".finish-", dir=local.folder))
+        base, files, models = localrun.collect(local)
+        files.update(keep.artifacts(result, work, self.settings.html_hide_input, base["tags"]))
+        record = keep.record(started, result, self.registrar is not None, self.uri, base)
+        entry, fd = spool.write(spool.spool_root(self.settings.root), record, files, models, hold=True)
+        localrun.discard(local)
+        try:
+            delivered = self._deliver(entry, record)
+            spool.remove(entry)
+        except Exception as exc:
+            if not upload.is_upload_error(exc):
+                raise
+            raise NotDelivered(self._kept_line(entry, upload.cause(exc))) from None
+        finally:
+            spool.release(fd)
+        status = record["status"]
+        if not result.ok:
+            return TrackedRun(delivered.run_id, delivered.experiment_id, status, note="run failed: model not registered")
+        if self.registrar is None:
+            return TrackedRun(delivered.run_id, delivered.experiment_id, status, note="registration off for this run")
+        return TrackedRun(delivered.run_id, delivered.experiment_id, status, delivered.model_name,
+                          delivered.model_version, delivered.note)
 
+    def _deliver(self, entry: Path, record: dict[str, Any]) -> upload.Delivered:
+        """run/upload.py's delivery, retried with backoff for `tracking_retry_s`; once one run of
+        this batch gave up, the next ones are tried once (the spool keeps them)."""
+        from nbops.core.store import check_reachable
+
+        deadline = time.monotonic() + (0.0 if self._lost else self.retry_s)
+        wait = 1.0
+        while True:
+            try:
+                if self._lost:
+                    check_reachable(self.uri, timeout=3.0)
+                return upload.deliver(self.client, self.uri, self._experiment_id, entry, record,
+                                      self.registrar)
+            except Exception as exc:
+                if not upload.is_upload_error(exc):
+                    raise
+                if isinstance(exc, spool.BadEntry) or time.monotonic() + wait > deadline:
+                    self._lost = True
+                    raise
+            time.sleep(wait)
+            wait = min(wait * 2, 15.0)
+
+    def _kept_line(self, entry: Path, why: str) -> str:
+        where = relative_to_repo(entry, self.settings.root)
+        return f"not recorded: kept in {where}; `nbops sync` uploads it ({why})"
+
+    def keep_locally(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
+        """A run created on the store directly whose record the store could not take (retried
+        until the budget ran out): the whole record goes to the spool for `nbops sync`, which
+        replaces the partial run (it carries the entry's spool id); a line for the summary."""
         self.heartbeat.remove(started.run_id)
         folder = Path(tempfile.mkdtemp(prefix="nbops-spool-"))
         try:
-            entry = spool.write(spool.spool_root(self.settings.root), self._spool_record(started, result, exc),
-                                self._spool_artifacts(result, folder),
-                                spool.scratch_models(started.scratch, started.scratch_run))
+            tags = dict(started.tags)
+            files = keep.artifacts(result, folder, self.settings.html_hide_input, tags)
+            record = keep.record(started, result, self.registrar is not None, self.uri,
+                                 {"tags": tags, "params": {k: _param_value(v) for k, v in result.spec.logged_values.items()},
+                                  "metrics": [], "start_time": started.start_time})
+            entry, _ = spool.write(spool.spool_root(self.settings.root), record, files)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-            if started.scratch:
-                shutil.rmtree(started.scratch, ignore_errors=True)
-        where = relative_to_repo(entry, self.settings.root)
-        why = (f"the tracking store did not answer for {self.retry_s:g} s" if started.run_id
-               else "the tracking store was not reachable when the run started")
-        return f"not recorded: kept in {where}; `nbops sync` uploads it ({why}: {mask_uri(first_line(exc))})"
-
-    def _spool_record(self, started: StartedRun, result: RunResult, exc: BaseException) -> dict[str, Any]:
-        from nbops.core.gates import failed_gates
-        from nbops.run import spool
-
-        metrics, _ = split_metrics(result.records)
-        rows = spool.scratch_metrics(started.scratch, started.scratch_run) + spool.metric_rows(metrics)
-        tags = dict(started.tags)
-        tags["nbops.duration_s"] = f"{result.duration:.2f}"
-        if result.error:
-            tags["nbops.error"] = str(result.error)[:5000]
-        status = "FINISHED" if result.ok else ("KILLED" if result.status == "interrupted" else "FAILED")
-        model = result.spec.notebook.model
-        intent = None
-        if model is not None:
-            held = not failed_gates(model.gates, metrics)
-            intent = {"name": model.name, "gates": [str(g) for g in model.gates], "compare": model.compare,
-                      "higher_is_better": model.higher_is_better, "gates_held": held,
-                      "register": bool(self.registrar is not None and result.ok),
-                      # where the logged model is: the partial server run (logged before the loss),
-                      # the spool (logged while the server was away), or nowhere (the notebook failed)
-                      "logged_in": "spool" if started.scratch else ("server run" if result.ok else "unknown")}
-        return {
-            "tracking_uri": mask_uri(self.uri), "experiment": started.experiment, "run_name": started.run_name,
-            "server_run_id": started.run_id or None, "notebook": started.tags.get("nbops.notebook", ""),
-            "tags": tags, "params": {k: _param_value(v) for k, v in result.spec.logged_values.items()},
-            "metrics": rows, "status": status, "start_time": started.start_time,
-            "end_time": int(time.time() * 1000), "model": intent, "reason": mask_uri(first_line(exc)),
-        }
-
-    def _spool_artifacts(self, result: RunResult, folder: Path) -> dict[str, Path]:
-        _, others = split_metrics(result.records)
-        out: dict[str, Path] = {}
-        for name, data in (("records.json", result.records), ("other_records.json", others)):
-            if data:
-                (folder / name).write_text(json.dumps(data, default=str), encoding="utf-8")
-                out[f"nbops/{name}"] = folder / name
-        for path in (result.output_path, result.kernel_log):
-            if path is not None and path.exists():
-                out[f"notebook/{path.name}"] = path
-        return out
+        return self._kept_line(entry, f"the tracking store did not answer for {self.retry_s:g} s: "
+                                      f"{mask_uri(first_line(exc))}")
 
     def abort(self, started: StartedRun, status: str = "KILLED") -> None:
         self.heartbeat.remove(started.run_id)
-        if started.scratch:
-            shutil.rmtree(started.scratch, ignore_errors=True)
+        if started.local is not None:  # never reached the server: nothing there to end
+            localrun.discard(started.local)
         if not started.run_id:
             return
         try:
