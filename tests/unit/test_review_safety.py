@@ -167,6 +167,130 @@ def _console_text(renderable) -> str:
     return buf.getvalue()
 
 
+# issue 22: notebook HTML in the run report and review pages runs nothing and loads nothing
+
+PAYLOADS = [
+    "<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "<svg onload=alert(3)><circle/></svg>",
+    "<details open ontoggle=alert(4)><summary>s</summary>inside</details>",
+    '<iframe src="data:text/html,<script>alert(5)</script>"></iframe>', '<a href="javascript:alert(6)">j</a>',
+    '<a href=" JaVaScRiPt:alert(7)">j</a>', '<a href="data:text/html,<script>alert(8)</script>">d</a>',
+    '<img src="http://127.0.0.1:9/remote.png" srcset="http://127.0.0.1:9/x 2x">',
+    '<div style="color:red;position:fixed;background:url(http://127.0.0.1:9/bg)">styled</div>',
+    "<form action=http://127.0.0.1:9><input name=q><button formaction=javascript:alert(9)>go</button></form>",
+    '<meta http-equiv="refresh" content="0;url=http://127.0.0.1:9"><base href="http://127.0.0.1:9/">',
+    "<link rel=stylesheet href=http://127.0.0.1:9/s.css><object data=http://127.0.0.1:9/o></object>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(10)>",  # mutation-XSS shape
+]
+# each opens a raw-text, RCDATA or comment state that would swallow every later cell of the page
+OPENERS = ["<style>", "<textarea>", "<!--", "<title>", "<script>", "<xmp>", "<plaintext>", "<noscript>",
+           "<iframe>", "<noembed>", "<noframes>", "<template>", "<select>", "<svg><style>", "<table><td>"]
+
+
+class _Attributes(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found += [(tag, k, v or "") for k, v in attrs] or [(tag, "", "")]
+
+
+def test_clean_html_drops_what_runs_or_loads_and_keeps_the_text():
+    from nbops.core.sanitize import clean_html
+
+    for payload in PAYLOADS:
+        parser = _Attributes()
+        parser.feed(clean_html(payload))
+        for tag, name, value in parser.found:
+            assert tag not in {"script", "style", "iframe", "svg", "form", "meta", "base", "link", "object",
+                               "math", "input", "button"}, payload
+            assert not name.startswith("on") and name not in {"srcset", "formaction", "action"}, payload
+            if name in {"href", "src"}:
+                assert not value.strip().lower().startswith(("javascript:", "data:text", "http")), payload
+            if name == "style":
+                assert "url(" not in value and "position" not in value, payload
+    assert "inside" in clean_html(PAYLOADS[3]) and "<details>" in clean_html(PAYLOADS[3])
+    assert clean_html(PAYLOADS[9]) == '<div style="color:red">styled</div>'
+    png = '<img alt="p" src="data:image/png;base64,iVBORw0KGgo=">'
+    assert clean_html(png) == png  # data: images (attachments, inline plots) stay
+
+
+def test_an_unclosed_tag_stays_in_its_own_cell():
+    from nbops.core.sanitize import clean_html
+
+    for opener in OPENERS:
+        cleaned = clean_html(f"{opener}main {{ display: none }} <b>x")
+        lowered = cleaned.lower()
+        for state in ("<style", "<textarea", "<!--", "<title", "<script", "<xmp", "<plaintext", "<noscript",
+                      "<iframe", "<noembed", "<noframes", "<template", "<select"):
+            assert state not in lowered, (opener, cleaned)
+        if opener.startswith("<table"):
+            assert lowered.count("<table") == lowered.count("</table>"), cleaned  # closed again
+
+
+def _policy(page: str) -> dict[str, str]:
+    import re
+
+    [content] = re.findall(r'<meta content="([^"]*)" http-equiv="Content-Security-Policy"/?>|'
+                           r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    text = "".join(content).replace("&#x27;", "'").replace("&#39;", "'")
+    return {d.split()[0]: " ".join(d.split()[1:]) for d in text.split(";") if d.strip()}
+
+
+def test_the_run_report_has_a_no_script_policy_first_and_no_script(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    from nbops.run.render import render_html
+
+    code = new_code_cell("x = 1", execution_count=1)
+    code.outputs = [new_output("display_data", data={"text/html": p}) for p in PAYLOADS]
+    code.outputs += [new_output("display_data", data={"application/javascript": "alert('js output')"}),
+                     new_output("display_data", data={"text/vnd.mermaid": "graph TD; A</pre><script>alert(11)"}),
+                     new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m"},
+                                                      "text/plain": "IntSlider(value=3)"})]
+    nb = new_notebook(cells=[*(new_markdown_cell(p) for p in PAYLOADS + OPENERS), code,
+                             new_markdown_cell("LAST cell")])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"version_major": 2, "state": {}}}
+    nbformat.write(nb, str(tmp_path / "hostile.ipynb"))
+    page = render_html(tmp_path / "hostile.ipynb", tmp_path).read_text(encoding="utf-8")
+
+    head = page[:page.index("</head>")]
+    assert head.index("Content-Security-Policy") < min(head.index("<style"), head.index("<title"))
+    policy = _policy(page)
+    assert policy["default-src"] == "'none'" and "script-src" not in policy and policy["img-src"] == "data:"
+    lowered = page[page.index("<body"):].lower()  # (the theme's CSS has `.validationErrors`)
+    assert "<script" not in page.lower() and "<iframe" not in lowered and "javascript:" not in lowered
+    assert "onerror" not in lowered and "onload" not in lowered and "127.0.0.1" not in lowered
+    assert "<pre>alert('js output')</pre>" in page  # the JavaScript output shown as text
+    assert "A&lt;/pre&gt;&lt;script&gt;" in page  # mermaid source escaped
+    assert "IntSlider(value=3)" in page and "widget-state" not in page
+    assert page.count("LAST cell") == 1 and page.count('class="jp-Cell ') == len(nb.cells)
+
+
+def test_review_pages_let_only_their_own_scripts_run():
+    import base64
+    import hashlib
+    import re
+
+    from nbops.review.pages import render_index
+
+    for app in (None, "nbdime-webapp-x.js"):
+        page = render_diff_page(_notebook(HOSTILE), _notebook(["b"]), "base", "head", "t", app=app)
+        script_src = _policy(page)["script-src"].split()
+        assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+        inline = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)  # the runnable inline ones
+        assert len(inline) == (2 if app is None else 1)  # the fetch shim (and the inlined app)
+        hashes = {"'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+                  for s in inline}
+        assert set(script_src) == hashes | ({"'self'"} if app else set())
+        policy = _policy(page)
+        assert policy["connect-src"] == "'none'" and policy["img-src"] == "data:"
+        assert policy["default-src"] == "'none'"
+    index = render_index([], "main", "head")
+    assert "<script" not in index and _policy(index)["default-src"] == "'none'"
+
+
 def test_live_progress_prints_markup_in_names_and_errors_literally():
     from nbops.run.progress import LiveProgress, PlainProgress
 
