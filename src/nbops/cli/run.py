@@ -89,8 +89,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from nbops.run.kernel_procs import sweep
     from nbops.run.tracking import Tracker
 
+    killed, removed = sweep()  # what killed nbops processes left on this machine, store or not
+    if killed or removed:
+        print(f"{killed} leftover kernel process(es) killed, {removed} kernel socket folder(s) removed")
     tracker = Tracker(options.settings(tracking_uri=args.tracking_uri))  # opening it reaps
     for o in tracker.reaped:
         print(f"ended {o.run_id[:8]} {o.notebook or '-'} as KILLED: {o.why}")
@@ -142,6 +146,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     runs = sub.add_parser("runs", help="housekeeping of the MLflow runs nbops started")
     rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
-    gc = rsub.add_parser("gc", help="end as KILLED the runs whose nbops process died (kill -9, lost machine)")
+    gc = rsub.add_parser("gc", help="end as KILLED the runs whose nbops process died (kill -9, lost machine); "
+                        "kill the processes their kernels left here, remove their socket folders")
     gc.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: the project's)")
     runs.set_defaults(func=cmd_runs)

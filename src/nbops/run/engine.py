@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 from nbops.core.secrets import masked
 from nbops.notebook.scraps import read_records
-from nbops.run.kernel_sockets import kernel_sockets
+from nbops.run.kernel_procs import KernelProcs
 from nbops.run.saving import OutputWriteError, Saves, install_local_io
 from nbops.run.spec import RunSpec
 
@@ -122,7 +121,7 @@ def _engine_class():
                 k: v for k, v in (("env", env), ("stderr", kernel_stderr), ("cwd", kernel_cwd)) if v is not None}
             done = threading.Event()
             client = None
-            sockets = kernel_sockets(final, kernel_name)
+            kernel = KernelProcs(final, kernel_name, start_kwargs)  # sockets; a mark on its processes
             try:
                 client = PapermillNotebookClient(nb_man, **final)
                 if late_env is not None:
@@ -139,8 +138,7 @@ def _engine_class():
                 raise
             finally:
                 done.set()
-                if sockets is not None:  # the kernel's sockets are gone with it; a dead one's too
-                    shutil.rmtree(sockets, ignore_errors=True)
+                kernel.end()  # what the notebook started (setsid or not) killed, the sockets removed
 
     return NbopsEngine
 

@@ -1,7 +1,8 @@
 """Where a kernel and nbops talk: Unix sockets in a private folder per kernel, not TCP ports.
 
-`run/engine.py` hands the folder's socket prefix to nbclient's kernel manager (a traitlets
-Config) and removes the folder after the run.
+`run/kernel_procs.py` hands the folder's socket prefix to nbclient's kernel manager (a traitlets
+Config), names the folder after its owner and removes it after the run, or, after a `kill -9` of
+nbops, once its owner is gone.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import os
 import tempfile
 from typing import Any
 
+FOLDER_PREFIX = "nbops-kernel-"
 
-def kernel_sockets(client_kwargs: dict[str, Any], kernel_name: str | None) -> str | None:
+
+def kernel_sockets(client_kwargs: dict[str, Any], kernel_name: str | None, name: str = "") -> str | None:
     """Have an ipykernel kernel talk to nbops over Unix sockets in a private folder (returned, to
     be removed after the run), not over TCP ports on localhost.
 
@@ -23,13 +26,14 @@ def kernel_sockets(client_kwargs: dict[str, Any], kernel_name: str | None) -> st
     --jobs 2; papermill#239, nbconvert#1066). IPC sockets have no such window, and a folder only
     this user can enter keeps other local users off them. TCP stays where Unix sockets don't
     exist, for kernels other than ipykernel (not all of them build IPC addresses right), and
-    where the temporary folder's path is too long for a socket's address."""
+    where the temporary folder's path is too long for a socket's address. NAME: the start of
+    the folder's name after `nbops-kernel-`."""
     if os.name != "posix" or not _is_ipykernel(kernel_name):
         return None
     from traitlets.config import Config
 
     for parent in (None, "/tmp"):  # the user's temporary folder, else the short one
-        folder = tempfile.mkdtemp(prefix="nbops-kernel-", dir=parent)  # mode 0700
+        folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX + name, dir=parent)  # mode 0700
         ip = os.path.join(folder, "k")  # the sockets are k-1 ... k-5
         if len(os.fsencode(ip)) + len("-99999") < _SOCKET_PATH_MAX:
             break
