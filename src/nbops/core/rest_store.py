@@ -8,7 +8,6 @@ any other failure raises `Unavailable` and the caller asks MLflow (its retries, 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import urllib.error
@@ -16,6 +15,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from nbops.core.reach import auth_headers
 from nbops.core.registry_read import RawModel, RawRun, RawVersion, Unavailable
 
 _NOT_FOUND = object()
@@ -33,14 +33,8 @@ class RestReader:
     def __init__(self, uri: str):
         self.base = uri.rstrip("/") + "/api/2.0/mlflow/"
         self.timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 20)
-        self.headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
-        elif user and password:
-            basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-            self.headers["Authorization"] = f"Basic {basic}"
+        self.headers = {"Accept": "application/json", "Content-Type": "application/json",
+                        **auth_headers()}  # the same as the reachability check's (core/reach.py)
 
     def _call(self, endpoint: str, query: dict | None = None, body: dict | None = None,
               method: str | None = None) -> Any:
