@@ -137,3 +137,30 @@ def test_a_broken_notebook_is_refused_by_git_add(setup_project, tmp_path):
     done = _git_bare(root, tmp_path, "add", "notebooks/broken.ipynb")
     assert done.returncode != 0
     assert "notebooks/broken.ipynb: not valid JSON" in done.stderr
+
+
+def test_a_merge_from_a_bare_shell_keeps_both_branches_cells(setup_project, tmp_path):
+    """Both branches append a cell, similar ones (nbdime 4.0's own driver crashed on these and left
+    "ours" without a marker): the merge driver `nbops setup` installs reports the conflict with
+    both cells whole in the notebook."""
+    root = setup_project
+    path = root / "notebooks" / "example.ipynb"
+    base = json.loads(path.read_text())
+
+    def append(cell_id: str, source: str) -> None:
+        cell = {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {}, "outputs": [],
+                "source": source}
+        path.write_text(json.dumps({**base, "cells": [*base["cells"], cell]}, indent=1))
+        done = _git_bare(root, tmp_path, "commit", "-q", "--no-verify", "-am", cell_id)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    assert _git_bare(root, tmp_path, "checkout", "-q", "-b", "other").returncode == 0
+    append("theirs", "score = model.score(X_val, y_val)\nprint('validation score', score)")
+    assert _git_bare(root, tmp_path, "checkout", "-q", "main").returncode == 0
+    append("ours", "score = model.score(X_test, y_test)\nprint('test score', score)")
+    done = _git_bare(root, tmp_path, "merge", "other", "-m", "merge")
+    assert done.returncode == 1 and "CONFLICT (content): Merge conflict in notebooks/example.ipynb" in done.stdout
+    cells = json.loads(path.read_text())["cells"]
+    ids = [c["id"] for c in cells]
+    assert ids.index("ours") < ids.index("theirs")  # both whole, ours first, between nbdime's marker cells
+    assert "UU notebooks/example.ipynb" in _git_bare(root, tmp_path, "status", "--porcelain").stdout
