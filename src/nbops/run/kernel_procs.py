@@ -13,9 +13,10 @@ gone, nbops kills every process of this user whose /proc/PID/environ carries the
 ways were weaker: a process group or session is left by setsid; a child subreaper
 (prctl(PR_SET_CHILD_SUBREAPER)) would collect the orphans of every kernel of a parallel batch in
 one process, with nothing saying which kernel they came from, and changes nbops's process for
-every library in it; cgroups are rarely writable by the user. A process that rebuilds its
-environment from scratch (`env -i`) escapes the marker: that is a deliberate escape. Without
-/proc (macOS) only the process group is killed, by jupyter_client, as before.
+every library in it; cgroups are rarely writable by the user. A process started without the
+variable (`env -u NBOPS_KERNEL_TOKENS ...`, `env -i ...`) is not the run's: the way to start
+something meant to outlive it. Without /proc (macOS) only the process group is killed, by
+jupyter_client, as before.
 
 What a killed nbops leaves is swept by the next kernel nbops starts and by `nbops runs gc`
 (`sweep`): processes whose token names an owner that is gone, and socket folders whose owner (a
