@@ -1,8 +1,10 @@
 """Nothing lost: a real `mlflow server` (sqlite) killed -9 mid-batch of three notebooks run two at a
-time; nbops exits 4 with every run kept in .nbops/spool; the server is restarted on its own
-database; `nbops sync` uploads; a second sync of the same entries (restored from a copy, as after a
-sync killed before it removed them) duplicates nothing. The server then holds every run exactly
-once, with every step of every metric, the executed notebook, no RUNNING run, each model version once.
+time; the kernels log locally first, so they never notice; nbops exits 4 with every run kept in
+.nbops/spool; the server is restarted on its own database; `nbops sync` uploads; a second sync of
+the same entries (restored from a copy, as after a sync killed before it removed them) duplicates
+nothing. The server then holds every run exactly once, with every step of every metric, the
+executed notebook, its HTML report and what the kernel logged, no RUNNING run, each model version
+once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def _cells(name: str, sleep: float) -> list:
                  "    mlflow.log_metric('loss', 1.0 / (step + 1), step=step)\n"
                  "mlflow.sklearn.log_model(LogisticRegression().fit([[0], [1], [2], [3]], [0, 0, 1, 1]),"
                  " name='model')\n"
+                 "mlflow.log_text('a figure', 'figures/curve.txt')\n"
                  f"pathlib.Path('../started-{name}').touch()"),
         ("code", f"time.sleep({sleep})"),
         ("code", "import nbops\nnbops.record('score', 0.9)"),
@@ -82,7 +85,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         backup = tmp_path / "spool-copy"
         shutil.copytree(project / ".nbops" / "spool", backup)
 
-        server.start()  # the same database: the partial runs of a and b are still there
+        server.start()  # the same database: it never saw these runs
         write_notebook(project / "other.ipynb", [("code", "x = 1")])
         warned = _nbops(project, {**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, "run", "other.ipynb")
         assert warned.returncode == 0, (warned.stdout, warned.stderr)
@@ -112,10 +115,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
         synced = [r for r in runs if "nbops.spool_id" in r.data.tags]
         assert sorted(r.data.tags["nbops.notebook"] for r in synced) == [f"notebooks/{n}.ipynb" for n in names]
-        replaced = [r for r in runs if "nbops.replaced_by" in r.data.tags]
-        assert len(replaced) == 2 and all(r.info.status == "KILLED" for r in replaced), replaced
-        assert {r.data.tags["nbops.replaced_by"] for r in replaced} <= {r.info.run_id for r in synced}
-        assert len(runs) == 5  # three runs, and the two partial ones they replace: nothing else
+        assert len(runs) == 3  # three runs, nothing else (no partial run: logged locally first)
         for run in synced:
             assert run.info.status == "FINISHED", run.info
             history = client.get_metric_history(run.info.run_id, "loss")
@@ -123,6 +123,9 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
             assert run.data.metrics["score"] == 0.9
             executed = [a.path for a in client.list_artifacts(run.info.run_id, "notebook")]
             assert any(p.endswith(".ipynb") for p in executed), executed
+            assert any(p.endswith(".html") for p in executed), executed
+            assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/curve.txt"]
+            assert run.data.tags["mlflow.user"] and run.data.tags["nbops.git_sha"]
         for name in names:
             versions = client.search_model_versions(f"name = 'spooled-{name}'")
             assert len(versions) == 1, versions

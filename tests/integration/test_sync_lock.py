@@ -1,5 +1,6 @@
-"""`nbops sync` twice at once on one spool: the second stops with one line (exit 2) and uploads
-nothing; when the first is gone (killed: its lock goes with its process), a sync uploads it once."""
+"""An entry being uploaded by another process (a sync, or the `nbops run` that wrote it) is left to
+it: a second sync says so in one line and uploads nothing; when the first is gone (killed: its lock
+goes with its process), a sync uploads it once."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from nbops.run import spool
-with spool.uploading(Path(sys.argv[1])):
-    print("holding", flush=True)
+with spool.holding(Path(sys.argv[1])) as mine:
+    print("holding" if mine else "not held", flush=True)
     time.sleep(120)
 """
 
 
-def test_a_second_sync_of_the_same_spool_stops_with_one_line(project, mlflow_client):
+def test_an_entry_another_process_uploads_is_left_to_it(project, mlflow_client):
     root = spool.spool_root(project)
     nb = project / "out.ipynb"
     nb.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
@@ -27,16 +28,16 @@ def test_a_second_sync_of_the_same_spool_stops_with_one_line(project, mlflow_cli
               "notebook": "notebooks/a.ipynb", "tags": {"nbops.notebook": "notebooks/a.ipynb"},
               "params": {"n": "3"}, "metrics": spool.metric_rows({"acc": 0.9}, timestamp_ms=1000),
               "status": "FINISHED", "model": None, "start_time": 1000, "end_time": 2000}
-    entry = spool.write(root, record, {"notebook/out.ipynb": nb}, [])
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], stdout=subprocess.PIPE, text=True)
+    entry, _ = spool.write(root, record, {"notebook/out.ipynb": nb}, [])
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(entry)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"  # a sync is uploading
         second = subprocess.run([sys.executable, "-m", "nbops", "sync"], cwd=project, capture_output=True,
                                 text=True, timeout=120)
-        assert second.returncode == 2, second.stdout + second.stderr
-        assert "another `nbops sync` is uploading" in second.stderr and "Traceback" not in second.stderr
-        assert len(second.stderr.strip().splitlines()) == 1
-        assert entry.is_dir()  # nothing taken from the spool
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert second.stdout.strip() == f"skipped {entry.name}: another nbops process is uploading it"
+        assert "Traceback" not in second.stderr
+        assert entry.is_dir() and not all_runs(mlflow_client())  # nothing taken from the spool
     finally:
         holder.kill()
         holder.wait()

@@ -1,0 +1,96 @@
+"""`nbops sync` trusts no entry: seven hostile entries (the audit's) beside a good one, synced into a
+real MLflow store that holds someone else's FINISHED run. Each hostile entry is quarantined with
+one line saying why, the good one is uploaded, the other run is untouched, no run is RUNNING, and
+no file outside an entry is ever read (a symlink to /etc/passwd is not followed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from nbops.run import spool
+from tests.conftest import all_runs
+
+
+def _record(**changes):
+    record = {"experiment": "notebooks/a", "run_name": "a", "notebook": "notebooks/a.ipynb",
+              "tags": {"nbops.notebook": "notebooks/a.ipynb"}, "params": {"n": "3"},
+              "metrics": spool.metric_rows({"acc": 0.9}, timestamp_ms=1000), "status": "FINISHED",
+              "model": None, "start_time": 1000, "end_time": 2000}
+    record.update(changes)
+    return record
+
+
+def _write(root: Path, tmp: Path, models=(), **changes) -> Path:
+    nb = tmp / "out.ipynb"
+    nb.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    entry, _ = spool.write(root, _record(**changes), {"notebook/out.ipynb": nb}, list(models))
+    return entry
+
+
+def _sync(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nbops", "sync", *args], cwd=project, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_seven_hostile_entries_are_quarantined_and_nothing_else_changes(project, mlflow_client, tmp_path):
+    client = mlflow_client()
+    exp = client.create_experiment("someone-else")
+    theirs = client.create_run(exp, tags={"owner": "them"}).info.run_id
+    client.log_metric(theirs, "acc", 0.5)
+    client.set_terminated(theirs, "FINISHED")
+    before = client.get_run(theirs)
+
+    root = spool.spool_root(project)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
+    hostile = {
+        "did not create": _write(root, tmp_path, server_run_id=theirs),
+        "params is not": _write(root, tmp_path, params=["a", "b"]),
+        "no experiment": _write(root, tmp_path, experiment=""),
+        "RUNNING": _write(root, tmp_path, status="RUNNING"),
+    }
+    corrupt = _write(root, tmp_path, models=[({"name": "model", "model_type": None}, model_dir)])
+    (corrupt / "models" / "0" / "model.json").write_text("{not json")
+    hostile["not a model description"] = corrupt
+    truncated = _write(root, tmp_path)
+    text = (truncated / spool.RECORD).read_text()
+    (truncated / spool.RECORD).write_text(text[: len(text) // 2])
+    hostile["not a spool record"] = truncated
+    linked = _write(root, tmp_path)
+    os.symlink("/etc/passwd", linked / "artifacts" / "notebook" / "passwd")
+    hostile["is a symlink"] = linked
+    good = _write(root, tmp_path, run_name="good")
+
+    listed = _sync(project, "--list")
+    assert listed.returncode == 0 and "8 run(s) wait" in listed.stdout, listed.stdout + listed.stderr
+    assert len([line for line in listed.stdout.splitlines() if line.startswith(good.name)]) == 1
+
+    done = _sync(project)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 7 and all(line.startswith("quarantined ") for line in lines), lines
+    for why, entry in hostile.items():
+        (line,) = [line for line in lines if entry.name in line]
+        assert why in line, (why, line)
+        assert (root / "quarantine" / entry.name / spool.WHY).is_file(), why
+    assert "synced notebooks/a.ipynb: run" in done.stdout
+
+    after = client.get_run(theirs)
+    assert after.info.status == "FINISHED" and after.data.tags == before.data.tags
+    assert after.data.metrics == before.data.metrics and not client.list_artifacts(theirs)
+    runs = all_runs(client)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    uploaded = [r for r in runs if r.info.run_id != theirs]
+    assert len(uploaded) == 1 and uploaded[0].data.tags["nbops.spool_id"] == good.name
+    assert uploaded[0].data.params == {"n": "3"} and uploaded[0].data.metrics == {"acc": 0.9}
+    paths = [a.path for a in client.list_artifacts(uploaded[0].info.run_id, "notebook")]
+    assert paths == ["notebook/out.ipynb"]
+    assert spool.entries(root) == []  # the quarantine is no entry: nothing blocks a later sync
+    again = _sync(project)
+    assert again.returncode == 0 and "nothing to sync" in again.stdout
+    assert not (root / "quarantine" / good.name).exists()
