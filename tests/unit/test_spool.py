@@ -143,3 +143,17 @@ def test_the_kernel_gets_the_same_retry_budget(monkeypatch):
     assert kernel_retry_env(5)["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"  # never fewer than nbops's own
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the user's own setting is kept
     assert kernel_retry_env(600)["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+
+
+def test_the_local_runs_of_a_dead_nbops_are_swept(tmp_path):
+    import socket
+
+    from nbops.run import localrun, orphans
+
+    root = spool.spool_root(tmp_path)
+    dead, alive = root / ".run-dead", root / ".run-alive"
+    for folder, owner in ((dead, f"{socket.gethostname()}:999999999:1"), (alive, orphans.owner())):
+        folder.mkdir(parents=True)
+        (folder / localrun.OWNER_FILE).write_text(owner)
+    assert localrun.sweep_dead(tmp_path) == [dead]
+    assert not dead.exists() and alive.is_dir()

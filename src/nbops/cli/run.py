@@ -95,10 +95,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     killed, removed = sweep()  # what killed nbops processes left on this machine, store or not
     if killed or removed:
         print(f"{killed} leftover kernel process(es) killed, {removed} kernel socket folder(s) removed")
-    tracker = Tracker(options.settings(tracking_uri=args.tracking_uri))  # opening it reaps
-    for o in tracker.reaped:
+    reaped = Tracker(options.settings(tracking_uri=args.tracking_uri)).reap()
+    for o in reaped:
         print(f"ended {o.run_id[:8]} {o.notebook or '-'} as KILLED: {o.why}")
-    print(f"{len(tracker.reaped)} orphaned run(s) ended")
+    print(f"{len(reaped)} orphaned run(s) ended")
     return 0
 
 

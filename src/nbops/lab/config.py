@@ -142,17 +142,44 @@ def check_port(port: int) -> None:
 def create_store(settings: Settings) -> None:
     """A new sqlite store is made here, once, in the project root: a kernel and the MLflow UI
     creating its tables at the same moment fail (and MLflow's Default experiment would keep the
-    ./mlruns of whichever working folder came first)."""
+    ./mlruns of whichever working folder came first). In a child process: the lab's process,
+    JupyterLab's parent for hours, stays small (MLflow's client is about 230 MB)."""
+    import subprocess
+
+    from nbops.core.errors import TrackingError
+    from nbops.core.store import mask_uri
+
     uri = settings.resolved_tracking_uri
     if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).exists():
         return
+    print(f"nbops lab: creating the MLflow store {mask_uri(uri)}", file=sys.stderr)
+    done = subprocess.run([sys.executable, "-m", "nbops.lab.config", uri], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        what = f"cannot create the MLflow store {mask_uri(uri)}"
+        last = ([line for line in done.stderr.splitlines() if line.strip()] or [what])[-1]
+        raise TrackingError(last if done.returncode == 2 else f"{what}: {mask_uri(last)}")
+
+
+def _make_store(uri: str) -> int:
     from mlflow.tracking import MlflowClient
 
-    from nbops.core.store import mlflow_errors
+    from nbops.core.errors import NbopsError, first_line
+    from nbops.core.store import is_store_error, mask_uri, mlflow_errors
 
-    print(f"nbops lab: creating the MLflow store {uri}", file=sys.stderr)
-    with mlflow_errors(f"cannot create the MLflow store {uri}"):
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    what = f"cannot create the MLflow store {mask_uri(uri)}"
+    try:
+        with mlflow_errors(what):
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except NbopsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise  # a bug: its traceback, and create_store quotes its last line
+        print(f"{what}: {mask_uri(first_line(exc))}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
@@ -183,3 +210,7 @@ def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     return supervise(argv, folder)
+
+
+if __name__ == "__main__":  # create_store's child process
+    sys.exit(_make_store(sys.argv[1]))

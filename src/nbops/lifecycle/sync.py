@@ -82,7 +82,7 @@ def sync(settings: Settings, registrar: Any, on_done: Callable[[Synced], None] |
     from nbops.core.store import check_reachable
     from nbops.run.tracking import Tracker
 
-    localrun.sweep_dead(settings.root)  # what a killed nbops left behind
+    localrun.sweep_dead(settings.root)  # the local runs of an nbops that was killed -9
     root = spool.spool_root(settings.root)
     if not spool.entries(root):
         return []

@@ -115,6 +115,7 @@ class Tracker:
         # down; MLflow's retries bounded; the runs of nbops processes that died without a word
         # are ended (see run/orphans.py). The embedded store's writer needs no client for a run's
         # own records (core/sqlite_writer.py: no `import mlflow`), so it ends the orphans itself.
+        localrun.sweep_dead(settings.root)  # the local runs of an nbops that was killed -9
         self.client: Any = LazyClient(self._open_client)
         self.local_first = logs_locally_first(self.uri)
         self._lost = False  # an upload of this batch gave up: the next ones are spooled at once
@@ -129,6 +130,11 @@ class Tracker:
         self.retry_env = retry_env()
         self.retry_s = settings.tracking_retry_s
         self.heartbeat = orphans.Heartbeat(self.store)
+
+    def reap(self) -> list[orphans.Orphan]:
+        """Open the store now (which ends the orphaned runs): the runs it ended."""
+        self.client._get()
+        return self.reaped
 
     def _open_client(self) -> Any:
         client, reaped = orphans.open_client(self.uri)
