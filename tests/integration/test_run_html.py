@@ -144,3 +144,27 @@ def test_templates_log_their_figures(project, mlflow_client, capsys, template, p
     page = _html(client, run)
     assert page.count("data:image/png;base64") >= len(figures)  # shown in the notebook too
     assert "log_confusion_matrix" in page
+
+
+def test_the_logged_page_runs_nothing_the_notebook_wrote(project, mlflow_client, capsys):
+    # issue 22: markdown and outputs that would run script or load from elsewhere in the MLflow UI
+    nb = write_notebook(project / "notebooks" / "hostile.ipynb", [
+        ("markdown", "<script>document.title='pwned'</script><img src=x onerror=alert(1)>\n\nkept **bold**"),
+        ("markdown", '[link](javascript:alert(2)) <img src="http://127.0.0.1:9/remote.png"><style>main{display:none}'),
+        ("code", "from IPython.display import HTML, Javascript, Markdown, display\n"
+                 "j = ''.join  # the source shows as text: the payloads only come together in the outputs\n"
+                 "display(HTML(j(['<b>html out</b><scr', 'ipt>alert(3)</scr', 'ipt><svg on', 'load=alert(4)>'])))\n"
+                 "display(Javascript('alert(\"js out\")'))\n"
+                 "display(Markdown(j(['<img src=x on', 'error=alert(5)> md out'])))"),
+        ("markdown", "LAST_CELL_MARKER"),
+    ])
+    commit_all(project)
+    assert main(["run", str(nb)]) == 0, capsys.readouterr().out
+    page = _html(mlflow_client(), all_runs(mlflow_client())[0])
+    body = page[page.index("<body"):]
+    assert 'http-equiv="Content-Security-Policy"' in page and "default-src 'none'" in page
+    assert "<script" not in page.lower() and "onerror" not in body and "onload" not in body
+    assert "javascript:" not in body and "127.0.0.1" not in body and "display:none" not in body
+    assert "<b>html out</b>" in page and "md out" in page and "<strong>bold</strong>" in page
+    assert 'alert("js out")' in page  # the JavaScript output as text
+    assert "LAST_CELL_MARKER" in page
