@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import os
 import socket
-import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -98,8 +97,10 @@ def _auth_error(uri: str, code: int) -> TrackingError:
 
 
 def check_server(uri: str, timeout: float) -> None:
-    """URI's /health, then one authenticated read (an experiments search of one) within TIMEOUT
-    seconds in all: the 401 of an auth app comes from the API, its /health is open to all."""
+    """URI's /health within TIMEOUT seconds, then one authenticated read (an experiments search of
+    one) within TIMEOUT more: the 401 of an auth app comes from the API (its /health is open to
+    all), and a server whose API hangs (its database) is found here too. An auth app hashes the
+    password on every request (~0.7 s on a loaded machine): the read gets a TIMEOUT of its own."""
     parts = urlsplit(uri)
     netloc = parts.hostname or ""
     if ":" in netloc:  # an IPv6 address
@@ -108,7 +109,6 @@ def check_server(uri: str, timeout: float) -> None:
         netloc += f":{parts.port}"
     base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
     context = _tls_context(uri)
-    deadline = time.monotonic() + timeout
     probes: list[tuple[str, bytes | None]] = [
         ("/health", None), ("/api/2.0/mlflow/experiments/search", b'{"max_results": 1}')]
     for path, body in probes:
@@ -116,9 +116,8 @@ def check_server(uri: str, timeout: float) -> None:
         if body is not None:
             headers.update({"Content-Type": "application/json", **auth_headers(uri)})
         request = urllib.request.Request(base + path, data=body, headers=headers)
-        left = max(0.1, deadline - time.monotonic())
         try:
-            with urllib.request.urlopen(request, timeout=left, context=context) as reply:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:  # noqa: S310
                 reply.read(256)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
@@ -127,6 +126,11 @@ def check_server(uri: str, timeout: float) -> None:
             # client words better (the command goes on and MLflow says it)
             continue
         except (OSError, ValueError) as exc:
+            if body is not None and isinstance(exc, TimeoutError):
+                raise TrackingError(f"the tracking server {mask_uri(uri)} answered /health but its API did not "
+                                    f"answer within {timeout:g} s (stalled)",
+                                    hint="the server's database or workers are stuck or overloaded: "
+                                         "check the server's log") from None
             raise _server_error(uri, exc, timeout) from None
 
 
