@@ -53,7 +53,7 @@ _RENDER = threading.Lock()  # an exporter renders one notebook at a time
 # mermaid source escaped (nbconvert writes it raw).
 _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head -%}
-{{ csp_meta }}
+CSP_META
 {{ super() }}
 {%- endblock html_head -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
@@ -90,9 +90,8 @@ def _exporter(hide_input: bool) -> Any:
         exporter = _EXPORTERS[hide_input] = HTMLExporter(
             exclude_input=hide_input, exclude_input_prompt=hide_input, exclude_output_prompt=hide_input,
             sanitize_html=True, filters={"clean_html": clean_html},
-            extra_loaders=[DictLoader({"nbops-report.html.j2": _TEMPLATE})],
+            extra_loaders=[DictLoader({"nbops-report.html.j2": _TEMPLATE.replace("CSP_META", csp_meta())})],
             template_file="nbops-report.html.j2")
-        exporter.environment.globals["csp_meta"] = csp_meta()
     return exporter
 
 
