@@ -47,7 +47,7 @@ def test_index_and_pages_share_one_app_and_render_offline(project, tmp_path):
             links = page.eval_on_selector_all("#nbops-index a", "els => els.map(e => e.textContent)")
             page.click("text=notebooks/exp.ipynb")
             page.wait_for_selector(".jp-Cellrow-source", state="attached", timeout=30_000)
-            page.wait_for_function("document.getElementById('nbdime-root').innerText.includes('ünïcode')",
+            page.wait_for_function("() => document.getElementById('nbdime-root').innerText.includes('ünïcode')",
                                    timeout=10_000)  # markdown renders a moment later
             text = page.inner_text("#nbdime-root")
             banner = page.inner_text("#nbops-outputs")
