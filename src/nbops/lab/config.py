@@ -156,9 +156,9 @@ def create_store(settings: Settings) -> None:
     done = subprocess.run([sys.executable, "-m", "nbops.lab.config", uri], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
-        what = f"cannot create the MLflow store {mask_uri(uri)}"
-        last = ([line for line in done.stderr.splitlines() if line.strip()] or [what])[-1]
-        raise TrackingError(last if done.returncode == 2 else f"{what}: {mask_uri(last)}")
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise TrackingError(mask_uri(lines[-1]) if lines else
+                            f"cannot create the MLflow store {mask_uri(uri)} (exit {done.returncode})")
 
 
 def _make_store(uri: str) -> int:
@@ -174,11 +174,12 @@ def _make_store(uri: str) -> int:
     except NbopsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except Exception as exc:
-        if not is_store_error(exc):
-            raise  # a bug: its traceback, and create_store quotes its last line
-        print(f"{what}: {mask_uri(first_line(exc))}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - quoted by create_store, after its traceback
+        import traceback
+
+        traceback.print_exc()
+        print(f"{what}: {first_line(exc)}", file=sys.stderr)
+        return 2 if is_store_error(exc) else 3
     return 0
 
 
