@@ -25,6 +25,9 @@ AUTH_HINT = ("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic a
              "MLFLOW_TRACKING_TOKEN (a bearer token)")
 # database URIs a SQLAlchemy store takes (MLflow's own list: mlflow/store/db/db_types.py)
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+# the authenticated read after /health: an auth app hashes the password on every request (PBKDF2,
+# ~0.7 s on a loaded 2-core machine, seconds under a test suite's load), so it gets at least this
+API_TIMEOUT_S = 5.0
 
 
 def is_server(uri: str) -> bool:
@@ -98,9 +101,8 @@ def _auth_error(uri: str, code: int) -> TrackingError:
 
 def check_server(uri: str, timeout: float) -> None:
     """URI's /health within TIMEOUT seconds, then one authenticated read (an experiments search of
-    one) within TIMEOUT more: the 401 of an auth app comes from the API (its /health is open to
-    all), and a server whose API hangs (its database) is found here too. An auth app hashes the
-    password on every request (~0.7 s on a loaded machine): the read gets a TIMEOUT of its own."""
+    one) within max(TIMEOUT, API_TIMEOUT_S) more: the 401 of an auth app comes from the API (its
+    /health is open to all), and a server whose API hangs (its database) is found here too."""
     parts = urlsplit(uri)
     netloc = parts.hostname or ""
     if ":" in netloc:  # an IPv6 address
@@ -116,8 +118,9 @@ def check_server(uri: str, timeout: float) -> None:
         if body is not None:
             headers.update({"Content-Type": "application/json", **auth_headers(uri)})
         request = urllib.request.Request(base + path, data=body, headers=headers)
+        wait = timeout if body is None else max(timeout, API_TIMEOUT_S)
         try:
-            with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=wait, context=context) as reply:  # noqa: S310
                 reply.read(256)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
@@ -128,7 +131,7 @@ def check_server(uri: str, timeout: float) -> None:
         except (OSError, ValueError) as exc:
             if body is not None and isinstance(exc, TimeoutError):
                 raise TrackingError(f"the tracking server {mask_uri(uri)} answered /health but its API did not "
-                                    f"answer within {timeout:g} s (stalled)",
+                                    f"answer within {wait:g} s (stalled)",
                                     hint="the server's database or workers are stuck or overloaded: "
                                          "check the server's log") from None
             raise _server_error(uri, exc, timeout) from None
@@ -143,7 +146,7 @@ def _db_error(uri: str, exc: BaseException, timeout: float) -> TrackingError:
                              hint="pip install 'nbops[team]' (psycopg2 for postgresql+psycopg2://)")
     if any(s in text for s in ("password authentication failed", "access denied", "login failed",
                                "authentication failed", "no password supplied", "no pg_hba.conf entry")):
-        return TrackingError(f"{where} refused the login (wrong user or password)",
+        return TrackingError(f"the database refused the login: {mask_uri(uri)} (wrong user or password)",
                              hint="check the user and password in MLFLOW_TRACKING_URI (or tracking_uri)")
     if "does not exist" in text or "unknown database" in text:
         return TrackingError(f"{where} refused: {mask_uri(text[:160])}",
