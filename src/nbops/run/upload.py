@@ -50,7 +50,9 @@ def cause(exc: BaseException) -> str:
     """One line naming what failed: the artifact store or the tracking server."""
     text = mask_uri(first_line(exc))
     artifact = isinstance(exc, ArtifactStoreError) or type(exc).__module__.startswith(("botocore", "boto3", "s3transfer"))
-    return f"the artifact store failed: {text}" if artifact else f"the tracking server failed: {text}"
+    if artifact:
+        return f"the artifact store failed: {text}"
+    return text if text.startswith("the tracking server") else f"the tracking server failed: {text}"
 
 
 def model_spec(intent: dict[str, Any] | None) -> ModelSpec | None:
