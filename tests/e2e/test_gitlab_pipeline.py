@@ -210,7 +210,7 @@ class _Notes(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         self.calls.append(("GET", self.path, {"token": self.headers.get("PRIVATE-TOKEN")}))
-        self._answer([])
+        self._answer({"id": 1, "username": "nbops-bot"} if self.path.endswith("/user") else [])
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
