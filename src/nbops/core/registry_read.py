@@ -72,7 +72,14 @@ def client_only(extra: tuple[str, ...] = ()) -> bool:
 
 
 def fast_reader(uri: str) -> Reader | None:
-    """A reader that does not import mlflow for URI, or None where only MLflow can read it."""
+    """A reader that does not import mlflow for URI, or None where only MLflow can read it. A
+    server or database is checked first (core/store.py: check_reachable), before `import mlflow`
+    (seconds; tens of seconds on a loaded machine) in either case: one line within seconds."""
+    if not uri.startswith("sqlite:///"):
+        from nbops.core.store import bounded_retries, check_reachable
+
+        bounded_retries()
+        check_reachable(uri)  # the same one-line error as MLflow's path (orphans.open_client)
     if client_only():
         return None
     if uri.startswith("sqlite:///"):
@@ -85,10 +92,7 @@ def fast_reader(uri: str) -> Reader | None:
         if urlsplit(uri).username is not None:
             return None  # credentials in the URI: MLflow's requests session handles them
         from nbops.core.rest_store import RestReader
-        from nbops.core.store import bounded_retries, check_reachable
 
-        bounded_retries()
-        check_reachable(uri)  # the same one-line error as MLflow's path
         return RestReader(uri)
     return None
 
