@@ -385,3 +385,75 @@ def test_mlflow_only_through_jupyter_and_nothing_outlives_the_lab(lab_project, t
         for p in tree:
             if _running(p):
                 p.kill()
+
+
+# the same, fast, with a stand-in for JupyterLab: a child that ignores SIGTERM and SIGHUP in its
+# own session (as uvicorn waits for open connections) and an orphan that init adopted
+FAKE_JUPYTER = r"""
+import os, subprocess, sys, time
+code = "import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (1, 2, 15)]; time.sleep(600)"
+stubborn = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+spawn = ("import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'import time; "
+         "time.sleep(600)'], start_new_session=True, stdout=subprocess.DEVNULL).pid)")
+orphan = subprocess.run([sys.executable, "-c", spawn], stdout=subprocess.PIPE, text=True).stdout.strip()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} {stubborn.pid} {orphan}")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(float(sys.argv[2]))
+sys.exit(7)
+"""
+SUPERVISE = "import sys; from nbops.lab.processes import supervise; sys.exit(supervise(sys.argv[1:]))"
+
+
+def _supervised(tmp_path: Path, lasts: float) -> tuple[subprocess.Popen, list[int]]:
+    script, pids = tmp_path / "fake_jupyter.py", tmp_path / "pids"
+    script.write_text(FAKE_JUPYTER)
+    lab = subprocess.Popen([sys.executable, "-c", SUPERVISE, sys.executable, str(script),
+                            str(pids), str(lasts)], start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not pids.exists():
+        if lab.poll() is not None or time.monotonic() > deadline:
+            lab.terminate()  # and what it started, by the mechanism under test
+            raise AssertionError("the stand-in did not start")
+        time.sleep(0.05)
+    return lab, [int(p) for p in pids.read_text().split()]
+
+
+def _gone_within(procs: list, seconds: float) -> list:
+    deadline = time.monotonic() + seconds
+    while (alive := [p for p in procs if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"])
+def test_a_signal_to_the_lab_ends_all_it_started(tmp_path, sig):
+    psutil = pytest.importorskip("psutil")
+    lab, pids = _supervised(tmp_path, 600)
+    procs = [psutil.Process(p) for p in pids] + psutil.Process(lab.pid).children(recursive=True)
+    assert len({p.pid for p in procs}) == 4  # the stand-in, its two, the watchdog
+    try:
+        os.kill(lab.pid, sig)
+        alive = _gone_within(procs, 5)
+        assert alive == [], [_cmdline(p) for p in alive]
+        assert lab.wait(5) == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
+    finally:
+        for p in procs:
+            if _running(p):
+                p.kill()
+        if lab.poll() is None:
+            lab.kill()
+
+
+def test_when_jupyterlab_exits_the_rest_ends_and_its_status_is_the_labs(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    lab, pids = _supervised(tmp_path, 1)
+    procs = [psutil.Process(p) for p in pids] + psutil.Process(lab.pid).children(recursive=True)
+    try:
+        assert lab.wait(30) == 7
+        assert _gone_within(procs, 3) == []
+    finally:
+        for p in procs:
+            if _running(p):
+                p.kill()
