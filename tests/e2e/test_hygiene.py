@@ -1,5 +1,6 @@
-"""Git hygiene: the one strip transform against the real `nbstripout --keep-id`, `nbops setup`'s
-git config, and the repo's own pre-commit hooks, offline."""
+"""Git hygiene: the one strip transform against the real `nbstripout --keep-id` (with one extra key,
+`metadata.language_info.version`), `nbops setup`'s git config, and the repo's own pre-commit hooks,
+offline."""
 
 from __future__ import annotations
 
@@ -80,18 +81,28 @@ def _write(folder: Path) -> list[Path]:
     return [*paths, folder / "crlf.ipynb"]
 
 
-def _nbstripout(*args: str, stdin: bytes | None = None, cwd: Path) -> bytes:
-    done = subprocess.run([f"{VENV_BIN}/nbstripout", "--keep-id", *args], input=stdin, cwd=cwd,
-                          capture_output=True, check=True)
+# The intended difference from plain `nbstripout --keep-id`: the kernel's Python version goes too
+# (re-running an unchanged notebook on another Python showed it modified; issue 23)
+EXTRA = ("--extra-keys", "metadata.language_info.version")
+
+
+def _nbstripout(*args: str, stdin: bytes | None = None, cwd: Path, extra: bool = True) -> bytes:
+    done = subprocess.run([f"{VENV_BIN}/nbstripout", "--keep-id", *(EXTRA if extra else ()), *args],
+                          input=stdin, cwd=cwd, capture_output=True, check=True)
     return done.stdout
 
 
 def test_filter_is_byte_identical_to_nbstripout_keep_id(tmp_path):
-    """stdin to stdout, as git's clean filter runs both."""
+    """stdin to stdout, as git's clean filter runs both; plain `--keep-id` differs only in
+    keeping metadata.language_info.version."""
     for path in _write(tmp_path / "nb"):
         ours = subprocess.run([PY, "-m", "nbops.notebook.strip"], input=path.read_bytes(),
                               capture_output=True, check=True).stdout
         assert ours == _nbstripout(stdin=path.read_bytes(), cwd=tmp_path), path.name
+        plain = json.loads(_nbstripout(stdin=path.read_bytes(), cwd=tmp_path, extra=False))
+        assert plain["metadata"]["language_info"].pop("version") == "3.11.4", path.name
+        assert json.loads(ours) == plain, path.name
+        assert json.loads(ours)["metadata"]["language_info"] == {"name": "python"}, path.name
     stripped = json.loads(ours)
     assert all(not c.get("outputs") for c in stripped["cells"])
     widgets = (tmp_path / "nb" / "widgets.ipynb").read_bytes()
@@ -102,14 +113,15 @@ def test_filter_is_byte_identical_to_nbstripout_keep_id(tmp_path):
 
 
 def test_hook_and_check_fix_write_what_nbstripout_writes(tmp_path):
-    """In place: the pre-commit hook's mode and `nbops check --fix` give nbstripout's bytes,
-    and leave a notebook with nothing to strip untouched (as nbstripout does)."""
+    """In place: the pre-commit hook's mode and `nbops check --fix` give nbstripout's bytes (with
+    metadata.language_info.version among its extra keys), and leave a notebook with nothing to
+    strip untouched (as nbstripout does)."""
     theirs, hook = _write(tmp_path / "theirs"), _write(tmp_path / "hook")
     _write(tmp_path / "fix")
     clean = json.dumps(json.loads(_nbstripout(stdin=theirs[0].read_bytes(), cwd=tmp_path)), indent=2)
     for folder in ("theirs", "hook", "fix"):
         (tmp_path / folder / "already_clean.ipynb").write_text(clean)
-    subprocess.run([f"{VENV_BIN}/nbstripout", "--keep-id", *map(str, theirs), "theirs/already_clean.ipynb"],
+    subprocess.run([f"{VENV_BIN}/nbstripout", "--keep-id", *EXTRA, *map(str, theirs), "theirs/already_clean.ipynb"],
                    cwd=tmp_path, check=True)
     subprocess.run([PY, "-m", "nbops.notebook.strip", "--hook", *map(str, hook), "hook/already_clean.ipynb"],
                    cwd=tmp_path, check=True, capture_output=True)

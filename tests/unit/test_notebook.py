@@ -80,3 +80,60 @@ def test_gates():
     reasons = failed_gates(gates, {"accuracy": 0.85})
     assert reasons == ["gate 'accuracy >= 0.9' failed: accuracy = 0.85",
                        "gate 'loss < 0.1' failed: metric 'loss' was not recorded"]
+
+
+# --- the strip transform: metadata.language_info.version (issue 23) -----------------------------
+
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3"}
+
+
+def _executed_on(tmp_path, python: str) -> str:
+    """The same notebook as a kernel on Python PYTHON leaves it: outputs, counts, its version."""
+    path = write_notebook(tmp_path / f"n{python}.ipynb", [("code", "x = 1", ["parameters"]), ("code", "x")],
+                          {"model": {"name": "m", "gates": ["accuracy >= 0.8"]}})
+    nb = json.loads(path.read_text())
+    nb["metadata"]["language_info"] = {**LANGUAGE_INFO, "version": python}
+    nb["cells"][1]["outputs"] = [{"output_type": "execute_result", "data": {"text/plain": "1"},
+                                  "metadata": {}, "execution_count": 2}]
+    nb["cells"][1]["execution_count"] = 2
+    return json.dumps(nb, indent=1)
+
+
+def test_strip_drops_language_info_version_and_keeps_the_rest(tmp_path):
+    from nbops.notebook.strip import strip_text
+
+    stripped = json.loads(strip_text(_executed_on(tmp_path, "3.11.4")))
+    assert stripped["metadata"]["language_info"] == LANGUAGE_INFO  # name and the rest kept
+    assert stripped["metadata"]["nbops"] == {"model": {"name": "m", "gates": ["accuracy >= 0.8"]}}
+    assert [c["id"] for c in stripped["cells"]] == ["c0", "c1"] and stripped["cells"][1]["outputs"] == []
+    import nbformat  # still a valid notebook
+
+    nbformat.validate(nbformat.from_dict(stripped))
+
+
+def test_strip_is_the_same_bytes_whatever_python_ran_the_notebook(tmp_path):
+    from nbops.notebook.strip import strip_text
+
+    texts = {python: strip_text(_executed_on(tmp_path, python)) for python in ("3.11.4", "3.12.7", "3.13.0")}
+    assert len(set(texts.values())) == 1
+    assert '"version": "3.1' not in texts["3.11.4"]
+
+
+def test_check_reports_and_fix_strips_a_notebook_whose_only_difference_is_the_version(tmp_path):
+    """`nbops check --fix` uses the same transform: a version alone is NB001, and --fix removes it."""
+    from nbops.notebook.strip import strip_file, strip_text, strippable
+
+    path = write_notebook(tmp_path / "v.ipynb", [("code", "x = 1", ["parameters"])])
+    path.write_text(strip_text(path.read_text()))  # sources as lists, as nbformat writes them
+    nb = json.loads(path.read_text())
+    assert strippable(nb) == [] and strip_file(path) is False  # nothing to strip: untouched
+    nb["metadata"]["language_info"]["version"] = "3.12.7"
+    path.write_text(json.dumps(nb, indent=1))
+    assert strippable(nb) == [(None, "has metadata.language_info.version")]
+    assert strip_file(path) is True
+    assert json.loads(path.read_text())["metadata"]["language_info"] == {"name": "python"}
+    assert strip_text(path.read_text()) == path.read_text()
+    nb["metadata"]["language_info"] = "python"  # not an object: nothing nested to find, no crash
+    assert strippable(nb) == []

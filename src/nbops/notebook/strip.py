@@ -1,9 +1,12 @@
 """The one stripping transform: what `nbops check --fix`, the pre-commit hook and the git filter do.
 
 It is nbstripout's own (`nbstripout.strip_output` with the keys its command line strips by
-default, read and written through nbformat), with cell ids kept: byte-identical to
-`nbstripout --keep-id`, which keeps `metadata.nbops` as it keeps any notebook metadata it does not
-know. An nbformat 3 notebook is converted to v4 first, with cell ids derived from the cells'
+default, read and written through nbformat), with cell ids kept and one key more: byte-identical to
+`nbstripout --keep-id --extra-keys metadata.language_info.version`, which keeps `metadata.nbops`
+as it keeps any notebook metadata it does not know. `metadata.language_info.version` is the
+kernel's Python down to the patch release: re-running an unchanged notebook on another Python
+showed it modified. The rest of `language_info` stays (`name` is required by nbformat's schema and
+read by nbops; the other fields do not change between Python versions). An nbformat 3 notebook is converted to v4 first, with cell ids derived from the cells'
 content (nbformat's conversion draws random ids, and a git filter must give the same bytes every
 time it runs).
 
@@ -26,10 +29,12 @@ from typing import Any, BinaryIO
 from nbops.core.errors import NotebookError
 from nbops.core.files import write_text_atomic
 
-# nbstripout's command line strips these by default (nbstripout/_nbstripout.py: main)
+# nbstripout's command line strips these by default (nbstripout/_nbstripout.py: main), and
+# metadata.language_info.version (see above)
 EXTRA_KEYS = (
     "metadata.signature",
     "metadata.widgets",
+    "metadata.language_info.version",
     "cell.metadata.collapsed",
     "cell.metadata.ExecuteTime",
     "cell.metadata.execution",
@@ -59,7 +64,8 @@ def to_v4(nb: Any) -> Any:
 
 
 def strip_text(text: str, where: str = "notebook") -> str:
-    """TEXT (a notebook's JSON) as `nbstripout --keep-id` writes it; nbformat 3 converted to v4.
+    """TEXT (a notebook's JSON) as `nbstripout --keep-id --extra-keys metadata.language_info.version`
+    writes it; nbformat 3 converted to v4.
     Raises NotebookError naming WHERE for text that is not a notebook."""
     import nbformat
     from nbstripout import strip_output
@@ -92,12 +98,22 @@ def _keeps_output(cell: dict, default: bool) -> bool:
     return default
 
 
+def _has(meta: Any, dotted: str) -> bool:
+    """Whether META holds the nested key DOTTED (`language_info.version`), as nbstripout's
+    pop_recursive would find it."""
+    for part in dotted.split("."):
+        if not isinstance(meta, dict) or part not in meta:
+            return False
+        meta = meta[part]
+    return True
+
+
 def strippable(nb: dict) -> list[tuple[int | None, str]]:
     """What strip_text would remove from NB (a v4 notebook as JSON), as (cell number 1-based or
     None for the notebook, what); pure JSON, no nbformat, so `nbops check` stays fast."""
     found: list[tuple[int | None, str]] = []
     meta = nb.get("metadata") or {}
-    keys = [k for k in _NB_KEYS if k in meta]
+    keys = [k for k in _NB_KEYS if _has(meta, k)]
     if keys:
         found.append((None, "has " + ", ".join(f"metadata.{k}" for k in keys)))
     default = bool(meta["keep_output"]) if "keep_output" in meta else False
