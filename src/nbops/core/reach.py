@@ -27,7 +27,7 @@ AUTH_HINT = ("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic a
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
 # the authenticated read after /health: an auth app hashes the password on every request (PBKDF2,
 # ~0.7 s on a loaded 2-core machine, seconds under a test suite's load), so it gets at least this
-API_TIMEOUT_S = 5.0
+API_TIMEOUT_S = 6.0  # with /health's 3 s: a stalled API is said within 9 s
 
 
 def is_server(uri: str) -> bool:

@@ -32,7 +32,7 @@ from nbops.core.store import mask_uri
 
 PROBE_EXPERIMENT = "nbops-doctor"
 PROBE_MODEL = "nbops-doctor-probe"
-REQUEST_TIMEOUT_S = 4  # each of MLflow's requests while doctor probes (no retries)
+REQUEST_TIMEOUT_S = 6  # each of MLflow's requests while doctor probes (no retries; a cold server is slow)
 
 
 @dataclass(frozen=True)
