@@ -226,3 +226,154 @@ def test_many_changed_cells_without_ids_are_aligned_in_bounded_time():
     assert time.perf_counter() - start < 30
     assert [(c.kind, c.base_cell, c.head_cell) for c in review.cells] == [("modified", k, k) for k in range(1, 31)]
     assert all("-v{0}_40 = compute(40, {0})".format(k - 1) in c.diff for k, c in enumerate(review.cells, 1))
+
+
+# --- what changed in how a notebook is judged (issue 23) -----------------------------------------
+
+JUDGED = "What changed in how this notebook is judged"
+GATED = {"model": {"name": "exp-model", "gates": ["accuracy >= 0.8", "latency_ms <= 50"], "compare": "accuracy"},
+         "resources": {"gpu": 0}}
+
+
+def _judged_items(md: str, path: str) -> list[str]:
+    """The list items of PATH's judged block, as CommonMark text (code spans as their content)."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(md)
+    start = next(i for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h4"
+                 and tokens[i + 1].content == f"`{path}`")
+    title = next(i for i in range(start, len(tokens)) if tokens[i].type == "inline" and JUDGED in tokens[i].content)
+    assert [c.type for c in tokens[title].children if c.content or c.type != "text"] == [
+        "strong_open", "text", "strong_close"]  # a paragraph of its own, bold
+    assert tokens[title + 2].type == "bullet_list_open"  # the paragraph, then its list
+    items = []
+    for t in tokens[title + 3:]:
+        if t.type == "bullet_list_close":
+            return items
+        if t.type == "inline":
+            items.append("".join(c.content for c in t.children or [] if c.type in ("text", "code_inline")))
+    raise AssertionError("the judged list is not closed")
+
+
+def test_a_metadata_only_change_is_listed_and_a_loosened_gate_flagged(project, capsys):
+    """The commit of issue 23: gate 0.8 -> 0.1, 4 GPUs, another kernel. It read "0 cell(s) added,
+    0 removed, 0 modified" and nothing else."""
+    path = write_notebook(project / "notebooks" / "exp.ipynb",
+                          [("code", "C = 1.0\nseed = 0", ["parameters"]), ("code", "print(C)")], GATED)
+    commit_all(project, "base")
+    nb = json.loads(path.read_text())
+    nb["metadata"]["nbops"]["model"]["gates"] = ["accuracy >= 0.1", "latency_ms <= 50"]
+    nb["metadata"]["nbops"]["resources"]["gpu"] = 4
+    nb["metadata"]["kernelspec"] = {"name": "py312-cuda", "display_name": "CUDA", "language": "python"}
+    path.write_text(json.dumps(nb))
+    commit_all(project, "head")
+
+    assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
+    md = (project / "D" / "review.md").read_text()
+    summary = next(line for line in md.splitlines() if line.startswith("- `notebooks/exp.ipynb`"))
+    assert summary.startswith("- `notebooks/exp.ipynb` (modified): 0 cell(s) added, 0 removed, 0 modified; ")
+    assert "3 change(s) in how it is judged (**⚠ 1 loosened gate(s)**)" in summary
+    items = _judged_items(md, "notebooks/exp.ipynb")
+    assert items == ["⚠ loosened gate: accuracy >= 0.8 -> accuracy >= 0.1", "resources: gpu: 0 -> 4",
+                     "kernel: python3 -> py312-cuda"]
+    assert "**⚠ loosened gate**: `accuracy >= 0.8 -> accuracy >= 0.1`" in md
+    assert md.index("### Changes per notebook") < md.index(JUDGED)
+    assert "latency_ms" not in md  # an unchanged gate says nothing
+    _fences(md)  # valid CommonMark, no raw HTML but the marker
+
+
+def test_parameter_defaults_and_tightened_gates_are_listed_without_a_risk():
+    base = json.loads(write_notebook_text([("code", "C = 1.0  # strength\nseed = 0", ["parameters"])], GATED))
+    head = json.loads(json.dumps(base))
+    head["cells"][0]["source"] = "C = 0.5  # strength\nseed = 0"
+    head["metadata"]["nbops"]["model"] = {"name": "exp-model", "compare": "f1",
+                                          "gates": ["accuracy > 0.8", "latency_ms <= 20", "f1 >= 0.7"]}
+    head["metadata"]["nbops"]["data"] = ["data/train.csv"]
+    review = review_notebook(NotebookChange("modified", "nb.ipynb", base=base, head=head))
+    assert [str(j) for j in review.judged] == [
+        "tightened gate: accuracy >= 0.8 -> accuracy > 0.8", "tightened gate: latency_ms <= 50 -> latency_ms <= 20",
+        "gate added: (new) -> f1 >= 0.7", "model: compare: accuracy -> f1", "parameter: C: 1.0 -> 0.5",
+        "data: (new) -> data/train.csv"]
+    assert review.risks() == []
+    md = render_markdown([review], "a", "b")
+    assert "⚠" not in md and "loosened" not in md
+    assert _judged_items(md, "nb.ipynb")[4] == "parameter: C: 1.0 -> 0.5"
+    assert md.index(JUDGED) < md.index("**cell 1, code, modified**")  # the block opens the section
+
+
+def write_notebook_text(cells, nbops) -> str:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_notebook(Path(tmp) / "n.ipynb", cells, nbops).read_text()
+
+
+@pytest.mark.parametrize("old,new,risk", [
+    ("accuracy >= 0.8", "accuracy >= 0.1", True),
+    ("accuracy > 0.8", "accuracy >= 0.8", True),  # the threshold itself now passes
+    ("accuracy >= 0.8", "accuracy > 0.7", True),
+    ("loss <= 0.5", "loss <= 0.9", True),
+    ("loss < 0.5", "loss <= 0.5", True),
+    ("accuracy >= 0.8", None, True),  # removed
+    ("accuracy >= 0.8", "accuracy >= 0.9", False),
+    ("accuracy >= 0.8", "accuracy > 0.8", False),
+    ("loss <= 0.5", "loss < 0.2", False),
+    (None, "f1 >= 0.5", False),  # added
+    ("n == 3", "n == 4", False),
+])
+def test_a_gate_is_loosened_when_a_worse_run_may_pass(old, new, risk):
+    from nbops.review.judged import gate_changes
+
+    found = gate_changes([old] if old else [], [new] if new else [])
+    assert len(found) == 1 and found[0].risk is risk
+    assert found[0].what.startswith("loosened") is risk
+
+
+def test_gates_moved_across_metrics_sides_and_test_expectations():
+    from nbops.review.judged import judged_changes
+
+    def nb(meta, kernel=None):
+        return {"metadata": {"nbops": meta, **({"kernelspec": {"name": kernel}} if kernel else {})}, "cells": []}
+
+    found = judged_changes(
+        nb({"model": {"name": "m", "gates": ["accuracy >= 0.8", "loss <= 1"]}, "test": {"expect": ["f1 >= 0.7"]}}),
+        nb({"model": {"name": "m", "gates": ["loss <= 1", "accuracy <= 0.8", "auc >= 0.5"]},
+            "test": {"expect": ["f1 >= 0.2"]}, "template": "other"}))
+    assert [str(j) for j in found] == [
+        "⚠ loosened gate: accuracy >= 0.8 -> (removed)",  # an upper bound does not replace a lower one
+        "⚠ loosened test expectation: f1 >= 0.7 -> f1 >= 0.2",
+        "gate added: (new) -> accuracy <= 0.8", "gate added: (new) -> auc >= 0.5",
+        "metadata.nbops: template: (unset) -> other"]
+    assert [str(j) for j in judged_changes(nb({}, "python3"), nb({}, "ir"))] == ["kernel: python3 -> ir"]
+    assert [str(j) for j in judged_changes(nb({"model": {"name": "m", "gates": ["acc >= 0.8"]}}), nb({}))] == [
+        "⚠ loosened gate: acc >= 0.8 -> (removed)", "model: name: m -> (unset)"]
+
+
+def test_the_judged_block_keeps_its_room_when_diffs_fill_the_comment():
+    big = _added("nb/big.ipynb", [f"print({j})\n" * 400 for j in range(40)])
+    base = {"nbformat": 4, "nbformat_minor": 5, "cells": [],
+            "metadata": {"nbops": {"model": {"name": "m", "gates": ["accuracy >= 0.8"]}}}}
+    head = json.loads(json.dumps(base))
+    head["metadata"]["nbops"]["model"]["gates"] = ["accuracy >= 0.5"]
+    quiet = review_notebook(NotebookChange("modified", "nb/quiet.ipynb", base=base, head=head))
+    text = render_markdown([big, quiet], "a", "b", limit=20_000)
+    assert len(text) <= 20_000 and "**Left out for length**" in text
+    assert _judged_items(text, "nb/quiet.ipynb") == ["⚠ loosened gate: accuracy >= 0.8 -> accuracy >= 0.5"]
+
+
+def test_with_hundreds_of_judged_changes_the_risks_are_kept():
+    reviews = []
+    for i in range(100):
+        base = {"nbformat": 4, "nbformat_minor": 5, "cells": [],
+                "metadata": {"nbops": {"model": {"name": "m", "gates": ["accuracy >= 0.8"]}}}}
+        head = json.loads(json.dumps(base))
+        head["metadata"]["nbops"]["model"]["gates"] = ["accuracy >= 0.5"]
+        head["metadata"]["nbops"]["data"] = [f"data/part-{j:03d}.csv" for j in range(40)]
+        reviews.append(review_notebook(NotebookChange("modified", f"nb/{i:03d}.ipynb", base=base, head=head)))
+    text = render_markdown(reviews, "a", "b")
+    assert len(text) <= 60_000 and "data/part-039.csv" not in text  # 4,100 changes do not fit
+    for i in range(100):
+        items = _judged_items(text, f"nb/{i:03d}.ipynb")
+        assert items[0] == "⚠ loosened gate: accuracy >= 0.8 -> accuracy >= 0.5"
+        assert items[1].startswith("… and 40 more change(s): see ")

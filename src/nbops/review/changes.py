@@ -1,8 +1,8 @@
 """`nbops review`: what a pull request did to its notebooks, for a reviewer.
 
 For each notebook that differs between two git refs: its changed cells (matched by nbdime, large
-cells by lines: review/largecells.py), parameter changes `name: old -> new` and the outputs
-committed at head; review.md (review/markdown.py) and HTML pages sharing one copy of nbdime's web
+cells by lines: review/largecells.py), parameter changes `name: old -> new`, what changed in how
+it is judged (gates, resources, kernel, data: review/judged.py) and the outputs committed at head; review.md (review/markdown.py) and HTML pages sharing one copy of nbdime's web
 app, with an index.html (review/htmlpage.py, review/pages.py). Outputs, execution counts and
 volatile metadata are left out of the diffs.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from nbops.core.errors import NotebookError, ReviewError
 from nbops.core.files import writable_dir
 from nbops.notebook.document import PARAMETERS_TAG, cell_source, parse_parameters
+from nbops.review.judged import Judged, judged_changes
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class NotebookReview:
     parameters: list[str] = field(default_factory=list)  # "name: old -> new"
     html: str | None = None  # file name of the HTML page in the output folder
     outputs: list[str] = field(default_factory=list)  # committed outputs at head, "cell 3: stdout"
+    judged: list[Judged] = field(default_factory=list)  # gates, resources, kernel...: review/judged.py
+
+    def risks(self) -> list[Judged]:
+        return [j for j in self.judged if j.risk]
 
     def counts(self) -> dict[str, int]:
         return {k: sum(c.kind == k for c in self.cells) for k in ("added", "removed", "modified")}
@@ -238,8 +243,11 @@ def review_notebook(change: NotebookChange, out: Path | None = None, base_ref: s
             f"nbops review: {change.path}", diff=diff, app=app, outputs=outputs,
         )
         _write_text(out / name, page)
+    parameters = parameter_changes(base, head)
+    # a deleted notebook judges nothing any more: its cells' diff says all there is
+    judged = judged_changes(change.base, change.head, parameters) if change.head is not None else []
     return NotebookReview(change, cell_changes(base, head, diff, (lined_base, lined_head)),
-                          parameter_changes(base, head), name, outputs)
+                          parameters, name, outputs, judged)
 
 
 def html_name(path: str) -> str:

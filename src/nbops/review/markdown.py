@@ -1,8 +1,11 @@
 """review.md: the pull request comment. CommonMark whatever the notebooks contain.
 
 Order: committed outputs per notebook, then every changed notebook with its summary line (always
-all of them), then `--run`'s results, then cell diffs while the size budget lasts, and last what
-was left out. Each diff is in a fence longer than any backtick run in it, so no cell closes it.
+all of them; a loosened gate is said there too), then `--run`'s results, then each notebook's
+section: "What changed in how this notebook is judged" (review/judged.py: gates, model,
+parameters, resources, kernel, data; its space is set aside before any diff, so a long diff never
+hides a loosened gate), then its cell diffs while the size budget lasts, and last what was left
+out. Each diff is in a fence longer than any backtick run in it, so no cell closes it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nbops.review.changes import NotebookReview
+    from nbops.review.judged import Judged
 
 MAX_COMMENT = 60_000  # GitHub's limit is 65,536 characters
 COMMENT_MARKER = "<!-- nbops-review -->"  # CI finds its earlier comment by it and updates it
 _RESERVE = 2_500  # kept for the note saying what was left out
 _TICKS = re.compile("`+")
+JUDGED_TITLE = "**What changed in how this notebook is judged**"
+_JUDGED_LINES = 30  # per notebook; risks come first, the rest is in the notebook's HTML page
 
 
 def code(text: str) -> str:
@@ -47,6 +53,12 @@ def summary_line(r: NotebookReview, with_page: bool = True) -> str:
     text = f"- {_title(r)} ({c.status}): {n['added']} cell(s) added, {n['removed']} removed, {n['modified']} modified"
     if r.parameters:
         text += "; parameters: " + ", ".join(code(p) for p in r.parameters)
+    others = len(r.judged) - len(r.parameters)
+    if others > 0:
+        text += f"; {others} change(s) in how it is judged"
+    kinds = [j.what for j in r.risks()]
+    if kinds:  # e.g. "⚠ 2 loosened gate(s)"
+        text += " (**⚠ " + ", ".join(f"{kinds.count(k)} {k}(s)" for k in dict.fromkeys(kinds)) + "**)"
     lined = sum(1 for cell in r.cells if cell.note)
     if lined:
         text += f"; {lined} cell(s) diffed by lines (too large for nbdime)"
@@ -55,6 +67,22 @@ def summary_line(r: NotebookReview, with_page: bool = True) -> str:
     if r.html and with_page:
         text += f"; page {code(r.html)}"
     return text
+
+
+def _judged_line(j: Judged) -> str:
+    return f"- **⚠ {j.what}**: {code(j.text)}" if j.risk else f"- {j.what}: {code(j.text)}"
+
+
+def judged_block(r: NotebookReview, risks_only: bool = False) -> str:
+    """The "What changed in how this notebook is judged" block ("" when nothing did)."""
+    shown = r.risks() if risks_only else r.judged[:_JUDGED_LINES]
+    if not shown:
+        return ""
+    lines = [JUDGED_TITLE, ""] + [_judged_line(j) for j in shown]
+    if len(shown) < len(r.judged):
+        where = f"the page {code(r.html)}" if r.html else "the notebook's HTML page"
+        lines.append(f"- … and {len(r.judged) - len(shown)} more change(s): see {where}")
+    return "\n".join(lines) + "\n"
 
 
 def _cell_block(cell) -> str:
@@ -89,10 +117,18 @@ def render_markdown(reviews: list[NotebookReview], base: str, head: str, results
     text += "\n"
     left: dict[str, int] = {}
     budget = limit - _RESERVE
+    # each notebook's judged block: its room is kept before results and diffs take theirs; when
+    # all of them do not fit, risks only; when not even those, the summary lines say the counts
+    judged = {id(r): f"#### {_title(r)}\n\n{b}\n" for r in reviews if (b := judged_block(r))}
+    if len(text) + sum(map(len, judged.values())) > budget:
+        judged = {id(r): f"#### {_title(r)}\n\n{b}\n" for r in reviews if (b := judged_block(r, True))}
+    pending = sum(map(len, judged.values()))
+    if len(text) + pending > budget:
+        judged, pending = {}, 0
 
     def add(block: str, path: str) -> bool:
         nonlocal text
-        if len(text) + len(block) + 1 > budget:
+        if len(text) + len(block) + 1 + pending > budget:
             left[path] = left.get(path, 0) + 1
             return False
         text += block + "\n"
@@ -103,12 +139,16 @@ def render_markdown(reviews: list[NotebookReview], base: str, head: str, results
         for r in reviews:
             if r.change.path in results:
                 add(f"#### {_title(r)}\n\n" + "\n".join(results[r.change.path]) + "\n", r.change.path)
-    diffs = [r for r in reviews if r.cells]
-    if diffs:
-        text += "### Changed cells\n\n"
-    for r in diffs:
+    sections = [r for r in reviews if r.cells or judged.get(id(r))]
+    if sections:
+        text += "### Changes per notebook\n\n"
+    for r in sections:
         heading = f"#### {_title(r)}\n"
-        if not add(heading, r.change.path):
+        block = judged.get(id(r))
+        if block:  # the heading and the judged block: their room was kept
+            pending -= len(block)
+            text += block
+        elif not add(heading, r.change.path):
             left[r.change.path] += len(r.cells) - 1
             continue
         for cell in r.cells:
