@@ -328,11 +328,24 @@ def _listening(procs: list) -> set[int]:
     return ports
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty sqlite store made once (as `nbops lab` makes one: its start-up is not under test
+    here, and each making costs seconds of CPU)."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    done = subprocess.run([sys.executable, "-m", "nbops.lab.config", f"sqlite:///{path}"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
                          ids=["SIGTERM", "SIGHUP", "SIGKILL"])
-def test_mlflow_only_through_jupyter_and_nothing_outlives_the_lab(lab_project, tmp_path, sig):
+def test_mlflow_only_through_jupyter_and_nothing_outlives_the_lab(lab_project, empty_store,
+                                                                  tmp_path, sig):
     psutil = pytest.importorskip("psutil")
     root = lab_project
+    shutil.copyfile(empty_store, root / "mlflow.db")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tmp_path / "lab.log"
