@@ -122,7 +122,7 @@ def projects(tmp_path_factory) -> dict[str, Path]:
 
 COMMANDS = {
     "run": ["run", "notebooks/a.ipynb", "--quiet"],
-    "sweep": ["sweep", "notebooks/a.ipynb", "-p", "x=1,2", "--quiet"],  # see _PENDING
+    "sweep": ["sweep", "notebooks/a.ipynb", "-p", "x=1,2", "--quiet"],
     "plan": ["plan", "--all"],
     "sync": ["sync"],
     "models list": ["models", "list", "m"],
@@ -135,20 +135,8 @@ COMMANDS = {
 }
 
 
-# Commands of the run layer (being rewritten as this test was written) that do not yet call
-# `core.store.check_reachable` before anything else: `sweep` imports mlflow before its check
-# (~7 s on an idle 2-core machine, 15 s loaded), and `runs gc` on the local-first Tracker no
-# longer opens the store at all (exit 0, "0 orphaned run(s) ended"). Not strict: each passes
-# once its command checks the store first.
-_PENDING = {
-    "sweep": "sweep imports mlflow before core.store.check_reachable (run/sweep.py, run/tracking.py)",
-    "runs gc": "runs gc never opens the store on the local-first Tracker (cli/run.py: cmd_runs)",
-}
-
-
 def _cases() -> list:
-    return [pytest.param(name, marks=pytest.mark.xfail(reason=_PENDING[name], strict=False))
-            if name in _PENDING else name for name in COMMANDS]
+    return list(COMMANDS)
 
 
 def _env(uri: str) -> dict[str, str]:

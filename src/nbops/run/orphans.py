@@ -88,17 +88,17 @@ def open_client(uri: str) -> tuple[Any, list[Orphan]]:
     within seconds), MLflow's retries bounded, and the orphaned runs ended (they are returned)."""
     import logging
 
-    from mlflow.tracking import MlflowClient
-
     from nbops.core.errors import TrackingError, first_line
     from nbops.core.run_store import ClientStore
     from nbops.core.store import bounded_retries, check_reachable, mask_uri, mlflow_errors
+
+    check_reachable(uri)  # before `import mlflow` (seconds): a server away is one line at once
+    from mlflow.tracking import MlflowClient
 
     # after importing mlflow, which sets its loggers up: INFO lines (database migrations, "View
     # run" links) are not ours to print
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     bounded_retries()
-    check_reachable(uri)
     try:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a store it cannot open

@@ -17,7 +17,7 @@ from typing import Any
 from nbops.core.config import Settings
 from nbops.core.context import git_info
 from nbops.core.errors import ParameterError, TrackingError, first_line
-from nbops.core.store import is_store_error, mask_uri
+from nbops.core.store import check_reachable, is_store_error, mask_uri
 from nbops.notebook.document import Notebook, load
 from nbops.notebook.params import coerce, parse_assignments, resolve
 from nbops.notebook.scraps import split_metrics
@@ -127,6 +127,7 @@ def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], rando
         return _with_best(result)
     from nbops.run.tracking import Tracker
 
+    check_reachable(settings.resolved_tracking_uri)  # a server away: one line, before mlflow is imported
     tracker = Tracker(settings)  # the points register nothing; the best one may, below
     parent = tracker.start_sweep(notebook.path, git_info(settings.root), grid)
     try:
