@@ -470,3 +470,17 @@ def test_when_jupyterlab_exits_the_rest_ends_and_its_status_is_the_labs(tmp_path
         for p in procs:
             if _running(p):
                 p.kill()
+
+
+def test_a_browser_the_lab_opens_does_not_carry_its_id(tmp_path):
+    """Else ending the lab would end the user's browser, when the lab started it."""
+    from nbops.lab.processes import BROWSER, ID_VAR
+
+    seen = tmp_path / "seen.json"
+    browser = tmp_path / "browser.py"
+    browser.write_text("import json, os, sys\n"
+                       f"json.dump([sys.argv[1], os.environ.get({ID_VAR!r})], open({str(seen)!r}, 'w'))\n")
+    env = {**os.environ, ID_VAR: "the-lab", "BROWSER": f"{sys.executable} {browser} %s"}
+    command = [part.replace("%s", "http://127.0.0.1:1/lab") for part in BROWSER.split()]
+    subprocess.run(command, env=env, check=True, timeout=60)
+    assert json.loads(seen.read_text()) == ["http://127.0.0.1:1/lab", None]

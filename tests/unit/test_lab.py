@@ -45,6 +45,10 @@ def test_server_config_binds_localhost_in_the_project_with_its_store(tmp_path):
     assert config["NbopsLab"]["templates"][-1].endswith("templates")  # the shipped ones
     assert config["SchedulerApp"]["db_url"].endswith(".nbops/lab/scheduler.sqlite")
     assert server_config(settings, None, True)["ServerApp"].get("port") is None
+    # a browser the lab starts is opened without the lab's id (it would end with the lab)
+    assert "browser" not in server
+    assert server_config(settings, None, True)["ServerApp"]["browser"].endswith(
+        "-m nbops.lab.processes --browse %s")
 
 
 def test_a_tracking_server_is_not_started_again(tmp_path):

@@ -91,6 +91,10 @@ def server_config(settings: Settings, port: int | None, open_browser: bool,
         "NbopsScheduler": {"staging_path": str(lab / "jobs"),
                            "execution_manager_class": "nbops.lab.jobs.NbopsExecutionManager"},
     }
+    if open_browser:  # a browser it starts must not end with the lab (lab/processes.py)
+        from nbops.lab.processes import BROWSER
+
+        config["ServerApp"]["browser"] = BROWSER
     if port:
         config["ServerApp"]["port"] = port
         config["ServerApp"]["port_retries"] = 0

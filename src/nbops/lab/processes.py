@@ -24,6 +24,7 @@ jobs lived on. So the lab's process stays, as JupyterLab's parent, and:
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -164,5 +165,19 @@ def watch(parent: int, lab_id: str, folder: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def browse(url: str) -> None:
+    """JupyterLab's browser command: the user's browser (webbrowser: $BROWSER, else the
+    desktop's), without the lab's id, so that a browser this starts is not ended with the lab."""
+    import webbrowser
+
+    os.environ.pop(ID_VAR, None)
+    webbrowser.open(url)
+
+
+BROWSER = f"{shlex.quote(sys.executable)} -m nbops.lab.processes --browse %s"
+
 if __name__ == "__main__":
-    watch(int(sys.argv[1]), sys.argv[2], sys.argv[3])
+    if sys.argv[1] == "--browse":
+        browse(sys.argv[2])
+    else:
+        watch(int(sys.argv[1]), sys.argv[2], sys.argv[3])
