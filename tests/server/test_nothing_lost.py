@@ -119,19 +119,41 @@ WHEN = {
 CASES = [("server", point) for point in WHEN] + [("s3", "during-a-cell"), ("s3", "during-artifact-upload")]
 
 
-@pytest.mark.parametrize(("what", "point"), CASES, ids=[f"{w}-{p}" for w, p in CASES])
-def test_a_store_killed_mid_batch_costs_nothing(stack, tmp_path, what, point):
+@pytest.fixture
+def alive(stack, monkeypatch):
+    """The module's server and S3, up again after each test whatever happened in it; this
+    process's own MLflow calls (the test's polling) fail fast while they are down."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    yield stack
     server, moto = stack
+    if moto.proc is None or moto.proc.poll() is not None:
+        moto.start()
+    if server.proc is None or server.proc.poll() is not None:
+        server.start()
+
+
+def _poll(when, *args) -> bool:
+    try:
+        return when(*args)
+    except Exception:  # noqa: BLE001 - the server is being killed: not yet
+        return False
+
+
+@pytest.mark.parametrize(("what", "point"), CASES, ids=[f"{w}-{p}" for w, p in CASES])
+def test_a_store_killed_mid_batch_costs_nothing(alive, tmp_path, what, point):
+    server, moto = alive
     case = f"{what}_{point}".replace("-", "_")
     project = _project(tmp_path, case)
     client = MlflowClient(server.uri, server.uri)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+    mine = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    env = {k: v for k, v in os.environ.items() if k not in mine}
     env.update(MLFLOW_TRACKING_URI=server.uri, NBOPS_TRACKING_RETRY_S="3")
     proc = subprocess.Popen([NBOPS, "run", *(f"notebooks/{case}_{n}.ipynb" for n in NAMES), "--jobs", "2",
                              "--quiet"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
-        while proc.poll() is None and time.monotonic() < deadline and not WHEN[point](project, client, case):
+        while proc.poll() is None and time.monotonic() < deadline and not _poll(WHEN[point], project, client, case):
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()  # the kill point came before the batch ended
         (server if what == "server" else moto).kill()
