@@ -132,8 +132,9 @@ class Tracker:
         self.heartbeat = orphans.Heartbeat(self.store)
 
     def reap(self) -> list[orphans.Orphan]:
-        """Open the store now (which ends the orphaned runs): the runs it ended."""
-        self.client._get()
+        """The orphaned runs this tracker ended (a server's store is opened now to end them)."""
+        if self.local_first:
+            self.client._get()
         return self.reaped
 
     def _open_client(self) -> Any:
