@@ -42,9 +42,11 @@ def artifacts(result: RunResult, folder: Path, hide_input: bool, tags: dict[str,
     return out
 
 
-def record(started: Any, result: RunResult, can_register: bool, uri: str, base: dict[str, Any]) -> dict[str, Any]:
+def record(started: Any, result: RunResult, can_register: bool, uri: str, base: dict[str, Any],
+           claims: bool = False) -> dict[str, Any]:
     """The entry's record: BASE (params, tags, metrics, datasets the run holds) with the run's
-    records, final status and registration intent. STARTED: run/tracking.py's StartedRun."""
+    records, final status and registration intent. STARTED: run/tracking.py's StartedRun; CLAIMS:
+    its run on the store carries the entry's spool id, and the upload replaces it."""
     from nbops.core.gates import failed_gates
 
     metrics, _ = split_metrics(result.records)
@@ -61,7 +63,7 @@ def record(started: Any, result: RunResult, can_register: bool, uri: str, base: 
                   "register": bool(can_register and result.ok)}
     return {
         "spool_id": started.spool_id, "tracking_uri": mask_uri(uri), "experiment": started.experiment,
-        "run_name": started.run_name, "server_run_id": started.run_id or None,
+        "run_name": started.run_name, "server_run_id": (started.run_id or None) if claims else None,
         "notebook": started.tags.get("nbops.notebook", ""), "tags": tags, "params": dict(base["params"]),
         "metrics": list(base["metrics"]) + spool.metric_rows(metrics), "datasets": list(base.get("datasets", [])),
         "status": status(result), "start_time": base.get("start_time") or started.start_time,

@@ -201,8 +201,9 @@ class Tracker:
                 localrun.discard(local)
                 raise
             return StartedRun("", local.experiment_id, tags, name, run_name, now, local, local.spool_id)
-        sid = spool.new_id()  # a run kept in the spool later is found by it, never another run
-        tags = {**tags, spool.SPOOL_TAG: sid}
+        sid = spool.new_id()
+        if self.local_first:  # the Ray executor with a server: a spooled record replaces this run by it
+            tags = {**tags, spool.SPOOL_TAG: sid}
         try:
             exp_id = self._experiment_id(name)
             run_id = self.store.create_run(exp_id, tags, run_name, now)
@@ -224,6 +225,11 @@ class Tracker:
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
         self.heartbeat.add(run_id)
         return StartedRun(run_id, exp_id, tags, name, run_name, now, spool_id=sid)
+
+    def _claims(self, started: StartedRun) -> bool:
+        """Whether a spooled record of STARTED may replace its run on the store (it carries the
+        entry's spool id); else the record is uploaded as a run of its own."""
+        return bool(started.run_id) and started.tags.get(spool.SPOOL_TAG) == started.spool_id
 
     def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
         """The parent run of a sweep: its grid as params; each point is a child run."""
@@ -375,7 +381,8 @@ class Tracker:
             files = keep.artifacts(result, folder, self.settings.html_hide_input, tags)
             record = keep.record(started, result, self.registrar is not None, self.uri,
                                  {"tags": tags, "params": {k: _param_value(v) for k, v in result.spec.logged_values.items()},
-                                  "metrics": [], "start_time": started.start_time})
+                                  "metrics": [], "start_time": started.start_time},
+                                 claims=self._claims(started))
             entry, _ = spool.write(spool.spool_root(self.settings.root), record, files)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
