@@ -18,7 +18,9 @@ jobs lived on. So the lab's process stays, as JupyterLab's parent, and:
   `kill -9` of the lab included;
 - JupyterLab gets SIGTERM from the kernel when the lab dies (PR_SET_PDEATHSIG, Linux), and runs
   in its own process group with no terminal input: a Ctrl-C in the terminal reaches the lab only,
-  which stops JupyterLab without its "Shutdown this Jupyter server (y/[n])?" question.
+  which stops JupyterLab without its "Shutdown this Jupyter server (y/[n])?" question;
+- the one process meant to outlive the lab, a browser it opens, is started without the id
+  (`browse`, JupyterLab's browser command).
 """
 
 from __future__ import annotations
