@@ -241,7 +241,8 @@ def as_gitlab_child(plan: Plan, nbops: str = "nbops") -> str:
         ])
         job["variables"]["NBOPS_REASON"] = e.reason
         job["timeout"] = f"{e.timeout_minutes} minutes"
-        job["artifacts"] = {"when": "always", "paths": ["runs/"]}
+        # a run the server did not take (exit 4) is only in .nbops/spool: kept with the job, for `nbops sync`
+        job["artifacts"] = {"when": "always", "paths": ["runs/", ".nbops/spool/"]}
         jobs[f"run {e.notebook}"] = job
     if not plan.run:  # a child pipeline needs at least one job
         job = _gitlab_job(plan.gitlab, 0, ["echo 'every notebook is up to date'"])
