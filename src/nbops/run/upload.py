@@ -167,8 +167,10 @@ def _fill(client: Any, exp_id: str, run_id: str, entry: Path, record: dict[str, 
             _artifacts(lambda: client.log_artifacts(run_id, where))  # noqa: B023 - called at once
     for meta, folder in [*more_models, *spool.models(entry)]:
         _copy_model(client, exp_id, run_id, meta, folder)
-    client.set_tag(run_id, UPLOADED_TAG, "uploaded")
+    # ended first, then marked whole: a run marked uploaded is never left RUNNING for the orphan
+    # reaper to end KILLED (killed in between, the run is unmarked and the next sync redoes it)
     client.set_terminated(run_id, record["status"], end_time=record.get("end_time") or None)
+    client.set_tag(run_id, UPLOADED_TAG, "uploaded")
 
 
 def _check_server_run(client: Any, record: dict[str, Any]) -> None:
@@ -207,6 +209,8 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
     for run in found:  # only runs that carry this entry's spool id: ours
         if run.data.tags.get(UPLOADED_TAG) == "uploaded" and not run_id:
             run_id = run.info.run_id
+            if run.info.status != record["status"]:  # ended by someone else since: the record says
+                client.set_terminated(run_id, record["status"], end_time=record.get("end_time") or None)
         elif run.info.run_id == record.get("server_run_id"):
             partial = run  # started on the server before it was lost: replaced, never deleted
         else:  # half-uploaded by an attempt that was killed: uploaded again below
