@@ -200,4 +200,4 @@ def test_a_store_killed_mid_batch_costs_nothing(alive, tmp_path, what, point):
         assert blob.file_size == 6 * 2**20
     for name in NAMES:
         versions = client.search_model_versions(f"name = 'lost-{case}-{name}'")
-        assert len(versions) == 1 and versions[0].run_id in {r.info.run_id for r in runs}, versions
+        assert len(versions) == 1 and versions[0].run_id in {r.info.run_id for r in runs}, (versions, out, results)

@@ -228,4 +228,8 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
     if versions:
         return Delivered(run_id, exp_id, versions[0].name, str(versions[0].version))
     name, version, note = registrar(client, uri, run_id, model_spec(intent))
+    if version is None and note.startswith("registration failed"):
+        # the store failed while registering (the registrar says so instead of raising): the entry
+        # stays, and the next sync registers the model of the run it finds uploaded
+        raise TrackingError(f"the model of run {run_id} is not registered yet: {note}")
     return Delivered(run_id, exp_id, name, version, note)
