@@ -6,7 +6,7 @@ store into a spool entry (run/spool.py), which run/upload.py delivers: a server 
 at any moment costs no run (the design W&B's and Neptune's offline modes use; MLflow has none).
 
 Opening a fresh MLflow database runs MLflow's migrations (seconds): a migrated empty database is
-kept once per MLflow version, `.nbops/spool/.template-<version>.db`, and copied for each run.
+kept once per MLflow version, `.nbops/cache/mlflow-<version>.db`, and copied for each run.
 A local run whose nbops process died (kill -9) is removed by the next run, sync or `runs gc`.
 """
 
@@ -23,6 +23,7 @@ from nbops.core.files import local_path
 from nbops.run import orphans, spool
 
 OWNER_FILE = "owner"
+CACHE_DIR = Path(".nbops") / "cache"
 _TEMPLATE_LOCK = threading.Lock()
 
 
@@ -44,12 +45,13 @@ def _mlflow_version() -> str:
     return version("mlflow")
 
 
-def _template(root: Path) -> Path:
+def _template(project_root: Path) -> Path:
     """A migrated, empty MLflow database for this MLflow version (made once, atomically)."""
     import logging
     import tempfile
 
-    path = root / f".template-{_mlflow_version()}.db"
+    root = project_root / CACHE_DIR
+    path = root / f"mlflow-{_mlflow_version()}.db"
     with _TEMPLATE_LOCK:
         if path.is_file():
             return path
@@ -76,7 +78,7 @@ def open_local(project_root: Path, experiment: str, tags: dict[str, str], run_na
     folder.mkdir(parents=True)
     try:
         (folder / OWNER_FILE).write_text(orphans.owner(), encoding="utf-8")
-        shutil.copyfile(_template(root), folder / "mlflow.db")
+        shutil.copyfile(_template(project_root), folder / "mlflow.db")
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         store = open_store(uri, LazyClient(lambda: _client(uri)))
         exp_id = store.experiment_id(experiment, (folder / "artifacts").resolve().as_uri())
