@@ -176,7 +176,7 @@ CASES = [
          then=_full_disk_then),
     Case("a read-only mlflow.db", 2, 20, "is read-only", cells=[("code", "x = 1")],
          arrange=_read_only_store, then=_read_only_then),
-    Case("the tracking server lost mid-run", 4, 150, "`nbops sync` uploads it (the tracking store did not answer",
+    Case("the tracking server lost mid-run", 4, 150, "`nbops sync` uploads it (the tracking server",
          cells=SLEEPS, env={"NBOPS_TRACKING_RETRY_S": "10"}, arrange=_start_server,
          during=_kill_server_when_the_notebook_sleeps, then=_lost_then),
 ]
