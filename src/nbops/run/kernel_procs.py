@@ -197,8 +197,9 @@ class KernelProcs:
         sweep_once()
         self.token = new_token()
         start_kwargs["env"] = marked_env(start_kwargs.get("env"), self.token)
-        pid, start = _owner_parts()
-        self.folder = kernel_sockets(client_kwargs, kernel_name, name=f"{pid}-{start}-")
+        # named after its owner's pid only (its start time is in the owner file): a socket's
+        # address has 104 bytes, and a deep temporary folder must still fit
+        self.folder = kernel_sockets(client_kwargs, kernel_name, name=f"{os.getpid()}-")
         if self.folder is not None:
             Path(self.folder, OWNER_FILE).write_text(owner(), encoding="utf-8")
 
