@@ -39,6 +39,12 @@ class LocalRun:
         return f"sqlite:///{self.folder / 'mlflow.db'}"
 
 
+def logs_locally_first(uri: str) -> bool:
+    """A tracking server or a team's database: runs are logged locally first, then uploaded."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    return scheme in ("http", "https", "postgresql", "postgres", "mysql", "mssql", "databricks")
+
+
 def _mlflow_version() -> str:
     from importlib.metadata import version
 

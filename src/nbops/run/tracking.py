@@ -88,12 +88,6 @@ class TrackedRun:
     note: str = ""  # why no model was registered, or what went wrong
 
 
-def logs_locally_first(uri: str) -> bool:
-    """A tracking server or a team's database: runs are logged locally first, then uploaded."""
-    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
-    return scheme in ("http", "https", "postgresql", "postgres", "mysql", "mssql", "databricks")
-
-
 def _param_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
@@ -117,7 +111,7 @@ class Tracker:
         # own records (core/sqlite_writer.py: no `import mlflow`), so it ends the orphans itself.
         localrun.sweep_dead(settings.root)  # the local runs of an nbops that was killed -9
         self.client: Any = LazyClient(self._open_client)
-        self.local_first = logs_locally_first(self.uri)
+        self.local_first = localrun.logs_locally_first(self.uri)
         self._lost = False  # an upload of this batch gave up: the next ones are spooled at once
         # a server is not needed until the first upload (or a sweep's parent run)
         self.store: Any = (LazyClient(lambda: ClientStore(self.client._get())) if self.local_first
