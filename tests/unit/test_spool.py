@@ -31,7 +31,7 @@ def test_an_entry_round_trips_with_its_files_and_models(tmp_path):
     entry, held = spool.write(root, _record(), {"notebook/out.ipynb": nb},
                               [({"name": "model", "model_type": None}, model)])
     assert held is None
-    record = spool.read(entry)
+    record = spool.validate(entry)
     assert entry.name == record["spool_id"] and len(record["spool_id"]) == 32
     assert record["format"] == spool.FORMAT and record["files"] == ["notebook/out.ipynb"]
     assert record["metrics"] == [{"key": "acc", "value": 0.9, "timestamp": 1000, "step": 2}]  # NaN left out
@@ -64,10 +64,10 @@ def test_a_foreign_or_broken_record_is_one_line(tmp_path):
     entry.mkdir()
     (entry / spool.RECORD).write_text("{not json")
     with pytest.raises(TrackingError, match="not a spool record"):
-        spool.read(entry)
+        spool.validate(entry)
     (entry / spool.RECORD).write_text(json.dumps({"format": 1, "spool_id": "other"}))
     with pytest.raises(TrackingError, match="spool_id is not its folder's name"):
-        spool.read(entry)
+        spool.validate(entry)
 
 
 @pytest.mark.parametrize(("change", "why"), [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,6 @@ def sweep_dead(project_root: Path) -> list[Path]:
             owner = ""
         if folder.name.startswith(".tmp-") and not owner:
             # a writer's temporary entry: dead when nobody touched it for an hour
-            import time
-
             if time.time() - folder.stat().st_mtime < 3600:
                 continue
         elif orphans.owner_alive(owner) is not False:

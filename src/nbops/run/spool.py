@@ -202,8 +202,8 @@ def _check_record(record: dict[str, Any]) -> str:
         (_str_map(record.get("params")), "params is not a map of strings"),
         (record.get("status") in FINAL_STATUSES,
          f"status {record.get('status')!r} is not one of {', '.join(FINAL_STATUSES)} (a run still running is never uploaded)"),
-        (record.get("start_time") in (None, 0) or _is_int(record.get("start_time")), "start_time is not a number"),
-        (record.get("end_time") in (None, 0) or _is_int(record.get("end_time")), "end_time is not a number"),
+        (record.get("start_time") is None or _is_int(record["start_time"]), "start_time is not a number"),
+        (record.get("end_time") is None or _is_int(record["end_time"]), "end_time is not a number"),
         (record.get("server_run_id") is None or (isinstance(record["server_run_id"], str)
                                                  and bool(_ID.match(record["server_run_id"]))),
          "server_run_id is not a run id"),
@@ -250,11 +250,6 @@ def validate(entry: Path) -> dict[str, Any]:
     if record.get("spooled_models", 0) != len(_model_parts(entry)):
         raise _fail(path, "its models do not match spooled_models")
     return record
-
-
-def read(entry: Path) -> dict[str, Any]:
-    """An entry's record, validated (BadEntry, a TrackingError, naming the file otherwise)."""
-    return validate(entry)
 
 
 def _model_parts(entry: Path) -> list[tuple[dict[str, Any] | None, Path]]:
