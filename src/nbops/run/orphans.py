@@ -110,10 +110,19 @@ def open_client(uri: str) -> tuple[Any, list[Orphan]]:
 def reap(store: Any) -> list[Orphan]:
     """End every orphan in STORE (core/run_store.py's) as KILLED, saying why in `nbops.reaped`."""
     orphans = find_orphans(store.running_runs())
+    ended = []
     for o in orphans:
-        store.set_tags(o.run_id, {REAPED_TAG: o.why})
-        store.set_terminated(o.run_id, "KILLED")
-    return orphans
+        try:
+            store.set_tags(o.run_id, {REAPED_TAG: o.why})
+            store.set_terminated(o.run_id, "KILLED")
+        except Exception:
+            # another nbops (a concurrent sync, say) ended or deleted it meanwhile: a deleted run
+            # refuses tags. Only a run that is still RUNNING makes the failure ours to say.
+            if o.run_id in {run_id for run_id, _ in store.running_runs()}:
+                raise
+            continue
+        ended.append(o)
+    return ended
 
 
 class Heartbeat:
