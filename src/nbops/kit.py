@@ -273,22 +273,29 @@ def _log_and_show(fig, artifact_file: str):
     return fig
 
 
-def log_confusion_matrix(y_true, y_pred, labels=None, artifact_file: str = "figures/confusion_matrix.png"):
+def log_confusion_matrix(y_true, y_pred, labels=None, artifact_file: str = "figures/confusion_matrix.png",
+                         names=None):
     """Plot the confusion matrix (rows: true class, columns: predicted), log it to MLflow as
-    ARTIFACT_FILE and show it; returns the matplotlib Figure."""
+    ARTIFACT_FILE and show it; returns the matplotlib Figure. NAMES labels the axes: a mapping
+    class -> name, or a sequence indexed by class (a bundled dataset's `target_names`, whose
+    classes are 0, 1, ...); a class it does not name is shown as itself."""
     import numpy as np
     from sklearn.metrics import confusion_matrix
 
     classes = list(labels) if labels is not None else sorted(set(np.asarray(y_true).tolist())
                                                              | set(np.asarray(y_pred).tolist()))
     matrix = confusion_matrix(y_true, y_pred, labels=classes)
+    if names is not None and not hasattr(names, "get"):  # a sequence: class i is names[i]
+        names = {i: name for i, name in enumerate(names)}
+    shown = [str(names.get(c, c)) if names is not None else str(c) for c in classes]
     size = min(3.0 + 0.45 * len(classes), 12.0)
     fig, (ax,) = _figure(size, size * 0.85)
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, shrink=0.8)
     ticks = range(len(classes))
-    ax.set_xticks(ticks, [str(c) for c in classes], rotation=45 if len(classes) > 6 else 0)
-    ax.set_yticks(ticks, [str(c) for c in classes])
+    tilt = len(classes) > 6 or max(map(len, shown), default=0) > 8  # long names overlap
+    ax.set_xticks(ticks, shown, rotation=45 if tilt else 0)
+    ax.set_yticks(ticks, shown)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (validation)")
