@@ -109,3 +109,45 @@ def test_params_file(tmp_path):
         load_params_file(f)
     with pytest.raises(ParameterError, match="no such parameters file"):
         load_params_file(tmp_path / "missing.yaml")
+
+
+CHOICES = '''
+model = "forest"  # which model; choices: forest, svm, "two words"
+depth = 3  # choices: 3, 5, 8
+rate = 0.1  # choices: 0.1, 1
+free = "x"  # any text
+'''
+
+
+def test_choices_are_parsed_and_typed_like_the_default():
+    params = {p.name: p for p in parse_parameters(CHOICES, "nb.ipynb: cell 2")}
+    assert params["model"].choices == ("forest", "svm", "two words")
+    assert params["model"].help == "which model; choices: forest, svm, \"two words\""  # shown by `nbops templates`
+    assert params["depth"].choices == (3, 5, 8) and all(type(c) is int for c in params["depth"].choices)
+    assert params["rate"].choices == (0.1, 1.0) and all(type(c) is float for c in params["rate"].choices)
+    assert params["free"].choices is None
+
+
+@pytest.mark.parametrize("source,message", [
+    ("depth = 3  # choices: 3, five", "parameter 'depth': choice 'five' is not int like its default 3"),
+    ("depth = 3  # choices: 5, 8", "parameter 'depth': its default 3 is not one of its choices \\(5, 8\\)"),
+    ("model = 'a'  # choices:", "parameter 'model': `choices:` lists no values"),
+])
+def test_a_bad_choices_declaration_names_the_cell(source, message):
+    with pytest.raises(NotebookError, match=f"nb.ipynb: cell 2: {message}"):
+        parse_parameters(source, "nb.ipynb: cell 2")
+
+
+def test_values_outside_the_choices_are_refused_in_one_line(tmp_path):
+    notebook = nb(parse_parameters(CHOICES))
+    assert resolve(notebook, {"model": "svm", "depth": "5", "rate": "1"}) == {"model": "svm", "depth": 5, "rate": 1.0}
+    assert resolve(notebook, {"depth": 8.0}) == {"depth": 8}  # a YAML value, typed first
+    with pytest.raises(ParameterError) as bad:
+        resolve(notebook, {"model": "xgboost"})
+    assert bad.value.one_line() == ("nb.ipynb: parameter 'model' got 'xgboost', not one of its choices: "
+                                    "forest, svm, two words")
+    with pytest.raises(ParameterError, match="parameter 'model' got 'svn', .*; did you mean 'svm'\\?"):
+        resolve(notebook, {"model": "svn"})
+    with pytest.raises(ParameterError, match="parameter 'depth' got 4, not one of its choices: 3, 5, 8$"):
+        resolve(notebook, {"depth": 4})  # from -f params.yaml
+    assert resolve(notebook, {"free": "anything"}) == {"free": "anything"}

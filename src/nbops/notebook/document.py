@@ -11,6 +11,7 @@ import ast
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ class Parameter:
     name: str
     default: Any
     type: str  # int, float, bool, str, list, dict, tuple, none, or expr (not a literal)
-    help: str = ""
+    help: str = ""  # the line's comment, choices included
+    choices: tuple | None = None  # `# choices: a, b`: the only values allowed, typed like the default
 
     def describe(self) -> str:
         default = self.default if self.type == "expr" else repr(self.default)
@@ -181,8 +183,77 @@ def parse_parameters(source: str, where: str = "") -> tuple[Parameter, ...]:
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             default, kind = ast.get_source_segment(source, value), "expr"
         found.pop(target.id, None)
-        found[target.id] = Parameter(target.id, default, kind, comment)
+        param = Parameter(target.id, default, kind, comment)
+        found[target.id] = _with_choices(param, f"{where}: parameter '{target.id}'")
     return tuple(found.values())
+
+
+_CHOICES = re.compile(r"(?:^|[\s;,])choices:(.*)$", re.IGNORECASE)
+
+
+def split_list(text: str) -> list[str]:
+    """`a, 'b, c', [1, 2]` -> ['a', "'b, c'", '[1, 2]']: commas inside quotes or brackets do not split."""
+    out, depth, quote, current = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(current)
+            current = ""
+            continue
+        current += ch
+    out.append(current)
+    return [v.strip() for v in out if v.strip()]
+
+
+def _choice(raw: str, param: Parameter, where: str) -> Any:
+    """One declared choice, typed like PARAM's default: a word (or a quoted string) for a string,
+    a Python literal otherwise (an int allowed for a float)."""
+    if param.type == "str":
+        quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+        return raw[1:-1] if quoted else raw
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if param.type in ("none", "expr"):
+            return raw
+        value = raw
+    if param.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if param.type not in ("none", "expr") and _type_name(value) != param.type:
+        raise NotebookError(f"{where}: choice {raw!r} is not {param.type} like its default {param.default!r}",
+                            hint="write the choices like the default, e.g. `depth = 3  # choices: 3, 5, 8`")
+    return value
+
+
+def _with_choices(param: Parameter, where: str) -> Parameter:
+    """PARAM with the choices its comment declares (`# choices: forest, svm`), if any."""
+    match = _CHOICES.search(param.help)
+    if match is None:
+        return param
+    choices: list[Any] = []
+    for raw in split_list(match.group(1)):
+        value = _choice(raw, param, where)
+        if value not in choices:
+            choices.append(value)
+    if not choices:
+        raise NotebookError(f"{where}: `choices:` lists no values",
+                            hint="e.g. `model = \"forest\"  # choices: forest, svm`")
+    if param.type != "expr" and param.default not in choices:
+        raise NotebookError(f"{where}: its default {param.default!r} is not one of its choices "
+                            f"({show_choices(tuple(choices))})", hint="add it to the choices")
+    return Parameter(param.name, param.default, param.type, param.help, tuple(choices))
+
+
+def show_choices(choices: tuple) -> str:
+    """`forest, svm` or `3, 5, 8`: the choices as they are declared."""
+    return ", ".join(c if isinstance(c, str) else repr(c) for c in choices)
 
 
 def _model_spec(meta: Any, where: str) -> ModelSpec | None:

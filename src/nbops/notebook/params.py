@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops.core.errors import ParameterError
-from nbops.notebook.document import Notebook, Parameter
+from nbops.notebook.document import Notebook, Parameter, show_choices
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -92,7 +92,19 @@ def _yaml_value(text: str) -> Any:
 
 
 def coerce(param: Parameter, value: Any, where: str) -> Any:
-    """Convert `value` (a CLI string or a YAML value) to the type of the parameter's default."""
+    """Convert `value` (a CLI string or a YAML value) to the type of the parameter's default,
+    and check it is one of the parameter's choices when it declares some."""
+    typed = _convert(param, value, where)
+    if param.choices is not None and typed not in param.choices:
+        close = difflib.get_close_matches(str(typed), [str(c) for c in param.choices], n=1, cutoff=0.6)
+        suggestion = f"; did you mean {close[0]!r}?" if close else ""
+        raise ParameterError(f"{where}: parameter '{param.name}' got {value!r}, not one of its choices: "
+                             f"{show_choices(param.choices)}{suggestion}")
+    return typed
+
+
+def _convert(param: Parameter, value: Any, where: str) -> Any:
+    """`value` as the type of the parameter's default (a ParameterError when it is not one)."""
 
     def reject() -> ParameterError:
         return ParameterError(

@@ -18,7 +18,7 @@ from nbops.core.config import Settings
 from nbops.core.context import git_info
 from nbops.core.errors import ParameterError, TrackingError, first_line
 from nbops.core.store import check_reachable, is_store_error, mask_uri
-from nbops.notebook.document import Notebook, load
+from nbops.notebook.document import Notebook, load, split_list
 from nbops.notebook.params import coerce, parse_assignments, resolve
 from nbops.notebook.scraps import split_metrics
 from nbops.run.executors import local_execute
@@ -50,31 +50,10 @@ class SweepResult:
         return sorted(range(len(self.points)), key=key)
 
 
-def _split_values(text: str) -> list[str]:
-    """`1,2,[3,4]` -> ['1', '2', '[3,4]']: commas inside brackets or quotes do not split."""
-    out, depth, quote, current = [], 0, "", ""
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            out.append(current)
-            current = ""
-            continue
-        current += ch
-    out.append(current)
-    return [v.strip() for v in out if v.strip()]
-
-
 def parse_grid(notebook: Notebook, items: list[str], from_file: dict[str, Any]) -> dict[str, list]:
     """Typed value lists per parameter, from `-p NAME=V1,V2` and a grid file (lists)."""
     raw: dict[str, list] = {k: (v if isinstance(v, list) else [v]) for k, v in from_file.items()}
-    raw.update({k: _split_values(v) for k, v in parse_assignments(items).items()})
+    raw.update({k: split_list(v) for k, v in parse_assignments(items).items()})  # 1,[2,3]: two values
     if not raw:
         raise ParameterError("a sweep needs values", hint="e.g. nbops sweep NB -p C=0.1,1,10 -p seed=1,2")
     resolve(notebook, {k: v[0] for k, v in raw.items() if v})  # unknown names: did-you-mean
