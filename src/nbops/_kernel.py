@@ -12,6 +12,14 @@ in every kernel, so an import hook waits for the notebook to do it):
   experiment (`notebooks/<stem>`, the name `nbops run` uses), and every run it creates is tagged
   `nbops.interactive=true` with the git sha and an honest dirty flag (a never-committed or
   modified notebook is dirty), read when the run starts.
+
+Anywhere else (plain `jupyter lab`, VS Code, `jupyter nbconvert --execute`, a kernel started in
+a subfolder), `import nbops` in a kernel installs the same hook (nbops/__init__.py), and the
+project is found when the notebook imports mlflow: the nearest folder at or above the notebook's
+(else the kernel's working folder) whose pyproject.toml has [tool.nbops]. The project's store,
+experiment, parameter values and run name come from `python -m nbops.lab.interactive`, asked
+once (the kernel side imports nothing of the framework); no MLflow store is made beside the
+notebook. Outside any project the kernel says once where MLflow logs.
 """
 
 from __future__ import annotations
@@ -107,15 +115,72 @@ def git_tags(root: str, rel: str) -> dict[str, str]:
     the notebook modified or never committed."""
     sha = _git(root, "rev-parse", "HEAD") or "unknown"
     tree = _git(root, "status", "--porcelain", "--untracked-files=no")
-    mine = _git(root, "status", "--porcelain", "--untracked-files=all", "--", rel)
-    committed = _git(root, "ls-files", "--error-unmatch", "--", rel) is not None
+    mine = _git(root, "status", "--porcelain", "--untracked-files=all", "--", rel) if rel else ""
+    committed = not rel or _git(root, "ls-files", "--error-unmatch", "--", rel) is not None
     dirty = sha == "unknown" or bool(tree) or bool(mine) or not committed
     return {"nbops.git_sha": sha, "nbops.git_dirty": str(dirty).lower()}
 
 
-def _interactive(mlflow, root: str, rel: str) -> None:
+def _ask_project(root: str, notebook: str | None) -> dict:
+    """The project's answer for this kernel's run (nbops/lab/interactive.py), in a child process."""
+    import json
+
+    request = json.dumps({"root": root, "notebook": notebook or "", "values": _namespace_values()},
+                         default=str)
+    done = subprocess.run([sys.executable, "-m", "nbops.lab.interactive"], input=request, cwd=root,
+                          capture_output=True, text=True, timeout=120, check=False)
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise RuntimeError(lines[-1] if lines else f"nbops exited {done.returncode}") from None
+    if "error" in answer:
+        raise RuntimeError(answer["error"])
+    return answer
+
+
+def _namespace_values() -> dict[str, object]:
+    """The notebook's plain values (the parameters cell's among them), JSON-safe and small."""
+    try:
+        from IPython import get_ipython
+
+        namespace = get_ipython().user_ns
+    except Exception:  # noqa: BLE001 - not in IPython: the notebook's defaults then
+        return {}
+    plain = (bool, int, float, str, type(None), list, tuple, dict)
+    return {k: v for k, v in list(namespace.items())
+            if not k.startswith("_") and k not in ("In", "Out") and isinstance(v, plain)
+            and (not isinstance(v, (list, tuple, dict, str)) or len(v) <= 1000)}
+
+
+def _experiment_id(mlflow, root: str, name: str, location: str | None) -> str:
+    cwd = os.getcwd()
+    try:  # a store created now puts MLflow's Default experiment in the project's ./mlruns
+        os.chdir(root)
+        client = mlflow.MlflowClient()
+        exp = client.get_experiment_by_name(name)
+    finally:
+        os.chdir(cwd)
+    if exp is not None:
+        return exp.experiment_id
+    try:  # artifacts beside the store, as `nbops run` puts them; never ./mlruns beside the kernel
+        return client.create_experiment(name, artifact_location=location or None,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
+    except Exception:  # noqa: BLE001 - created meanwhile by a run
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _interactive(mlflow, root: str, notebook: str | None) -> None:
     from mlflow.tracking.context.abstract_context import RunContextProvider
     from mlflow.tracking.context.registry import _run_context_provider_registry
+
+    answer = _ask_project(root, notebook)
+    mlflow.set_tracking_uri(answer["tracking_uri"])
+    mlflow.set_registry_uri(answer["registry_uri"])
+    rel = answer["notebook"]
 
     class LabRunContext(RunContextProvider):
         def in_context(self) -> bool:
@@ -124,36 +189,19 @@ def _interactive(mlflow, root: str, rel: str) -> None:
         def tags(self) -> dict[str, str]:
             from nbops import __version__
 
-            return {INTERACTIVE_TAG: "true", "nbops.notebook": rel, "mlflow.source.name": rel,
-                    "nbops.version": __version__, **git_tags(root, rel)}
+            where = {"nbops.notebook": rel, "mlflow.source.name": rel} if rel else {}
+            return {INTERACTIVE_TAG: "true", **where, "nbops.version": __version__,
+                    **git_tags(root, rel)}
 
     _run_context_provider_registry.register(LabRunContext)
-    name = rel.removesuffix(".ipynb")
-    client = mlflow.MlflowClient()
-    cwd = os.getcwd()
-    try:  # a store created now puts MLflow's Default experiment in the project's ./mlruns
-        os.chdir(root)
-        exp = client.get_experiment_by_name(name)
-    finally:
-        os.chdir(cwd)
-    if exp is None:
-        # artifacts beside the store, as `nbops run` puts them; never MLflow's ./mlruns in the
-        # kernel's working folder
-        location = os.environ.get("NBOPS_ARTIFACT_LOCATION") or None
-        try:
-            exp_id = client.create_experiment(
-                name, artifact_location=location,
-                tags={"mlflow.experimentKind": "custom_model_development"})
-        except Exception:  # noqa: BLE001 - created meanwhile by a run
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            exp_id = exp.experiment_id
-    else:
-        exp_id = exp.experiment_id
-    mlflow.set_experiment(experiment_id=exp_id)
+    location = os.environ.get("NBOPS_ARTIFACT_LOCATION") or answer["artifact_location"]
+    mlflow.set_experiment(experiment_id=_experiment_id(mlflow, root, answer["experiment"], location))
     # one run per kernel session, ended (FINISHED) by MLflow's exit hook when the kernel stops
-    run = mlflow.active_run() or mlflow.start_run()
+    run = mlflow.active_run()
+    if run is None:
+        run = mlflow.start_run(run_name=answer["run_name"] or None)
+        if answer["params"]:
+            mlflow.log_params(answer["params"])
     _keep_run(mlflow, run.info.run_id)
     _STATE["run_id"] = run.info.run_id
     pending, _STATE["pending"] = _STATE["pending"], []
@@ -163,6 +211,8 @@ def _interactive(mlflow, root: str, rel: str) -> None:
 
 def _metric(name: str, value: float) -> None:
     mlflow = sys.modules.get("mlflow")
+    if _STATE.get("off"):  # no project: MLflow's own defaults, nothing logged by nbops
+        return
     if mlflow is None or _STATE["run_id"] is None:
         _STATE["pending"].append((name, value))  # type: ignore[attr-defined]
         return
@@ -195,18 +245,102 @@ def _record_metrics() -> None:
         setattr(package, "record", record)  # noqa: B010
 
 
+def project_root(start: str) -> str | None:
+    """The nearest folder at or above START whose pyproject.toml has a [tool.nbops] table."""
+    import re
+
+    table = re.compile(r"^\s*\[\s*tool\s*\.\s*nbops\s*[\].]", re.M)
+    folder = os.path.abspath(start)
+    while True:
+        try:
+            with open(os.path.join(folder, "pyproject.toml"), encoding="utf-8") as f:
+                if table.search(f.read()):
+                    return folder
+        except (OSError, UnicodeDecodeError):
+            pass
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _launcher_notebook(cwd: str) -> str | None:
+    """`jupyter nbconvert --execute X.ipynb`, papermill: the notebook named on the command line of
+    the process that started this kernel, in this kernel's working folder."""
+    try:
+        import psutil  # ipykernel's dependency
+
+        parent = psutil.Process().parent()
+        argv, where = parent.cmdline(), parent.cwd()
+    except Exception:  # noqa: BLE001 - no parent to ask
+        return None
+    for arg in argv[1:]:
+        path = os.path.realpath(os.path.join(where, arg.split("=", 1)[-1]))
+        if path.endswith(".ipynb") and os.path.isfile(path) and os.path.dirname(path) == cwd:
+            return path
+    return None
+
+
+def notebook_path(environ=None) -> str | None:
+    """This kernel's notebook, absolute: Jupyter's JPY_SESSION_NAME (JupyterLab, Notebook),
+    VS Code's `__vsc_ipynb_file__`, or the command line of the kernel's parent (nbconvert)."""
+    env = os.environ if environ is None else environ
+    cwd = os.path.realpath(os.getcwd())
+    session = env.get("JPY_SESSION_NAME", "")
+    if session.endswith(".ipynb"):  # absolute since jupyter_server 2; an API path before
+        return session if os.path.isabs(session) else os.path.join(cwd, os.path.basename(session))
+    try:
+        from IPython import get_ipython
+
+        vscode = get_ipython().user_ns.get("__vsc_ipynb_file__")
+    except Exception:  # noqa: BLE001 - not in IPython
+        vscode = None
+    if isinstance(vscode, str) and vscode.endswith(".ipynb"):
+        return vscode
+    return _launcher_notebook(cwd)
+
+
+def _where() -> tuple[str | None, str | None, str]:
+    """(project root or None, notebook path or None, the folder the search started from)."""
+    found = lab_notebook(session_path=session_path()) if lab_notebook() is not None else None
+    if found is not None:
+        root, rel = found
+        return root, os.path.join(root, rel), root
+    notebook = notebook_path()
+    start = os.path.dirname(notebook) if notebook else os.getcwd()
+    return project_root(start), notebook, start
+
+
+def _masked(uri: str) -> str:
+    import re
+
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", uri)
+
+
 def _activate(mlflow) -> None:
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         _resume(mlflow, run_id)
         return
-    found = lab_notebook(session_path=session_path()) if lab_notebook() is not None else None
-    if found is None:
+    root, notebook, start = _where()
+    if root is None:
+        _STATE["off"], _STATE["pending"] = True, []
+        print(f"nbops: no nbops project (a pyproject.toml with [tool.nbops]) at or above {start}: "
+              f"MLflow logs to {_masked(mlflow.get_tracking_uri())}", file=sys.stderr)
         return
     try:
-        _interactive(mlflow, *found)
+        _interactive(mlflow, root, notebook)
     except Exception as exc:  # noqa: BLE001 - never break the user's import
         print(f"nbops: could not point MLflow at the project's store: {exc}", file=sys.stderr)
+
+
+def in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (not a server or a test that imported ipykernel)."""
+    app = sys.modules.get("ipykernel.kernelapp")
+    try:
+        return app is not None and bool(app.IPKernelApp.initialized())
+    except Exception:  # noqa: BLE001 - an ipykernel without it: not ours to judge
+        return False
 
 
 class _MlflowImportHook(importlib.abc.MetaPathFinder):
@@ -229,7 +363,9 @@ class _MlflowImportHook(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    if lab_notebook() is not None:
+    if not in_kernel():
+        return
+    if not os.environ.get("MLFLOW_RUN_ID"):
         _record_metrics()
     if "mlflow" in sys.modules:
         _activate(sys.modules["mlflow"])
