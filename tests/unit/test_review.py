@@ -377,3 +377,47 @@ def test_with_hundreds_of_judged_changes_the_risks_are_kept():
         items = _judged_items(text, f"nb/{i:03d}.ipynb")
         assert items[0] == "⚠ loosened gate: accuracy >= 0.8 -> accuracy >= 0.5"
         assert items[1].startswith("… and 40 more change(s): see ")
+
+
+def test_the_terminal_and_index_say_a_loosened_gate_too(project, capsys):
+    """Issue 23: `nbops review` printed only where review.md went; index.html had no judged block."""
+    path = write_notebook(project / "notebooks" / "exp.ipynb",
+                          [("code", "C = 1.0", ["parameters"]), ("code", "print(C)")], GATED)
+    commit_all(project, "base")
+    nb = json.loads(path.read_text())
+    nb["metadata"]["nbops"]["model"]["gates"] = ["accuracy >= 0.1", "latency_ms <= 50"]
+    nb["metadata"]["nbops"]["resources"]["gpu"] = 4
+    path.write_text(json.dumps(nb))
+    commit_all(project, "head")
+    capsys.readouterr()
+    assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
+    out = capsys.readouterr().out
+    assert "notebooks/exp.ipynb: What changed in how it is judged (⚠ 1 risk(s)):" in out
+    assert "  ⚠ RISK loosened gate: accuracy >= 0.8 -> accuracy >= 0.1" in out
+    assert "  resources: gpu: 0 -> 4" in out
+    index = (project / "D" / "index.html").read_text()
+    assert '<li class="risk">⚠ RISK loosened gate: accuracy &gt;= 0.8 -&gt; accuracy &gt;= 0.1</li>' in index
+    assert "<li>resources: gpu: 0 -&gt; 4</li>" in index
+    page = (project / "D" / "notebooks__exp.ipynb.html").read_text()
+    assert "⚠ loosened gate: accuracy &gt;= 0.8 -&gt; accuracy &gt;= 0.1" in page  # shown first there
+
+
+def test_a_page_without_cell_ids_gets_null_ids_and_its_changes_first():
+    """Issue 26: nbdime labels a cell "Cell ID: undefined" unless its id is null."""
+    from nbops.review.htmlpage import render_diff_page, without_undefined_ids
+
+    base = {"cells": [{"cell_type": "code", "source": "a = 1", "metadata": {}, "outputs": []},
+                      {"cell_type": "code", "id": "kept", "source": "b", "metadata": {}, "outputs": []},
+                      {"cell_type": "code", "source": "c", "metadata": {}, "outputs": []}],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 1}
+    diff = [{"op": "patch", "key": "cells", "diff": [
+        {"op": "addrange", "key": 1, "valuelist": [{"cell_type": "markdown", "source": "<!-- x", "metadata": {}}]},
+        {"op": "patch", "key": 2, "diff": [{"op": "add", "key": "id", "value": "new"}]}]}]
+    shown, shown_diff = without_undefined_ids(base, diff)
+    assert [c.get("id", "absent") for c in shown["cells"]] == [None, "kept", "absent"]
+    assert shown_diff[0]["diff"][0]["valuelist"][0]["id"] is None
+    assert "id" not in base["cells"][0]  # the inputs are left as they were
+    page = render_diff_page(base, base, "b", "h", "t", diff=[],
+                            changes=[("cell 1, code, modified", "-a = 1\n+a = <script>2")])
+    assert page.index('id="nbops-changes"') < page.index('id="nbdime-root"')
+    assert '<span class="a">+a = &lt;script&gt;2</span>' in page

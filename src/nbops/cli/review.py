@@ -47,6 +47,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from nbops.review.changes import write_review
+    from nbops.review.judged import plain_lines
 
     settings = options.settings()
     results = None
@@ -62,6 +63,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     if reviews:
         print(f"side-by-side diffs: {md.parent / 'index.html'} (open in a browser; or nbdime's live tool:"
               f" nbdiff-web {args.base} {args.head} PATH)")
+    for r in reviews:  # a loosened gate is said here too, not only in review.md (issue 23)
+        block = plain_lines(r.judged)
+        if block:
+            print(f"{r.change.path}: " + "\n".join(block))
     for r in failed:
         print(f"could not review {r.change.path}: {r.change.error}", file=sys.stderr)
     return 0

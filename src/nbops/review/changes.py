@@ -231,6 +231,10 @@ def review_notebook(change: NotebookChange, out: Path | None = None, base_ref: s
     base, head = strip_for_review(change.base), strip_for_review(change.head)
     diff, lined_base, lined_head = diff_notebooks_bounded(base, head)
     outputs = committed_outputs(change.head)
+    cells = cell_changes(base, head, diff, (lined_base, lined_head))
+    parameters = parameter_changes(base, head)
+    # a deleted notebook judges nothing any more: its cells' diff says all there is
+    judged = judged_changes(change.base, change.head, parameters) if change.head is not None else []
     name = None
     if out is not None:
         from nbops.review.htmlpage import render_diff_page
@@ -241,13 +245,17 @@ def review_notebook(change: NotebookChange, out: Path | None = None, base_ref: s
             f"{change.old_path or change.path} @ {base_ref}" if change.base is not None else "(new notebook)",
             f"{change.path} @ {head_ref}" if change.head is not None else "(deleted)",
             f"nbops review: {change.path}", diff=diff, app=app, outputs=outputs,
+            changes=[(cell_label(c), c.diff or "(source unchanged)") for c in cells],
+            judged=[str(j) for j in judged],
         )
         _write_text(out / name, page)
-    parameters = parameter_changes(base, head)
-    # a deleted notebook judges nothing any more: its cells' diff says all there is
-    judged = judged_changes(change.base, change.head, parameters) if change.head is not None else []
-    return NotebookReview(change, cell_changes(base, head, diff, (lined_base, lined_head)),
-                          parameters, name, outputs, judged)
+    return NotebookReview(change, cells, parameters, name, outputs, judged)
+
+
+def cell_label(cell: CellChange) -> str:
+    """"cell 3, code, modified" (the head's number; the base's for a removed cell)."""
+    where = f"cell {cell.head_cell}" if cell.head_cell else f"cell {cell.base_cell} (base)"
+    return f"{where}, {cell.cell_type}, {cell.kind}" + (f" ({cell.note})" if cell.note else "")
 
 
 def html_name(path: str) -> str:

@@ -22,6 +22,7 @@ import hashlib
 import html
 import json
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -129,23 +130,73 @@ def csp(app_hash: str | None) -> str:
             "frame-src 'none'; object-src 'none'")
 
 
+def without_undefined_ids(base_nb: dict, diff: list) -> tuple[dict, list]:
+    """BASE_NB and DIFF with `"id": null` on each cell that has no id and whose id the diff does
+    not change (copies; the inputs are left as they are). nbdime's app labels every cell
+    "Cell ID: <id>" unless its id is null, so a notebook without ids (nbformat < 4.5) showed
+    "Cell ID: undefined" on its cells (issue 26). A cell whose id the diff adds keeps no key:
+    nbdime checks that an added value was absent before."""
+    ops = next((d.get("diff") or [] for d in diff if d.get("key") == "cells"), [])
+    id_changed = {op["key"] for op in ops if op.get("op") == "patch"
+                  and any(d.get("key") == "id" for d in op.get("diff") or [])}
+    base = {**base_nb, "cells": [c if "id" in c or i in id_changed else {**c, "id": None}
+                                 for i, c in enumerate(base_nb.get("cells") or [])]}
+    new_ops = [{**op, "valuelist": [c if not isinstance(c, dict) or "id" in c else {**c, "id": None}
+                                    for c in op["valuelist"]]} if op.get("op") == "addrange" else op
+               for op in ops]
+    return base, [{**d, "diff": new_ops} if d.get("key") == "cells" else d for d in diff]
+
+
+_CHANGES_STYLE = ("<style>#nbops-changes{border:1px solid #999;padding:4px 8px;margin:4px 0}"
+                  "#nbops-changes pre{margin:2px 0 8px;font-size:12px;white-space:pre-wrap}"
+                  "#nbops-changes .a{background:#cfc}#nbops-changes .r{background:#fcc}</style>")
+_LINE_CLASS = {"+": "a", "-": "r"}
+_CHANGES_LINES = 400  # in the static summary; every line is in nbdime's diff below it
+
+
+def _changes_block(changes: Sequence[tuple[str, str]], judged: Sequence[str]) -> str:
+    """The changed cells as plain HTML, shown at once above nbdime's diff (which needs its app to
+    run and, for a long notebook, some seconds), and what changed in how it is judged."""
+    e = html.escape
+    parts: list[str] = []
+    if judged:
+        items = "".join(f"<li>{e(line)}</li>" for line in judged)
+        parts.append(f'<div id="nbops-judged"><b>What changed in how this notebook is judged</b><ul>{items}</ul></div>')
+    lines_left = _CHANGES_LINES
+    for label, text in changes:
+        lines = text.splitlines()
+        shown, lines_left = lines[: max(lines_left, 0)], lines_left - len(lines)
+        rows = [f'<span class="{_LINE_CLASS.get(line[:1], "c")}">{e(line)}</span>' for line in shown]
+        if len(shown) < len(lines):
+            rows.append(f"… {len(lines) - len(shown)} more line(s): see the side-by-side diff below")
+        parts.append(f"<b>{e(label)}</b><pre>{chr(10).join(rows)}</pre>")
+    if not changes and not judged:
+        return ""
+    title = f"Changed cells ({len(changes)})" if changes else "No cell's source changed"
+    return (f'{_CHANGES_STYLE}<details id="nbops-changes" open><summary><b>{title}</b>: at a glance; '
+            "nbdime's side-by-side diff follows</summary>" + "".join(parts) + "</details>\n  ")
+
+
 def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: str, title: str,
-                     diff: list | None = None, app: str | None = None, outputs: list[str] | tuple = ()) -> str:
+                     diff: list | None = None, app: str | None = None, outputs: list[str] | tuple = (),
+                     changes: Sequence[tuple[str, str]] = (), judged: Sequence[str] = ()) -> str:
     """The page as a string. `diff` is nbdime's diff of the two notebooks (computed if None); `app`
     the file name of the shared web app bundle (`webapp_bundle`) next to the page, else inlined;
-    `outputs` lines about committed outputs, shown above the diff."""
+    `outputs` lines about committed outputs, shown above the diff; `changes` (label, unified diff)
+    per changed cell and `judged` lines (review/judged.py), shown first as plain HTML."""
     if diff is None:
         from nbops.review.largecells import diff_notebooks_bounded
 
         diff = diff_notebooks_bounded(base_nb, head_nb)[0]
     config = {"base": base_label, "remote": head_label, "closable": False, "savable": False,
               "baseUrl": "/", "hideUnchanged": True, "collapseIdentical": 2}
-    payload = script_json({"base": base_nb, "diff": diff})
-    banner = ""
+    shown_base, shown_diff = without_undefined_ids(base_nb, diff)
+    payload = script_json({"base": shown_base, "diff": shown_diff})
+    banner = _changes_block(changes, judged)
     if outputs:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in outputs)
-        banner = ('<div id="nbops-outputs" style="border:2px solid #d33;padding:4px 8px;margin:4px 0">'
-                  f"<b>Committed outputs at head</b> (not shown in the diff below):<ul>{items}</ul></div>\n  ")
+        banner += ('<div id="nbops-outputs" style="border:2px solid #d33;padding:4px 8px;margin:4px 0">'
+                   f"<b>Committed outputs at head</b> (not shown in the diff below):<ul>{items}</ul></div>\n  ")
     header = _HEADER.format(title=html.escape(title), base=html.escape(base_label),
                             remote=html.escape(head_label), outputs=banner)
     if app is None:

@@ -149,3 +149,16 @@ def judged_changes(base: dict | None, head: dict | None, parameters: Sequence[st
     out += _values("metadata.nbops", {k: v for k, v in old.items() if k not in _KNOWN},
                    {k: v for k, v in new.items() if k not in _KNOWN})
     return sorted(out, key=lambda j: not j.risk)  # stable: risks first, then in the order above
+
+
+def plain_lines(judged: Sequence[Judged], limit: int = 30) -> list[str]:
+    """The judged block as plain text (the terminal's `nbops review`, index.html): a heading that
+    counts the risks, then one line per change, risks first, at most LIMIT of them."""
+    if not judged:
+        return []
+    risks = sum(j.risk for j in judged)
+    head = "What changed in how it is judged" + (f" (⚠ {risks} risk(s))" if risks else "") + ":"
+    lines = [head] + [f"  {'⚠ RISK ' if j.risk else ''}{j.what}: {j.text}" for j in judged[:limit]]
+    if len(judged) > limit:
+        lines.append(f"  … and {len(judged) - limit} more change(s): see review.md or the notebook's page")
+    return lines
