@@ -79,8 +79,9 @@ def _cells(case: str, name: str) -> list:
                  "mlflow.sklearn.log_model(LogisticRegression().fit([[0], [1], [2], [3]], [0, 0, 1, 1]),"
                  " name='model', pip_requirements=['scikit-learn'])\n"
                  "mlflow.log_text('a figure', 'figures/curve.txt')\n"
-                 "pathlib.Path('blob.bin').write_bytes(os.urandom(6 * 2**20))\n"
-                 "mlflow.log_artifact('blob.bin', 'data')\npathlib.Path('blob.bin').unlink()"),
+                 # a file of this notebook's own: two kernels of the batch share the folder
+                 f"pathlib.Path('blob-{name}.bin').write_bytes(os.urandom(6 * 2**20))\n"
+                 f"mlflow.log_artifact('blob-{name}.bin', 'data')\npathlib.Path('blob-{name}.bin').unlink()"),
         ("code", "import nbops\nnbops.record('score', 0.9)"),
     ]
 
@@ -162,6 +163,9 @@ def test_a_store_killed_mid_batch_costs_nothing(alive, tmp_path, what, point):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    if proc.returncode != 4 or "Traceback" in out + err:
+        print(out)  # whole, in the failure report (an assertion message is cut)
+        print(err, file=sys.stderr)
     assert proc.returncode == 4, (out, err)
     assert "Traceback" not in out + err, err
     kept = out.count("not recorded: kept in .nbops/spool/")
@@ -178,6 +182,9 @@ def test_a_store_killed_mid_batch_costs_nothing(alive, tmp_path, what, point):
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in syncs]
     for code, sout, serr in results:
+        if code != 0:
+            print(sout)
+            print(serr, file=sys.stderr)
         assert code == 0 and "Traceback" not in sout + serr, (sout, serr)
     synced = sum(r[1].count("synced notebooks/") for r in results)
     assert synced == kept, results
