@@ -37,7 +37,7 @@ def test_each_problem_is_reported_at_its_cell(project):
     problem_notebook(project)
     found = {(f.cell, f.code) for f in run_check(project, [], ("notebooks", "templates"))}
     assert found == {
-        (None, "NB002"), (2, "NB001"), (2, "NB003"), (3, "NB003"), (4, "NB004"), (5, "NB005"),
+        (None, "NB002"), (None, "NB001"), (2, "NB003"), (3, "NB003"), (4, "NB004"), (5, "NB005"),
         (6, "F401"),
     }
     nb5 = [f for f in run_check(project, [], ("notebooks",)) if f.code == "NB005"]
@@ -48,8 +48,8 @@ def test_cli_prints_path_cell_code_message_and_exits_1(project, capsys):
     problem_notebook(project)
     assert main(["check", "notebooks"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert "notebooks/problems.ipynb:cell 3: NB003 train_test_split(...) without random_state" in out
-    assert any(line.startswith("notebooks/problems.ipynb:cell 6: F401 ") for line in out)
+    assert "notebooks/problems.ipynb:cell 3:line 2: NB003 train_test_split(...) without random_state" in out
+    assert any(line.startswith("notebooks/problems.ipynb:cell 6:line 1: F401 ") for line in out)
     assert main(["check", "--format", "json", "notebooks"]) == 1
     items = json.loads(capsys.readouterr().out)
     assert {"path": "notebooks/problems.ipynb", "cell": 4, "code": "NB004"}.items() <= items[
@@ -126,7 +126,7 @@ NB003_CLEAN = [
 def _codes(source: str, code: str) -> list[str]:
     from nbops.review.check import code_findings
 
-    return [message for _, c, message in code_findings([(1, source)]) if c == code]
+    return [message for _, c, message, _line in code_findings([(1, source)]) if c == code]
 
 
 @pytest.mark.parametrize("source", list(NB003_FOUND))
@@ -144,8 +144,8 @@ def test_nb003_seed_in_an_earlier_cell_counts_and_imports_carry_over():
 
     cells = [(1, "from numpy.random import randn, seed"), (2, "seed(3)"), (3, "x = randn(2)"),
              (4, "import random"), (5, "y = random.choice([1, 2])")]
-    assert [(n, m) for n, c, m in code_findings(cells) if c == "NB003"] == [
-        (5, "random.choice() before any random.seed(...)")]
+    assert [(n, m, line) for n, c, m, line in code_findings(cells) if c == "NB003"] == [
+        (5, "random.choice() before any random.seed(...)", 1)]
 
 
 # --- NB004 routes, NB002 layout, NB001 editor state ----------------------------------------------
@@ -187,9 +187,9 @@ def test_nb001_reports_what_nbstripout_strips_beyond_outputs(tmp_path):
     nb["cells"][0]["metadata"] = {"collapsed": True, "scrolled": True,
                                   "execution": {"iopub.execute_input": "2024-01-01T00:00:00Z"}}
     nb["cells"][1]["metadata"] = {"heading_collapsed": True}
-    found = [(f.cell, f.message.split(" (")[0]) for f in check_notebook(nb, "n.ipynb", needs_parameters=False)]
-    assert found == [(None, "has metadata.widgets"), (1, "has metadata collapsed, execution, scrolled"),
-                     (2, "has metadata heading_collapsed")]
+    found = [(f.cell, f.message.split(";")[0]) for f in check_notebook(nb, "n.ipynb", needs_parameters=False)]
+    assert found == [(None, "committed outputs, execution counts or editor state in 2 cells (1, 2)"
+                            " and the notebook (has metadata.widgets)")]
     nb["cells"][0]["metadata"] = {"tags": ["keep_output"]}  # nbstripout keeps these outputs
     nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
     nb["cells"][1]["metadata"], nb["metadata"] = {}, {}
@@ -307,4 +307,41 @@ def test_check_cli_fails_on_an_env_magic_secret(project, capsys):
                    [("code", "x = 1", ["parameters"]), ("code", "%env MLFLOW_TRACKING_PASSWORD xyz")])
     assert main(["check", "notebooks/creds.ipynb"]) == 1
     out = capsys.readouterr().out
-    assert "notebooks/creds.ipynb:cell 2: NB005 environment variable 'MLFLOW_TRACKING_PASSWORD'" in out
+    assert "notebooks/creds.ipynb:cell 2:line 1: NB005 environment variable 'MLFLOW_TRACKING_PASSWORD'" in out
+
+
+# --- issue 23: lines, one NB001 per notebook, statement magics ----------------------------------
+
+def test_findings_name_their_line_and_outputs_are_one_finding_per_notebook(project, capsys):
+    cells = [("code", "x = 1", ["parameters"])] + [("code", f"print({i})") for i in range(40)]
+    cells.append(("code", "import numpy as np\n\n# draw\ny = np.random.rand(3)"))
+    path = write_notebook(project / "notebooks" / "many.ipynb", cells)
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"][1:41], 2):
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": f"{i}\n"}]
+        cell["execution_count"] = i
+    path.write_text(json.dumps(nb))
+    assert main(["check", "notebooks/many.ipynb"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    nb001 = [line for line in out if " NB001 " in line]
+    assert nb001 == ["notebooks/many.ipynb: NB001 committed outputs, execution counts or editor state in "
+                     "40 cells (2, 3, 4, 5, 6, 7, 8, 9, …); nbops check --fix strips them, as the git filter does"]
+    assert "notebooks/many.ipynb:cell 42:line 4: NB003 np.random.rand() before any np.random.seed(...)" in out
+
+
+@pytest.mark.parametrize("cells", [
+    ["import pandas as pd\n%time df = pd.DataFrame({'a': [1]})", "print(df)"],
+    ["import numpy as np", "%timeit -n 3 -r 1 total = np.sum([1, 2])\nprint(total)"],
+    ["import os.path\n%time joined = os.path.join('a', 'b')", "%prun joined.upper()"],
+])
+def test_a_statement_magic_is_seen_as_its_statement(project, cells):
+    write_notebook(project / "notebooks" / "magic.ipynb",
+                   [("code", "seed = 0", ["parameters"])] + [("code", c) for c in cells])
+    assert run_check(project, ["notebooks/magic.ipynb"], ("notebooks",)) == []
+
+
+def test_a_statement_magic_still_draws_randomness():
+    from nbops.review.check import code_findings
+
+    found = code_findings([(1, "import numpy as np\n%time x = np.random.rand(3)")])
+    assert [(c, line) for _, c, _m, line in found] == [("NB003", 2)]

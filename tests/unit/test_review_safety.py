@@ -444,7 +444,7 @@ NOT_SECRETS = [  # each a cell nbops check must leave alone
 def _nb005(source: str) -> list[str]:
     from nbops.review.check import code_findings
 
-    return [message for _, code, message in code_findings([(1, source)]) if code == "NB005"]
+    return [message for _, code, message, _line in code_findings([(1, source)]) if code == "NB005"]
 
 
 def test_each_hard_coded_secret_shape_is_found_once():
@@ -554,7 +554,7 @@ def test_each_malformed_notebook_is_one_nb000_line_and_the_others_are_still_chec
     lines = captured.out.splitlines()
     expected = [f"notebooks/{stem}.ipynb: NB000 {message}" for stem, (_, message) in sorted(MALFORMED.items())]
     assert [line for line in lines if " NB000 " in line] == expected
-    assert any(line.startswith("notebooks/zz_outputs.ipynb:cell 1: NB001 ") for line in lines)
+    assert any(line.startswith("notebooks/zz_outputs.ipynb: NB001 ") for line in lines)
     assert not any("zz_fine" in line for line in lines)
     assert "Traceback" not in captured.out + captured.err
 

@@ -1,6 +1,8 @@
 """`nbops check`: the habits that break reproducibility or leak data, found in one process.
 
-Each finding is `path:cell N: CODE message` (N 1-based over all cells, like ruff and nbQA).
+Each finding is `path:cell N:line L: CODE message` (N 1-based over all cells, like ruff and nbQA;
+L 1-based within the cell, where a finding has one); committed outputs are one finding per
+notebook with its count of cells (issue 23: one line per cell made thousands).
 A cell silences a code with a comment naming it: `# nbops: ignore[NB003]` (or `ignore` alone
 for every code). Notebooks are read as JSON; the pure transforms and rules here never import
 nbformat; only `--fix` does (notebook/strip.py: nbstripout's transform, the git filter's too).
@@ -20,8 +22,8 @@ from pathlib import Path
 
 from nbops.core.errors import NotebookError, ReviewError
 from nbops.notebook.document import PARAMETERS_TAG, cell_source, malformed, read_json
-from nbops.notebook.inputs import python_source
 from nbops.notebook.strip import filtered, strip_file, strippable
+from nbops.review.check_magics import code_text, false_positive, magic_names
 from nbops.review.check_secrets import dotted as _dotted
 from nbops.review.check_secrets import env_magic_findings, secret_findings
 from nbops.review.check_secrets import text as _text
@@ -93,9 +95,12 @@ class Finding:
     cell: int | None
     code: str
     message: str
+    line: int | None = None  # within the cell, 1-based
 
     def __str__(self) -> str:
         where = f"{self.path}:cell {self.cell}" if self.cell else self.path
+        if self.cell and self.line:
+            where += f":line {self.line}"
         return f"{where}: {self.code} {self.message}"
 
 
@@ -168,9 +173,9 @@ def _routes(calls: list[ast.Call]) -> set[int]:
     return out
 
 
-def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
-    """(cell, code, message) for NB003/NB004/NB005 over the code cells, in order."""
-    out: list[tuple[int, str, str]] = []
+def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str, int | None]]:
+    """(cell, code, message, line in the cell) for NB003/NB004/NB005 over the code cells, in order."""
+    out: list[tuple[int, str, str, int | None]] = []
     seeded: set[str] = set()
     aliases = dict(_ALIASES)
     for number, source in cells:
@@ -178,7 +183,7 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
             continue
         out += env_magic_findings(number, source)
         try:
-            tree = ast.parse(python_source(source))
+            tree = ast.parse(code_text(source))
         except SyntaxError:
             continue  # ruff reports syntax errors
         nodes = list(ast.walk(tree))
@@ -189,13 +194,13 @@ def code_findings(cells: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
             if isinstance(step, (ast.Import, ast.ImportFrom)):
                 _track_import(step, aliases)
             elif message := _randomness(step, _dotted(step.func), _qualified(_dotted(step.func), aliases), seeded):
-                out.append((number, "NB003", message))
+                out.append((number, "NB003", message, step.lineno))
         routes = _routes(calls)
         for node in nodes:
             if (isinstance(node, ast.Constant) and isinstance(node.value, str) and _PATH.match(node.value)
                     and id(node) not in routes and not _ROUTE_PARAM.search(node.value)):
                 out.append((number, "NB004", f"path {node.value[:60]!r} only exists on one machine; "
-                                             "use a path relative to the project"))
+                                             "use a path relative to the project", node.lineno))
         out += secret_findings(number, nodes)
     return out
 
@@ -222,12 +227,27 @@ def check_notebook(nb: dict, path: str, needs_parameters: bool) -> list[Finding]
         if cell["cell_type"] != "code":
             continue
         code_cells.append((number, source))
-    findings += [Finding(path, n, "NB001", f"{what} (nbops check --fix strips it, as the git filter does)")
-                 for n, what in strippable(nb)]
+    stored = [(n, what) for n, what in strippable(nb) if not _silenced(Finding(path, n, "NB001", ""), ignores)]
+    if stored:
+        findings.append(Finding(path, None, "NB001", _outputs_message(stored)))
     if needs_parameters and not has_params:
         findings.append(Finding(path, None, "NB002", "no cell tagged 'parameters' (tag the cell of defaults in JupyterLab)"))
-    findings += [Finding(path, n, code, msg) for n, code, msg in code_findings(code_cells)]
+    findings += [Finding(path, n, code, msg, line) for n, code, msg, line in code_findings(code_cells)]
     return [f for f in findings if not _silenced(f, ignores)]
+
+
+def _outputs_message(stored: list[tuple[int | None, str]]) -> str:
+    """NB001's one line for a notebook: how many cells (the first few named), and what its own
+    metadata holds (strippable()'s items, cell None for the notebook's)."""
+    cells = [n for n, _ in stored if n]
+    parts = []
+    if len(cells) == 1:
+        parts.append(f"cell {cells[0]} ({next(what for n, what in stored if n)})")
+    elif cells:
+        parts.append(f"{len(cells)} cells ({', '.join(map(str, cells[:8]))}{', …' if len(cells) > 8 else ''})")
+    parts += [f"the notebook ({what})" for n, what in stored if not n]
+    return ("committed outputs, execution counts or editor state in " + " and ".join(parts)
+            + "; nbops check --fix strips them, as the git filter does")
 
 
 def _silenced(finding: Finding, ignores: dict[int, set[str] | None]) -> bool:
@@ -248,7 +268,10 @@ def start_ruff(paths: list[Path], root: Path) -> subprocess.Popen | None:
     )
 
 
-def ruff_findings(process: subprocess.Popen | None, shown: dict[Path, str]) -> list[Finding]:
+def ruff_findings(process: subprocess.Popen | None, shown: dict[Path, str],
+                  magics: dict[Path, tuple[set[str], set[str]]] | None = None) -> list[Finding]:
+    """ruff's findings, each at its cell and line; those about a name a statement magic assigns
+    or uses (review/check_magics.py) dropped."""
     if process is None:
         return []
     stdout, stderr = process.communicate()
@@ -258,8 +281,12 @@ def ruff_findings(process: subprocess.Popen | None, shown: dict[Path, str]) -> l
         raise ReviewError(f"ruff failed: {stderr.strip()[:300]}") from None
     out = []
     for item in items:
-        path = shown.get(Path(item["filename"]).resolve(), item["filename"])
-        out.append(Finding(path, item.get("cell"), item.get("code") or "ruff", item["message"]))
+        full = Path(item["filename"]).resolve()
+        code = item.get("code") or "ruff"
+        if magics and full in magics and false_positive(code, item["message"], magics[full]):
+            continue
+        line = (item.get("location") or {}).get("row")
+        out.append(Finding(shown.get(full, item["filename"]), item.get("cell"), code, item["message"], line))
     return out
 
 
@@ -300,6 +327,7 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
         needs_parameters_dirs = ()
     findings: list[Finding] = []
     shown: dict[Path, str] = {}
+    magics: dict[Path, tuple[set[str], set[str]]] = {}
     # ruff reads the files as they are now; --fix only strips outputs, which ruff ignores
     ruff = start_ruff(paths, root) if lint else None
     stripped_by_git = set() if fix else filtered(root, paths)  # their outputs never reach a commit
@@ -312,6 +340,8 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
             nb = read_json(path)
             problem = malformed(nb)
             found = [] if problem else check_notebook(nb, rel, needs)
+            if not problem:
+                magics[full] = magic_names([cell_source(c) for c in nb["cells"] if c.get("cell_type") == "code"])
             if path in stripped_by_git:
                 found = [f for f in found if f.code != "NB001"]
         except NotebookError as exc:
@@ -328,8 +358,8 @@ def run_check(root: Path, args: list[str], needs_parameters_dirs: tuple[str, ...
             found = [f for f in found if f.code != "NB001"]
         findings += found
     unreadable = {f.path for f in findings if f.code == "NB000"}  # one line each: not ruff's too
-    findings += [f for f in ruff_findings(ruff, shown) if f.path not in unreadable]
-    return sorted(findings, key=lambda f: (f.path, f.cell or 0, f.code))
+    findings += [f for f in ruff_findings(ruff, shown, magics) if f.path not in unreadable]
+    return sorted(findings, key=lambda f: (f.path, f.cell or 0, f.line or 0, f.code))
 
 
 def as_json(findings: list[Finding]) -> str:

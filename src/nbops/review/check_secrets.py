@@ -75,44 +75,50 @@ def _call_findings(number: int, node: ast.Call) -> list[tuple[int, str, str]]:
     magic = text(node.args[0]) if len(node.args) == 2 else None
     line = text(node.args[1]) if len(node.args) == 2 else None
     if func.endswith("run_line_magic") and magic in ("env", "set_env") and line is not None:
-        out += env_magic_findings(number, f"%{magic} {line}")
+        out += [found[:3] for found in env_magic_findings(number, f"%{magic} {line}")]
     return out
 
 
-def secret_findings(number: int, nodes: list[ast.AST]) -> list[tuple[int, str, str]]:
-    """(cell, "NB005", message) for the secrets among NODES (every node of cell NUMBER's ast)."""
+def secret_findings(number: int, nodes: list[ast.AST]) -> list[tuple[int, str, str, int | None]]:
+    """(cell, "NB005", message, line in the cell) for the secrets among NODES (every node of cell
+    NUMBER's ast)."""
+    return [(n, code, message, getattr(node, "lineno", None))
+            for node in nodes for n, code, message in _node_findings(number, node)]
+
+
+def _node_findings(number: int, node: ast.AST) -> list[tuple[int, str, str]]:
     out: list[tuple[int, str, str]] = []
-    for node in nodes:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            kind = secret_in(node.value)
-            if kind:
-                out.append((number, "NB005", kind + ADVICE))
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                var = _environ_target(t)
-                if var is not None:
-                    if _env_literal(var, node.value):
-                        out.append((number, "NB005", f"environment variable '{var}' is set to a literal{ADVICE}"))
-                    continue
-                name = text(t.slice) if isinstance(t, ast.Subscript) else dotted(t)
-                if _named_literal(name, node.value):
-                    out.append((number, "NB005", f"'{name}' is assigned a literal{ADVICE}"))
-        elif isinstance(node, ast.Call):
-            out += _call_findings(number, node)
-        elif isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if _named_literal(text(key), value):
-                    out.append((number, "NB005", f"key '{text(key)}' holds a literal{ADVICE}"))
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        kind = secret_in(node.value)
+        if kind:
+            out.append((number, "NB005", kind + ADVICE))
+    elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+        for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+            var = _environ_target(t)
+            if var is not None:
+                if _env_literal(var, node.value):
+                    out.append((number, "NB005", f"environment variable '{var}' is set to a literal{ADVICE}"))
+                continue
+            name = text(t.slice) if isinstance(t, ast.Subscript) else dotted(t)
+            if _named_literal(name, node.value):
+                out.append((number, "NB005", f"'{name}' is assigned a literal{ADVICE}"))
+    elif isinstance(node, ast.Call):
+        out += _call_findings(number, node)
+    elif isinstance(node, ast.Dict):
+        for key, value in zip(node.keys, node.values, strict=True):
+            if _named_literal(text(key), value):
+                out.append((number, "NB005", f"key '{text(key)}' holds a literal{ADVICE}"))
     return out
 
 
-def env_magic_findings(number: int, source: str) -> list[tuple[int, str, str]]:
+def env_magic_findings(number: int, source: str) -> list[tuple[int, str, str, int | None]]:
     """`%env API_KEY=...`, `%env API_KEY value`, `%set_env`, `!export`, `export` in a %%bash cell
-    (ast never sees them): a secret's name set to a literal, or any credential-shaped value."""
-    out = []
+    (ast never sees them): a secret's name set to a literal, or any credential-shaped value;
+    (cell, "NB005", message, line in the cell)."""
+    out: list[tuple[int, str, str, int | None]] = []
     for m in _ENV_LINE.finditer(source):
         name, value = m.group(1), m.group(2).strip("'\"")
         if secret_in(value) or _env_literal(name, ast.Constant(value)):
             out.append((number, "NB005", f"environment variable '{name}' is set to a literal; "
-                                         "set it outside the notebook"))
+                                         "set it outside the notebook", source.count("\n", 0, m.start(1)) + 1))
     return out
