@@ -84,10 +84,15 @@ def test_a_raising_cell_is_reported_with_its_cell_and_source(proj):
     write_notebook(proj / "nbs" / "typo.ipynb", [PARAMS, RECORD], nbops={"test": {"params": {"m": 3}}})
     (proj / "nbs" / "test_plain.py").write_text("def test_ordinary():\n    assert True\n")
 
-    done = pytest_run(proj, proj.parent, "--nbops", "--continue-on-collection-errors", "one/broken.ipynb", "nbs")
+    (proj / "nbs" / "malformed.ipynb").write_text('{"cells": [}', encoding="utf-8")
+
+    # no --continue-on-collection-errors: a notebook that cannot be run is one failing item,
+    # and every other notebook still runs (issue 23)
+    done = pytest_run(proj, proj.parent, "--nbops", "-rA", "one/broken.ipynb", "nbs")
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
-    assert outcomes(out) == {"passed": 1, "failed": 2, "error": 1}, out  # the ordinary test in the folder still runs
+    assert outcomes(out) == {"passed": 1, "failed": 4}, out  # the ordinary test in the folder still runs
+    assert "FAILED nbs/malformed.ipynb::smoke - nbs/malformed.ipynb" in out, out
     # the failing cell like a test failure: where, what, the source around the failing line
     assert "one/broken.ipynb: cell 3: ValueError: boom 1" in out, out
     assert ">    3 | raise ValueError(f'boom {x}')" in out

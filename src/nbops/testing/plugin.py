@@ -76,9 +76,35 @@ class NotebookFile(pytest.File):
 
         try:
             smoke = load_smoke(self.path)
-        except NbopsError as exc:  # a malformed notebook or test key: one line, no traceback
-            raise self.CollectError(_one_line(exc, self.path, _shown(self.path, self.config))) from None
+        except NbopsError as exc:
+            # a malformed notebook or test key: one failing item with a one-line reason, not a
+            # collection error (that stops the whole session, so the valid notebooks never ran)
+            reason = _one_line(exc, self.path, _shown(self.path, self.config))
+            yield BrokenNotebookItem.from_parent(self, name="smoke", reason=reason)
+            return
         yield NotebookItem.from_parent(self, name="smoke", smoke=smoke)
+
+
+class BrokenNotebook(Exception):
+    """A notebook `pytest --nbops` cannot run: its reason is the whole report."""
+
+
+class BrokenNotebookItem(pytest.Item):
+    def __init__(self, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
+        self.add_marker("nbops")
+
+    def runtest(self) -> None:
+        raise BrokenNotebook(self.reason)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, BrokenNotebook):
+            return self.reason
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"{_shown(self.path, self.config)} (cannot be run)"
 
 
 class NotebookItem(pytest.Item):
