@@ -421,3 +421,27 @@ def test_a_page_without_cell_ids_gets_null_ids_and_its_changes_first():
                             changes=[("cell 1, code, modified", "-a = 1\n+a = <script>2")])
     assert page.index('id="nbops-changes"') < page.index('id="nbdime-root"')
     assert '<span class="a">+a = &lt;script&gt;2</span>' in page
+
+
+def test_a_renamed_and_edited_notebook_is_one_rename_unrelated_ones_are_not(project):
+    """Issue 23: a rename below git's 90% similarity showed as a delete and an add."""
+    cells = [("markdown", "# Churn")] + [("code", f"step_{i} = load({i})\nprint(step_{i})") for i in range(8)]
+    write_notebook(project / "notebooks" / "churn.ipynb", cells)
+    write_notebook(project / "notebooks" / "old_report.ipynb", [("code", "import os\nprint(os.getcwd())")])
+    commit_all(project, "base")
+    git(project, "mv", "notebooks/churn.ipynb", "notebooks/churn_model.ipynb")
+    path = project / "notebooks" / "churn_model.ipynb"
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"][1:4]:
+        cell["source"] = cell["source"].replace("load(", "load_v2(").replace("print(", "show(")
+    path.write_text(json.dumps(nb))
+    (project / "notebooks" / "old_report.ipynb").unlink()
+    write_notebook(project / "notebooks" / "new_plot.ipynb", [("code", "import matplotlib\nmatplotlib.use('agg')")])
+    commit_all(project, "head")
+    statuses = git(project, "diff", "--name-status", "--find-renames=90%", "HEAD~1", "HEAD").split()
+    assert not any(s.startswith("R") for s in statuses)  # git alone: a delete and an add
+
+    assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
+    md = (project / "D" / "review.md").read_text()
+    assert "`notebooks/churn.ipynb` → `notebooks/churn_model.ipynb` (renamed): 0 cell(s) added, 0 removed, 3 modified" in md
+    assert "`notebooks/old_report.ipynb` (deleted)" in md and "`notebooks/new_plot.ipynb` (added)" in md

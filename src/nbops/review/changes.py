@@ -88,30 +88,55 @@ def _read_at(root: Path, ref: str, path: str) -> dict:
     return json.loads(json.dumps(nb))
 
 
+RENAME_SIMILARITY = 0.5  # of the cells' sources, like git's -M50% but blind to JSON boilerplate
+
+
 def changed_notebooks(root: Path, base: str, head: str) -> list[NotebookChange]:
-    # notebooks share much JSON boilerplate, so git's default 50% similarity pairs unrelated
-    # added and deleted notebooks as renames; only near-identical content counts here
-    out = git_output(root, "diff", "--name-status", "--find-renames=90%", "--relative", "-z", base, head,
+    """Each notebook added, deleted, modified or renamed from BASE to HEAD. Renames are paired
+    here, not by git: git's similarity counts the JSON every notebook shares, so at its 50% it
+    paired unrelated notebooks, and at 90% a renamed notebook with edited cells read as a delete
+    and an add (issue 23). Here a deleted and an added notebook are one rename when their cells'
+    sources are at least RENAME_SIMILARITY alike (most alike first)."""
+    out = git_output(root, "diff", "--name-status", "--no-renames", "--relative", "-z", base, head,
                      "--", "*.ipynb")
     fields = out.split("\0")
     changes = []
-    i = 0
-    while i < len(fields) and fields[i]:
-        status = fields[i]
-        if status.startswith("R") or status.startswith("C"):
-            old, new = fields[i + 1], fields[i + 2]
-            i += 3
-        else:
-            old = new = fields[i + 1]
-            i += 2
-        kind = {"A": "added", "D": "deleted", "R": "renamed", "C": "added"}.get(status[0], "modified")
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not status:
+            break
+        kind = {"A": "added", "D": "deleted"}.get(status[0], "modified")
         try:
-            base_nb = None if kind == "added" else _read_at(root, base, old)
-            head_nb = None if kind == "deleted" else _read_at(root, head, new)
-            changes.append(NotebookChange(kind, new, old if kind == "renamed" else None, base_nb, head_nb))
+            base_nb = None if kind == "added" else _read_at(root, base, path)
+            head_nb = None if kind == "deleted" else _read_at(root, head, path)
+            changes.append(NotebookChange(kind, path, None, base_nb, head_nb))
         except NotebookError as exc:
-            changes.append(NotebookChange(kind, new, old if kind == "renamed" else None, error=exc.message))
-    return changes
+            changes.append(NotebookChange(kind, path, error=exc.message))
+    return _pair_renames(changes)
+
+
+def _sources(nb: dict | None) -> list[str]:
+    return [line for cell in (nb or {}).get("cells", []) for line in cell_source(cell).splitlines()]
+
+
+def _pair_renames(changes: list[NotebookChange]) -> list[NotebookChange]:
+    deleted = [c for c in changes if c.status == "deleted" and not c.error]
+    added = [c for c in changes if c.status == "added" and not c.error]
+    if not deleted or not added or len(deleted) * len(added) > 2_500:  # bounded time
+        return changes
+    scores = []
+    for d in deleted:
+        for a in added:
+            matcher = difflib.SequenceMatcher(None, _sources(d.base), _sources(a.head), autojunk=False)
+            if matcher.real_quick_ratio() >= RENAME_SIMILARITY and matcher.quick_ratio() >= RENAME_SIMILARITY:
+                scores.append((matcher.ratio(), d.path, a.path, d, a))
+    renamed: dict[str, NotebookChange] = {}  # head path -> the rename; its base path is dropped
+    gone: set[str] = set()
+    for ratio, old, new, d, a in sorted(scores, key=lambda s: (-s[0], s[1], s[2])):
+        if ratio >= RENAME_SIMILARITY and old not in gone and new not in renamed:
+            renamed[new] = NotebookChange("renamed", new, old, d.base, a.head)
+            gone.add(old)
+    return [renamed.get(c.path, c) for c in changes
+            if not (c.status == "deleted" and c.path in gone)]
 
 
 def strip_for_review(nb: dict | None) -> dict:
