@@ -164,3 +164,36 @@ def test_a_merge_from_a_bare_shell_keeps_both_branches_cells(setup_project, tmp_
     ids = [c["id"] for c in cells]
     assert ids.index("ours") < ids.index("theirs")  # both whole, ours first, between nbdime's marker cells
     assert "UU notebooks/example.ipynb" in _git_bare(root, tmp_path, "status", "--porcelain").stdout
+
+
+def test_browser_diff_is_git_nbdiff_web_and_colour_follows_git(setup_project, tmp_path):
+    """Issue 23: `git difftool -t nbdime` printed the terminal diff (git runs a path's diff driver
+    instead of any difftool), and the driver coloured `git diff --no-color` and `git diff > file`."""
+    root = setup_project
+    config = git(root, "config", "--local", "--list")
+    assert "difftool.nbdime" not in config  # never reached: not configured
+    assert f"alias.nbdiff-web=!{sys.executable} -m nbdime.webapp.nbdiffweb" in config
+    _add_output(root / "notebooks" / "example.ipynb", "changed line")
+    path = "notebooks/example.ipynb"
+    plain = _git_bare(root, tmp_path, "diff", "--no-color", "--", path)
+    assert plain.returncode == 0 and "changed line" in plain.stdout and "\x1b[" not in plain.stdout
+    redirected = _git_bare(root, tmp_path, "diff", "--", path)  # output to a pipe, color.ui auto
+    assert "changed line" in redirected.stdout and "\x1b[" not in redirected.stdout
+    forced = _git_bare(root, tmp_path, "diff", "--color", "--", path)
+    assert "changed line" in forced.stdout and "\x1b[" in forced.stdout
+    never = _git_bare(root, tmp_path, "-c", "color.ui=never", "diff", "--color=always", "--", path)
+    assert "\x1b[" in never.stdout  # the command's own option wins over the config, as in git
+    # nbdime's browser diff through the alias: its server starts (no browser here) and serves the diff
+    web = subprocess.Popen(["git", "nbdiff-web", "--port", "0", "--browser", "disabled", "HEAD", "--", path],
+                           cwd=root, env=_bare_env(tmp_path), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in web.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "URL: http://" in line or len(lines) > 40:
+                break
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+    assert any("URL: http://" in line for line in lines), "".join(lines)

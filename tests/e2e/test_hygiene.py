@@ -164,7 +164,7 @@ def test_setup_installs_hooks_drivers_and_filter(project):
     assert done.returncode == 0, done.stderr
     assert "installed pre-commit hooks" in done.stdout
     assert (project / ".git" / "hooks" / "pre-commit").is_file()
-    assert git(project, "config", "diff.jupyternotebook.command").startswith(f"{PY} -m nbdime.vcs.git.diffdriver")
+    assert git(project, "config", "diff.jupyternotebook.command") == f"{PY} -m nbops.ci.diffdriver --use-filter"
     assert git(project, "config", "filter.nbops.process") == f"{PY} -m nbops.notebook.strip --process"
     assert git(project, "check-attr", "filter", "diff", "merge", "--", "x.ipynb").splitlines() == [
         "x.ipynb: filter: nbops", "x.ipynb: diff: jupyternotebook", "x.ipynb: merge: jupyternotebook"]

@@ -3,8 +3,12 @@
 - the git filter: nbops's strip transform (`notebook/strip.py`: nbstripout's, cell ids kept), as
   git's long-running filter process (one process for every notebook) and as a plain `clean`
   command (nbdime's diff driver runs that one);
-- nbdime's diff driver, difftool and mergetool, so `git diff` prints nbdime's cell-level diff
-  and `git difftool -t nbdime` opens nbdime's web diff;
+- nbdime's diff driver (through `ci/diffdriver.py`, which honours git's `--no-color` and
+  `color.diff`), so `git diff` prints nbdime's cell-level diff, and nbdime's mergetool;
+- `git nbdiff` and `git nbdiff-web` (nbdime's terminal and browser diffs, as aliases). No
+  difftool: git runs a path's diff driver command instead of any difftool, so
+  `git difftool -t nbdime` printed the terminal diff (issue 23); `git nbdiff-web` opens the
+  browser;
 - the merge driver of ours around nbdime's merge (`ci/mergedriver.py`): a conflict is always
   reported with both sides in the file, never "ours" left silently as nbdime's driver once did;
 - the pre-commit hooks (`.pre-commit-config.yaml`), their hook told where the project's
@@ -46,12 +50,10 @@ def git_config(python: str) -> dict[str, str]:
         "filter.nbops.smudge": "cat",
         "filter.nbops.required": "true",
         # --use-filter: the working tree's side goes through the clean filter, as git's own diff does
-        "diff.jupyternotebook.command": f"{nbdime}.diffdriver diff --use-filter",
+        "diff.jupyternotebook.command": f"{python} -m nbops.ci.diffdriver --use-filter",
         # nbdime's merge; git's text merge where nbdime fails (ci/mergedriver.py)
         "merge.jupyternotebook.driver": f"{python} -m nbops.ci.mergedriver %O %A %B %L %P",
         "merge.jupyternotebook.name": "nbops notebook merge driver (nbdime)",
-        "difftool.nbdime.cmd": f'{nbdime}.difftool diff "$LOCAL" "$REMOTE" "$BASE"',
-        "difftool.prompt": "false",
         "mergetool.nbdime.cmd": f'{nbdime}.mergetool merge "$BASE" "$LOCAL" "$REMOTE" "$MERGED"',
         "mergetool.nbdime.trustExitCode": "true",
         # `git nbdiff [REF [REF]] [-- PATH]` and `git nbdiff-web ...`: nbdime's own commands
@@ -79,7 +81,8 @@ def _write_attributes(git_dir: Path) -> None:
 
 
 def _configure_git(root: Path) -> None:
-    for key in ("filter.nbstripout", "diff.ipynb"):  # a previous `nbstripout --install`
+    # a previous `nbstripout --install`; the difftool an older `nbops setup` wrote (never reached)
+    for key in ("filter.nbstripout", "diff.ipynb", "difftool.nbdime"):
         _git(root, "config", "--local", "--remove-section", key, check=False)
     for key, value in git_config(_python()).items():
         _git(root, "config", "--local", key, value)
@@ -115,7 +118,7 @@ def setup_clone(root: Path) -> list[str]:
         done.append("pre-commit hooks")
     _configure_git(root)
     _write_attributes(git_dir)
-    done += ["nbdime diff driver (git diff, git difftool -t nbdime)",
+    done += ["nbdime diff driver (git diff; git nbdiff-web for the browser)",
              "notebook merge driver (nbdime's merge; conflicts always reported)",
              "nbops strip filter (nbstripout --keep-id)"]
     return done
