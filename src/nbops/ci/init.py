@@ -39,11 +39,7 @@ where = ["src"]
 # in CI, a missing or empty MLFLOW_TRACKING_URI secret is an error, not a throwaway sqlite file
 require_tracking_server = true
 
-[tool.nbops.runners]
-# CI runner labels (GitHub runs-on) and tags (GitLab) by the hardware a notebook asks for
-cpu = "ubuntu-latest"
-gpu = ["self-hosted", "linux", "x64", "gpu"]
-
+{runners}
 [tool.ruff.lint]
 select = ["E", "F", "W", "B"]
 ignore = ["E501"]
@@ -51,6 +47,24 @@ ignore = ["E501"]
 [tool.nbqa.addopts]
 ruff = ["--extend-ignore=E402,B018"]
 '''
+
+# the runners of the project's CI only: a GitLab project gets no GitHub runs-on labels (issue 23)
+RUNNERS = {
+    "github": '''[tool.nbops.runners]
+# GitHub Actions runs-on labels by the hardware a notebook asks for
+cpu = "ubuntu-latest"
+gpu = ["self-hosted", "linux", "x64", "gpu"]
+''',
+    "gitlab": '''[tool.nbops.runners.gitlab]
+# GitLab runner tags and images of the child pipeline's jobs, by the hardware a notebook asks for
+cpu = []                # no tags: any runner that takes untagged jobs
+gpu = ["gpu"]
+image = "python:3.11"   # "" leaves the job to the runner's default (a shell runner)
+# gpu_image = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+''',
+}
+GITIGNORE = ("mlflow.db\nmlruns/\nruns/\nreview/\n.nbops/\n.venv/\n__pycache__/\n.ipynb_checkpoints/\n"
+             "*.egg-info/\nbuild/\ndist/\n")
 
 FEATURES = '''"""Feature code shared by this project's notebooks (a change here re-runs the notebooks that
 import it: see `nbops plan`)."""
@@ -143,13 +157,13 @@ def nbops_requirement(spec: str | None = None) -> str:
 
 def _files(name: str, package: str, ci: str, spec: str) -> dict[str, str | Path]:
     files: dict[str, str | Path] = {
-        "pyproject.toml": PYPROJECT.format(name=name, spec=json.dumps(spec)),
+        "pyproject.toml": PYPROJECT.format(name=name, spec=json.dumps(spec), runners=RUNNERS[ci]),
         "README.md": README.format(name=name, package=package,
                                    request="pull request" if ci == "github" else "merge request"),
         f"src/{package}/__init__.py": "",
         f"src/{package}/features.py": FEATURES,
         "tests/test_smoke.py": SMOKE_TEST,
-        ".gitignore": "mlflow.db\nmlruns/\nruns/\nreview/\n.nbops/\n.venv/\n__pycache__/\n.ipynb_checkpoints/\n",
+        ".gitignore": GITIGNORE,
         ".gitattributes": "*.ipynb diff=jupyternotebook merge=jupyternotebook\n",
         ".pre-commit-config.yaml": PACKAGE.joinpath("precommit.yaml"),
     }
