@@ -97,8 +97,12 @@ def gl_project(tmp_path_factory, server):
     text, dropped = re.subn(r"(?m)^\s*image: .*\n", "", ci.read_text())
     assert dropped == 1  # default: image: python:3.11
     ci.write_text(text)
-    with open(root / "pyproject.toml", "a", encoding="utf-8") as f:
-        f.write('\n[tool.nbops.runners.gitlab]\nimage = ""  # the shell executor\ngpu_image = ""\n')
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text()
+    assert "ubuntu-latest" not in text and "self-hosted" not in text  # no GitHub labels (issue 23)
+    text, n = re.subn(r'(?m)^image = "python:3.11".*$', 'image = ""  # the shell executor\ngpu_image = ""', text)
+    assert n == 1  # init wrote [tool.nbops.runners.gitlab]
+    pyproject.write_text(text)
     (root / ".gitlab-ci-local-variables.yml").write_text(json.dumps({
         "MLFLOW_TRACKING_URI": server,
         "NBOPS_SPEC": f"--editable={REPO}",
@@ -223,7 +227,10 @@ class _Notes(BaseHTTPRequestHandler):
 
 def test_review_note_posted_when_check_fails(gl_project, runner_env):
     """A merge request adding a notebook with a committed output: `nbops check` fails, the note
-    (check's findings first, then review.md) is still posted, then the job fails."""
+    (check's findings first, then review.md, naming the head commit by its sha) is still posted,
+    then the job fails. In the same run, `notebook-tests`: the project's interpreter runs
+    `pytest --nbops` (a bare `pytest` on a shell runner was another Python's: "unrecognized
+    arguments: --nbops"), with pytest-xdist, and keeps the failing notebook executed."""
     root, _, head = gl_project
     if not (root / "notebooks" / "broken.ipynb").exists():  # run alone: make the MR's commit here
         failing_notebook(root)
@@ -233,7 +240,7 @@ def test_review_note_posted_when_check_fails(gl_project, runner_env):
     _Notes.calls.clear()
     try:
         code, out = gitlab_ci_local(
-            root, runner_env, "review",
+            root, runner_env, "review", "notebook-tests",
             "--variable", "CI_PIPELINE_SOURCE=merge_request_event",
             "--variable", f"CI_MERGE_REQUEST_DIFF_BASE_SHA={head}",
             "--variable", f"CI_API_V4_URL=http://127.0.0.1:{api.server_address[1]}/api/v4",
@@ -242,7 +249,8 @@ def test_review_note_posted_when_check_fails(gl_project, runner_env):
     finally:
         api.shutdown()
         api.server_close()
-    assert code != 0 and report(out).get("review") == "FAIL", out[-6000:]
+    jobs = report(out)
+    assert code != 0 and jobs.get("review") == "FAIL", out[-6000:]
     assert "nbops check exited 1" in out and "posted the review note" in out
     posts = [c for c in _Notes.calls if c[0] == "POST"]
     assert len(posts) == 1 and posts[0][1] == "/api/v4/projects/42/merge_requests/7/notes"
@@ -251,3 +259,14 @@ def test_review_note_posted_when_check_fails(gl_project, runner_env):
     assert body.startswith("<!-- nbops-review -->\n**`nbops check` failed (exit 1)**")
     assert "NB001" in body and "notebooks/broken.ipynb" in body.split("NB001")[0] + body
     assert body.index("NB001") < body.index("`notebooks/broken.ipynb` (added)")
+    sha = git(root, "rev-parse", "HEAD")
+    assert f"→ `{sha}`)" in body and "→ `HEAD`" not in body  # the commit, not "HEAD"
+
+    # notebook-tests: the broken notebook fails, the example passes, both ran in parallel workers
+    assert jobs.get("notebook-tests") == "FAIL", out[-6000:]
+    assert "unrecognized arguments" not in out
+    assert "FAILED notebooks/broken.ipynb::smoke" in out and "PASSED notebooks/example.ipynb::smoke" in out
+    assert re.search(r"created: 2/2 workers|\[gw\d\]", out), out[-4000:]
+    kept = list((root / ".gitlab-ci-local" / "artifacts" / "notebook-tests").rglob("*.ipynb"))
+    executed = [p for p in kept if "deliberately broken" in p.read_text(encoding="utf-8")]
+    assert executed, f"no executed broken notebook among the artifacts: {kept}"

@@ -73,7 +73,13 @@ def test_gitlab_jobs_by_pipeline_source():
     mr = '$CI_PIPELINE_SOURCE == "merge_request_event"'
     schedule = '$CI_PIPELINE_SOURCE == "schedule"'
     assert [r["if"] for r in rules["review"]] == [mr] == [r["if"] for r in rules["notebook-tests"]]
-    assert "pytest --nbops notebooks/" in pipeline["notebook-tests"]["script"]
+    tests = "\n".join(pipeline["notebook-tests"]["script"])
+    # the project's interpreter, never a bare `pytest` (a shell runner's may be another Python's)
+    assert "python -m pytest --nbops $workers --basetemp=notebook-tests" in tests
+    assert not any(line.lstrip().startswith("pytest") for line in tests.splitlines())
+    assert pipeline["notebook-tests"]["artifacts"]["paths"] == ["notebook-tests/"]
+    assert pipeline["notebook-tests"]["artifacts"]["when"] == "always"
+    assert '--head "$head_sha"' in "\n".join(pipeline["review"]["script"])  # the note names the sha
     for name in ("plan", "notebooks"):  # pushes and "Run pipeline" only: not schedules, not MRs
         assert [r["if"] for r in rules[name]] == [
             '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && ($CI_PIPELINE_SOURCE == "push" || '
