@@ -7,6 +7,13 @@ import sys
 
 from nbops.cli import options
 
+PARAMS_EPILOG = """\
+parameters: -p values are typed like the defaults in the notebook's cell tagged `parameters`.
+A parameter limited to some values declares them in its comment there:
+  model = "forest"  # choices: forest, svm
+  depth = 3  # choices: 3, 5, 8
+Any other value (-p, -f or a sweep's) is refused before a kernel starts (exit 2)."""
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nbops.lifecycle.registration import Registrar
@@ -103,7 +110,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="execute notebooks and track them in MLflow")
+    run = sub.add_parser("run", help="execute notebooks and track them in MLflow", epilog=PARAMS_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     run.add_argument("--changed", action="store_true",
                      help="run what `nbops plan --base REF` lists (changed and not cached)")
@@ -129,7 +137,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--experiment", metavar="NAME", help="MLflow experiment (default: one per notebook)")
     run.set_defaults(func=cmd_run)
 
-    swp = sub.add_parser("sweep", help="run one notebook over a grid of parameter values")
+    swp = sub.add_parser("sweep", help="run one notebook over a grid of parameter values", epilog=PARAMS_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     swp.add_argument("notebook", metavar="NOTEBOOK")
     swp.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2,...",
                      help="values to sweep for a parameter (repeatable; the grid is their product)")
