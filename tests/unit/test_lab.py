@@ -31,17 +31,17 @@ def test_server_config_binds_localhost_in_the_project_with_its_store(tmp_path):
     assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert env["NBOPS_PROJECT_ROOT"] == str(tmp_path.resolve())
     assert env["NBOPS_ARTIFACT_LOCATION"] == (tmp_path / "mlruns").resolve().as_uri()
+    assert "ServerProxy" not in config  # the UI needs its socket (launch makes the folder)
+    config = server_config(settings, 9999, False, "/tmp/a b/mlflow.sock")
     mlflow = config["ServerProxy"]["servers"]["mlflow"]
-    assert mlflow["command"][mlflow["command"].index("--backend-store-uri") + 1] == env["MLFLOW_TRACKING_URI"]
+    # started by the lab itself at once, on a Unix socket (no TCP port), proxied by Jupyter
+    assert "command" not in mlflow and mlflow["unix_socket"] == "/tmp/a b/mlflow.sock"
     assert mlflow["new_browser_tab"] is False
-    # no TCP port: a Unix socket (jupyter-server-proxy's private folder unless given one)
-    assert mlflow["unix_socket"] is True and "{port}" not in " ".join(mlflow["command"])
-    assert "--uds {unix_socket}" in mlflow["command"]
-    assert mlflow["environment"] == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    given = server_config(settings, None, False, "/tmp/a b/mlflow.sock")["ServerProxy"]["servers"]
-    assert given["mlflow"]["unix_socket"] == "/tmp/a b/mlflow.sock"
-    assert "--uds '/tmp/a b/mlflow.sock'" in given["mlflow"]["command"]  # as shlex splits it
-    assert "workflowType=machine_learning" in mlflow["launcher_entry"]["path_info"]
+    assert mlflow["launcher_entry"]["path_info"] == "nbops/mlflow"  # the "starting" page
+    assert config["NbopsLab"]["mlflow_socket"] == "/tmp/a b/mlflow.sock"
+    command = mlflow_command(settings, "/tmp/a b/mlflow.sock")
+    assert command[command.index("--backend-store-uri") + 1] == env["MLFLOW_TRACKING_URI"]
+    assert "--uds '/tmp/a b/mlflow.sock'" in command and "--workers" in command  # as shlex splits it
     assert config["NbopsLab"]["templates"][-1].endswith("templates")  # the shipped ones
     assert config["SchedulerApp"]["db_url"].endswith(".nbops/lab/scheduler.sqlite")
     assert server_config(settings, None, True)["ServerApp"].get("port") is None

@@ -17,6 +17,8 @@ from nbops.core.files import write_text_atomic
 
 LAB_DIR = ".nbops/lab"
 MLFLOW_SOCKET = "mlflow.sock"
+MLFLOW_LOG = "mlflow-ui.log"
+UI_PAGE = "nbops/mlflow"  # the launcher entry's page, under Jupyter's base URL
 
 
 def artifact_location(settings: Settings) -> str:
@@ -41,15 +43,15 @@ def kernel_env(settings: Settings) -> dict[str, str]:
 
 
 def mlflow_command(settings: Settings, socket: str | None = None) -> list[str]:
-    """The MLflow UI on the project's store, started by jupyter-server-proxy on first use, on the
-    Unix socket SOCKET (in a folder only this user can enter; jupyter-server-proxy's own when
-    None): no TCP port, so only a request through Jupyter's proxy, which requires Jupyter's token,
+    """The MLflow UI on the project's store, started by the lab with JupyterLab (it takes tens of
+    seconds to answer), on the Unix socket SOCKET (in a folder only this user can enter; a
+    placeholder when None) and reached through jupyter-server-proxy: no TCP port, so only a request through Jupyter's proxy, which requires Jupyter's token,
     reaches it (issue 22: on its own 127.0.0.1 port any local user could read and write the
     store). uvicorn takes `--uds` over `--host`/`--port`."""
     uri = settings.resolved_tracking_uri
     if uri.startswith(("http://", "https://", "databricks")):
         return []  # a tracking server has its own UI
-    uds = shlex.quote(socket) if socket else "{unix_socket}"
+    uds = shlex.quote(socket) if socket else "SOCKET"
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--workers", "1", "--uvicorn-opts", f"--uds {uds}"]
     if artifact_location(settings):
@@ -98,14 +100,15 @@ def server_config(settings: Settings, port: int | None, open_browser: bool,
     if port:
         config["ServerApp"]["port"] = port
         config["ServerApp"]["port_retries"] = 0
-    command = mlflow_command(settings, mlflow_socket)
-    # opened on training runs (MLflow 3 opens its GenAI view unless told)
-    entry = {"title": "MLflow", "enabled": True, "category": "Other",
-             "path_info": "mlflow/#/experiments?workflowType=machine_learning"}
-    if command:
+    if mlflow_command(settings) and mlflow_socket:
+        # the lab starts the UI itself at once (launch); the launcher entry opens our page,
+        # which says it is starting until it answers, then opens the runs (lab/mlflow_ui.py)
+        entry = {"title": "MLflow", "enabled": True, "category": "Other", "path_info": UI_PAGE}
         config["ServerProxy"] = {"servers": {"mlflow": {
-            "command": command, "unix_socket": mlflow_socket or True, "environment": MLFLOW_ENV,
-            "timeout": 120, "new_browser_tab": False, "launcher_entry": entry}}}
+            "unix_socket": mlflow_socket, "timeout": 120, "new_browser_tab": False,
+            "launcher_entry": entry}}}
+        config["NbopsLab"].update(mlflow_socket=mlflow_socket, mlflow_log=str(lab / MLFLOW_LOG),
+                                  experiment=settings.experiment)
     return config
 
 
@@ -212,9 +215,13 @@ def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
             shutil.rmtree(folder, ignore_errors=True)
         raise
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.config_file={path}"]
+    background = []
+    if folder is not None:
+        background.append((mlflow_command(settings, str(folder / MLFLOW_SOCKET)), MLFLOW_ENV,
+                           path.parent / MLFLOW_LOG))
     sys.stdout.flush()
     sys.stderr.flush()
-    return supervise(argv, folder)
+    return supervise(argv, folder, background)
 
 
 if __name__ == "__main__":  # create_store's child process

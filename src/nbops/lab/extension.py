@@ -16,6 +16,9 @@ from traitlets.config import Configurable
 class NbopsLab(Configurable):
     templates = List(Unicode(), config=True, help="folders of template notebooks, first wins")
     notebooks_dir = Unicode("notebooks", config=True)
+    mlflow_socket = Unicode("", config=True, help="the MLflow UI's Unix socket ('' for none)")
+    mlflow_log = Unicode("", config=True)
+    experiment = Unicode("", config=True, help="the project's one experiment, if it sets one")
 
 
 def as_new_notebook(path: Path) -> dict[str, Any]:
@@ -87,6 +90,11 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         (url_path_join(base, "templates/names"), TemplateNamesHandler, {"loader": loader}),
         (url_path_join(base, "templates/get"), TemplatesHandler, {"loader": loader}),
     ])
+    if options.mlflow_socket:
+        from nbops.lab.mlflow_ui import handlers
+
+        serverapp.web_app.add_handlers(".*$", handlers(base, options.mlflow_socket,
+                                                       options.mlflow_log, options.experiment))
     serverapp.contents_manager.register_pre_save_hook(model_namer(options.templates))
     names = ", ".join(loader.get_templates()[1]) or "none"
     serverapp.log.info("nbops lab: templates %s; kernels log to %s", names,

@@ -121,9 +121,19 @@ def _start_jupyter() -> None:
     parent_death_signal(signal.SIGTERM)
 
 
-def supervise(argv: list[str], folder: Path | None = None) -> int:
+def start_background(command: list[str], env: dict[str, str], log: Path) -> int:
+    """COMMAND (the MLflow UI) beside JupyterLab, marked as the lab's like everything else, its
+    output in LOG; its pid."""
+    with log.open("ab") as out:
+        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, preexec_fn=_start_jupyter).pid
+
+
+def supervise(argv: list[str], folder: Path | None = None,
+              background: Sequence[tuple[list[str], dict[str, str], Path]] = ()) -> int:
     """Run ARGV (JupyterLab) as the lab's child until it exits or the lab gets SIGTERM, SIGINT
-    or SIGHUP; then end everything the lab started and remove FOLDER (the MLflow UI's socket)."""
+    or SIGHUP; then end everything the lab started and remove FOLDER (the MLflow UI's socket).
+    BACKGROUND: (command, extra environment, log file) started at once beside it."""
     lab_id = uuid.uuid4().hex
     env = {**os.environ, ID_VAR: lab_id}
     received: list[int] = []
@@ -139,6 +149,8 @@ def supervise(argv: list[str], folder: Path | None = None) -> int:
             [sys.executable, "-m", "nbops.lab.processes", str(os.getpid()), lab_id,
              str(folder or "")],
             env=env, stdin=subprocess.DEVNULL, start_new_session=True).pid)
+        for command, extra, log in background:
+            start_background(command, {**env, **extra}, log)
         while not received:
             try:
                 code = jupyter.wait(POLL)
