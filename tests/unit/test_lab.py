@@ -152,3 +152,15 @@ def test_the_dirty_flag_is_honest(project):
 
 def test_no_lab_url_means_no_request():
     assert _kernel.session_path({"NBOPS_PROJECT_ROOT": "/p"}) is None
+
+
+def test_the_template_dialog_preselects_classification(tmp_path):
+    """jupyterlab-templates preselects the first template: the general one, then A-Z (issue 23:
+    it preselected batch_predict)."""
+    from nbops.lab.extension import TemplatesLoader
+
+    for name in ("batch_predict", "torch_classifier", "classification", "aaa"):
+        write_notebook(tmp_path / f"{name}.ipynb", [("code", "x = 1", ["parameters"])])
+    names, _ = TemplatesLoader([str(tmp_path)]).get_templates()
+    assert [n["name"] for n in names["nbops"]] == ["classification", "aaa", "batch_predict",
+                                                   "torch_classifier"]

@@ -13,6 +13,9 @@ from traitlets import List, Unicode
 from traitlets.config import Configurable
 
 
+PREFERRED = ("classification",)  # first in the template dialog, which preselects the first
+
+
 class NbopsLab(Configurable):
     templates = List(Unicode(), config=True, help="folders of template notebooks, first wins")
     notebooks_dir = Unicode("notebooks", config=True)
@@ -50,7 +53,10 @@ class TemplatesLoader:
                     continue  # a broken template is left out; `nbops templates` names it
                 by_name[path.stem] = {"path": str(path), "name": path.stem, "dirname": "nbops",
                                       "filename": path.name, "content": content}
-        return {"nbops": [{"name": n} for n in by_name]} if by_name else {}, by_name
+        # the dialog preselects the first: the general classification template, then A-Z
+        names = sorted(by_name, key=lambda n: (n not in PREFERRED, PREFERRED.index(n)
+                                               if n in PREFERRED else 0, n))
+        return {"nbops": [{"name": n} for n in names]} if names else {}, by_name
 
 
 def model_namer(dirs: list[str]):
