@@ -164,3 +164,28 @@ def test_the_template_dialog_preselects_classification(tmp_path):
     names, _ = TemplatesLoader([str(tmp_path)]).get_templates()
     assert [n["name"] for n in names["nbops"]] == ["classification", "aaa", "batch_predict",
                                                    "torch_classifier"]
+
+
+def test_a_jobs_parameters_are_checked_when_it_is_created(tmp_path):
+    """A typo, a wrong type or a value outside a parameter's `choices` fails Lab's job form at
+    once, in nbops's words (issue 23), not the job minutes later."""
+    from types import SimpleNamespace
+
+    from jupyter_scheduler.exceptions import SchedulerError
+
+    from nbops.lab.jobs import NbopsScheduler
+
+    write_notebook(tmp_path / "nb.ipynb", [(
+        "code", 'model = "svm"  # choices: svm, forest\nC = 1.0', ["parameters"])])
+    check = NbopsScheduler._check_parameters
+    scheduler = SimpleNamespace(root_dir=str(tmp_path))
+
+    def job(**parameters):
+        return SimpleNamespace(input_uri="nb.ipynb", parameters=parameters)
+
+    check(scheduler, job(model="forest", C="0.5"))  # type: ignore[arg-type]
+    for bad, words in (({"c": "0.5"}, "did you mean 'C'"), ({"C": "high"}, "'C'"),
+                       ({"model": "tree"}, "not one of its choices")):
+        with pytest.raises(SchedulerError, match=words):
+            check(scheduler, job(**bad))  # type: ignore[arg-type]
+    check(scheduler, SimpleNamespace(input_uri="missing.ipynb", parameters={"x": "1"}))  # type: ignore[arg-type]

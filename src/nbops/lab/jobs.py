@@ -29,8 +29,30 @@ class NbopsScheduler(Scheduler):
         if not os.path.isabs(uri) and not any(t.startswith(NOTEBOOK_TAG) for t in model.tags or []):
             model.tags = [*(model.tags or []), NOTEBOOK_TAG + uri]
 
+    def _check_parameters(self, model: Any) -> None:
+        """The job's parameters checked as `nbops run -p` checks them (names, types, a
+        parameter's `choices`), so a typo fails the form at once in nbops's words, not the job."""
+        from jupyter_scheduler.exceptions import SchedulerError
+
+        from nbops.core.errors import NbopsError
+        from nbops.notebook.document import load
+        from nbops.notebook.params import resolve
+
+        uri = str(model.input_uri)
+        path = Path(uri) if os.path.isabs(uri) else Path(self.root_dir) / uri
+        try:
+            notebook = load(path)
+        except (NbopsError, OSError):
+            return  # `nbops run` says what is wrong with the notebook, as the job's failure
+        try:
+            resolve(notebook, dict(model.parameters or {}))
+        except NbopsError as exc:
+            raise SchedulerError(f"{exc}" + (f" ({exc.hint})" if exc.hint else "")) from None
+
     def create_job(self, model: Any) -> str:
         self._remember(model)
+        if model.parameters:
+            self._check_parameters(model)
         return super().create_job(model)
 
     def create_job_definition(self, model: Any) -> str:
