@@ -51,6 +51,7 @@ def load_dataset(name: str, csv_path: str = "", target: str = "target"):
     import pandas as pd
 
     if csv_path:
+        _check_header(csv_path)
         frame = pd.read_csv(csv_path)
         if target not in frame.columns:
             raise ValueError(
@@ -66,11 +67,28 @@ def load_dataset(name: str, csv_path: str = "", target: str = "target"):
             raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
         bunch = getattr(datasets, f"load_{name}")(as_frame=True)
         X, y = bunch.data, bunch.target
-    X.columns = [str(c).replace(" ", "_").replace("(", "").replace(")", "") for c in X.columns]
+        # the bundled datasets' names ("sepal length (cm)") become identifiers; a CSV's own
+        # headers are kept as written: `nbops predict` and `serve` take the same file's headers
+        X.columns = [str(c).replace(" ", "_").replace("(", "").replace(")", "") for c in X.columns]
     record("dataset", name)
     record("dataset_rows", int(len(X)))
     record("data_digest", frame_digest(X, y))
     return X, y
+
+
+def _check_header(csv_path: str) -> None:
+    """A header naming one column twice is refused (pandas would rename the second `NAME.1`, and
+    the model would expect a column no file has)."""
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader([f.readline(1 << 20)]), [])
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise ValueError(f"{csv_path}: column {column!r} appears more than once in the header"
+                             " (give each column its own name)")
+        seen.add(column)
 
 
 def split(X, y, validation_size: float = 0.25, seed: int = 0, stratify: bool = True):

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from nbops.cli import options
+
+
+def tell(text: str) -> None:
+    """What a command is doing, on stderr at once: stdout stays the result alone."""
+    print(f"nbops: {text} ...", file=sys.stderr, flush=True)
+
+
+def _list_models(registry, fmt: str) -> int:
+    from nbops.core.files import json_safe
+    from nbops.lifecycle.reports import model_rows, print_models
+
+    rows = model_rows([registry.versions(name) for name in registry.names()])
+    if fmt == "json":
+        print(json.dumps(json_safe({"models": rows}), indent=1, allow_nan=False))
+    else:
+        print_models(rows)
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -15,6 +33,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from nbops.lifecycle.reports import as_rows, describe_event
 
     registry = Registry(options.settings())
+    if args.models_command == "list" and args.name is None:
+        return _list_models(registry, args.format)
     if args.models_command == "list":
         info, versions = registry.versions(args.name)
         rows = as_rows(info, versions)
@@ -30,12 +50,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         print_versions(info, rows)
         return 0
     if args.models_command == "promote":
-        event = registry.promote(args.name, args.version, args.alias, by=args.by or "")
+        event = registry.promote(args.name, args.version, args.alias, by=args.by or "", say=tell)
         print(describe_event(args.name, event))
         return 0
     if args.models_command == "approve":
         before = registry.get(args.name, args.version).approvers
-        version = registry.approve(args.name, args.version, args.by, args.note or "")
+        version = registry.approve(args.name, args.version, args.by, args.note or "", say=tell)
         approvers, needed = version.approvers, registry.required_approvals
         again = len(approvers) == len(before)  # this person had approved it already
         count = f"{len(approvers)} approver(s): {', '.join(approvers)}" + (
@@ -44,7 +64,7 @@ def cmd_models(args: argparse.Namespace) -> int:
               f"{version.tags.get('nbops.approved_at', '')}; {count}"
               + ("; an earlier approval by the same person, counted once" if again else ""))
         return 0
-    event = registry.rollback(args.name, args.alias, by=args.by or "")
+    event = registry.rollback(args.name, args.alias, by=args.by or "", say=tell)
     print(describe_event(args.name, event))
     return 0
 
@@ -63,7 +83,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from nbops.lifecycle.predict import predict_file
 
     result = predict_file(options.settings(), args.model, Path(args.input), Path(args.output),
-                          chunk_size=args.chunk_size, progress=not args.quiet)
+                          chunk_size=args.chunk_size, progress=not args.quiet, proba=args.proba,
+                          say=None if args.quiet else tell)
     print(f"wrote {result.rows} prediction(s) from {result.model} to {result.output} in "
           f"{result.duration:.1f}s ({result.rows_per_second:,.0f} rows/s after loading the model)")
     return 0
@@ -110,8 +131,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def _add_models(sub: argparse._SubParsersAction) -> None:
     mdl = sub.add_parser("models", help="registered versions: list by metric, promote, approve, roll back")
     msub = mdl.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    lst = msub.add_parser("list", help="every version, best compare metric first")
-    lst.add_argument("name", metavar="NAME")
+    lst = msub.add_parser("list", help="every version of NAME, best compare metric first; without "
+                                       "NAME every registered model")
+    lst.add_argument("name", metavar="NAME", nargs="?")
     lst.add_argument("--format", choices=("text", "json"), default="text")
     pro = msub.add_parser("promote", help="move an alias (champion needs held gates, and approval if required)")
     pro.add_argument("name", metavar="NAME")
@@ -154,7 +176,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     prd.add_argument("--input", required=True, metavar="FILE", help=".csv or .parquet")
     prd.add_argument("--output", required=True, metavar="FILE", help=".csv or .parquet")
     prd.add_argument("--chunk-size", type=options.positive_int, default=50_000, metavar="ROWS")
-    options.add_quiet_flag(prd, "no progress bar")
+    prd.add_argument("--proba", action="store_true",
+                     help="add a proba_<class> column per class (models with predict_proba)")
+    options.add_quiet_flag(prd, "no progress bar, no line saying what it does")
     prd.set_defaults(func=cmd_predict)
 
     mon = sub.add_parser("monitor", help="drift of current data from reference data; decay with labels")

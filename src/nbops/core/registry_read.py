@@ -83,9 +83,9 @@ def fast_reader(uri: str) -> Reader | None:
     if client_only():
         return None
     if uri.startswith("sqlite:///"):
-        from nbops.core.sqlite_store import SqliteReader
+        from nbops.core.sqlite_registry import SqliteRegistry  # and the registry's writes
 
-        return SqliteReader(uri[len("sqlite:///"):])
+        return SqliteRegistry(uri[len("sqlite:///"):])
     if uri.startswith(("http://", "https://")):
         from urllib.parse import urlsplit
 

@@ -1,5 +1,12 @@
 """Approvals of a model version: a history of version tags, each person counted once
-(lifecycle/registry.py writes them; see its docstring)."""
+(lifecycle/registry.py writes them).
+
+One version tag per approval, `nbops.approval.<ns>` holding JSON (who, when, note), keyed by time
+like the alias events so two approvals at once never overwrite each other; `nbops.approved_by`,
+`nbops.approved_at` and `nbops.approval_note` hold the latest one (all that versions approved
+before the history have). A person counts once however often they approve;
+`[tool.nbops.registry] require_approvals = N` asks for N people.
+"""
 
 from __future__ import annotations
 

@@ -129,6 +129,24 @@ class LoadedModel:
             raise InputError(f"column '{empty[0]}' must be a number, got a missing value")
         return frame
 
+    @property
+    def classes(self) -> tuple | None:
+        """The class labels, in the order of `predict_proba`'s columns, for a scikit-learn model
+        that has `predict_proba` (an SVC without `probability=True` has not); else None."""
+        if self.flavor != "sklearn" or not hasattr(self.predictor, "predict_proba"):
+            return None
+        classes = getattr(self.predictor, "classes_", None)
+        if classes is None:
+            return None
+        return tuple(classes.tolist() if hasattr(classes, "tolist") else classes)
+
+    def predict_proba(self, frame) -> Any:
+        """Class probabilities (rows, classes) for a frame (or matrix) `predict` would take."""
+        if self.classes is None:
+            raise ModelError(f"{self.label} gives no class probabilities (its model has no "
+                             "predict_proba)")
+        return self.predictor.predict_proba(frame)
+
     def predict(self, frame) -> Any:
         """Predictions for a frame already checked by `frame` (or a matrix in the signature's
         column order), as a numpy array or DataFrame."""

@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from nbops.core.files import FORMATS
 from nbops.lifecycle.tables import (
     CsvWriter,
     ParquetWriter,
+    check_header,
     csv_chunks,
     parquet_chunks,
     progress_total,
@@ -39,6 +41,9 @@ from nbops.lifecycle.tables import (
 
 PREDICTION = "prediction"
 VERSION_COLUMN = "model_version"
+PROBA = "proba_"  # --proba: one `proba_<class>` column per class
+
+
 @dataclass(frozen=True)
 class PredictResult:
     rows: int
@@ -224,10 +229,33 @@ def _temp_beside(path: Path) -> str:
     return tmp
 
 
+def proba_columns(loaded, frame, n: int) -> dict[str, Any]:
+    """`proba_<class>` -> that class's probability for each row (float64; empty for no rows)."""
+    import numpy as np
+
+    classes = loaded.classes or ()
+    matrix = loaded.predict_proba(frame) if n else np.zeros((0, len(classes)))
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (n, len(classes)):
+        raise ModelError(f"{loaded.label}'s predict_proba returned shape {matrix.shape} for {n} rows "
+                         f"and {len(classes)} classes")
+    return {f"{PROBA}{c}": matrix[:, i] for i, c in enumerate(classes)}
+
+
+def _check_proba(loaded) -> None:
+    if loaded.classes is None:
+        raise ModelError(f"--proba: {model_label(loaded.version)} gives no class probabilities "
+                         f"(its model has no predict_proba)",
+                         hint="drop --proba; an SVC has them only with probability=True, a regressor never")
+
+
 def predict_file(settings: Settings, ref: str, input: Path, output: Path,
-                 chunk_size: int = 50_000, progress: bool = False) -> PredictResult:
+                 chunk_size: int = 50_000, progress: bool = False, proba: bool = False,
+                 say: Callable[[str], None] | None = None) -> PredictResult:
     """Predict every row of INPUT with model REF (NAME = its champion, NAME@ALIAS, NAME/VERSION)
-    into OUTPUT (the input's columns, the prediction columns, `model_version`) and its sidecar."""
+    into OUTPUT (the input's columns, the prediction columns, with PROBA one `proba_<class>`
+    column per class, `model_version`) and its sidecar. SAY is told what happens once the
+    input, the output and REF are checked (before the model loads: seconds)."""
     from nbops.lifecycle import models as models
     from nbops.lifecycle.registry import Registry
     from nbops.notebook.inputs import file_digest
@@ -237,6 +265,8 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
         raise ConfigError(f"chunk size must be at least 1, got {chunk_size}")
     input, output = Path(input), Path(output)
     in_fmt, out_fmt = check_paths(input, output)
+    if in_fmt == "csv":
+        check_header(input)  # a column named twice: before the model loads
     sidecar = sidecar_path(output)
     temps: list[str] = []
     try:
@@ -247,12 +277,16 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
             raise DataError(f"cannot write in {output.parent}: {exc.strerror or exc}") from None
         tmp, side_tmp = temps
         version = Registry(settings).resolve(ref)
+        if say:
+            say(f"predicting {input} with {model_label(version)} into {output}")
         with _kept_for_good():
             loaded = models.load(version)
+        if proba:
+            _check_proba(loaded)
         loaded_at = time.monotonic()
         digest = file_digest(input)
         rows, chunks, columns, predicted = _predict_chunks(loaded, input, in_fmt, tmp, out_fmt,
-                                                           chunk_size, progress)
+                                                           chunk_size, progress, proba)
         result = PredictResult(
             rows=rows, model=model_label(version), output=output, name=version.name,
             version=version.version, aliases=tuple(version.aliases), run_id=version.run_id,
@@ -295,7 +329,7 @@ def _sidecar(result: PredictResult, loaded, ref: str, input: Path, in_fmt: str, 
 
 
 def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, chunk_size: int,
-                    progress: bool) -> tuple[int, int, list[str], list[str]]:
+                    progress: bool, proba: bool = False) -> tuple[int, int, list[str], list[str]]:
     """Read, check, predict and write chunk by chunk into TMP:
     (rows, chunks, output columns, prediction columns)."""
     from nbops.lifecycle.models import InputError
@@ -327,6 +361,8 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
             else:  # an empty input: models refuse zero rows; the output still gets its columns
                 pred = []
             extra = prediction_columns(pred, n)
+            if proba:
+                extra.update(_probabilities(loaded, frame, n, where, label))
             predicted = predicted or list(extra)
             extra[VERSION_COLUMN] = _repeat(loaded.version.version, n)
             table = _table(chunk, frame, extra, where)
@@ -339,3 +375,13 @@ def _predict_chunks(loaded, input: Path, in_fmt: str, tmp: str, out_fmt: str, ch
         writer.close()
         bar.close()
     return rows, chunks, columns, predicted
+
+
+def _probabilities(loaded, frame, n: int, where: str, label: str) -> dict[str, Any]:
+    try:
+        return proba_columns(loaded, frame, n)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model's own code, failing on these rows
+        raise ModelError(f"{where}: {label} could not give probabilities: {type(exc).__name__}: "
+                         f"{first_line(exc)}") from None

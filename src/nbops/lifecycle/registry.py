@@ -1,15 +1,11 @@
 """The model registry: versions compared by their metrics, aliases moved with a record, approvals.
 
-Versions live in MLflow's registry. nbops tags each version it registers with its metrics
-(`metric.<name>`), the git sha, the notebook and the run; the registered model carries the compare
-metric and its direction (`nbops.compare`, `nbops.higher_is_better`) and the notebook's gates
-(`nbops.gates`). Approvals are a history: one version tag per approval, `nbops.approval.<ns>`
-holding JSON (who, when, note), keyed by time like the alias events so two approvals at once never
-overwrite each other; `nbops.approved_by`, `nbops.approved_at` and `nbops.approval_note` hold the
-latest one (all that versions approved before the history have). A person counts once however
-often they approve; `[tool.nbops.registry] require_approvals = N` asks for N people. Every alias
-move is a registered-model tag `nbops.alias_event.<alias>.<n>` holding JSON (who, when, from which
-version, to which), so a move can be undone: `rollback` replays the events as a stack (a promotion pushes the version it replaced, a rollback pops).
+Versions live in MLflow's registry, tagged with their metrics (`metric.<name>`), git sha, notebook
+and run; the registered model carries the compare metric, its direction and the notebook's gates.
+Approvals are a history of version tags (lifecycle/approvals.py). Every alias move is a
+registered-model tag `nbops.alias_event.<alias>.<ns>` holding JSON (who, when, from, to), so a move
+can be undone: `rollback` replays the events as a stack (a promotion pushes the version it
+replaced, a rollback pops).
 """
 
 from __future__ import annotations
@@ -18,6 +14,7 @@ import getpass
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +36,7 @@ from nbops.run.orphans import HEARTBEAT_TAG, OWNER_TAG, STALE_S, open_client, ow
 
 ALIASES = ("champion", "challenger")
 _EVENT = "nbops.alias_event."
+Say = Callable[[str], None] | None  # told what a write is about to do, once its checks hold
 
 
 @dataclass(frozen=True)
@@ -90,6 +88,10 @@ class ModelInfo:
     higher_is_better: bool
     gates: tuple[str, ...]  # as registered by the notebook
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> version
+
+    @property
+    def by_version(self) -> dict[str, list[str]]:
+        return {v: [a for a, av in self.aliases.items() if av == v] for v in self.aliases.values()}
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,9 @@ class Registry:
             return getattr(self.reader, method)(*args)
 
     def _write(self, method: str, *args: str) -> None:
-        """A write by MlflowClient's method name: through the server's REST API on the fast path
-        (no `import mlflow`), else (or when that fails) through MLflow's client."""
+        """A write by MlflowClient's method name: on the fast path (no `import mlflow`) through the
+        server's REST API or into the embedded store (core/sqlite_registry.py), else (or when
+        that refuses) through MLflow's client."""
         fast = getattr(self.reader, method, None)
         if fast is not None:
             try:
@@ -241,27 +244,23 @@ class Registry:
             store_uri=self.uri,
         )
 
-    @staticmethod
-    def _by_version(info: ModelInfo) -> dict[str, list[str]]:
-        by_version: dict[str, list[str]] = {}
-        for alias, version in info.aliases.items():
-            by_version.setdefault(version, []).append(alias)
-        return by_version
-
     def versions(self, name: str) -> tuple[ModelInfo, list[VersionInfo]]:
         """Every version of NAME, best compare metric first."""
         info = self.model(name)
-        by_version = self._by_version(info)
-        versions = [self._info(mv, by_version) for mv in self._read("versions", name)]
+        versions = [self._info(mv, info.by_version) for mv in self._read("versions", name)]
         versions.sort(key=rank_key(info))
         return info, versions
+
+    def names(self) -> list[str]:
+        """The registered models' names (MLflow's first 1,000), sorted."""
+        return sorted(self._read("model_names"))
 
     def get(self, name: str, version: str) -> VersionInfo:
         info = self.model(name)
         mv: RawVersion | None = self._read("version", name, str(version))
         if mv is None:
             raise RegistryError(f"model '{name}' has no version {version}", hint=f"nbops models list {name}")
-        return self._info(mv, self._by_version(info))
+        return self._info(mv, info.by_version)
 
     def resolve(self, ref: str) -> VersionInfo:
         """NAME@ALIAS, NAME/VERSION, or NAME (its champion)."""
@@ -314,7 +313,7 @@ class Registry:
                         "at": event.at, "action": event.action}),
         )
 
-    def promote(self, name: str, version: str, alias: str, by: str = "") -> AliasEvent:
+    def promote(self, name: str, version: str, alias: str, by: str = "", say: Say = None) -> AliasEvent:
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias '{alias}'", hint="use --alias champion or --alias challenger")
         info = self.model(name)
@@ -331,6 +330,8 @@ class Registry:
         if previous == str(version):
             raise RegistryError(f"{name} version {version} is already {alias}")
         event = AliasEvent(alias, str(version), previous, by or whoami(), _now(), "promote")
+        if say:
+            say(f"moving {name}@{alias} to version {version}" + (f" from {previous}" if previous else ""))
         self._write("set_registered_model_alias", name, alias, str(version))
         self._record(name, event)
         return event
@@ -347,13 +348,15 @@ class Registry:
         raise RegistryError(message, hint=f"nbops models approve {target.name} {target.version} --by NAME"
                             + (" (someone who has not approved it yet)" if have else ""))
 
-    def approve(self, name: str, version: str, by: str, note: str = "") -> VersionInfo:
+    def approve(self, name: str, version: str, by: str, note: str = "", say: Say = None) -> VersionInfo:
         """Add an approval to the version's history (the same person again is kept, counts once)."""
         by = by.strip()
         if not by:
             raise RegistryError("--by needs a name", hint="who approves, e.g. --by alice")
         target = self.get(name, version)
         v = target.version
+        if say:
+            say(f"recording {by}'s approval of {name} version {v}")
         if target.approved_by and not any(k.startswith(_APPROVAL) for k in target.tags):
             self._approval_tag(name, v, target.approvals[0])  # approved before the history was kept
         approval = Approval(by, _now(), note[:5000])
@@ -370,7 +373,7 @@ class Registry:
         self._write("set_model_version_tag", name, version, f"{_APPROVAL}{time.time_ns():020d}", json.dumps(
             {"by": approval.by, "at": approval.at, "note": approval.note}))
 
-    def rollback(self, name: str, alias: str = "champion", by: str = "") -> AliasEvent:
+    def rollback(self, name: str, alias: str = "champion", by: str = "", say: Say = None) -> AliasEvent:
         """Undo the last alias move that is still in effect: back to the version it replaced."""
         info = self.model(name)
         stack: list[str | None] = []
@@ -386,6 +389,8 @@ class Registry:
         target = stack[-1]
         current = info.aliases.get(alias)
         self.get(name, target)  # a deleted version: a one-line error, not MLflow's exception
+        if say:
+            say(f"moving {name}@{alias} back to version {target}" + (f" from {current}" if current else ""))
         self._write("set_registered_model_alias", name, alias, target)
         event = AliasEvent(alias, target, current, by or whoami(), _now(), "rollback")
         self._record(name, event)

@@ -65,6 +65,50 @@ def print_versions(info: ModelInfo, rows: list[dict], file: TextIO | None = None
     console.print(table)
 
 
+def model_rows(models: list[tuple[ModelInfo, list[VersionInfo]]]) -> list[dict[str, Any]]:
+    """One row per registered model for `nbops models list` without a name: its versions, the
+    latest, its aliases, and its best version by the compare metric (VERSIONS ranked, best first)."""
+    rows = []
+    for info, versions in models:
+        best = versions[0] if versions else None
+        value = best.metrics.get(info.compare) if best is not None and info.compare else None
+        rows.append({
+            "name": info.name,
+            "versions": len(versions),
+            "latest_version": max((v.version for v in versions), key=int, default=None),
+            "aliases": dict(sorted(info.aliases.items())),
+            "compare": info.compare,
+            "higher_is_better": info.higher_is_better,
+            "best_version": best.version if best is not None and value is not None else None,
+            "best_value": value,
+        })
+    return rows
+
+
+def print_models(rows: list[dict], file: TextIO | None = None) -> None:
+    """`nbops models list`: every registered model, by name."""
+    from rich.console import Console
+    from rich.table import Table
+
+    file = file or sys.stdout
+    if not rows:
+        print("no model is registered yet (nbops run registers a notebook's model when its gates "
+              "hold)", file=file)
+        return
+    console = Console(file=file, width=None if file.isatty() else 200, highlight=False)
+    table = Table(title="registered models (nbops models list NAME: its versions)", title_justify="left")
+    for col in ("model", "versions", "latest", "aliases", "compare metric", "best"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        aliases = ", ".join(f"{a}=v{v}" for a, v in row["aliases"].items()) or "-"
+        compare = (f"{row['compare']} ({'higher' if row['higher_is_better'] else 'lower'} is better)"
+                   if row["compare"] else "-")
+        best = "-" if row["best_value"] is None else f"{row['best_value']:.4g} (v{row['best_version']})"
+        table.add_row(row["name"], str(row["versions"]), f"v{row['latest_version']}" if row["latest_version"]
+                      else "-", aliases, compare, best)
+    console.print(table)
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 

@@ -15,12 +15,30 @@ _NA_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-n
                "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
+def check_header(path: Path) -> None:
+    """Refuse a CSV header naming a column twice: pandas would silently call the second one
+    `NAME.1`, and the model would read the first one only."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            header = next(csv.reader([f.readline(1 << 20)]), [])
+    except (OSError, csv.Error):
+        return  # the reader says what is wrong with the file, in its words
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise DataError(f"input {path}: column '{column}' appears more than once in the header",
+                            hint="give each column its own name")
+        seen.add(column)
+
 
 def csv_chunks(path: Path, chunk_size: int, features: tuple[str, ...]) -> Generator[tuple[Any, int]]:
     """(DataFrame, bytes read so far). FEATURES (the signature's columns) are parsed; with a
     signature every other column stays text. Without one, types come from each chunk alone."""
     import pandas as pd
 
+    check_header(path)
     with open(path, "rb") as handle:  # our own handle: its position is the progress
         try:
             options: dict[str, Any] = {}
