@@ -61,11 +61,18 @@ class Handlers:
             return self.failed(served, started, 408, "incomplete", "the body did not arrive whole")
         return b"".join(chunks)
 
-    def features(self, raw: bytes, served: Served, started: float) -> tuple[Any, int] | Any:
-        """(model input, rows) from the body, or a 400/500 reply naming what is wrong."""
+    def features(self, raw: bytes, served: Served, started: float,
+                 query: Any) -> tuple[Any, int, bool] | Any:
+        """(model input, rows, whether class probabilities are asked for) from the body, or a
+        400/500 reply naming what is wrong."""
         try:
-            shape, data = decode(self._orjson.loads(raw))
-            return served.prepare(shape, data)
+            payload = self._orjson.loads(raw)
+            proba = wants_proba(payload, query)
+            if proba and served.model.classes is None:
+                raise PayloadError(f"{served.name} version {served.version} gives no class "
+                                   "probabilities (its model has no predict_proba); drop "
+                                   "'probabilities' / ?proba")
+            return (*served.prepare(*decode(payload)), proba)
         except self._orjson.JSONDecodeError as exc:
             return self.failed(served, started, 400, "bad_json", f"the body is not valid JSON: {exc}")
         except (PayloadError, self._input_error) as exc:
@@ -96,12 +103,17 @@ class Handlers:
         raw = await self.body(request, served, started)
         if not isinstance(raw, bytes):
             return raw
-        prepared = self.features(raw, served, started)
+        prepared = self.features(raw, served, started, request.query_params)
         if not isinstance(prepared, tuple):
             return prepared
-        features, rows = prepared
+        features, rows, proba = prepared
+        body: dict[str, Any] = {"model": served.name, "version": served.version, "alias": served.alias}
         try:
-            predictions = await self.run_model(served, features, rows)
+            if proba:
+                body["predictions"], body["probabilities"] = await run_with_proba(served, features, rows)
+                body["classes"] = list(served.model.classes)
+            else:
+                body["predictions"] = await self.run_model(served, features, rows)
         except (ValueError, TypeError) as exc:  # the model refused these values (e.g. NaN)
             return self.failed(served, started, 400, "bad_input", _rejected(exc, features, served.names))
         except Exception as exc:  # noqa: BLE001 - one bad request must not stop the service
@@ -109,8 +121,7 @@ class Handlers:
             return self.failed(served, started, 500, "model_error",
                                f"prediction failed: {type(exc).__name__}: {exc}")
         try:
-            response = self.reply(200, {"model": served.name, "version": served.version,
-                                        "alias": served.alias, "predictions": predictions}, served.headers)
+            response = self.reply(200, body, served.headers)
         except Exception as exc:  # noqa: BLE001 - predictions orjson cannot write
             log.exception("writing predictions of %s version %s failed", served.name, served.version)
             return self.failed(served, started, 500, "model_error",
@@ -162,6 +173,28 @@ def create_app(service: Service, versions: dict[str, Any]):
     app.router.add_route("/ready", h.ready, methods=["GET"])
     app.router.add_route("/metrics", h.metrics, methods=["GET"])
     return app
+
+
+def wants_proba(payload: Any, query: Any) -> bool:
+    """Whether a request asks for class probabilities: `"probabilities": true` in a JSON object
+    body, or `?proba=true` (or 1)."""
+    flag = payload.get("probabilities", False) if isinstance(payload, dict) else False
+    if not isinstance(flag, bool):
+        raise PayloadError(f"'probabilities' must be true or false, got {flag!r}")
+    text = query.get("proba", "").lower()
+    if text not in ("", "true", "1", "false", "0"):
+        raise PayloadError(f"?proba= takes true or false, got {text!r}")
+    return flag or text in ("true", "1")
+
+
+async def run_with_proba(served: Served, features: Any, rows: int) -> tuple[Any, Any]:
+    """(predictions, class probabilities), on a worker thread for large requests (not batched)."""
+    def both() -> tuple[Any, Any]:
+        return served.model.predict(features), served.model.predict_proba(features)
+
+    if rows > INLINE_ROWS:
+        return await asyncio.get_running_loop().run_in_executor(None, both)
+    return both()
 
 
 def _rejected(exc: Exception, features: Any, names: tuple[str, ...]) -> str:
