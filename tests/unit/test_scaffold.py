@@ -118,7 +118,8 @@ def test_default_spec_follows_where_nbops_was_installed_from():
 def churn_project(tpl_project):
     data = tpl_project.root / "data"
     data.mkdir()
-    (data / "churn.csv").write_text("tenure,plan,target\n3,basic,0\n,pro,1\n")
+    rows = "".join(f"{i},{'basic' if i % 2 else ''},{i % 2}\n" for i in range(8))
+    (data / "churn.csv").write_text("tenure,plan,target\n" + rows)
     return tpl_project
 
 
@@ -142,7 +143,7 @@ def test_new_with_data_declares_the_file_and_points_data_path_at_it(churn_projec
 
 def test_new_with_data_keeps_explicit_values_and_takes_an_absolute_path_inside(churn_project):
     absolute = churn_project.root / "data" / "t.csv"
-    absolute.write_text("x,label\n1,0\n")
+    absolute.write_text("x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(8)))
     dest = new_notebook(churn_project, "classification", "abs", {"target": "label", "dataset": "mine"},
                         data=str(absolute))
     nb, params = _declared(dest)
@@ -239,3 +240,48 @@ def test_new_with_data_cli_prints_one_line_naming_the_path(churn_project, tmp_pa
     assert "s3cr3t" not in captured.out + captured.err and "root:x" not in captured.out + captured.err
     [line] = captured.err.splitlines()
     assert line.startswith("nbops: error: data/users.csv: no target column 'target'")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,target\n1,0\n", r"1 row\(s\), all of one class"),
+    ("a,target\n", "no rows"),
+    ("a,target\n" + "".join(f"{i},0\n" for i in range(50)), r"50 row\(s\), all of one class"),
+    ("a,target\n1,0\n2,1\n3,0\n4,1\n", r"4 row\(s\) of 2 classes are too few"),
+    ("a,target\n" + "".join(f"{i},{i % 3}\n" for i in range(8)) + "9,7\n", "too few"),  # a class of one
+    ("a b,a b,target\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(8)), "column 'a b' appears more than once"),
+])
+def test_new_with_data_too_small_or_ambiguous_is_refused_naming_the_file(churn_project, content, message):
+    """Issue 23: a CSV that cannot be split or trained on was accepted and failed 40 s later in
+    scikit-learn; a header naming a column twice became `NAME.1`. Refused by `new`, nothing written."""
+    (churn_project.root / "data" / "small.csv").write_text(content)
+    with pytest.raises(DataError, match=message) as err:
+        new_notebook(churn_project, "classification", "small", {}, data="data/small.csv")
+    assert err.value.one_line().startswith("data/small.csv: ") and err.value.hint
+    assert not (churn_project.root / "notebooks" / "small.ipynb").exists()
+    # enough rows of each class: accepted
+    (churn_project.root / "data" / "ok.csv").write_text(
+        "a b,target\n" + "".join(f"{i},{i % 2}\n" for i in range(8)))
+    new_notebook(churn_project, "classification", "ok", {}, data="data/ok.csv", force=True)
+
+
+def test_new_with_too_small_data_cli_is_one_line_exit_2(churn_project, capsys, monkeypatch):
+    from nbops.cli.main import main
+
+    (churn_project.root / "data" / "one.csv").write_text("x,target\n1,0\n")
+    monkeypatch.chdir(churn_project.root)
+    assert main(["new", "classification", "one", "--data", "data/one.csv"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("nbops: error: data/one.csv: 1 row(s)") and "hint:" in line
+    assert not (churn_project.root / "notebooks" / "one.ipynb").exists()
+
+
+def test_kit_refuses_a_header_naming_a_column_twice(tmp_path):
+    from nbops import kit
+
+    path = tmp_path / "dup.csv"
+    path.write_text("mean radius,mean radius,target\n1,2,0\n")
+    with pytest.raises(ValueError, match=r"dup.csv: column 'mean radius' appears more than once"):
+        kit.load_dataset("", csv_path=str(path))
+    path.write_text("mean radius,worst area (cm),target\n1,2,0\n")
+    X, _ = kit.load_dataset("", csv_path=str(path))
+    assert list(X.columns) == ["mean radius", "worst area (cm)"]  # as the file has them

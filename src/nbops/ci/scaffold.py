@@ -119,7 +119,43 @@ def data_parameters(settings: Settings, tpl: Notebook, data: str, overrides: dic
         if target not in columns:
             raise DataError(f"{declared}: no target column {target!r} in its header ({len(columns)} columns)",
                             hint=f"name the column to predict {target!r}, or pass -p target=COLUMN")
+        twice = next((i for i, c in enumerate(columns) if c in columns[:i]), None)
+        if twice is not None:  # pandas would call the second one `NAME.1`, silently
+            raise DataError(f"{declared}: column {columns[twice]!r} appears more than once in its header",
+                            hint="give each column its own name")
+        share = overrides.get("validation_size", next(
+            (p.default for p in tpl.parameters if p.name == "validation_size"), 0.25))
+        _check_trainable(path, declared, columns.index(target), share)
     return declared, values
+
+
+def _check_trainable(path: Path, shown: str, target: int, share: Any) -> None:
+    """Refuse a CSV too small for a stratified train/validation split (what `kit.split` does):
+    at least two classes, two rows of each, and room for every class on both sides. Class values
+    are never quoted (see `_csv_columns`)."""
+    import math
+
+    counts: dict[str, int] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            next(rows, None)
+            for row in rows:
+                if row and target < len(row):
+                    counts[row[target]] = counts.get(row[target], 0) + 1
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{shown}: cannot read it as UTF-8 CSV ({type(exc).__name__})") from None
+    n, classes = sum(counts.values()), len(counts)
+    share = share if isinstance(share, float) and 0 < share < 1 else 0.25
+    held = math.ceil(share * n)
+    hint = "a classifier needs rows of at least two classes, two or more of each; add rows"
+    if classes < 2:
+        what = "no rows" if n == 0 else f"{n} row(s), all of one class in the target column"
+        raise DataError(f"{shown}: {what}: nothing to learn to tell apart", hint=hint)
+    if min(counts.values()) < 2 or held < classes or n - held < classes:
+        raise DataError(f"{shown}: {n} row(s) of {classes} classes are too few for a stratified "
+                        f"split holding out {share:g} of them", hint=hint + " (or change -p validation_size)")
+
 
 
 def new_notebook(
