@@ -62,7 +62,7 @@ def test_successful_run_is_tracked_and_registered(project, mlflow_client, capsys
     assert tags["nbops.device"] == "cpu" and tags["nbops.version"]
     assert len(tags["nbops.fingerprint"]) == 64 and tags["nbops.data_digest"]
     artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id, "notebook"))
-    assert len(artifacts) == 2 and artifacts[0].endswith(".html") and artifacts[1].endswith(".ipynb")
+    assert len(artifacts) == 2 and artifacts[0].endswith(".ipynb") and artifacts[1] == "notebook/iris.html"
     records = json.loads(open(client.download_artifacts(run.info.run_id, "nbops/records.json")).read())
     assert records["classes"] == [0, 1, 2] and records["label"] == "tuned"
     assert "acc@val" in records and "acc@val" not in run.data.metrics

@@ -25,7 +25,8 @@ def _html(client, run):
     arts = [a.path for a in client.list_artifacts(run.info.run_id, "notebook")]
     [page] = [a for a in arts if a.endswith(".html")]
     [ipynb] = [a for a in arts if a.endswith(".ipynb")]
-    assert page.removesuffix(".html") == ipynb.removesuffix(".ipynb")  # next to it, same name
+    notebook = run.data.tags["nbops.notebook"].rsplit("/", 1)[-1].removesuffix(".ipynb")
+    assert page == f"notebook/{notebook}.html"  # the README's notebook/<name>.html, beside the .ipynb
     with open(client.download_artifacts(run.info.run_id, page), encoding="utf-8") as f:
         return f.read()
 

@@ -35,7 +35,8 @@ def artifacts(result: RunResult, folder: Path, hide_input: bool, tags: dict[str,
     if result.output_path.exists():
         try:
             (folder / "html").mkdir(exist_ok=True)
-            html = render.render_html(result.output_path, folder / "html", hide_input)
+            html = render.render_html(result.output_path, folder / "html", hide_input,
+                                      name=result.spec.notebook.stem)
             out[f"notebook/{html.name}"] = html
         except Exception as exc:  # noqa: BLE001 - a page to look at is never worth a run
             tags["nbops.html_error"] = first_line(exc)[:500]

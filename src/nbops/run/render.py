@@ -106,9 +106,11 @@ def _inert(nb: Any) -> None:
             output.pop("svg_filename", None)
 
 
-def render_html(notebook: Path, out_dir: Path, hide_input: bool = False) -> Path:
-    """OUT_DIR/<notebook stem>.html: the executed notebook as one self-contained HTML page
-    (input cells left out when `hide_input`) that runs no script and loads nothing."""
+def render_html(notebook: Path, out_dir: Path, hide_input: bool = False, name: str = "") -> Path:
+    """OUT_DIR/<NAME>.html (a run logs it as `notebook/<notebook's name>.html`, beside the executed
+    `<time>-<id>.ipynb`; NAME defaults to NOTEBOOK's stem): the executed notebook as one
+    self-contained HTML page (input cells left out when `hide_input`) that runs no script and
+    loads nothing."""
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
@@ -116,6 +118,6 @@ def render_html(notebook: Path, out_dir: Path, hide_input: bool = False) -> Path
     with _RENDER, warnings.catch_warnings():  # "mimetype ... not able to be represented": scrapbook's records
         warnings.simplefilter("ignore", UserWarning)
         body, _ = _exporter(hide_input).from_notebook_node(nb)
-    path = out_dir / f"{notebook.stem}.html"
+    path = out_dir / f"{name or notebook.stem}.html"
     path.write_text(body, encoding="utf-8")
     return path

@@ -99,10 +99,27 @@ def kernel_base_env(settings: Settings) -> dict[str, str]:
     from nbops.core.store import forwarded_env
 
     env = forwarded_env(settings.kernel_env_names)
+    env.update(_quiet_progress_env())
     src = settings.path(settings.src_dir)
     if src.is_dir():
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)
     return env
+
+
+# tqdm's one warning that a kernel without ipywidgets cannot draw a notebook progress bar
+TQDM_NO_WIDGETS = "ignore:IProgress not found:Warning"
+
+
+def _quiet_progress_env() -> dict[str, str]:
+    """No progress-bar noise in a run's report. `import mlflow` imports `tqdm.auto` (mlflow.genai),
+    which in a kernel without ipywidgets warns "TqdmWarning: IProgress not found", with the venv's
+    path, into the first cell that imports mlflow (`log_model`): that one warning is ignored in the
+    kernel (PYTHONWARNINGS, the user's own filters kept), every other warning still shows. And
+    MLflow's artifact bars (a model's download in `batch_predict`) stay out of the saved notebook
+    unless MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR is set."""
+    given = os.environ.get("PYTHONWARNINGS", "")
+    return {"PYTHONWARNINGS": ",".join(w for w in (given, TQDM_NO_WIDGETS) if w),
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")}
 
 
 def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,

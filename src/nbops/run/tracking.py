@@ -303,7 +303,8 @@ class Tracker:
         that fails is a note in the run's tags, never a failed run."""
         with tempfile.TemporaryDirectory(prefix="nbops-html-") as folder:
             try:
-                html = render.render_html(result.output_path, Path(folder), self.settings.html_hide_input)
+                html = render.render_html(result.output_path, Path(folder), self.settings.html_hide_input,
+                                          name=result.spec.notebook.stem)
             except Exception as exc:  # noqa: BLE001 - a page to look at is never worth a run
                 call(self.store.set_tags, run_id, {"nbops.html_error": first_line(exc)[:500]})
                 return
