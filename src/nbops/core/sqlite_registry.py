@@ -79,9 +79,9 @@ class SqliteRegistry(SqliteReader):
         if not isinstance(alias, str) or not _ALIAS.match(alias) or _RESERVED_ALIAS.match(alias):
             raise Unavailable("an alias MLflow checks itself")
         self._plain(name, alias)
+        exists = self._version(name, version)
         self._write("INSERT OR REPLACE INTO registered_model_aliases (alias, version, name, workspace)"
-                    " VALUES (?, ?, ?, ?)", (alias, int(version), name, DEFAULT_WORKSPACE),
-                    self._version(name, version))
+                    " VALUES (?, ?, ?, ?)", (alias, int(version), name, DEFAULT_WORKSPACE), exists)
 
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         self._plain(name, key, value)
@@ -92,11 +92,12 @@ class SqliteRegistry(SqliteReader):
 
     def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self._plain(name, key, value)
+        exists = self._version(name, version)
         self._write("INSERT OR REPLACE INTO model_version_tags (key, value, name, version, workspace)"
-                    " VALUES (?, ?, ?, ?, ?)", (key, value, name, int(version), DEFAULT_WORKSPACE),
-                    self._version(name, version))
+                    " VALUES (?, ?, ?, ?, ?)", (key, value, name, int(version), DEFAULT_WORKSPACE), exists)
 
     def delete_model_version_tag(self, name: str, version: str, key: str) -> None:
         self._plain(name, key)
+        exists = self._version(name, version)
         self._write("DELETE FROM model_version_tags WHERE workspace = ? AND name = ? AND version = ?"
-                    " AND key = ?", (DEFAULT_WORKSPACE, name, int(version), key), self._version(name, version))
+                    " AND key = ?", (DEFAULT_WORKSPACE, name, int(version), key), exists)
