@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -115,10 +114,6 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                                 start_new_session=True)
     try:
         _wait_up(url, proc, log)
-        # jupyter-server-proxy starts the MLflow UI on its first request: start it now, beside
-        # the notebook's run, as a user's first click on the launcher entry would
-        warm = threading.Thread(target=lambda: _get(url + "mlflow/", 240), daemon=True)
-        warm.start()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
@@ -131,7 +126,8 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                     pass
                 page.wait_for_selector(".jp-LauncherCard[title='nbops template']", timeout=120_000)
                 page.click(".jp-LauncherCard[title='nbops template']")
-                page.select_option(".jp-Dialog-body select >> nth=1", "classification")
+                # preselected: the general template (issue 23: it was batch_predict)
+                assert page.input_value(".jp-Dialog-body select >> nth=1") == "classification"
                 page.click(".jp-Dialog button:has-text('GO')")
                 page.wait_for_selector(f"{VISIBLE} .jp-Notebook .jp-CodeCell", timeout=60_000)
                 page.wait_for_selector("#jp-main-statusbar :text('| Idle')", timeout=120_000)  # kernel up
@@ -145,6 +141,9 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                         break
                     time.sleep(1)
                 assert paths == ["notebooks/churn.ipynb"]
+                page.keyboard.press("Control+s")  # on disk: the run's params are read from it
+                page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')",
+                                       timeout=30_000)
                 _menu(page, "Run", "Run All Cells")
                 page.wait_for_function(
                     """() => { const p = [...document.querySelectorAll(
@@ -182,6 +181,8 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                 assert tags["nbops.git_dirty"] == "true"  # never committed
                 assert tags["nbops.notebook"] == "notebooks/churn.ipynb"
                 assert live.data.metrics["accuracy"] > 0.5  # kit's records, logged by hand too
+                # named as `nbops run` names it, with the parameters cell's values (issue 23)
+                assert live.info.run_name == "churn" and live.data.params["C"] == "1.0"
                 assert client.search_logged_models([exp.experiment_id])  # kit.log_sklearn_model
                 assert Path(exp.artifact_location.removeprefix("file://")) == root / "mlruns"
                 strays = [p for p in (root / "notebooks").rglob("*") if p.name in ("mlflow.db", "mlruns")]
@@ -189,15 +190,15 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
 
                 # the MLflow UI inside the lab, behind jupyter-server-proxy
                 page.click(".lm-TabBar-tabLabel:text-is('Launcher')")
+                clicked = time.monotonic()
                 page.click(".jp-LauncherCard[title='MLflow']")
                 frame = page.frame_locator(f"{VISIBLE} iframe")
-                frame.locator("a:has-text('notebooks/churn')").first.click(timeout=240_000)
-                # MLflow 3 opens an experiment on its GenAI overview (and a tip over it): its
-                # training runs, as the experiment's "Training runs" link has them
+                # the lab started the UI with itself: a "starting" page until it answers, then
+                # the training runs of the experiment last logged to (not the GenAI view)
+                frame.locator(f"text={tags['mlflow.runName']}").first.wait_for(timeout=240_000)
+                print(f"MLflow tab: the run shown {time.monotonic() - clicked:.1f} s after the click")
                 [inner] = [f for f in page.frames if "/mlflow/" in f.url]
-                inner.goto(f"{url}mlflow/#/experiments/{exp.experiment_id}/runs"
-                           "?workflowType=machine_learning")
-                frame.locator(f"text={tags['mlflow.runName']}").first.wait_for(timeout=60_000)
+                assert f"#/experiments/{exp.experiment_id}/runs" in inner.url, inner.url
                 shots.append(tmp_path / "lab-mlflow.png")
                 page.screenshot(path=str(shots[-1]))
 
