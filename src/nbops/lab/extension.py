@@ -12,7 +12,6 @@ from jupyter_server.utils import url_path_join
 from traitlets import List, Unicode
 from traitlets.config import Configurable
 
-
 PREFERRED = ("classification",)  # first in the template dialog, which preselects the first
 
 
