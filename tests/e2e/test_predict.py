@@ -71,7 +71,9 @@ def test_predict_csv_and_parquet_record_the_version(trained_project, big_csv, tm
     assert v2.returncode == 0, v2.stderr
     assert f"wrote {ROWS} prediction(s) from clf/1 (champion) to {csv_out}" in v1.stdout
     assert "from clf/2 (challenger)" in v2.stdout
-    assert v1.stderr == "" and v2.stderr == ""  # no progress bar without a terminal
+    # no progress bar without a terminal; one line saying what it does, before the model loads
+    assert v1.stderr == f"nbops: predicting {big_csv} with clf/1 (champion) into {csv_out} ...\n"
+    assert v2.stderr.startswith("nbops: predicting ") and v2.stderr.count("\n") == 1
 
     text = {"dtype": {"id": str, "note": str, "model_version": str}, "keep_default_na": False}
     source = pd.read_csv(big_csv, **text)
@@ -121,7 +123,8 @@ def test_bad_input_leaves_nothing_behind(trained_project, tmp_path):
          "--chunk-size", "500"],
     )
     assert first.returncode == 2 and first.stdout == ""
-    line = first.stderr.strip()
+    said, line = first.stderr.strip().split("\n", 1)  # what it was doing, then the error
+    assert said.startswith("nbops: predicting ")
     assert "\n" not in line and "Traceback" not in line
     assert line.startswith(f"nbops: error: input {missing}: rows 1-1500: missing column 'f3'")
     assert second.returncode == 2
