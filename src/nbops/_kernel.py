@@ -363,7 +363,9 @@ class _MlflowImportHook(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    if not in_kernel():
+    # a kernel of `nbops run --no-track` or of `pytest --nbops`: MLflow logs to the scratch store
+    # nbops gave it (MLFLOW_TRACKING_URI), never to the project's store
+    if not in_kernel() or os.environ.get("NBOPS_NO_TRACK"):
         return
     if not os.environ.get("MLFLOW_RUN_ID"):
         _record_metrics()

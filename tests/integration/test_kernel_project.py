@@ -136,3 +136,18 @@ def test_import_nbops_outside_a_kernel_loads_no_kernel_hook():
     code = "import sys, nbops; print('nbops._kernel' in sys.modules, 'subprocess' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_an_untracked_run_never_logs_to_the_projects_store(project, tmp_path):
+    """`nbops run --no-track` (and `pytest --nbops`): a notebook that imports nbops and logs to
+    MLflow writes to the kernel's scratch store; the project's store gets no run, RUNNING or not."""
+    from tests.conftest import write_notebook
+
+    write_notebook(project / "notebooks" / "untracked.ipynb",
+                   [("code", "import nbops, mlflow\nmlflow.log_metric('m', 1.0)\nnbops.record('score', 0.5)")])
+    before = {r.info.run_id for r in _runs(project, "notebooks/untracked")}
+    done = subprocess.run([*NBOPS, "run", "notebooks/untracked.ipynb", "--no-track", "--quiet"], cwd=project,
+                          env=_env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {r.info.run_id for r in _runs(project, "notebooks/untracked")} == before
+    assert _strays(project) == []
