@@ -358,8 +358,12 @@ def test_mlflow_only_through_jupyter_and_nothing_outlives_the_lab(lab_project, e
     tree: list = []
     try:
         _wait_up(url, lab, log)
-        # with the token, through Jupyter's proxy, MLflow answers (this request starts it)
-        assert _mlflow_answered(*_request(url + "mlflow/" + SEARCH, timeout=240)), log.read_text()[-3000:]
+        # with the token, through Jupyter's proxy, MLflow answers once the UI the lab started
+        # in the background is up (the launcher's starting page waits for the same)
+        deadline = time.monotonic() + 240
+        while not _mlflow_answered(*_request(url + "mlflow/" + SEARCH, timeout=60)):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
         status, _ = _request(url + "api/kernels", {"name": "python3"})
         assert status == 201, log.read_text()[-3000:]
         tree = _tree_with_kernel(lab)
