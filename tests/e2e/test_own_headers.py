@@ -22,9 +22,14 @@ BIN = Path(sys.executable).parent
 HEADERS = ["mean radius", "worst area (cm)", "texture"]
 
 
+def _env() -> dict[str, str]:
+    """The user's shell: no tracking server, no CI (under CI=true a project that requires a server refuses)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JPY_", "NBOPS_"))
+            and k not in ("CI", "GITHUB_ACTIONS", "GITLAB_CI")}
+
+
 def nbops(*args: str, cwd: Path, timeout: float = 600, importtime: bool = False) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JPY_", "NBOPS_"))
-           and k not in ("CI", "GITHUB_ACTIONS", "GITLAB_CI")}
+    env = _env()
     return subprocess.run([sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "nbops",
                            *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -52,7 +57,7 @@ def _post(port: int, body: dict, query: str = "") -> tuple[int, dict]:
 
 
 def _serve(root: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NBOPS_"))}
+    env = _env()
     proc = subprocess.Popen([sys.executable, "-m", "nbops", "serve", "spaced", "--port", str(port), "--quiet"],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
