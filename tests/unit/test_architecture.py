@@ -1,7 +1,7 @@
 """The package's layering rules (ARCHITECTURE.md) and its import weight, checked on the source.
 
 Layers, lowest first: the kernel side (`nbops`, `record`, `kit`, `_kernel`), `core`, `notebook`,
-`run`, then `review`, `ci` and `lifecycle` side by side, and `cli` on top. A module may import its
+`pipeline`, `run`, then `review`, `ci` and `lifecycle` side by side, and `cli` on top. A module may import its
 own layer and the layers below it, never one above or beside it; imports inside functions count.
 """
 
@@ -20,15 +20,17 @@ ALLOWED = {
     "kernel": {"kernel"},
     "core": {"core"},
     "notebook": {"core", "notebook"},
-    "run": {"core", "notebook", "run"},
-    "review": {"core", "notebook", "run", "review"},
-    "ci": {"core", "notebook", "run", "ci"},
-    "lifecycle": {"core", "notebook", "run", "lifecycle"},
-    "cli": {"kernel", "core", "notebook", "run", "review", "ci", "lifecycle", "lab", "cli"},
+    # the graph of a pipeline of notebooks (metadata.nbops.needs): pure, read by run and ci
+    "pipeline": {"core", "notebook", "pipeline"},
+    "run": {"core", "notebook", "pipeline", "run"},
+    "review": {"core", "notebook", "pipeline", "run", "review"},
+    "ci": {"core", "notebook", "pipeline", "run", "ci"},
+    "lifecycle": {"core", "notebook", "pipeline", "run", "lifecycle"},
+    "cli": {"kernel", "core", "notebook", "pipeline", "run", "review", "ci", "lifecycle", "lab", "cli"},
     # `nbops lab`: the Jupyter server's side (templates from ci's scaffold, jobs via `nbops run`)
-    "lab": {"core", "notebook", "run", "ci", "lab"},
+    "lab": {"core", "notebook", "pipeline", "run", "ci", "lab"},
     # `pytest --nbops`: top layer beside cli, runs notebooks through the run layer
-    "testing": {"core", "notebook", "run", "testing"},
+    "testing": {"core", "notebook", "pipeline", "run", "testing"},
 }
 HEAVY = ("papermill", "nbformat", "nbclient", "mlflow", "scrapbook", "pandas", "numpy", "sklearn",
          "torch", "ray", "fastapi", "scipy", "matplotlib", "nbdime", "rich", "yaml")
