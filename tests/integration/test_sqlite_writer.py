@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from nbops.core.registry_read import Unavailable
+from nbops.core.mlflow_db import SUPPORTED_MLFLOW, SUPPORTED_REVISIONS, Unavailable, mlflow_version
 from nbops.core.run_store import ClientStore, LazyClient, open_store
-from nbops.core.sqlite_writer import KNOWN_REVISIONS, UPLOADING_PREFIX, SqliteWriter
+from nbops.core.sqlite_writer import UPLOADING_PREFIX, SqliteWriter
 from tests.conftest import write_notebook
 
 
@@ -38,9 +38,15 @@ def no_fallback():
 def test_installed_mlflow_schema_is_one_the_writer_knows(store):
     uri, _, _ = store
     revision = sqlite3.connect(uri[len("sqlite:///"):]).execute("SELECT version_num FROM alembic_version").fetchone()[0]
-    assert revision in KNOWN_REVISIONS, (
+    assert revision in SUPPORTED_REVISIONS, (
         f"MLflow's schema is now {revision}: run this module's comparisons against it and add it to "
-        "KNOWN_REVISIONS in core/sqlite_writer.py (until then nbops writes through MLflow's client)")
+        "SUPPORTED_REVISIONS in core/mlflow_db.py (until then nbops writes through MLflow's client)")
+    import mlflow
+
+    assert mlflow_version() == mlflow.__version__  # read without importing it, the same
+    assert ".".join(mlflow.__version__.split(".")[:2]) in SUPPORTED_MLFLOW, (
+        f"MLflow is now {mlflow.__version__}: run the fast paths' comparisons against it and add it to "
+        "SUPPORTED_MLFLOW in core/mlflow_db.py (until then nbops reads and writes through MLflow's client)")
 
 
 def test_unknown_schema_or_missing_store_is_left_to_mlflow(store, tmp_path):

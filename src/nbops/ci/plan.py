@@ -69,36 +69,19 @@ def _reasons(spec: RunSpec, rel: str, changed: set[str]) -> list[str]:
     return reasons
 
 
-_SQL = """
-SELECT t.value, r.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid
-WHERE t.key = 'nbops.fingerprint' AND t.value IN ({marks})
-  AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'
-  AND NOT EXISTS (SELECT 1 FROM tags v WHERE v.run_uuid = r.run_uuid
-                  AND v.key = 'nbops.review' AND v.value = 'true')
-ORDER BY r.start_time DESC
-"""
-
-
 def _successful_runs_sqlite(db: Path, fingerprints: list[str]) -> dict[str, str] | None:
-    """The embedded store read directly (read-only): `import mlflow` alone costs ~2.3 s, more
-    than the whole answer. None when the schema is not what we expect: ask MLflow instead."""
-    import sqlite3
+    """The embedded store read directly (read-only, core/sqlite_store.py through core/mlflow_db.py's
+    check): `import mlflow` alone costs ~2.3 s, more than the whole answer. None when the store
+    fails the check or cannot be read: ask MLflow instead."""
+    from nbops.core.mlflow_db import Unavailable, client_only
+    from nbops.core.sqlite_store import SqliteReader
 
-    try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
+    if client_only():
         return None
-    found: dict[str, str] = {}
     try:
-        for i in range(0, len(fingerprints), 500):
-            chunk = fingerprints[i : i + 500]
-            for value, run_id in con.execute(_SQL.format(marks=",".join("?" * len(chunk))), chunk):
-                found.setdefault(value, run_id)
-    except sqlite3.Error:
+        return SqliteReader(str(db)).finished_runs(fingerprints)
+    except Unavailable:
         return None
-    finally:
-        con.close()
-    return found
 
 
 def _successful_runs(settings: Settings, fingerprints: list[str]) -> dict[str, str]:

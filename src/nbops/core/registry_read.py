@@ -5,23 +5,22 @@ reads go through a reader: `fast_reader(uri)` reads the embedded sqlite store re
 (`core/sqlite_store.py`) or a tracking server through MLflow's documented REST API
 (`core/rest_store.py`); `ClientReader` asks MLflow itself (any other store, and the fallback).
 All three return the same plain records. A fast reader that meets anything it does not expect
-(a schema it does not know, a server error, an unusual authentication) raises `Unavailable`, and
-the caller asks MLflow instead: the fast path never answers differently from MLflow
+(a store that fails `core/mlflow_db.py`'s check, a server error, an unusual authentication) raises
+`Unavailable`, and the caller asks MLflow instead: the fast path never answers differently from MLflow
 (tests/integration/test_fast_registry.py compares them).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nbops.core.errors import RegistryError, first_line
+from nbops.core.mlflow_db import (
+    Unavailable as Unavailable,  # every fast path's, imported from here too
+)
+from nbops.core.mlflow_db import client_only
 from nbops.core.store import is_not_found, mask_uri
-
-
-class Unavailable(Exception):
-    """The fast reader cannot answer this (the caller asks MLflow instead)."""
 
 
 @dataclass(frozen=True)
@@ -57,18 +56,6 @@ class Reader(Protocol):
     def run(self, run_id: str) -> RawRun | None: ...
     def running_runs(self) -> list[tuple[str, dict[str, str]]]: ...
     def artifact_location(self, model_id: str) -> str | None: ...
-
-
-# settings MLflow's client honours that the fast REST reader does not: with any of them, ask MLflow
-_CLIENT_ONLY_ENV = ("MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
-                    "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_WORKSPACE",
-                    "MLFLOW_ENABLE_WORKSPACES")
-
-
-def client_only(extra: tuple[str, ...] = ()) -> bool:
-    """Whether a setting MLflow's client honours (or NBOPS_NO_FAST_REGISTRY, the off switch of
-    every path around it) sends this process's store calls to MLflow's client."""
-    return any(os.environ.get(k) for k in ("NBOPS_NO_FAST_REGISTRY", *_CLIENT_ONLY_ENV, *extra))
 
 
 def fast_reader(uri: str) -> Reader | None:

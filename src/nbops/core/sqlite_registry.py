@@ -6,9 +6,9 @@ store took 9-20 s of a 10-20 s `promote` on a loaded 2-core machine (issue 23; 2
 writes the registry makes, each the row MLflow's SQL store merges for the same call
 (`set_registered_model_alias`, `set_registered_model_tag`, `set_model_version_tag`,
 `delete_model_version_tag`; none of them touches another row, and only a server delivers
-webhooks), and only in the plain case: a schema revision `sqlite_writer` was checked against, no
-setting only MLflow's client honours, a key and value MLflow takes as they are, a model and
-version that exist. Anything else raises `Unavailable`, and the registry hands the call to
+webhooks), and only in the plain case: a store that passes `core/mlflow_db.py`'s check (a schema
+revision and an MLflow nbops was tested against; its fallback said once), no setting only
+MLflow's client honours, a key and value MLflow takes as they are, a model and version that exist. Anything else raises `Unavailable`, and the registry hands the call to
 MLflow's client, which does it or refuses it in MLflow's words.
 tests/integration/test_fast_registry.py compares the rows with MlflowClient's.
 """
@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from nbops.core.registry_read import Unavailable, client_only
-from nbops.core.sqlite_store import DEFAULT_WORKSPACE, DELETED_VERSION, SqliteReader
-from nbops.core.sqlite_writer import KNOWN_REVISIONS, WRITER_CLIENT_ONLY_ENV, _plain_key
+from nbops.core.mlflow_db import DEFAULT_WORKSPACE, Unavailable, client_only, connect
+from nbops.core.sqlite_store import DELETED_VERSION, SqliteReader
+from nbops.core.sqlite_writer import WRITER_CLIENT_ONLY_ENV, _plain_key
 
 _ALIAS = re.compile(r"^[A-Za-z_][\w\-]{0,254}$")  # MLflow's alias rule, less what it reserves
 _RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
@@ -30,36 +30,19 @@ MAX_VALUE = 5000  # registered_model_tags.value is VARCHAR(5000): longer ones go
 class SqliteRegistry(SqliteReader):
     """Reads as `SqliteReader`; writes the registry's rows, or raises `Unavailable`."""
 
-    def _writing(self) -> sqlite3.Connection:
-        """A connection in a write transaction (BEGIN IMMEDIATE, waiting up to 30 s for a
-        kernel's write) on a store whose schema the writer knows."""
-        if client_only(WRITER_CLIENT_ONLY_ENV) or not self.db.is_file():
-            raise Unavailable("MLflow's client writes this store")
-        con = sqlite3.connect(self.db, timeout=30, isolation_level=None)
-        con.execute("BEGIN IMMEDIATE")
-        revision = con.execute("SELECT version_num FROM alembic_version").fetchone()
-        cols = {row[1] for row in con.execute("PRAGMA table_info(registered_models)")}
-        if not revision or revision[0] not in KNOWN_REVISIONS or "workspace" not in cols:
-            raise Unavailable("a schema revision this writer does not know")
-        return con
-
     def _write(self, sql: str, args: tuple, exists: tuple[str, tuple]) -> None:
-        """SQL with ARGS in one transaction, when the row EXISTS asks for is there (else MLflow
+        """SQL with ARGS in one write transaction (BEGIN IMMEDIATE, waiting up to 30 s for a
+        kernel's write) on a checked store, when the row EXISTS asks for is there (else MLflow
         says it is not, in its words)."""
-        con = None
+        if client_only(WRITER_CLIENT_ONLY_ENV):
+            raise Unavailable("MLflow's client writes this store")
         try:
-            con = self._writing()
-            if con.execute(*exists).fetchone() is None:
-                raise Unavailable("not there")
-            con.execute(sql, args)
-            con.execute("COMMIT")
+            with connect(self.db, write=True) as con:
+                if con.execute(*exists).fetchone() is None:
+                    raise Unavailable("not there")
+                con.execute(sql, args)
         except sqlite3.Error as exc:
             raise Unavailable(str(exc)) from None
-        finally:
-            if con is not None:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                con.close()
 
     @staticmethod
     def _plain(name: str, key: str, value: str | None = None) -> None:

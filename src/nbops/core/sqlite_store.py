@@ -2,8 +2,10 @@
 
 Only reads, and only the tables MLflow's own SQL store reads for the same answers (registered
 models, their tags and aliases, model versions and their tags, runs with their latest metrics,
-params and tags), in MLflow's default workspace. Anything unexpected (a missing table or column
-of another schema version, a locked or damaged file) raises `Unavailable`: the caller asks MLflow.
+params and tags, logged models; `nbops plan`'s finished runs by fingerprint), in MLflow's default
+workspace, on a connection from `core/mlflow_db.py` (its one check: a schema revision and an
+MLflow nbops was tested against, else `Unavailable`, said once). Anything unexpected (a locked
+or damaged file) raises `Unavailable` too: the caller asks MLflow.
 """
 
 from __future__ import annotations
@@ -13,21 +15,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nbops.core.registry_read import RawModel, RawRun, RawVersion, Unavailable
+from nbops.core.mlflow_db import DEFAULT_WORKSPACE, Unavailable, connect
+from nbops.core.registry_read import RawModel, RawRun, RawVersion
 
-DEFAULT_WORKSPACE = "default"  # MLflow's, where every row lives unless workspaces are enabled
 DELETED_VERSION = "Deleted_Internal"  # a version MLflow has deleted but not yet removed
-
-
-def connect_readonly(db: Path) -> sqlite3.Connection:
-    """A read-only connection to DB (never creates the file); sqlite3.Error when it cannot."""
-    return sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+# `nbops plan`: the newest FINISHED, active, non-review run with each fingerprint
+_FINGERPRINT_SQL = """
+SELECT t.value, r.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid
+WHERE t.key = 'nbops.fingerprint' AND t.value IN ({marks})
+  AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'
+  AND NOT EXISTS (SELECT 1 FROM tags v WHERE v.run_uuid = r.run_uuid
+                  AND v.key = 'nbops.review' AND v.value = 'true')
+ORDER BY r.start_time DESC
+"""
 
 
 class SqliteReader:
     def __init__(self, path: str):
         self.db = Path(path)
-        self._ws: bool | None = None  # whether the registry tables have a workspace column
 
     @contextmanager
     def _con(self) -> Iterator[sqlite3.Connection | None]:
@@ -35,24 +40,15 @@ class SqliteReader:
             yield None  # no store yet: nothing registered (and do not create one)
             return
         try:
-            con = connect_readonly(self.db)
+            with connect(self.db) as con:
+                yield con
         except sqlite3.Error as exc:
             raise Unavailable(str(exc)) from None
-        try:
-            if self._ws is None:
-                cols = {row[1] for row in con.execute("PRAGMA table_info(registered_models)")}
-                if not cols:
-                    raise Unavailable("no registered_models table")
-                self._ws = "workspace" in cols
-            yield con
-        except sqlite3.Error as exc:
-            raise Unavailable(str(exc)) from None
-        finally:
-            con.close()
 
-    def _where(self, alias: str = "") -> str:
-        """The workspace condition for a registry table (empty before workspaces existed)."""
-        return f" AND {alias}workspace = '{DEFAULT_WORKSPACE}'" if self._ws else ""
+    @staticmethod
+    def _where(alias: str = "") -> str:
+        """The workspace condition for a registry table (every supported revision has one)."""
+        return f" AND {alias}workspace = '{DEFAULT_WORKSPACE}'"
 
     def model(self, name: str) -> RawModel | None:
         with self._con() as con:
@@ -134,3 +130,15 @@ class SqliteReader:
                     " AND t.key IN ('nbops.owner', 'nbops.heartbeat', 'nbops.notebook')"):
                 found.setdefault(run_id, {})[key] = value
             return list(found.items())
+
+    def finished_runs(self, fingerprints: list[str]) -> dict[str, str]:
+        """fingerprint -> id of the newest FINISHED run with it (review runs do not count)."""
+        found: dict[str, str] = {}
+        with self._con() as con:
+            if con is None:
+                return found
+            for i in range(0, len(fingerprints), 500):
+                chunk = fingerprints[i : i + 500]
+                for value, run_id in con.execute(_FINGERPRINT_SQL.format(marks=",".join("?" * len(chunk))), chunk):
+                    found.setdefault(value, run_id)
+        return found

@@ -5,9 +5,10 @@ on two cores busy with kernels was most of the tracking overhead (issue 15).
 It writes only the rows MLflow's SQL store writes for the same calls (an experiment; a run, its
 tags, params, metrics and latest metrics; a run's end) and copies artifacts into a local artifact
 folder as MLflow's local repository does, and only
-- for a schema revision it was checked against (`KNOWN_REVISIONS`: tests/integration/
-  test_sqlite_writer.py compares every write with MlflowClient's on the installed MLflow, and
-  fails when MLflow's schema moves on, so that the list is re-checked, not guessed);
+- on a store that passes `core/mlflow_db.py`'s check, on every connection (a schema revision and
+  an MLflow nbops was tested against: tests/integration/test_sqlite_writer.py compares every
+  write with MlflowClient's on the installed MLflow, and fails when MLflow's schema moves on, so
+  that the list is re-checked, not guessed); else MLflow's client writes, said once;
 - without a setting that changes where MLflow writes (workspaces, an active model: see
   `registry_read.client_only`; NBOPS_NO_FAST_REGISTRY turns every fast path off);
 - in the plain case. A key MLflow might refuse, a value it would truncate, a NaN or infinite
@@ -30,18 +31,15 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from nbops.core.files import local_path
-from nbops.core.registry_read import Unavailable, client_only
+from nbops.core.mlflow_db import DEFAULT_WORKSPACE, Unavailable, client_only, connect
 
-# alembic revisions of MLflow's schema whose rows this writer writes (MLflow 3.17)
-KNOWN_REVISIONS = frozenset({"dc11669786a5"})
-DEFAULT_WORKSPACE = "default"
 _KEY = re.compile(r"^[A-Za-z0-9_\-. /]{1,250}$")  # a subset of what MLflow accepts
 MAX_PARAM_VALUE, MAX_TAG_VALUE, MAX_EXPERIMENT_NAME = 6000, 8000, 500  # MLflow's limits
 MAX_LOCATION = 2048  # MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH's default
@@ -81,13 +79,10 @@ class SqliteWriter:
         if "?" in uri or not self.db.is_file():
             raise Unavailable("no store yet")  # MLflow creates it (and its schema)
         try:
-            with self._con(write=False) as con:
-                revision = con.execute("SELECT version_num FROM alembic_version").fetchone()
-                self._ws = "workspace" in {r[1] for r in con.execute("PRAGMA table_info(experiments)")}
+            with self._con(write=False):
+                pass  # the check (and a fallback said once), before any run is made
         except sqlite3.Error as exc:
             raise Unavailable(str(exc)) from None
-        if not revision or revision[0] not in KNOWN_REVISIONS:
-            raise Unavailable(f"schema revision {revision and revision[0]} is not one this writer knows")
 
     @property
     def client(self) -> Any:
@@ -97,25 +92,16 @@ class SqliteWriter:
                 self._client = self._fallback()
             return self._client
 
-    @contextmanager
-    def _con(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """A connection in one transaction: a writing one (BEGIN IMMEDIATE), or one that reads."""
-        con = sqlite3.connect(self.db, timeout=30, isolation_level=None)
-        try:
-            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK") if con.in_transaction else None
-            raise
-        finally:
-            con.close()
+    def _con(self, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        """A checked connection in one transaction: a writing one (BEGIN IMMEDIATE), or one that
+        reads (`Unavailable` when the store fails the check: MLflow's client then writes)."""
+        return connect(self.db, write=write)
 
     def _write(self, name: str, args: tuple, body: Callable[[sqlite3.Connection], Any]) -> Any:
         try:
             with self._con() as con:
                 return body(con)
-        except _Delegate:
+        except (_Delegate, Unavailable):
             return getattr(self.client, name)(*args)
 
     @staticmethod
@@ -126,15 +112,16 @@ class SqliteWriter:
 
     # -- experiments and runs -----------------------------------------------------------------
     def experiment_id(self, name: str, location: str | None) -> str:
-        where = " AND workspace = ?" if self._ws else ""
-        args = (name, DEFAULT_WORKSPACE) if self._ws else (name,)
-
         def find(con: sqlite3.Connection) -> str | None:
-            row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?" + where, args).fetchone()
+            row = con.execute("SELECT experiment_id FROM experiments WHERE name = ? AND workspace = ?",
+                              (name, DEFAULT_WORKSPACE)).fetchone()
             return None if row is None else str(row[0])
 
-        with self._con(write=False) as con:  # the usual case: it exists (no write lock taken)
-            found = find(con)
+        try:
+            with self._con(write=False) as con:  # the usual case: it exists (no write lock taken)
+                found = find(con)
+        except Unavailable:
+            return self.client.experiment_id(name, location)
         if found is not None:
             return found
 
@@ -146,12 +133,9 @@ class SqliteWriter:
                     or local_path(location) is None):
                 raise _Delegate
             now = int(time.time() * 1000)
-            columns = "name, artifact_location, lifecycle_stage, creation_time, last_update_time"
-            values: tuple = (name, location, "active", now, now)
-            if self._ws:
-                columns, values = columns + ", workspace", values + (DEFAULT_WORKSPACE,)
-            cur = con.execute(f"INSERT INTO experiments ({columns}) VALUES ({', '.join('?' * len(values))})",
-                              values)
+            cur = con.execute("INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time,"
+                              " last_update_time, workspace) VALUES (?, ?, 'active', ?, ?, ?)",
+                              (name, location, now, now, DEFAULT_WORKSPACE))
             return str(cur.lastrowid)
 
         return self._write("experiment_id", (name, location), body)
@@ -246,9 +230,12 @@ class SqliteWriter:
 
     # -- artifacts ----------------------------------------------------------------------------
     def _artifact_dir(self, run_id: str, artifact_path: str) -> Path | None:
-        with self._con(write=False) as con:
-            row = con.execute("SELECT artifact_uri, lifecycle_stage FROM runs WHERE run_uuid = ?",
-                              (run_id,)).fetchone()
+        try:
+            with self._con(write=False) as con:
+                row = con.execute("SELECT artifact_uri, lifecycle_stage FROM runs WHERE run_uuid = ?",
+                                  (run_id,)).fetchone()
+        except Unavailable:
+            return None  # MLflow's client logs it
         folder = local_path(row[0]) if row and row[1] == "active" else None
         if folder is None or not all(_plain_key(p) for p in artifact_path.split("/") if p):
             return None

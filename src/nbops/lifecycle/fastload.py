@@ -4,9 +4,17 @@
 It does what `mlflow.sklearn.load_model` does for such a model, by MLflow's own rules: the
 version's logged model (`models:/<model id>`) found through the registry's fast reader, its
 MLmodel file's `sklearn` flavor, the serialization format it names (skops with the model's
-trusted types, pickle, cloudpickle), MLFLOW_ALLOW_PICKLE_DESERIALIZATION honoured. Anything
-else (another flavor, code paths, artifacts behind a server or in S3, a signature that is not
-plain named columns) returns None and `models.load` asks MLflow.
+trusted types, pickle, cloudpickle), MLFLOW_ALLOW_PICKLE_DESERIALIZATION honoured (`_allowed`).
+Anything else (another flavor, code paths, artifacts behind a server or in S3, a signature that
+is not plain named columns, an MLflow nbops was not tested against: core/mlflow_db.py) returns
+None and `models.load` asks MLflow.
+
+Why not MLflow's documented `mlflow.sklearn.load_model`: it imports mlflow, the very cost this
+module exists to avoid. So the one rule here that guards safety, MLflow's pickle guard, is fenced:
+it takes the fast path only where MLflow's own guard certainly allows loading, and leaves every
+other value to MLflow, which refuses (or allows, on Databricks) in its words.
+tests/integration/test_mlflow_db_fallback.py checks `_allowed` against MLflow's own
+`MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get()` value by value.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops.core.files import local_path
+from nbops.core.mlflow_db import fell_back, mlflow_supported
 from nbops.core.registry_read import Unavailable, fast_reader
 from nbops.lifecycle.registry import VersionInfo
 
@@ -42,10 +51,14 @@ def model_dir(version: VersionInfo) -> Path | None:
 
 
 def _allowed() -> bool:
-    """MLflow's MLFLOW_ALLOW_PICKLE_DESERIALIZATION (true unless set otherwise): when it is off,
-    MLflow refuses with its own message."""
+    """Whether MLflow's pickle guard certainly lets this model load (MLflow 3.17's
+    `mlflow.sklearn._load_model_from_local_file`: MLFLOW_ALLOW_PICKLE_DESERIALIZATION, a boolean
+    variable, true when unset; "true" or "1" in any case; any other value is "false", "0", or an
+    error). A SAFETY FENCE: only unset, "true" and "1" load here; everything else, and any
+    exception MLflow makes (its Databricks runtimes), goes to MLflow, which refuses in its words.
+    Never widen this without MLflow's rule and the test beside it."""
     value = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-    return value is None or value.strip().lower() in ("true", "1")
+    return value is None or value.lower() in ("true", "1")
 
 
 def columns_of(meta: dict) -> tuple | None:
@@ -73,6 +86,10 @@ def columns_of(meta: dict) -> tuple | None:
 
 def load_sklearn(version: VersionInfo) -> tuple[Any, tuple] | None:
     """(the scikit-learn model, its input columns) loaded as MLflow would, or None."""
+    why = mlflow_supported()
+    if why:
+        fell_back("loading models", why)  # the MLmodel format is MLflow's too: said once
+        return None
     folder = model_dir(version)
     if folder is None or not _allowed():
         return None
