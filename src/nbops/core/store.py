@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 # mask_uri lives with the errors (every NbopsError masks its own message); re-exported here
-from nbops.core.errors import NbopsError, TrackingError, first_line, mask_uri
+from nbops.core.errors import (
+    AlreadyExists,
+    NbopsError,
+    NotFound,
+    TrackingError,
+    map_mlflow_errors,
+    mask_uri,  # noqa: F401 - re-exported: callers import it from here
+    store_error_kind,
+)
 
 
 def use_store(uri: str) -> None:
@@ -36,42 +43,29 @@ def params_digest(params: dict[str, str]) -> str:
 
 
 def is_not_found(exc: BaseException) -> bool:
-    """Whether an MLflow exception says the thing asked for does not exist."""
-    code = getattr(exc, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+    """Whether an MLflow exception says the thing asked for does not exist (by its error_code:
+    core/errors.py's map)."""
+    return isinstance(exc, NotFound) or store_error_kind(exc) is NotFound
 
 
 def is_already_exists(exc: BaseException) -> bool:
-    code = getattr(exc, "error_code", "")
-    return code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS") or "already exists" in str(exc).lower()
+    return isinstance(exc, AlreadyExists) or store_error_kind(exc) is AlreadyExists
 
 
-@contextmanager
 def mlflow_errors(what: str, error: type[NbopsError] = TrackingError,
-                  hint: str | None = None) -> Iterator[None]:
-    """Turn MLflow's exceptions (and the connection errors of a remote store) raised inside the
-    block into ERROR("WHAT: <first line>"), with credentials masked; anything else propagates."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as exc:
-        raise error(f"{what}: {mask_uri(first_line(exc))}", hint=hint) from exc
-    except (ConnectionError, TimeoutError) as exc:
-        raise error(f"{what}: {mask_uri(first_line(exc))}",
-                    hint=hint or "is the tracking server up? (nbops config shows the store)") from exc
+                  hint: str | None = None) -> AbstractContextManager[None]:
+    """core/errors.py's map_mlflow_errors, for the callers that name no store."""
+    return map_mlflow_errors(what=what, error=error, hint=hint)
 
 
 def is_store_error(exc: BaseException) -> bool:
     """Whether EXC is the store failing (MLflow refused, the disk or the network failed) rather
-    than a bug: store errors become TrackingErrors, bugs keep their traceback."""
+    than a bug: what nbops retries, or keeps a run in the spool for. Bugs keep their traceback."""
     import sqlite3
-    import sys
 
     # core/sqlite_writer.py: a locked, busy, full or read-only database (its other errors are bugs)
-    kinds: tuple[type, ...] = (OSError, TimeoutError, sqlite3.OperationalError)
-    loaded = sys.modules.get("mlflow.exceptions")  # not imported: not one of MLflow's errors
-    return isinstance(exc, kinds + ((loaded.MlflowException,) if loaded else ()))
+    return (isinstance(exc, (OSError, TimeoutError, sqlite3.OperationalError, TrackingError))
+            or store_error_kind(exc) is not None)
 
 
 def all_experiment_ids(client: Any) -> list[str]:
