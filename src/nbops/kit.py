@@ -19,6 +19,14 @@ DATASETS = ("iris", "wine", "breast_cancer", "digits")
 CLASSIFIERS = ("logistic_regression", "random_forest", "gradient_boosting", "svm", "knn")
 
 
+def upstream(name: str):
+    """In a pipeline notebook: the run of the notebook NAME it needs (`metadata.nbops.needs`),
+    from the same pipeline run, with its records, metrics, params and a local artifacts folder."""
+    from nbops.upstream import upstream as read
+
+    return read(name)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and (when it is imported) PyTorch."""
     import numpy as np
@@ -77,18 +85,14 @@ def load_dataset(name: str, csv_path: str = "", target: str = "target"):
 
 
 def _check_header(csv_path: str) -> None:
-    """A header naming one column twice is refused (pandas would rename the second `NAME.1`, and
-    the model would expect a column no file has)."""
-    import csv
+    """A header naming one column twice is refused (`nbops run` refuses it before the kernel
+    when the file is declared in metadata.nbops.data)."""
+    from nbops.notebook.inputs import duplicated_column
 
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader([f.readline(1 << 20)]), [])
-    seen: set[str] = set()
-    for column in header:
-        if column in seen:
-            raise ValueError(f"{csv_path}: column {column!r} appears more than once in the header"
-                             " (give each column its own name)")
-        seen.add(column)
+    column = duplicated_column(csv_path)
+    if column is not None:
+        raise ValueError(f"{csv_path}: column {column!r} appears more than once in the header"
+                         " (give each column its own name)")
 
 
 def split(X, y, validation_size: float = 0.25, seed: int = 0, stratify: bool = True):

@@ -149,3 +149,25 @@ def test_headers_with_spaces_work_in_run_predict_and_serve(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_run_refuses_a_declared_csv_with_a_duplicated_header_before_any_kernel(tmp_path):
+    """A data file declared in metadata.nbops.data whose header names a column twice: one line
+    naming the notebook, the file and the column, exit 2, in the time of a check (no kernel
+    starts, no run is recorded)."""
+    root = tmp_path / "proj"
+    assert nbops("init", str(root), cwd=tmp_path).returncode == 0
+    csv = root / "data" / "spaced.csv"
+    spaced_csv(csv)
+    assert nbops("new", "classification", "spaced", "--data", "data/spaced.csv", cwd=root).returncode == 0
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0].replace("texture", "mean radius"), *lines[1:]]) + "\n")
+    started = time.monotonic()
+    done = nbops("run", "notebooks/spaced.ipynb", cwd=root)
+    took = time.monotonic() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.strip()][:1]
+    assert "notebooks/spaced.ipynb" in line and "data/spaced.csv" in line and "'mean radius'" in line
+    assert "Traceback" not in done.stderr
+    assert not (root / "mlflow.db").exists() and not (root / "runs").exists()
+    print(f"refused in {took:.2f} s")

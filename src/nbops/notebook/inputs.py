@@ -27,6 +27,21 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def duplicated_column(csv_path: str | Path) -> str | None:
+    """The first column a CSV file's header names twice, else None. pandas would rename the
+    second `NAME.1` silently, and a model trained on it would expect a column no file has."""
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        header = next(csv.reader([f.readline(1 << 20)]), [])
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            return column
+        seen.add(column)
+    return None
+
+
 def _imported_names(tree: ast.AST, package: str = "") -> set[str]:
     """Dotted module names an AST imports; `package` resolves relative imports."""
     names: set[str] = set()

@@ -15,7 +15,12 @@ from nbops.core.errors import NotebookError
 from nbops.core.secrets import masked, secret_names
 from nbops.notebook import params as params_mod
 from nbops.notebook.document import Notebook
-from nbops.notebook.inputs import file_digest, inputs_fingerprint, src_dependencies
+from nbops.notebook.inputs import (
+    duplicated_column,
+    file_digest,
+    inputs_fingerprint,
+    src_dependencies,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class RunSpec:
     note: str = ""  # a one-line note for the user before the run (no kernelspec: python3 used)
     log_output: bool = False  # stream cell stdout/stderr to the terminal (papermill's log_output)
     label: str = ""  # prefix of those streamed lines when several notebooks run at once
+    # a pipeline's notebook: (name, MLflow run id) of each notebook it needs, for kit.upstream()
+    upstream: tuple[tuple[str, str], ...] = ()
 
     @property
     def logged_values(self) -> dict[str, Any]:
@@ -87,6 +94,12 @@ def make_spec(
             raise NotebookError(
                 f"{notebook.path}: data file '{rel}' declared in metadata.nbops.data does not exist",
                 hint=f"paths are relative to the project root {settings.root}",
+            )
+        if path.suffix.lower() == ".csv" and (column := duplicated_column(path)) is not None:
+            raise NotebookError(
+                f"{notebook.path}: data file '{rel}': column {column!r} appears more than once in the header",
+                hint="give each column its own name (pandas would read the second as "
+                     f"'{column}.1', a column no other file has)",
             )
         data_files.append(path)
     inputs = input_files(settings, notebook, data_files)
