@@ -2,7 +2,8 @@
 
 Imported inside notebooks (`from nbops import kit`). Heavy libraries (numpy, pandas,
 scikit-learn, torch, mlflow) load inside the functions that use them, so importing the kit is
-free. It imports nothing of nbops but the recorder; the framework never imports it.
+free. It imports nothing of nbops but the recorder (and `nbops.upstream` inside `upstream()`);
+the framework never imports it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "nbops"
-KERNEL_SIDE = {"nbops", "nbops.record", "nbops.kit", "nbops._kernel"}
+KERNEL_SIDE = {"nbops", "nbops.record", "nbops.kit", "nbops._kernel", "nbops.upstream"}
 ALLOWED = {
     "kernel": {"kernel"},
     "core": {"core"},

@@ -38,6 +38,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
     specs = plan_runs(settings, notebooks, options.overrides(args), args.timeout, args.cell_timeout,
                       log_output=args.log_output)
+    from nbops.run.pipeline_run import plan_pipeline, run_pipeline
+
+    pipeline = plan_pipeline(settings, specs)  # notebooks that need others: checked and ordered
+    if pipeline is not None:
+        specs = pipeline.specs
     options.print_notes(specs)
     if args.prepare_only:  # papermill's prepare_only: parameterised, not run, no MLflow run
         from nbops.core.context import relative_to_repo
@@ -56,12 +61,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress: Progress = PlainProgress(sys.stderr)
     else:
         progress = make_progress(quiet=args.quiet)
+    parent = None
     try:
-        outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=jobs,
-                             progress=progress, executor=executor, registrar=Registrar())
+        if pipeline is not None:
+            result = run_pipeline(settings, pipeline, track=not args.no_track, debug=args.debug, jobs=jobs,
+                                  progress=progress, executor=executor, registrar=Registrar(),
+                                  experiment=args.experiment)
+            outcomes, parent = result.outcomes, result.parent_run_id
+        else:
+            outcomes = run_specs(settings, specs, track=not args.no_track, debug=args.debug, jobs=jobs,
+                                 progress=progress, executor=executor, registrar=Registrar())
     finally:
         progress.close()
     print_summary(outcomes, settings)
+    if pipeline is not None and parent:
+        print(f"pipeline run {parent[:8]} ({pipeline.name}): {len(outcomes)} notebook(s) as its child runs")
     return exit_code(outcomes)
 
 

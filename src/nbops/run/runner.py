@@ -23,7 +23,7 @@ from nbops.core.files import writable_dir
 from nbops.core.store import is_store_error
 from nbops.notebook import document as notebook_mod
 from nbops.notebook.model_name import validate_model_name
-from nbops.run.engine import CANCEL, RunResult
+from nbops.run.engine import CANCEL, CellError, RunResult
 from nbops.run.executors import local_execute
 from nbops.run.progress import Progress
 from nbops.run.spec import RunSpec, make_spec
@@ -106,6 +106,17 @@ def kernel_base_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def kernel_env(settings: Settings, spec: RunSpec) -> dict[str, str]:
+    """kernel_base_env, plus where a pipeline's notebook finds its upstreams' runs (kit.upstream)."""
+    env = kernel_base_env(settings)
+    if spec.upstream:
+        import json
+
+        env["NBOPS_UPSTREAM"] = json.dumps(dict(spec.upstream))
+        env["NBOPS_UPSTREAM_URI"] = settings.resolved_tracking_uri
+    return env
+
+
 # tqdm's one warning that a kernel without ipywidgets cannot draw a notebook progress bar
 TQDM_NO_WIDGETS = "ignore:IProgress not found:Warning"
 
@@ -133,7 +144,7 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
             # the kit's log_* helpers skip logging; direct mlflow calls go to a scratch store
             # NBOPS_TRACKING_URI keeps the project's store for nbops's own reads in the kernel
             # (the batch_predict template loads a registered model)
-            env = {**kernel_base_env(settings), "NBOPS_NO_TRACK": "1",
+            env = {**kernel_env(settings, spec), "NBOPS_NO_TRACK": "1",
                    "MLFLOW_TRACKING_URI": f"sqlite:///{Path(scratch) / 'mlflow.db'}",
                    "NBOPS_TRACKING_URI": settings.resolved_tracking_uri}
             return Outcome(executor(spec, env, debug, on_cell))
@@ -143,7 +154,7 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
         else:
             started = tracker.start(spec, git, parent_run_id, direct=True)  # its kernel runs elsewhere
             try:
-                env = {**kernel_base_env(settings), **tracker.kernel_env(started)}
+                env = {**kernel_env(settings, spec), **tracker.kernel_env(started)}
                 result = executor(spec, env, debug, on_cell)
             except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
                 tracker.abort(started)
@@ -176,7 +187,7 @@ def _start_with_kernel(settings: Settings, spec: RunSpec, tracker, git, debug: b
 
     threading.Thread(target=create, name="nbops-start", daemon=True).start()
     try:
-        result = local_execute(spec, kernel_base_env(settings), debug, on_cell,
+        result = local_execute(spec, kernel_env(settings, spec), debug, on_cell,
                                late_env=lambda: tracker.kernel_env(box.result()))
     except BaseException:  # Ctrl-C or a bug: the run must not stay RUNNING
         if box.exception() is None:  # waits for the run being created
@@ -188,6 +199,13 @@ def _start_with_kernel(settings: Settings, spec: RunSpec, tracker, git, debug: b
                 path.unlink(missing_ok=True)
         raise box.exception()  # type: ignore[misc]
     return box.result(), result
+
+
+def skipped(spec: RunSpec, failed: list[str]) -> Outcome:
+    """A pipeline's notebook not run because a notebook it needs failed (or was skipped)."""
+    which = ", ".join(failed)
+    return Outcome(RunResult(spec=spec, status="skipped", output_path=spec.output_path, duration=0.0,
+                             error=CellError(None, "Skipped", f"needs {which}, which did not succeed")))
 
 
 class _OpeningTracker:
@@ -228,10 +246,13 @@ def run_specs(
     parent_run_id: str | None = None,
     progress: Progress | None = None,
     executor=local_execute,
+    needs: list[tuple[int, ...]] | None = None,
 ) -> list[Outcome]:
     """Run every spec, `jobs` at a time, each in its own fresh kernel; outcomes keep spec order.
 
     Notebooks that ask for a GPU also wait for one of the GPUs present (when there are any).
+    NEEDS (a pipeline, specs in an order where each comes after those it needs): the indices of
+    the specs each spec needs; it starts once they succeeded, and is skipped when one did not.
     """
     CANCEL.clear()  # a Ctrl-C of an earlier batch in this process is over
     git = None
@@ -261,7 +282,30 @@ def run_specs(
             progress.started(label)
             yield
 
-    def one(spec: RunSpec, label: str) -> Outcome:
+    done: list[Future] = [Future() for _ in specs]  # each spec's outcome, for those that need it
+
+    def one(index: int, spec: RunSpec, label: str) -> Outcome:
+        try:
+            outcome = one_after_needs(index, spec, label)
+        except BaseException as exc:  # the notebooks that wait for it must not wait forever
+            done[index].set_exception(exc)
+            raise
+        done[index].set_result(outcome)
+        return outcome
+
+    def one_after_needs(index: int, spec: RunSpec, label: str) -> Outcome:
+        if needs and needs[index]:
+            upstream = [(specs[i].notebook.stem, done[i].result()) for i in needs[index]]
+            failed = [name for name, o in upstream if not o.ok]
+            if failed:
+                outcome = skipped(spec, failed)
+                progress.finished(label, False, 0.0, str(outcome.result.error))
+                return outcome
+            spec = replace(spec, upstream=(*spec.upstream, *(
+                (name, o.tracked.run_id) for name, o in upstream if o.tracked is not None)))
+        return run_one(spec, label)
+
+    def run_one(spec: RunSpec, label: str) -> Outcome:
         def on_cell(index: int, total: int) -> None:
             progress.cell(label, index, total)
 
@@ -278,11 +322,14 @@ def run_specs(
         return outcome
 
     if jobs <= 1 or len(specs) <= 1:
-        return [one(spec, label) for spec, label in zip(specs, labels, strict=True)]
+        return [one(i, spec, label) for i, (spec, label) in enumerate(zip(specs, labels, strict=True))]
     workers = jobs * 2 if tracker is not None else jobs
+    if needs:  # a thread per notebook: one waiting for its needs holds no kernel slot
+        workers = max(workers, len(specs))
     pool = ThreadPoolExecutor(max_workers=min(workers, len(specs)), thread_name_prefix="nbops-run")
     try:
-        futures = [pool.submit(one, spec, label) for spec, label in zip(specs, labels, strict=True)]
+        # in order: the first unfinished notebook never waits, so the waits always end
+        futures = [pool.submit(one, i, spec, label) for i, (spec, label) in enumerate(zip(specs, labels, strict=True))]
         return [f.result() for f in futures]
     except KeyboardInterrupt:
         # Ctrl-C reaches this thread only: kill the running kernels so the workers end their

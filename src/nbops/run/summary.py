@@ -47,7 +47,9 @@ def summary_lines(outcomes: list[Outcome], settings: Settings) -> list[str]:
     for o in outcomes:
         nb = relative_to_repo(o.result.spec.notebook.path, settings.root)
         out = relative_to_repo(o.result.output_path, settings.root)
-        if not o.result.ok:
+        if o.result.status == "skipped":  # a pipeline's notebook whose upstream failed
+            lines.append(f"SKIPPED {nb}: {o.result.error.evalue if o.result.error else 'not run'} (not run)")
+        elif not o.result.ok:
             err = o.result.error
             saved = f"executed notebook: {out}" if o.result.output_path.exists() else "no executed notebook"
             lines.append(f"FAILED {nb}: {err} ({saved})")
@@ -75,6 +77,8 @@ def print_summary(outcomes: list[Outcome], settings: Settings, file: TextIO | No
         table.add_column(col, overflow="fold")
     for o in outcomes:
         status = "[green]ok[/]" if o.ok else ("[red]not recorded[/]" if o.unrecorded else "[red]failed[/]")
+        if o.result.status == "skipped":
+            status = "[yellow]skipped[/]"
         run_id = o.tracked.run_id[:8] if o.tracked else "-"
         table.add_row(
             Text(relative_to_repo(o.result.spec.notebook.path, settings.root)),

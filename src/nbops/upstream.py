@@ -1,0 +1,79 @@
+"""Kernel side: what the notebooks a pipeline notebook needs logged, read with one call.
+
+`nbops run` hands a pipeline notebook's kernel the MLflow run of each notebook it needs
+(`NBOPS_UPSTREAM`: name -> run id, the children of the same pipeline run, or for a notebook not
+run this time its newest successful run with its current fingerprint) and the store holding them
+(`NBOPS_UPSTREAM_URI`). `nbops.kit.upstream("prepare")` reads one: its records, metrics, params
+and a local folder with its artifacts. mlflow is imported on the first call, never at import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str  # the notebook's stem, as metadata.nbops.needs names it
+    run_id: str
+    records: dict[str, Any]  # what it recorded with nbops.record (scraps): metrics and other values
+    metrics: dict[str, float]  # the run's metrics in MLflow
+    params: dict[str, str]  # the run's parameters in MLflow
+    artifacts: Path  # a local folder with the run's artifacts (read them; do not write there)
+    tags: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def artifact(self, path: str) -> Path:
+        """The local path of one of its artifacts (`upstream("prepare").artifact("data/train.csv")`)."""
+        found = self.artifacts / path
+        if not found.exists():
+            have = sorted(str(p.relative_to(self.artifacts)) for p in self.artifacts.rglob("*") if p.is_file())
+            raise FileNotFoundError(f"upstream {self.name!r} (run {self.run_id[:8]}) logged no artifact "
+                                    f"{path!r}; it has: {', '.join(have[:20]) or 'none'}")
+        return found
+
+
+_READ: dict[str, Upstream] = {}
+
+
+def upstream(name: str) -> Upstream:
+    """The run of the notebook NAME this notebook needs, in this pipeline run."""
+    runs = json.loads(os.environ.get("NBOPS_UPSTREAM") or "{}")
+    if name not in runs:
+        if not runs:
+            raise LookupError(
+                f"upstream({name!r}): no upstream runs in this kernel; run the pipeline with `nbops run` "
+                f"(tracked, not --no-track), this notebook declaring \"needs\": [{name!r}] in metadata.nbops")
+        raise LookupError(f"upstream({name!r}): this notebook needs {', '.join(sorted(runs))}, "
+                          f"not {name!r} (metadata.nbops.needs)")
+    if name in _READ:
+        return _READ[name]
+    from mlflow.tracking import MlflowClient
+
+    uri = os.environ.get("NBOPS_UPSTREAM_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(runs[name])
+    folder = _local_artifacts(client, run.info.run_id, run.info.artifact_uri, name)
+    records_file = folder / "nbops" / "records.json"
+    records = json.loads(records_file.read_text(encoding="utf-8")) if records_file.is_file() else {}
+    found = Upstream(name=name, run_id=run.info.run_id, records=records, metrics=dict(run.data.metrics),
+                     params=dict(run.data.params), artifacts=folder, tags=dict(run.data.tags))
+    _READ[name] = found
+    return found
+
+
+def _local_artifacts(client: Any, run_id: str, artifact_uri: str, name: str) -> Path:
+    """The run's artifact folder itself when it is local (the embedded store), else a download."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri or "")
+    if parsed.scheme == "file" or (not parsed.scheme and artifact_uri.startswith("/")):
+        folder = Path(unquote(parsed.path))
+        if folder.is_dir():
+            return folder
+    target = tempfile.mkdtemp(prefix=f"nbops-upstream-{name}-")
+    return Path(client.download_artifacts(run_id, "", dst_path=target))
