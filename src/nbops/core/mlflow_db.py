@@ -16,8 +16,8 @@ and only when
   whose schema it wants migrated.
 When the check fails, `Unavailable` is raised and the caller asks MLflow's documented client
 (MlflowClient), which answers, or refuses in MLflow's words. The fallback is said once per
-process and store: one line on stderr with NBOPS_VERBOSE set (`say_fallbacks`), and by
-`nbops doctor` (`verdict`), never per call. `NBOPS_NO_FAST_REGISTRY` (and the settings only
+process, by whichever fast path meets it first: one line on stderr with NBOPS_VERBOSE set
+(`fell_back`), and a check line of `nbops doctor` (`verdict`); never per call, never silent. `NBOPS_NO_FAST_REGISTRY` (and the settings only
 MLflow's client honours, `client_only`) turn every fast path off, silently: that is a choice.
 """
 
@@ -104,7 +104,7 @@ def check(con: sqlite3.Connection) -> str:
     return ""
 
 
-_said: set[str] = set()
+_said: list[str] = []  # the fallback this process has said (at most one)
 _said_lock = threading.Lock()
 
 
@@ -114,13 +114,14 @@ def verbose() -> bool:
 
 def fell_back(what: str | Path, why: str) -> Unavailable:
     """The fallback of WHAT (a store, or "loading models") to MLflow's client, said once per
-    process (a line on stderr when verbose); the exception to raise."""
-    key = str(what)
+    process, whichever fast path meets it first (a line on stderr when verbose); the exception
+    to raise."""
     with _said_lock:
-        first = key not in _said
-        _said.add(key)
+        first = not _said
+        if first:
+            _said.append(f"{what}: {why}")
     if first and verbose():
-        print(f"nbops: {key}: MLflow's client reads and writes it (slower): {why}", file=sys.stderr)
+        print(f"nbops: {what}: MLflow's client reads and writes it (slower): {why}", file=sys.stderr)
     return Unavailable(why)
 
 

@@ -4,7 +4,9 @@ hint when it fails, and how long it took; `--format json` gives the same as one 
 The checks, in order (a failed one stops those that need it): which store and where that came
 from (a sqlite file or folder that is not there fails here: doctor never creates a store); the
 tracking server answers, or the database takes the login (each within seconds: down, stalled and
-refused logins are told apart); a run can be created, given a param and a metric, and ended; the
+refused logins are told apart); for the embedded store, whether nbops reads and writes it
+directly or through MLflow's client (the fast paths' one check, core/mlflow_db.py: a fallback is
+said here, and is not a failure); a run can be created, given a param and a metric, and ended; the
 artifact store takes an artifact (for a server with proxied artifacts through the server, which
 writes to its own store, S3 or another; an `s3://` store straight, with short timeouts, with the
 credentials and endpoint of this environment, which the kernels need too); a model version can
@@ -110,6 +112,20 @@ def _local_store(uri: str) -> str:
     return f"folder {folder}"
 
 
+def _fast_path(uri: str) -> Check:
+    """Whether nbops reads and writes the embedded store itself (core/mlflow_db.py's one check) or
+    through MLflow's client: a line either way, not a failure (MLflow's client is only slower)."""
+    from nbops.core.mlflow_db import verdict
+    from nbops.core.store import sqlite_path
+
+    started = time.monotonic()
+    db = sqlite_path(uri)
+    direct, detail = verdict(db) if db is not None else (False, "not a sqlite store")
+    hint = "" if direct else ("every command still works, through MLflow's client; an nbops tested with this "
+                              "MLflow and schema revision reads and writes the store directly again")
+    return Check("fast path", True, detail, hint, round(time.monotonic() - started, 3))
+
+
 def _database(uri: str) -> str:
     """The database takes the login, and holds an MLflow store (doctor never creates its tables)."""
     import sqlalchemy
@@ -165,6 +181,8 @@ def diagnose(settings: Settings) -> list[Check]:
         checks.append(_timed("database" if uri.startswith("sqlite:") else "folder", lambda: _local_store(uri)))
     if not checks[-1].ok:
         return checks
+    if uri.startswith("sqlite:"):
+        checks.append(_fast_path(uri))
     _short_requests()
     started = time.monotonic()
     try:
