@@ -127,3 +127,38 @@ def test_only_evaluate_uses_the_newest_runs_of_what_it_needs(project, mlflow_cli
     evals = sorted((r for r in all_runs(client) if r.data.tags.get("nbops.notebook", "").endswith("evaluate.ipynb")),
                    key=lambda r: r.info.start_time)
     assert len(evals) == 2 and records(client, evals[0])["runs"] == records(client, evals[1])["runs"]
+
+
+def _bad(project, capsys, *paths):
+    before = {p for p in project.rglob("*") if ".git" not in p.parts}
+    code = main(["run", *map(str, paths)])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    after = {p for p in project.rglob("*") if ".git" not in p.parts}
+    assert code == 2 and len(lines) == 1 and "Traceback" not in captured.err, captured
+    assert after == before, sorted(map(str, after - before))  # no store, no runs/, no temp file
+    return lines[0]
+
+
+def test_bad_graphs_are_one_line_exit_2_before_any_kernel(project, capsys):
+    folder = project / "notebooks" / "bad"
+    a = write_notebook(folder / "a.ipynb", [("code", "raise SystemExit('ran')")], {"needs": ["c"]})
+    b = write_notebook(folder / "b.ipynb", [("code", "raise SystemExit('ran')")], {"needs": ["a"]})
+    c = write_notebook(folder / "c.ipynb", [("code", "raise SystemExit('ran')")], {"needs": ["b"]})
+    line = _bad(project, capsys, a, b, c)
+    assert line.startswith("nbops: error: ") and "notebooks/bad/" in line and "a cycle: " in line
+    assert "(hint: " in line and "metadata.nbops.needs" in line
+
+    lonely = write_notebook(project / "notebooks" / "x" / "train.ipynb", [("code", "1")], {"needs": ["prepare"]})
+    line = _bad(project, capsys, lonely)
+    assert "notebooks/x/train.ipynb: needs 'prepare', but no notebook named 'prepare'" in line and "hint" in line
+
+    one = write_notebook(project / "notebooks" / "one" / "prepare.ipynb", [("code", "1")])
+    two = write_notebook(project / "notebooks" / "two" / "prepare.ipynb", [("code", "1")])
+    line = _bad(project, capsys, one, two, lonely)
+    assert "needs 'prepare', but several notebooks given are named 'prepare'" in line
+
+    twice = write_notebook(project / "notebooks" / "y" / "train.ipynb", [("code", "1")],
+                           {"needs": ["prepare", "prepare"]})
+    line = _bad(project, capsys, twice)
+    assert "notebooks/y/train.ipynb: need 'prepare' is listed twice in metadata.nbops.needs" in line
