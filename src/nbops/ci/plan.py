@@ -3,7 +3,9 @@
 A notebook runs when its file changed, when a `src/` module it imports (directly or through
 other `src/` modules) changed, or when a data file it declares changed. A notebook whose
 fingerprint (stripped source, parameters, imported src modules, data digests) already has a
-successful run in MLflow is skipped as cached: its result is already there.
+successful run in MLflow is skipped as cached: its result is already there. A pipeline notebook
+(`metadata.nbops.needs`) also runs when a notebook it needs runs, and its fingerprint includes
+theirs; the entries come upstream first, each naming the entries it runs after (`needs`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from nbops.core.config import DEFAULT_GITLAB_RUNNERS, Settings
 from nbops.core.context import relative_to_repo
 from nbops.core.errors import ConfigError, GitError
 from nbops.notebook.document import load
+from nbops.pipeline.graph import Graph
 from nbops.run.spec import RunSpec, make_spec
 
 
@@ -29,7 +32,8 @@ class PlanEntry:
     runs_on: list[str] | str  # GitHub runs-on; GitLab tags
     gpu: int
     timeout_minutes: int
-    fingerprint: str
+    fingerprint: str  # a pipeline notebook's includes its upstreams' (pipeline/fingerprint.py)
+    needs: list[str] = field(default_factory=list)  # the entries of this plan it runs after
 
 
 @dataclass(frozen=True)
@@ -133,23 +137,61 @@ def make_plan(settings: Settings, base: str | None, head: str | None = None, all
     if base is None and not all_:
         raise ConfigError("nothing to compare with", hint="pass --base REF (e.g. origin/main) or --all")
     changed = set() if all_ or base is None else changed_files(settings.root, base, head)
+    graph, specs = project_graph(settings)
+    own: dict[Path, list[str]] = {}  # node key -> why it runs itself
     entries: list[PlanEntry] = []
-    for path in notebooks_in(settings):
-        nb = load(path)
-        spec = make_spec(settings, nb, {})
-        rel = relative_to_repo(path, settings.root)
-        reasons = ["--all"] if all_ else _reasons(spec, rel, changed)
+    for node in graph.nodes:  # upstream notebooks first
+        spec = specs[node.key]
+        rel = relative_to_repo(spec.notebook.path, settings.root)
+        own[node.key] = ["--all"] if all_ else _reasons(spec, rel, changed)
+        # a notebook reruns when a notebook it needs (directly or not) reruns
+        upstream = [graph.node(k).name for k in sorted(graph.ancestors(node.key)) if own.get(k)]
+        reasons = own[node.key] or [f"needs {name}, which changed" for name in upstream]
         if not reasons:
             continue
+        nb = spec.notebook
         entries.append(PlanEntry(
             notebook=rel, reason="; ".join(reasons), runs_on=_labels(settings, nb.resources.gpu),
             gpu=nb.resources.gpu, timeout_minutes=max(1, int(-(-(spec.timeout or 3600) // 60))),
             fingerprint=spec.fingerprint,
+            needs=[relative_to_repo(graph.node(k).notebook.path, settings.root) for k in node.needs],
         ))
     done = _successful_runs(settings, [e.fingerprint for e in entries]) if use_cache else {}
-    return Plan(run=[e for e in entries if e.fingerprint not in done],
+    run = [e for e in entries if e.fingerprint not in done]
+    planned = {e.notebook for e in run}
+    return Plan(run=[replace(e, needs=[n for n in e.needs if n in planned]) for e in run],
                 cached=[(e, done[e.fingerprint]) for e in entries if e.fingerprint in done],
                 gitlab=dict(settings.runners.get("gitlab", DEFAULT_GITLAB_RUNNERS)))
+
+
+def project_graph(settings: Settings) -> tuple[Graph, dict[Path, RunSpec]]:
+    """Every notebook of the project as a graph (checked: a bad `needs` is one line, exit 2),
+    and its spec at the defaults, with fingerprints that include its upstreams'."""
+    from nbops.pipeline.fingerprint import combined
+    from nbops.pipeline.graph import build, key
+
+    notebooks = [load(path) for path in notebooks_in(settings)]
+    graph = build(notebooks)
+    specs = {key(nb.path): make_spec(settings, nb, {}) for nb in notebooks}
+    fingerprints = combined(graph, {k: s.fingerprint for k, s in specs.items()})
+    return graph, {k: replace(s, fingerprint=fingerprints[k]) for k, s in specs.items()}
+
+
+def graph_lines(settings: Settings) -> list[str]:
+    """`nbops plan --graph`: the project's notebooks that need or are needed, layer by layer."""
+    from nbops.pipeline import render
+    from nbops.pipeline.graph import build
+
+    graph = build([load(path) for path in notebooks_in(settings)])
+    linked = {k for n in graph.nodes for k in n.needs} | {n.key for n in graph.nodes if n.needs}
+    if not linked:
+        return ["no pipeline: no notebook declares metadata.nbops.needs"]
+    return [line for line, node in zip(render.text(graph, settings.root), _in_layers(graph), strict=True)
+            if node in linked]
+
+
+def _in_layers(graph: Graph) -> list[Path]:
+    return [k for layer in graph.layers for k in layer]
 
 
 def changed_notebooks(settings: Settings, notebooks: list[str], base: str | None, head: str | None,

@@ -31,6 +31,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from nbops.ci.plan import as_github_output, as_gitlab_child, as_matrix, make_plan, where
 
     settings = options.settings()
+    if args.graph:
+        from nbops.ci.plan import graph_lines
+
+        print("\n".join(graph_lines(settings)))
+        return 0
     plan = make_plan(settings, args.base, args.head, all_=args.all, use_cache=not args.no_cache)
     for entry in plan.run:
         print(f"run {entry.notebook} on {where(plan, entry, args.format)}: {entry.reason}", file=sys.stderr)
@@ -85,6 +90,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pln.add_argument("--head", metavar="REF", help="default: the working tree")
     pln.add_argument("--all", action="store_true", help="every notebook, changed or not")
     pln.add_argument("--no-cache", action="store_true", help="also list notebooks whose result exists")
+    pln.add_argument("--graph", action="store_true",
+                     help="print the pipelines of the project (metadata.nbops.needs), layer by layer")
     pln.add_argument("--format", choices=("json", "github", "gitlab"), default="json",
                      help="json: a GitHub matrix; github: lines for $GITHUB_OUTPUT; gitlab: a child pipeline")
     pln.set_defaults(func=cmd_plan)

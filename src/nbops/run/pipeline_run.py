@@ -76,8 +76,10 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, track: bool = True, deb
                  jobs: int = 1, progress: Any = None, executor: Any = local_execute,
                  registrar: Registrar | None = None, experiment: str | None = None) -> PipelineResult:
     if not track:
-        if plan.external:
-            _no_run_for(plan, next(iter(plan.external)), "with --no-track no earlier run is used")
+        for spec in plan.specs:
+            for k in plan.graph.node(spec.notebook.path).needs:
+                if k in plan.external:
+                    _no_run_for(plan, spec, k, "with --no-track no earlier run is used")
         outcomes = run_specs(settings, plan.specs, track=False, debug=debug, jobs=jobs,
                              progress=progress, executor=executor, needs=plan.needs)
         return PipelineResult(outcomes, None, plan.name)
@@ -108,28 +110,26 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, track: bool = True, deb
     return PipelineResult(outcomes, parent.run_id, plan.name)
 
 
-def _no_run_for(plan: PipelinePlan, missing: Path, why: str) -> NoReturn:
+def _no_run_for(plan: PipelinePlan, spec: RunSpec, missing: Path, why: str) -> NoReturn:
     node = plan.graph.node(missing)
-    needing = next(n for n in plan.graph.nodes if missing in n.needs)
     raise NotebookError(
-        f"{needing.notebook.path}: needs '{node.name}', which was not given and has no successful run "
+        f"{spec.notebook.path}: needs '{node.name}', which was not given and has no successful run "
         f"with its current fingerprint ({why})",
-        hint=f"run it too: nbops run {node.notebook.path} {needing.notebook.path}")
+        hint=f"run it too: nbops run {node.notebook.path} {spec.notebook.path}")
 
 
 def _with_external_runs(plan: PipelinePlan, tracker: Any) -> list[RunSpec]:
     """Each needed notebook that was not given: its newest successful run with its current
     fingerprint (upstreams' included) stands in for it, handed to the notebooks that need it."""
-    if not plan.external:
-        return plan.specs
-    runs = {}
-    for k, spec in plan.external.items():
-        run_id = newest_successful_run(tracker.client, spec.fingerprint)
-        if run_id is None:
-            _no_run_for(plan, k, "nothing to read its results from")
-        runs[k] = (spec.notebook.stem, run_id)
+    runs: dict[Path, tuple[str, str]] = {}
     out = []
     for spec in plan.specs:
+        for k in plan.graph.node(spec.notebook.path).needs:
+            if k in plan.external and k not in runs:
+                run_id = newest_successful_run(tracker.client, plan.external[k].fingerprint)
+                if run_id is None:
+                    _no_run_for(plan, spec, k, "nothing to read its results from")
+                runs[k] = (plan.external[k].notebook.stem, run_id)
         ups = tuple(runs[k] for k in plan.graph.node(spec.notebook.path).needs if k in runs)
         out.append(replace(spec, upstream=ups) if ups else spec)
     return out
