@@ -57,8 +57,8 @@ def _resume(mlflow, run_id: str) -> None:
     try:
         if mlflow.active_run() is None:
             original(run_id=run_id)
-    except Exception as exc:  # noqa: BLE001 - never break the user's import
-        print(f"nbops: could not resume MLflow run {run_id}: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - not mapped: kernel side, never break the user's import
+        print(f"nbops: could not resume MLflow run {run_id}: {_masked(str(exc))}", file=sys.stderr)
 
 
 def lab_notebook(environ=None, session_path=None) -> tuple[str, str] | None:
@@ -166,7 +166,7 @@ def _experiment_id(mlflow, root: str, name: str, location: str | None) -> str:
     try:  # artifacts beside the store, as `nbops run` puts them; never ./mlruns beside the kernel
         return client.create_experiment(name, artifact_location=location or None,
                                         tags={"mlflow.experimentKind": "custom_model_development"})
-    except Exception:  # noqa: BLE001 - created meanwhile by a run
+    except Exception:  # noqa: BLE001 - not mapped: kernel side (imports nothing of nbops.core); created meanwhile by a run
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
@@ -218,8 +218,8 @@ def _metric(name: str, value: float) -> None:
         return
     try:
         mlflow.log_metric(name, value, run_id=_STATE["run_id"])
-    except Exception as exc:  # noqa: BLE001 - a record never fails the cell
-        print(f"nbops: could not log {name} to MLflow: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - not mapped: kernel side, a record never fails the cell
+        print(f"nbops: could not log {name} to MLflow: {_masked(str(exc))}", file=sys.stderr)
 
 
 def _record_metrics() -> None:
@@ -330,8 +330,8 @@ def _activate(mlflow) -> None:
         return
     try:
         _interactive(mlflow, root, notebook)
-    except Exception as exc:  # noqa: BLE001 - never break the user's import
-        print(f"nbops: could not point MLflow at the project's store: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - not mapped: kernel side, never break the user's import
+        print(f"nbops: could not point MLflow at the project's store: {_masked(str(exc))}", file=sys.stderr)
 
 
 def in_kernel() -> bool:

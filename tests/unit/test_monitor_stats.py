@@ -141,10 +141,18 @@ def test_read_table_csv_and_parquet(tmp_path):
     ("empty.csv", "", "the file is empty"),
     ("header.csv", "a,b\n", "no rows"),
     ("bad.parquet", "not parquet at all", "cannot read it as parquet"),
+    # read_table catches what the readers raise for a bad file, not everything (a bug keeps its traceback)
+    ("bad.csv.gz", "not gzip at all", "cannot read it as csv"),
+    ("bad.csv.zip", "not zip at all", "cannot read it as csv"),
+    ("bad.csv.xz", "not xz at all", "cannot read it as csv"),
+    ("bad.csv.bz2", "not bz2 at all", "cannot read it as csv"),
+    ("latin.csv", b"a\n\xff\xfe\x00\n", "cannot read it as csv"),
 ])
 def test_read_table_errors_name_the_file(tmp_path, name, content, message):
     path = tmp_path / name
-    if content is not None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
         path.write_text(content)
     with pytest.raises(DataError, match=message) as info:
         read_table(path)

@@ -45,3 +45,23 @@ def test_bad_input_creates_no_run(project, capsys):
         main(["run", "notebooks/iris.ipynb", "--timeout", "-1"])
     assert exit_.value.code == 2
     assert not (project / "mlflow.db").exists() and not (project / "runs").exists()
+
+
+def test_an_execution_error_names_the_notebook_and_the_missing_kernel(project):
+    """ExecutionError carries path, ename and evalue where they are known (core/errors.py)."""
+    from nbops.core.config import load_settings
+    from nbops.core.errors import ExecutionError, NbopsError
+    from nbops.notebook.document import load
+    from nbops.run.runner import check_kernels
+    from nbops.run.spec import make_spec
+
+    nb_path = classifier_notebook(project)
+    raw = json.loads(nb_path.read_text())
+    raw["metadata"]["kernelspec"]["name"] = "cobol"
+    nb_path.write_text(json.dumps(raw))
+    spec = make_spec(load_settings(project), load(nb_path), {})
+    with pytest.raises(ExecutionError) as info:
+        check_kernels([spec])
+    exc = info.value
+    assert isinstance(exc, NbopsError)
+    assert (exc.path, exc.cell, exc.ename, exc.evalue) == (str(spec.notebook.path), None, "NoSuchKernel", "cobol")

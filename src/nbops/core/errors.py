@@ -257,6 +257,23 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of a store failing, for an `except` clause that retries or keeps a run
+    for later (what it catches is a failure, never a bug): MLflow's (its client raises nothing
+    else), requests' and urllib3's, the socket's and the disk's (OSError), the sqlite writer's
+    OperationalError (a locked, busy, full or read-only database), and nbops's TrackingError."""
+    import sqlite3
+
+    kinds: tuple[type[BaseException], ...] = (OSError, sqlite3.OperationalError, TrackingError)
+    for module, names in (("mlflow.exceptions", ("MlflowException",)),
+                          ("requests.exceptions", ("RequestException",)),
+                          ("urllib3.exceptions", ("HTTPError",))):
+        loaded = sys.modules.get(module)  # not imported: none of its exceptions can be raised
+        if loaded is not None:
+            kinds += tuple(getattr(loaded, name) for name in names)
+    return kinds
+
+
 def store_error_kind(exc: BaseException) -> type[TrackingError] | None:
     """The nbops error EXC means when it comes from the MLflow store, or None when it is not one
     of MLflow's, requests', urllib3's or the socket's failures (a bug, or not the store's).
@@ -275,9 +292,19 @@ def store_error_kind(exc: BaseException) -> type[TrackingError] | None:
     status = _status(exc)
     if status is not None:
         return _BY_STATUS.get(status, StoreUnreachable if status >= 500 else TrackingError)
-    if isinstance(exc, network):
-        return StoreUnreachable
+    if isinstance(exc, network) or _is_sqlite_operational(exc):
+        return StoreUnreachable  # sqlite: locked, busy or read-only, as MLflow's SQL store says it
+    requests = sys.modules.get("requests.exceptions")
+    urllib3 = sys.modules.get("urllib3.exceptions")
+    if ((requests is not None and isinstance(exc, requests.RequestException))
+            or (urllib3 is not None and isinstance(exc, urllib3.HTTPError))):
+        return TrackingError  # a bad URL, too many redirects: refused, for a reason of its own
     return None
+
+
+def _is_sqlite_operational(exc: BaseException) -> bool:
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(exc, sqlite3.OperationalError)
 
 
 def _reason(exc: BaseException, kind: type[TrackingError]) -> str:
@@ -318,8 +345,9 @@ def map_mlflow_errors(*, what: str, store: str = "", error: type[NbopsError] = T
     """Inside the block, a failure of the MLflow store (store_error_kind) is raised again as one
     nbops error: "WHAT: <reason>" with credentials masked, of the kind its `error_code` or cause
     says (StoreUnreachable, StoreAuthError, NotFound, AlreadyExists, StoreInputError), or ERROR
-    for any other refusal. HINT replaces the kind's hint. Anything else propagates untouched:
-    nbops's own errors, and bugs with their tracebacks."""
+    for any other refusal. HINT is said with a refusal (an unreachable store and a login have
+    hints of their own). Anything else propagates untouched: nbops's own errors, and bugs with
+    their tracebacks."""
     try:
         yield
     except NbopsError:
@@ -331,7 +359,7 @@ def map_mlflow_errors(*, what: str, store: str = "", error: type[NbopsError] = T
         cls: type[NbopsError] = error if kind is TrackingError else kind
         reason = _reason(exc, kind)
         where = f"{mask_uri(store)} is " if store and reason.startswith("not reachable") else ""
-        mapped = cls(mask_secrets(f"{what}: {where}{reason}"), hint=hint or _HINTS.get(kind))
+        mapped = cls(mask_secrets(f"{what}: {where}{reason}"), hint=_HINTS.get(kind, hint))
         if isinstance(mapped, TrackingError):
             mapped.store = mask_uri(store)
             code = getattr(exc, "error_code", None) or _status(exc)

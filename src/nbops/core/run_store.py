@@ -28,14 +28,15 @@ class ClientStore:
         self.client = client
 
     def experiment_id(self, name: str, location: str | None) -> str:
-        from mlflow.exceptions import MlflowException
+        from nbops.core.errors import TrackingError, map_mlflow_errors
 
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except MlflowException:  # created meanwhile by a concurrent run
+            with map_mlflow_errors(what=f"cannot create the experiment '{name}'"):
+                return self.client.create_experiment(name, artifact_location=location)
+        except TrackingError:  # created meanwhile by a concurrent run (AlreadyExists), or not
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise

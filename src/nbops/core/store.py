@@ -18,6 +18,7 @@ from nbops.core.errors import (
     map_mlflow_errors,
     mask_uri,  # noqa: F401 - re-exported: callers import it from here
     store_error_kind,
+    store_errors,
 )
 
 
@@ -60,12 +61,9 @@ def mlflow_errors(what: str, error: type[NbopsError] = TrackingError,
 
 def is_store_error(exc: BaseException) -> bool:
     """Whether EXC is the store failing (MLflow refused, the disk or the network failed) rather
-    than a bug: what nbops retries, or keeps a run in the spool for. Bugs keep their traceback."""
-    import sqlite3
-
-    # core/sqlite_writer.py: a locked, busy, full or read-only database (its other errors are bugs)
-    return (isinstance(exc, (OSError, TimeoutError, sqlite3.OperationalError, TrackingError))
-            or store_error_kind(exc) is not None)
+    than a bug: what nbops retries, or keeps a run in the spool for (core/errors.py's
+    store_errors). Bugs keep their traceback."""
+    return isinstance(exc, store_errors())
 
 
 def all_experiment_ids(client: Any) -> list[str]:

@@ -171,22 +171,22 @@ def create_store(settings: Settings) -> None:
 def _make_store(uri: str) -> int:
     from mlflow.tracking import MlflowClient
 
-    from nbops.core.errors import NbopsError, first_line
-    from nbops.core.store import is_store_error, mask_uri, mlflow_errors
+    from nbops.core.errors import NbopsError, first_line, map_mlflow_errors, store_errors
+    from nbops.core.store import mask_uri
 
     what = f"cannot create the MLflow store {mask_uri(uri)}"
     try:
-        with mlflow_errors(what):
+        with map_mlflow_errors(what=what, store=uri):
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except NbopsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - quoted by create_store, after its traceback
+    except Exception as exc:  # noqa: BLE001 - not mapped: the top of a child process (as cli/main.py): quoted by create_store, after its traceback
         import traceback
 
         traceback.print_exc()
         print(f"{what}: {first_line(exc)}", file=sys.stderr)
-        return 2 if is_store_error(exc) else 3
+        return 2 if isinstance(exc, store_errors()) else 3
     return 0
 
 

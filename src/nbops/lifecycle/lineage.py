@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from nbops.core.config import Settings
-from nbops.core.errors import GitError, NbopsError, RegistryError, first_line
-from nbops.core.store import is_not_found, mask_uri
+from nbops.core.errors import (
+    GitError,
+    NbopsError,
+    NotFound,
+    RegistryError,
+    TrackingError,
+    map_mlflow_errors,
+)
 from nbops.lifecycle.registry import Registry, VersionInfo
 
 
@@ -42,18 +48,15 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def lineage(registry: Registry, version: VersionInfo) -> Lineage:
-    from mlflow.exceptions import MlflowException
-
     if not version.run_id:
         raise RegistryError(f"{version.name} version {version.version} has no run to re-run",
                             hint="only versions registered from a run can be retrained or reproduced")
     client = registry.client
     try:
-        run = client.get_run(version.run_id)
-    except MlflowException as exc:
-        if not is_not_found(exc):
-            raise RegistryError(f"cannot read the run {version.run_id} of {version.name} "
-                                f"v{version.version}: {mask_uri(first_line(exc))}") from None
+        with map_mlflow_errors(what=f"cannot read the run {version.run_id} of {version.name} "
+                                    f"v{version.version}", store=registry.uri, error=RegistryError):
+            run = client.get_run(version.run_id)
+    except NotFound:
         raise RegistryError(f"the run {version.run_id} of {version.name} v{version.version} is gone") from None
     tags = run.data.tags
     notebook = tags.get("nbops.notebook") or version.notebook
@@ -67,12 +70,14 @@ def lineage(registry: Registry, version: VersionInfo) -> Lineage:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory(prefix="nbops-artifacts-") as tmp:
         try:
-            names = [a.path for a in client.list_artifacts(version.run_id, "notebook")
-                     if a.path.endswith(".ipynb")]
+            with map_mlflow_errors(what="the executed notebook", store=registry.uri):
+                names = [a.path for a in client.list_artifacts(version.run_id, "notebook")
+                         if a.path.endswith(".ipynb")]
+                if names:
+                    local = client.download_artifacts(version.run_id, names[0], tmp)
             if names:
-                local = client.download_artifacts(version.run_id, names[0], tmp)
                 executed = json.loads(Path(local).read_text(encoding="utf-8"))
-        except (MlflowException, OSError, json.JSONDecodeError):
+        except (TrackingError, OSError, json.JSONDecodeError):
             executed = None  # fall back to the notebook at the sha and the logged params
     if executed is not None:
         parameters = dict(executed.get("metadata", {}).get("papermill", {}).get("parameters") or {})

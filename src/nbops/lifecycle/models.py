@@ -20,7 +20,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from nbops.core.errors import ModelError, first_line
+# InputError: a payload or file that does not fit the model's signature (the message names the
+# field); it lives in the tree (core/errors.py) and is imported from here by serve and predict
+from nbops.core.errors import InputError, ModelError, first_line, map_mlflow_errors
 from nbops.core.store import mask_uri, use_store
 from nbops.lifecycle.registry import VersionInfo
 
@@ -28,6 +30,7 @@ from nbops.lifecycle.registry import VersionInfo
 _NUMERIC = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}
 # numpy dtype of a tensor signature -> MLflow's column type name
 _TENSOR_KINDS = {"float64": "double", "float32": "float", "int64": "long", "int32": "integer"}
+_ARTIFACTS_HINT = "are the artifacts of its run still where MLflow stored them?"
 FEATURES_KEY = "features"  # metadata.nbops.features in the MLmodel file: a tensor's column names
 
 
@@ -42,10 +45,6 @@ def _holds_flags(values: Any) -> bool:
     """Whether a column holds true/false values: JSON's booleans are not numbers, though numpy
     and pandas would read them as 1/0."""
     return bool(values.dtype.kind == "b" or (values.dtype.kind == "O" and values.map(type).eq(bool).any()))
-
-
-class InputError(ValueError):
-    """A payload or file that does not fit the model's signature; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -232,42 +231,42 @@ def load(version: VersionInfo) -> LoadedModel:
     try:  # a scikit-learn model on local disk: as MLflow loads it, without `import mlflow` (~2.3 s)
         with _torch_hidden():
             fast = load_sklearn(version)
-    except Exception:  # noqa: BLE001 - anything unexpected: MLflow loads it, with its own errors
+    except Exception:  # noqa: BLE001 - not mapped: no MLflow call in it; unpickling runs the model's own code, which may raise anything: MLflow loads it then, and says why it cannot
         fast = None
     if fast is not None:
         return LoadedModel(version, fast[1], "sklearn", fast[0])
     import mlflow
-    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     use_store(version.store_uri)
     uri = version.uri
     try:
-        meta = Model.load(uri)
-        if "sklearn" in meta.flavors:
-            with _torch_hidden():
-                import mlflow.sklearn
+        with map_mlflow_errors(what=f"cannot load {uri}", store=version.store_uri, error=ModelError,
+                               hint=_ARTIFACTS_HINT):
+            meta = Model.load(uri)
+            if "sklearn" in meta.flavors:
+                with _torch_hidden():
+                    import mlflow.sklearn
 
-                predictor, flavor = mlflow.sklearn.load_model(uri), "sklearn"
-        else:
-            predictor, flavor = mlflow.pyfunc.load_model(uri), "pyfunc"
-    except (MlflowException, OSError) as exc:
-        raise ModelError(f"cannot load {uri}: {mask_uri(first_line(exc))}",
-                         hint="are the artifacts of its run still where MLflow stored them?") from None
+                    predictor, flavor = mlflow.sklearn.load_model(uri), "sklearn"
+            else:
+                predictor, flavor = mlflow.pyfunc.load_model(uri), "pyfunc"
+    except OSError as exc:  # the artifacts' files themselves (the store's own failures are mapped)
+        raise ModelError(f"cannot load {uri}: {mask_uri(first_line(exc))}", hint=_ARTIFACTS_HINT) from None
     return LoadedModel(version, _columns(meta), flavor, predictor, _tensor(meta))
 
 
 def input_columns(version: VersionInfo) -> tuple[Column, ...]:
     """VERSION's signature columns, read from its MLmodel file alone: no model is loaded
     (loading a scikit-learn model through skops costs seconds of imports)."""
-    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     use_store(version.store_uri)
     try:
-        return _columns(Model.load(version.uri))
-    except (MlflowException, OSError) as exc:
-        raise ModelError(f"cannot read {version.uri}: {mask_uri(first_line(exc))}",
-                         hint="are the artifacts of its run still where MLflow stored them?") from None
+        with map_mlflow_errors(what=f"cannot read {version.uri}", store=version.store_uri,
+                               error=ModelError, hint=_ARTIFACTS_HINT):
+            return _columns(Model.load(version.uri))
+    except OSError as exc:  # the artifacts' files themselves (the store's own failures are mapped)
+        raise ModelError(f"cannot read {version.uri}: {mask_uri(first_line(exc))}", hint=_ARTIFACTS_HINT) from None

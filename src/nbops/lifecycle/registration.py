@@ -8,14 +8,15 @@ so a name MLflow would refuse is found before the run, not after it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
 
 from nbops.core.context import who_ran
-from nbops.core.errors import first_line
+from nbops.core.errors import AlreadyExists, TrackingError, map_mlflow_errors
 from nbops.core.gates import failed_gates
-from nbops.core.store import is_already_exists, mask_uri, params_digest, use_store
+from nbops.core.store import params_digest, use_store
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.model_name import MAX_MODEL_NAME, validate_model_name  # noqa: F401 - re-exported
 
@@ -31,15 +32,14 @@ def _recorded(client: Any, run_id: str) -> dict[str, Any]:
     import os
     import tempfile
 
-    from mlflow.exceptions import MlflowException
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as lineage.py: no bar on stderr
     with tempfile.TemporaryDirectory(prefix="nbops-records-") as tmp:
         try:
-            path = client.download_artifacts(run_id, "nbops/other_records.json", tmp)
+            with map_mlflow_errors(what="nbops/other_records.json"):
+                path = client.download_artifacts(run_id, "nbops/other_records.json", tmp)
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)  # json reads the NaN and Infinity that log_dict wrote
-        except (MlflowException, OSError, ValueError):  # none recorded, or not readable
+        except (TrackingError, OSError, ValueError):  # none recorded, or not readable
             return {}
     return data if isinstance(data, dict) else {}
 
@@ -82,15 +82,15 @@ class Registrar:
         reason = validate_model_name(spec.name)
         if reason:  # MLflow would refuse it with an exception; say why instead
             return spec.name, None, f"{reason}: not registered (rename metadata.nbops.model.name)"
-        from mlflow.exceptions import MlflowException
-
+        failed = functools.partial(map_mlflow_errors, what="registration failed", store=uri)
         try:
-            run = client.get_run(run_id)
-            logged = client.search_logged_models(
-                experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
-            )
-        except MlflowException as exc:
-            return spec.name, None, f"registration failed: {mask_uri(first_line(exc))}"
+            with failed():
+                run = client.get_run(run_id)
+                logged = client.search_logged_models(
+                    experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+                )
+        except TrackingError as exc:
+            return spec.name, None, exc.message
         if not logged:
             return spec.name, None, "the notebook logged no model: not registered"
         metrics, run_tags = dict(run.data.metrics), run.data.tags
@@ -121,21 +121,22 @@ class Registrar:
         }
         try:
             try:
-                client.create_registered_model(spec.name, tags=model_tags)
-            except MlflowException as exc:
-                if not is_already_exists(exc):
-                    raise
+                with failed():
+                    client.create_registered_model(spec.name, tags=model_tags)
+            except AlreadyExists:
                 # it exists: the notebook's newest metadata describes the model from now on
                 if self.describe_model:
-                    for key, value in model_tags.items():
-                        client.set_registered_model_tag(spec.name, key, value)
-            use_store(uri)  # it checks the `models:/` source through MLflow's global URI
-            version = client.create_model_version(
-                spec.name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
-                model_id=model.model_id,
-            )
-        except MlflowException as exc:
-            return spec.name, None, f"registration failed: {mask_uri(first_line(exc))}"
+                    with failed():
+                        for key, value in model_tags.items():
+                            client.set_registered_model_tag(spec.name, key, value)
+            with failed():
+                use_store(uri)  # it checks the `models:/` source through MLflow's global URI
+                version = client.create_model_version(
+                    spec.name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
+                    model_id=model.model_id,
+                )
+        except TrackingError as exc:
+            return spec.name, None, exc.message
         client.set_tag(run_id, "nbops.gates", "passed")
         note = ""
         if spec.compare and spec.compare in bad:

@@ -92,9 +92,7 @@ def sync(settings: Settings, registrar: Any, on_done: Callable[[Synced], None] |
     for entry in spool.entries(root):
         try:
             done = sync_entry(tracker.client, tracker.uri, tracker._experiment_id, entry, registrar)
-        except Exception as exc:
-            if not upload.is_upload_error(exc):
-                raise
+        except upload.upload_errors() as exc:
             done = Synced(entry.name, "", error=upload.cause(exc))
         out.append(done)
         if on_done:

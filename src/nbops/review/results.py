@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from nbops.core.config import Settings
 from nbops.core.context import relative_to_repo
-from nbops.core.errors import ReviewError, first_line
+from nbops.core.errors import NotFound, ReviewError, map_mlflow_errors
 from nbops.core.gates import failed_gates
-from nbops.core.store import all_experiment_ids, is_not_found, mask_uri
+from nbops.core.store import all_experiment_ids
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.scraps import split_metrics
 from nbops.review.changes import NotebookReview, git_output
@@ -35,16 +35,19 @@ def _base_metrics(client, path: str, base_sha: str, model_name: str | None) -> t
         if runs:
             return dict(runs[0].data.metrics), f"run {runs[0].info.run_id[:8]} at base"
     if model_name:
-        from mlflow.exceptions import MlflowException
-
+        # the store failing is an error (saying "no base run" would mislead); no such model, no
+        # champion alias or the champion's run gone is "no base run"
         try:
-            version = client.get_model_version_by_alias(model_name, "champion")
-        except MlflowException as exc:
-            if not is_not_found(exc):  # the store failed: saying "no base run" would mislead
-                raise ReviewError(f"cannot read {model_name}@champion: {mask_uri(first_line(exc))}") from None
+            with map_mlflow_errors(what=f"cannot read {model_name}@champion", error=ReviewError):
+                champion = client.get_registered_model(model_name).aliases.get("champion")
+                if champion is None:
+                    return {}, "no base run"
+                version = client.get_model_version(model_name, champion)
+                if version.run_id:
+                    return (dict(client.get_run(version.run_id).data.metrics),
+                            f"champion {model_name} v{version.version}")
+        except NotFound:
             return {}, "no base run"
-        if version.run_id:
-            return dict(client.get_run(version.run_id).data.metrics), f"champion {model_name} v{version.version}"
     return {}, "no base run"
 
 

@@ -50,9 +50,9 @@ class RayExecutor:
     def __init__(self, address: str | None = None):
         try:
             import ray
-        except ImportError:
-            raise ExecutionError("--executor ray needs Ray installed",
-                             hint="pip install 'nbops[ray]'") from None
+        except ImportError as exc:
+            raise ExecutionError("--executor ray needs Ray installed", ename=type(exc).__name__,
+                                 evalue=str(exc), hint="pip install 'nbops[ray]'") from None
         self.ray = ray
         self.address = address or "a new local cluster"
         if not ray.is_initialized():
@@ -61,7 +61,8 @@ class RayExecutor:
                          logging_level=logging.ERROR, configure_logging=False)
             except ConnectionError as exc:
                 raise ExecutionError(f"cannot reach the Ray cluster at {address}: {exc}",
-                                 hint="start one with `ray start --head` or check --ray-address") from None
+                                     ename=type(exc).__name__, evalue=str(exc),
+                                     hint="start one with `ray start --head` or check --ray-address") from None
         self.task = ray.remote(_ray_task)
 
     def check(self, specs: list[RunSpec]) -> None:
@@ -72,7 +73,7 @@ class RayExecutor:
             if need > have:
                 raise ExecutionError(
                     f"{spec.notebook.path} asks for {need} GPU(s), but the Ray cluster at "
-                    f"{self.address} has {have}",
+                    f"{self.address} has {have}", path=str(spec.notebook.path),
                     hint="add a GPU node to the cluster, or run it with the local executor",
                 )
 

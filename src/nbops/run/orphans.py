@@ -88,9 +88,9 @@ def open_client(uri: str) -> tuple[Any, list[Orphan]]:
     within seconds), MLflow's retries bounded, and the orphaned runs ended (they are returned)."""
     import logging
 
-    from nbops.core.errors import TrackingError, first_line
+    from nbops.core.errors import TrackingError, first_line, map_mlflow_errors
     from nbops.core.run_store import ClientStore
-    from nbops.core.store import bounded_retries, check_reachable, mask_uri, mlflow_errors
+    from nbops.core.store import bounded_retries, check_reachable, mask_uri
 
     check_reachable(uri)  # before `import mlflow` (seconds): a server away is one line at once
     from mlflow.tracking import MlflowClient
@@ -101,21 +101,23 @@ def open_client(uri: str) -> tuple[Any, list[Orphan]]:
     bounded_retries()
     try:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a store it cannot open
+    except Exception as exc:  # noqa: BLE001 - not mapped: opening a store runs a database driver's import, SQLAlchemy and alembic's migrations before MLflow's own errors apply; each means "cannot open"
         raise TrackingError(f"cannot open the MLflow store {mask_uri(uri)}: {mask_uri(first_line(exc))}") from None
-    with mlflow_errors(f"cannot read the MLflow store {mask_uri(uri)}"):
+    with map_mlflow_errors(what=f"cannot read the MLflow store {mask_uri(uri)}", store=uri):
         return client, reap(ClientStore(client))
 
 
 def reap(store: Any) -> list[Orphan]:
     """End every orphan in STORE (core/run_store.py's) as KILLED, saying why in `nbops.reaped`."""
+    from nbops.core.errors import store_errors
+
     orphans = find_orphans(store.running_runs())
     ended = []
     for o in orphans:
         try:
             store.set_tags(o.run_id, {REAPED_TAG: o.why})
             store.set_terminated(o.run_id, "KILLED")
-        except Exception:
+        except store_errors():
             # another nbops (a concurrent sync, say) ended or deleted it meanwhile: a deleted run
             # refuses tags. Only a run that is still RUNNING makes the failure ours to say.
             if o.run_id in {run_id for run_id, _ in store.running_runs()}:
@@ -146,7 +148,7 @@ class Heartbeat:
             self.active.discard(run_id)
 
     def _beat(self) -> None:
-        from nbops.core.store import is_store_error
+        from nbops.core.errors import store_errors
 
         while True:
             time.sleep(self.interval)
@@ -155,6 +157,5 @@ class Heartbeat:
             for run_id in runs:
                 try:
                     self.store.set_tags(run_id, {HEARTBEAT_TAG: str(int(time.time()))})
-                except Exception as exc:  # noqa: BLE001 - the store is away: the next beat retries
-                    if not is_store_error(exc):
-                        raise
+                except store_errors():  # the store is away: the next beat retries
+                    pass

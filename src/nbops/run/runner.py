@@ -18,9 +18,8 @@ from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.context import git_info, gpu_count, relative_to_repo
-from nbops.core.errors import ExecutionError, NotebookError
+from nbops.core.errors import ExecutionError, NotebookError, store_errors
 from nbops.core.files import writable_dir
-from nbops.core.store import is_store_error
 from nbops.notebook import document as notebook_mod
 from nbops.notebook.model_name import validate_model_name
 from nbops.run.engine import CANCEL, CellError, RunResult
@@ -84,9 +83,11 @@ def check_kernels(specs: list[RunSpec], chosen_by: str = "") -> None:
             installed = ", ".join(sorted(known))
             if chosen_by:
                 raise ExecutionError(f"{chosen_by}: no Jupyter kernel named '{spec.kernel_name}'",
-                                     hint=f"installed kernels: {installed}")
+                                     path=str(spec.notebook.path), ename="NoSuchKernel",
+                                     evalue=spec.kernel_name, hint=f"installed kernels: {installed}")
             raise ExecutionError(
                 f"{spec.notebook.path}: no Jupyter kernel named '{spec.kernel_name}'",
+                path=str(spec.notebook.path), ename="NoSuchKernel", evalue=spec.kernel_name,
                 hint=f"installed kernels: {installed}; set metadata.kernelspec.name or pass --kernel NAME",
             )
 
@@ -163,13 +164,13 @@ def _run_one(settings: Settings, spec: RunSpec, tracker, git, debug: bool,
         tracked = tracker.finish(started, result)
     except NotDelivered as kept:  # logged locally first: whole in the spool, the server did not take it
         return Outcome(result, None, unrecorded=kept.line)
-    except Exception as exc:
-        if not is_store_error(exc):
-            tracker.abort(started, "FAILED")  # whatever failed, the run must not stay RUNNING
-            raise
+    except store_errors() as exc:
         # the store went away (retried for the budget): the notebook ran, its files are kept
         # and the summary still prints; the run is ended by the orphan reaper once it is back
         return Outcome(result, None, unrecorded=tracker.keep_locally(started, result, exc))
+    except Exception:
+        tracker.abort(started, "FAILED")  # whatever failed (a bug too), the run must not stay RUNNING
+        raise
     return Outcome(result, tracked)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.context import git_info
-from nbops.core.errors import ParameterError, TrackingError, first_line
-from nbops.core.store import check_reachable, is_store_error, mask_uri
+from nbops.core.errors import ParameterError, TrackingError, first_line, store_errors
+from nbops.core.store import check_reachable, mask_uri
 from nbops.notebook.document import Notebook, load, split_list
 from nbops.notebook.params import coerce, parse_assignments, resolve
 from nbops.notebook.scraps import split_metrics
@@ -122,9 +122,9 @@ def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], rando
     try:
         tracker.finish_sweep(parent, any(o.ok for o in outcomes), best_run.run_id if best_run else None,
                              best_metrics)
-    except Exception as exc:
-        tracker.abort(parent, "FAILED")  # whatever failed, the parent must not stay RUNNING
-        if not is_store_error(exc):
+    except Exception as exc:  # noqa: BLE001 - not mapped: ends the parent whatever failed, re-raised unless store_errors()
+        tracker.abort(parent, "FAILED")  # whatever failed (a bug too), the parent must not stay RUNNING
+        if not isinstance(exc, store_errors()):
             raise
         if any(o.unrecorded for o in outcomes):  # the server went away mid-sweep: the points are
             # in the spool (`nbops sync`), and the parent is ended by the orphan check once it is back

@@ -27,13 +27,12 @@ from typing import Any, Protocol
 from nbops import __version__
 from nbops.core.config import Settings
 from nbops.core.context import GitInfo, device_name, path_dirty, relative_to_repo, who_ran
-from nbops.core.errors import TrackingError, first_line
+from nbops.core.errors import TrackingError, first_line, store_errors
 from nbops.core.registry_read import Unavailable
 from nbops.core.run_store import ClientStore, LazyClient, open_store
 from nbops.core.secrets import MASK, is_secret_value, secret_names
 from nbops.core.store import (
     check_writable,
-    is_store_error,
     kernel_retry_env,
     mask_uri,
     retry_env,
@@ -201,20 +200,18 @@ class Tracker:
         try:
             exp_id = self._experiment_id(name)
             run_id = self.store.create_run(exp_id, tags, run_name, now)
-        except Exception as exc:
-            if not is_store_error(exc):
-                raise
+        except store_errors() as exc:
             raise TrackingError(f"MLflow store {self.uri} refused a new run: {first_line(exc)}") from None
         try:
             self.store.log_params(run_id, params)
             if datasets:
                 self.store.log_datasets(run_id, datasets, "training")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - not mapped: any failure deletes the run (nothing half-written); only store_errors() become a TrackingError
             try:
                 self.store.delete_run(run_id)  # nothing half-written
-            except Exception:  # noqa: BLE001 - already failing: the first error is the one to say
+            except Exception:  # noqa: BLE001 - not mapped: already failing, the first error is the one to say
                 pass
-            if not is_store_error(exc):
+            if not isinstance(exc, store_errors()):
                 raise
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
         self.heartbeat.add(run_id)
@@ -325,9 +322,7 @@ class Tracker:
         try:
             delivered = self._deliver(entry, record)
             spool.remove(entry)
-        except Exception as exc:
-            if not upload.is_upload_error(exc):
-                raise
+        except upload.upload_errors() as exc:
             raise NotDelivered(self._kept_line(entry, upload.cause(exc))) from None
         finally:
             spool.release(fd)
@@ -352,9 +347,7 @@ class Tracker:
                     check_reachable(self.uri, timeout=3.0)
                 return upload.deliver(self.client, self.uri, self._experiment_id, entry, record,
                                       self.registrar)
-            except Exception as exc:
-                if not upload.is_upload_error(exc):
-                    raise
+            except upload.upload_errors() as exc:
                 if isinstance(exc, spool.BadEntry) or time.monotonic() + wait > deadline:
                     self._lost = True
                     raise
@@ -392,5 +385,5 @@ class Tracker:
             return
         try:
             self.store.set_terminated(started.run_id, status)
-        except Exception:  # noqa: BLE001 - already failing; do not hide the first error
+        except Exception:  # noqa: BLE001 - not mapped: already failing; do not hide the first error
             pass

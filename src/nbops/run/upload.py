@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops.core.errors import TrackingError, first_line
-from nbops.core.store import is_store_error, mask_uri
+from nbops.core.errors import NotFound, TrackingError, first_line, map_mlflow_errors, store_errors
+from nbops.core.store import mask_uri
 from nbops.notebook.document import ModelSpec
 from nbops.run import orphans, spool
 
@@ -39,11 +39,22 @@ class ArtifactStoreError(TrackingError):
     """The artifact store behind the server (S3, ...) refused or did not answer."""
 
 
+def upload_errors() -> tuple[type[BaseException], ...]:
+    """The server or its artifact store failing (the entry stays in the spool), not a bug: the
+    store's failures (core/errors.py: store_errors) and those of S3's clients (boto3, botocore)."""
+    import sys
+
+    kinds = store_errors()
+    for module, name in (("botocore.exceptions", "BotoCoreError"), ("botocore.exceptions", "ClientError"),
+                         ("boto3.exceptions", "Boto3Error"), ("s3transfer.exceptions", "RetriesExceededError")):
+        loaded = sys.modules.get(module)  # not imported: none of its exceptions can be raised
+        if loaded is not None:
+            kinds += (getattr(loaded, name),)
+    return kinds
+
+
 def is_upload_error(exc: BaseException) -> bool:
-    """The server or its artifact store failing (the entry stays in the spool), not a bug."""
-    if is_store_error(exc) or isinstance(exc, TrackingError):
-        return True
-    return type(exc).__module__.split(".")[0] in ("botocore", "boto3", "s3transfer", "requests", "urllib3")
+    return isinstance(exc, upload_errors())
 
 
 def cause(exc: BaseException) -> str:
@@ -77,9 +88,7 @@ def _artifacts(call: Callable[[], Any]) -> Any:
     or S3 itself) is said as such, not as the tracking store's."""
     try:
         return call()
-    except Exception as exc:
-        if not is_upload_error(exc):
-            raise
+    except upload_errors() as exc:
         raise ArtifactStoreError(mask_uri(first_line(exc))) from exc
 
 
@@ -139,7 +148,7 @@ def _drop(client: Any, run_id: str) -> None:
     try:
         client.set_terminated(run_id, "KILLED")
         client.delete_run(run_id)
-    except Exception:  # noqa: BLE001 - already failing: the first error is the one to say
+    except Exception:  # noqa: BLE001 - not mapped: already failing, the first error is the one to say
         pass
 
 
@@ -173,20 +182,17 @@ def _fill(client: Any, exp_id: str, run_id: str, entry: Path, record: dict[str, 
     client.set_tag(run_id, UPLOADED_TAG, "uploaded")
 
 
-def _check_server_run(client: Any, record: dict[str, Any]) -> None:
+def _check_server_run(client: Any, uri: str, record: dict[str, Any]) -> None:
     """A format-1 entry names the run nbops started on the server before it was lost: it is
     only ever this entry's when it carries the entry's spool id (never any other run)."""
-    from nbops.core.store import is_not_found
-
     named = record.get("server_run_id")
     if not named:
         return
     try:
-        run = client.get_run(named)
-    except Exception as exc:
-        if is_not_found(exc):
-            return
-        raise
+        with map_mlflow_errors(what=f"cannot read the run {named} the entry names", store=uri):
+            run = client.get_run(named)
+    except NotFound:
+        return
     if run.data.tags.get(spool.SPOOL_TAG) != record["spool_id"]:
         raise spool.BadEntry(f"server_run_id {named} names a run this entry did not create",
                              hint="it is kept in .nbops/spool/quarantine/ and never uploaded")
@@ -201,7 +207,7 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
 
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # MLflow's "View run" lines
     sid = record["spool_id"]
-    _check_server_run(client, record)
+    _check_server_run(client, uri, record)
     exp_id = experiment_id(record["experiment"])
     found = client.search_runs([exp_id], filter_string=f"tags.`{spool.SPOOL_TAG}` = '{sid}'",
                                run_view_type=ViewType.ACTIVE_ONLY)

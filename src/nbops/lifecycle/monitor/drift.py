@@ -35,6 +35,20 @@ from nbops.lifecycle.monitor.stats import (
 from nbops.lifecycle.registry import ModelInfo, Registry, VersionInfo
 
 
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """What pandas' and pyarrow's readers raise for a file that is not a table of that format: a
+    parse error or bad text (ValueError), a truncated or corrupt compressed file, no Parquet engine
+    installed. Anything else is a bug and keeps its traceback."""
+    import lzma
+    import sys
+    import zipfile
+
+    kinds: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, ImportError,
+                                              zipfile.BadZipFile, lzma.LZMAError)
+    arrow = sys.modules.get("pyarrow.lib")  # loaded by read_parquet
+    return kinds + ((arrow.ArrowException,) if arrow is not None else ())
+
+
 def read_table(path: Path):
     """A CSV or Parquet file (by extension) as a DataFrame; NbopsError naming the file otherwise."""
     import pandas as pd
@@ -52,7 +66,7 @@ def read_table(path: Path):
         frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
-    except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "unreadable"
+    except _unreadable() as exc:
         first = first_line(exc)
         raise DataError(f"{path}: cannot read it as {fmt}: {first}") from None
     if frame.empty:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbops.core.errors import InputError
+
 # the body's keys nbops reads (MLflow's and its own), first found wins; see `decode`
 PAYLOAD_KEYS = ("records", "columns", "dataframe_split", "dataframe_records", "inputs", "instances")
 
 
-class PayloadError(ValueError):
-    """A request body nbops cannot read as a table; the message names the field."""
+class PayloadError(InputError):
+    """A request body nbops cannot read as a table; the message names the field. An InputError
+    (so an NbopsError, and a ValueError as before)."""
 
 
 def decode(payload: Any) -> tuple[str, Any]:

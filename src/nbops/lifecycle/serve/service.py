@@ -123,7 +123,7 @@ class Service:
         started = time.perf_counter()
         try:
             served = await loop.run_in_executor(self.mlflow, self._load, versions)
-        except Exception as exc:  # noqa: BLE001 - stop serving; serve() raises it (exit 2, or 3 for a bug)
+        except Exception as exc:  # noqa: BLE001 - not mapped: handed over, serve() raises it (exit 2, or 3 for a bug)
             self.failure = exc
             log.error("cannot load %s: %s", self.options.name, _one_line(exc))
             self.on_failure()
@@ -143,7 +143,7 @@ class Service:
             current = {s.alias: s.version for _, s in self.table}
             try:
                 moved = await loop.run_in_executor(self.mlflow, self._moved, current)
-            except Exception as exc:  # noqa: BLE001 - a registry hiccup must not stop serving
+            except Exception as exc:  # noqa: BLE001 - not mapped: a service's loop, logged; a registry hiccup must not stop serving
                 if failing_since is None:
                     failing_since = time.monotonic()
                     log.warning("cannot check the aliases: %s; still serving %s; retrying every "
