@@ -210,9 +210,50 @@ def as_matrix(plan: Plan) -> dict:
     return {"include": [asdict(e) for e in plan.run]}
 
 
+def pipelines(plan: Plan) -> list[list[PlanEntry]]:
+    """The entries to run, those linked by `needs` together (in the plan's order: upstream first)."""
+    linked: dict[str, set[str]] = {e.notebook: set() for e in plan.run}
+    for e in plan.run:
+        for need in e.needs:
+            linked[e.notebook].add(need)
+            linked[need].add(e.notebook)
+    component: dict[str, str] = {}  # notebook -> the first notebook of its pipeline
+    for e in plan.run:
+        todo = [e.notebook]
+        while todo:
+            n = todo.pop()
+            if n not in component:
+                component[n] = e.notebook
+                todo.extend(linked[n])
+    out: dict[str, list[PlanEntry]] = {}
+    for e in plan.run:
+        out.setdefault(component[e.notebook], []).append(e)
+    return list(out.values())
+
+
+def github_matrix(plan: Plan) -> dict:
+    """The GitHub matrix: one job per notebook, and one per pipeline (its notebooks, shell-quoted,
+    in one `nbops run`, which orders them): a matrix cannot order its jobs."""
+    include = []
+    for entries in pipelines(plan):
+        if len(entries) == 1:
+            include.append(asdict(entries[0]))
+            continue
+        biggest = max(entries, key=lambda e: e.gpu)
+        include.append({
+            "notebook": shlex.join(e.notebook for e in entries),
+            "reason": "; ".join(f"{e.notebook}: {e.reason}" for e in entries),
+            "runs_on": biggest.runs_on, "gpu": biggest.gpu,
+            "timeout_minutes": sum(e.timeout_minutes for e in entries),
+            "fingerprint": entries[-1].fingerprint, "needs": [],
+        })
+    return {"include": include}
+
+
 def as_github_output(plan: Plan) -> str:
-    """Lines for $GITHUB_OUTPUT: the matrix and how many entries it has."""
-    return f"matrix={json.dumps(as_matrix(plan), separators=(',', ':'))}\ncount={len(plan.run)}\n"
+    """Lines for $GITHUB_OUTPUT: the matrix (a pipeline is one entry) and how many entries it has."""
+    matrix = github_matrix(plan)
+    return f"matrix={json.dumps(matrix, separators=(',', ':'))}\ncount={len(matrix['include'])}\n"
 
 
 # The install step of every GitLab job (the parent pipeline's too): the project with the nbops it
@@ -268,6 +309,8 @@ def as_gitlab_child(plan: Plan, nbops: str = "nbops") -> str:
         job["timeout"] = f"{e.timeout_minutes} minutes"
         # a run the server did not take (exit 4) is only in .nbops/spool: kept with the job, for `nbops sync`
         job["artifacts"] = {"when": "always", "paths": ["runs/", ".nbops/spool/"]}
+        if e.needs:  # a pipeline: after the jobs of the notebooks it needs (their runs are on the server)
+            job["needs"] = [f"run {n}" for n in e.needs]
         jobs[f"run {e.notebook}"] = job
     if not plan.run:  # a child pipeline needs at least one job
         job = _gitlab_job(plan.gitlab, 0, ["echo 'every notebook is up to date'"])
