@@ -140,7 +140,7 @@ def test_registry_writes_fall_back_once_and_land_as_mlflows(untested):
     assert code == 0, err2
     assert len(_said(err + err2)) == 1, err + err2
     client = MlflowClient(_uri(untested), _uri(untested))
-    assert client.get_registered_model(MODEL).aliases["champion"] == "2"
+    assert str(client.get_registered_model(MODEL).aliases["champion"]) == "2"
     assert client.get_model_version(MODEL, "2").tags["nbops.approved_by"] == "alice"
     listed = cli(untested, "models", "list", MODEL, "--format", "json")[1]
     assert listed == _mlflows(untested, "models", "list", MODEL, "--format", "json")[1]
@@ -197,7 +197,7 @@ def test_doctor_says_which_path_it_takes(untested):
 def test_an_untested_mlflow_falls_back_too(copy, monkeypatch):
     monkeypatch.setattr(mlflow_db, "SUPPORTED_MLFLOW", frozenset({"0.1"}))
     code, out, err = cli(copy, "models", "list", MODEL, "--format", "json")
-    assert len(_said(err)) == 1 and "MLflow 3." in _said(err)[0], err
+    assert len(_said(err)) == 1 and "nbops was tested against" in _said(err)[0], err
     assert (code, out) == _mlflows(copy, "models", "list", MODEL, "--format", "json")[:2]
 
 

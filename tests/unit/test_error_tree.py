@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "nbops"
 NOT_ERRORS = {
     "Terminated": "SIGTERM, handled as Ctrl-C (a KeyboardInterrupt): exit 143",
     "NotDelivered": "run/tracking.py: an outcome, the run kept in the spool (exit 4)",
-    "Unavailable": "core/registry_read.py: the fast reader cannot answer, MLflow is asked instead",
+    "Unavailable": "core/mlflow_db.py: a fast path cannot answer, MLflow's client is asked instead",
     "_Delegate": "core/sqlite_writer.py: a call handed to MLflow's client",
     "OutputWriteError": "run/saving.py: an OSError, so the executed notebook's write is said as one",
     "SmokeFailure": "testing/smoke.py: a failing notebook test, pytest's outcome",
@@ -27,10 +27,7 @@ NOT_ERRORS = {
 
 # the other helper's storage seam (issue 24): its handlers are converted there
 # TODO(issue 24, storage seam): drop each file once its own MLflow handlers use core/errors.py's map
-OTHER_SEAM: set[str] = {
-    "core/registry_read.py",
-    "lifecycle/doctor.py",
-}
+OTHER_SEAM: set[str] = set()
 
 BROAD = {"Exception", "BaseException"}
 MLFLOW_TOUCH = {"mlflow", "client", "_client", "MlflowClient", "store"}

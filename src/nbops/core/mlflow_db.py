@@ -80,7 +80,7 @@ def mlflow_supported() -> str:
     if version is not None and ".".join(version.split(".")[:2]) in SUPPORTED_MLFLOW:
         return ""
     return (f"MLflow {version or '(not found)'} is not a version nbops was tested against "
-            f"({', '.join(sorted(SUPPORTED_MLFLOW))})")
+            f"({', '.join(sorted(SUPPORTED_MLFLOW)) or 'none'})")
 
 
 def _revision(con: sqlite3.Connection) -> str | None:
@@ -94,14 +94,11 @@ def _revision(con: sqlite3.Connection) -> str | None:
 def check(con: sqlite3.Connection) -> str:
     """THE check every fast path passes: '' when nbops may read and write the store behind CON
     itself, else why not (MLflow's client then does it)."""
-    why = mlflow_supported()
-    if why:
-        return why
     revision = _revision(con)
     if revision not in SUPPORTED_REVISIONS:
         return (f"schema revision {revision or '(none)'} is not one nbops was tested against "
-                f"({', '.join(sorted(SUPPORTED_REVISIONS))})")
-    return ""
+                f"({', '.join(sorted(SUPPORTED_REVISIONS)) or 'none'})")
+    return mlflow_supported()
 
 
 _said: list[str] = []  # the fallback this process has said (at most one)

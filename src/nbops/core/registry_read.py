@@ -12,15 +12,16 @@ All three return the same plain records. A fast reader that meets anything it do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nbops.core.errors import RegistryError, first_line
+from nbops.core.errors import NotFound, RegistryError, map_mlflow_errors
 from nbops.core.mlflow_db import (
     Unavailable as Unavailable,  # every fast path's, imported from here too
 )
 from nbops.core.mlflow_db import client_only
-from nbops.core.store import is_not_found, mask_uri
+from nbops.core.store import mask_uri
 
 
 @dataclass(frozen=True)
@@ -85,27 +86,33 @@ def fast_reader(uri: str) -> Reader | None:
 
 
 class ClientReader:
-    """The same records, read through an MlflowClient (MLflow's errors become RegistryErrors)."""
+    """The same records, read through an MlflowClient (MLflow's errors mapped by core/errors.py:
+    a thing that is not there is None, any other refusal a RegistryError)."""
 
     def __init__(self, client: Any, uri: str):
         self.client, self.uri = client, uri
 
-    def _fail(self, what: str, exc: BaseException) -> RegistryError:
-        return RegistryError(f"cannot read {what} from {mask_uri(self.uri)}: {mask_uri(first_line(exc))}")
+    def _ask(self, what: str, call: Callable[[], Any], missing_is_none: bool = True) -> Any:
+        """CALL() with MLflow's errors mapped; None where MLflow says WHAT does not exist."""
+        try:
+            with map_mlflow_errors(what=f"cannot read {what} from {mask_uri(self.uri)}", store=self.uri,
+                                   error=RegistryError):
+                return call()
+        except NotFound:
+            if missing_is_none:
+                return None
+            raise
 
     def model(self, name: str) -> RawModel | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            rm = self.client.get_registered_model(name)
-        except MlflowException as exc:
-            if is_not_found(exc):
-                return None
-            raise self._fail(f"model '{name}'", exc) from None
+        rm = self._ask(f"model '{name}'", lambda: self.client.get_registered_model(name))
+        if rm is None:
+            return None
         return RawModel(rm.name, dict(rm.tags or {}), {a: str(v) for a, v in (rm.aliases or {}).items()})
 
     def model_names(self) -> list[str]:
-        return [m.name for m in self.client.search_registered_models(max_results=1000)]
+        found = self._ask("the registered models", lambda: self.client.search_registered_models(max_results=1000),
+                          missing_is_none=False)
+        return [m.name for m in found]
 
     @staticmethod
     def _version(mv: Any) -> RawVersion:
@@ -113,11 +120,9 @@ class ClientReader:
                           int(mv.creation_timestamp or 0), dict(mv.tags or {}))
 
     def versions(self, name: str) -> list[RawVersion]:
-        from mlflow.exceptions import MlflowException
-
-        out: list[RawVersion] = []
-        token = None
-        try:
+        def pages() -> list[RawVersion]:
+            out: list[RawVersion] = []
+            token = None
             while True:
                 page = self.client.search_model_versions(f"name = '{name}'", max_results=10_000,
                                                          page_token=token)
@@ -125,39 +130,22 @@ class ClientReader:
                 token = page.token
                 if not token:
                     return out
-        except MlflowException as exc:
-            raise self._fail(f"the versions of '{name}'", exc) from None
+
+        return self._ask(f"the versions of '{name}'", pages, missing_is_none=False)
 
     def version(self, name: str, version: str) -> RawVersion | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self._version(self.client.get_model_version(name, str(version)))
-        except MlflowException as exc:
-            if is_not_found(exc):
-                return None
-            raise self._fail(f"{name} version {version}", exc) from None
+        mv = self._ask(f"{name} version {version}", lambda: self.client.get_model_version(name, str(version)))
+        return None if mv is None else self._version(mv)
 
     def run(self, run_id: str) -> RawRun | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException as exc:
-            if is_not_found(exc):
-                return None
-            raise self._fail(f"run {run_id}", exc) from None
+        run = self._ask(f"run {run_id}", lambda: self.client.get_run(run_id))
+        if run is None:
+            return None
         return RawRun(run_id, dict(run.data.metrics), dict(run.data.params), dict(run.data.tags))
 
     def artifact_location(self, model_id: str) -> str | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_logged_model(model_id).artifact_location
-        except MlflowException as exc:
-            if is_not_found(exc):
-                return None
-            raise self._fail(f"logged model {model_id}", exc) from None
+        model = self._ask(f"logged model {model_id}", lambda: self.client.get_logged_model(model_id))
+        return None if model is None else model.artifact_location
 
     def running_runs(self) -> list[tuple[str, dict[str, str]]]:
         return []  # opening the client (run/orphans.open_client) has ended the orphans already

@@ -191,7 +191,7 @@ def diagnose(settings: Settings) -> list[Check]:
         from nbops.run.orphans import open_client
 
         client, _ = open_client(uri)
-    except Exception as exc:  # noqa: BLE001 - whatever stops the store from opening is the finding
+    except Exception as exc:  # noqa: BLE001 - not mapped: whatever stops the store opening is the finding
         hint = getattr(exc, "hint", None) or _hint_for(exc, "open the store")
         return [*checks, Check("open the store", False, mask_uri(first_line(exc)), hint,
                                round(time.monotonic() - started, 3))]
@@ -229,7 +229,7 @@ def _probe(client: Any) -> Iterator[Check]:
         run = client.create_run(exp_id, tags={"nbops.doctor": "probe"})
         client.log_param(run.info.run_id, "probe", "1")
         client.log_metric(run.info.run_id, "probe", 1.0)
-    except Exception as exc:  # noqa: BLE001 - the store's refusal is the finding
+    except Exception as exc:  # noqa: BLE001 - not mapped: the store's refusal, any kind, is the finding
         yield Check("create a run", False, mask_uri(first_line(exc)), _hint_for(exc, "create runs"), took())
         return
     run_id = run.info.run_id
@@ -237,7 +237,7 @@ def _probe(client: Any) -> Iterator[Check]:
     artifacts = run.info.artifact_uri
     try:
         detail = _s3_probe(artifacts) if artifacts.startswith("s3://") else _client_probe(client, run_id, artifacts)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - not mapped: any failure is this check's finding
         yield Check("artifact store", False, _artifact_failure(artifacts, exc), _artifact_hint(artifacts, exc), took())
         return
     yield Check("artifact store", True, detail, "", took())
@@ -245,7 +245,7 @@ def _probe(client: Any) -> Iterator[Check]:
         if not client.search_registered_models(f"name = '{PROBE_MODEL}'"):
             client.create_registered_model(PROBE_MODEL)
         version = client.create_model_version(PROBE_MODEL, f"{artifacts}/probe.json", run_id=run_id)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - not mapped: any failure is this check's finding
         yield Check("register a model", False, mask_uri(first_line(exc)),
                     _hint_for(exc, "register model versions"), took())
         return
@@ -327,5 +327,5 @@ def _clean_up(client: Any, run_id: str) -> None:
                  lambda: run_id and client.delete_run(run_id)):
         try:
             step()
-        except Exception:  # noqa: BLE001, S110 - best effort: the probe model may not exist
+        except Exception:  # noqa: BLE001, S110 - not mapped: best effort, the probe model may not exist
             pass
