@@ -1,6 +1,6 @@
 """Every fast path into MLflow's private storage passes core/mlflow_db.py's one check, and on a
-store it fails falls back to MLflow's client with exactly one line (NBOPS_VERBOSE) and MLflow's
-own answers (issue 24).
+store it fails falls back to MLflow's client with exactly one line (`nbops -v`; none without it)
+and MLflow's own answers (issue 24).
 
 The store is made by real `nbops run`s (two registered versions of `clf`, champion and
 challenger set by `nbops models promote`) and copied for each test. Two ways a check fails:
@@ -37,10 +37,11 @@ def project(tmp_path_factory):
 
 @pytest.fixture
 def copy(project, tmp_path, monkeypatch):
-    """A copy of the project (its store too); fallbacks said on stderr; nothing said yet."""
+    """A copy of the project (its store too); not verbose (`nbops -v` sets NBOPS_VERBOSE, put back
+    after the test); nothing said yet."""
     root = tmp_path / "copy"
     shutil.copytree(project, root, symlinks=True)
-    monkeypatch.setenv("NBOPS_VERBOSE", "1")
+    monkeypatch.setenv("NBOPS_VERBOSE", "")
     monkeypatch.delenv("NBOPS_NO_FAST_REGISTRY", raising=False)
     monkeypatch.setattr(mlflow_db, "_said", [])
     return root
@@ -48,6 +49,11 @@ def copy(project, tmp_path, monkeypatch):
 
 def _uri(root: Path) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def vcli(root: Path, *args: str) -> tuple[int, str, str]:
+    """`nbops -v ARGS`: fallbacks said on stderr."""
+    return cli(root, "-v", *args)
 
 
 def _said(stderr: str) -> list[str]:
@@ -94,7 +100,7 @@ def test_a_broken_revision_gets_mlflows_refusal_in_one_line_and_no_write(copy):
                 ("run", "notebooks/clf.ipynb", "-p", "model=knn", "--quiet")]
     for args in commands:
         mlflow_db._said.clear()  # each command is a process of its own
-        code, out, err = cli(copy, *args)
+        code, out, err = vcli(copy, *args)
         assert code == 2, (args, code, out, err)
         assert len(_said(err)) == 1 and "schema revision ffffffffffff" in _said(err)[0], (args, err)
         assert REFUSAL in out + err, (args, out, err)  # MLflow's words, as the client's
@@ -118,25 +124,27 @@ def _mlflows(root: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_reads_fall_back_once_and_answer_what_mlflows_client_answers(untested):
+    code, out, err = cli(untested, "models", "list", MODEL)  # without -v: not said on stderr
+    assert code == 0 and not _said(err) and len(mlflow_db._said) == 1  # (doctor says it)
     for args in [("models", "list", MODEL, "--format", "json"), ("models", "list", "--format", "json"),
                  ("plan", "--all"), ("models", "list", "nosuch")]:
         mlflow_db._said.clear()
-        code, out, err = cli(untested, *args)
+        code, out, err = vcli(untested, *args)
         said = _said(err)
         assert len(said) == 1 and "is not one nbops was tested against" in said[0], (args, err)
         theirs = _mlflows(untested, *args)
         assert (code, out, _plan_lines(err)) == (theirs[0], theirs[1], _plan_lines(theirs[2])), args
     mlflow_db._said.clear()  # several reads in one process: still one line
-    err = "".join(cli(untested, "models", "list", MODEL)[2] for _ in range(3))
+    err = "".join(vcli(untested, "models", "list", MODEL)[2] for _ in range(3))
     assert len(_said(err)) == 1
 
 
 def test_registry_writes_fall_back_once_and_land_as_mlflows(untested):
     from mlflow.tracking import MlflowClient
 
-    code, out, err = cli(untested, "models", "approve", MODEL, "2", "--by", "alice")
+    code, out, err = vcli(untested, "models", "approve", MODEL, "2", "--by", "alice")
     assert code == 0, err
-    code, out, err2 = cli(untested, "models", "promote", MODEL, "2", "--alias", "champion", "--by", "bob")
+    code, out, err2 = vcli(untested, "models", "promote", MODEL, "2", "--alias", "champion", "--by", "bob")
     assert code == 0, err2
     assert len(_said(err + err2)) == 1, err + err2
     client = MlflowClient(_uri(untested), _uri(untested))
@@ -168,7 +176,7 @@ def test_fastload_falls_back_to_mlflows_loading(untested):
 def test_the_run_writer_falls_back_once_and_mlflow_has_the_run(untested):
     from mlflow.tracking import MlflowClient
 
-    code, out, err = cli(untested, "run", "notebooks/clf.ipynb", "-p", "model=knn", "--quiet")
+    code, out, err = vcli(untested, "run", "notebooks/clf.ipynb", "-p", "model=knn", "--quiet")
     assert code == 0, (out, err)
     said = _said(err)
     assert len(said) == 1 and "is not one nbops was tested against" in said[0], err
@@ -177,7 +185,7 @@ def test_the_run_writer_falls_back_once_and_mlflow_has_the_run(untested):
                               order_by=["attributes.start_time DESC"], max_results=1)
     assert runs[0].info.status == "FINISHED" and runs[0].data.params["model"] == "knn"
     assert "accuracy" in runs[0].data.metrics
-    assert [v.version for v in client.search_model_versions(f"name = '{MODEL}'")].count("3") == 1
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")].count("3") == 1
 
 
 def test_doctor_says_which_path_it_takes(untested):
@@ -196,7 +204,7 @@ def test_doctor_says_which_path_it_takes(untested):
 
 def test_an_untested_mlflow_falls_back_too(copy, monkeypatch):
     monkeypatch.setattr(mlflow_db, "SUPPORTED_MLFLOW", frozenset({"0.1"}))
-    code, out, err = cli(copy, "models", "list", MODEL, "--format", "json")
+    code, out, err = vcli(copy, "models", "list", MODEL, "--format", "json")
     assert len(_said(err)) == 1 and "nbops was tested against" in _said(err)[0], err
     assert (code, out) == _mlflows(copy, "models", "list", MODEL, "--format", "json")[:2]
 

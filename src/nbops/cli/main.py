@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nbops {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and kernel logs")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say (once, on stderr) when nbops goes through MLflow's client instead of its fast paths")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in (run, project, review, models, store, lab):
         group.add_parsers(sub)
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.verbose:  # read where a fast path falls back to MLflow's client (core/mlflow_db.py)
+        os.environ["NBOPS_VERBOSE"] = "1"
     try:
         options.check_store(args)
         return int(args.func(args))
