@@ -192,6 +192,7 @@ def test_github_workflows_run_against_a_tracking_server(tmp_path, mlflow_server)
     body = (root / "review" / "review.md").read_text()
     assert body.startswith("<!-- nbops-review -->")
     assert "`notebooks/example.ipynb` (modified)" in body and "dataset: 'wine' -> 'breast_cancer'" in body
+    assert f"→ `{pr_head}`" in body, "review.md names the pull request's head commit, not HEAD"
     meta = {name: (root / "pr" / name).read_text().strip() for name in ("number", "head-sha", "check")}
     assert meta == {"number": "7", "head-sha": pr_head, "check": "success"}
 
@@ -204,3 +205,5 @@ def test_github_workflows_run_against_a_tracking_server(tmp_path, mlflow_server)
         run_job(review, "metrics", root, {**pr, "secrets.MLFLOW_TRACKING_URI": ""})
 
     run_job(review, "notebook-tests", root, pr)
+    kept = list((root / "notebook-tests").rglob("*.ipynb"))
+    assert kept, "notebook-tests keeps the executed notebooks for its artifact"

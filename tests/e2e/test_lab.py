@@ -210,6 +210,12 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                     page.locator(f"{VISIBLE} input[name='parameter-0-{field}']").press_sequentially(text)
                 page.keyboard.press("Tab")
                 page.click(f"{VISIBLE} button:text-is('Create')")
+                # the list it lands on: the new job is queued or running, never "Stopped" (it was:
+                # jupyter-scheduler's default status until the job's process starts)
+                first = page.locator(f"{VISIBLE} td:text-is('Queued'), {VISIBLE} td:text-is('In progress'), "
+                                     f"{VISIBLE} td:text-is('Completed'), {VISIBLE} td:text-is('Stopped')")
+                first.first.wait_for(timeout=60_000)
+                assert page.locator(f"{VISIBLE} td:text-is('Stopped')").count() == 0, page.inner_text(VISIBLE)
                 done = page.locator(f"{VISIBLE} td:text-is('Completed'), {VISIBLE} td:text-is('Failed')")
                 deadline = time.monotonic() + 300
                 while not done.count() and time.monotonic() < deadline:
@@ -234,6 +240,10 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
         assert tracked.data.tags["nbops.git_dirty"] == "true"
         assert tracked.data.tags["nbops.template"] == "classification"
         assert [str(v.version) for v in client.search_model_versions("name='churn'")] == ["1"]
+        # the job names its MLflow run: the run's page in the lab's MLflow tab
+        status, body = _request(f"{url}scheduler/jobs")
+        [job] = json.loads(body)["jobs"]
+        assert f"MLflow run: mlflow/#/experiments/{exp.experiment_id}/runs/{tracked.info.run_id}" in job["tags"]
     finally:
         _stop(proc)
     if os.environ.get("NBOPS_SCREENSHOTS"):

@@ -328,9 +328,12 @@ def test_review_workflow_is_least_privilege():
     assert with_secrets == {"metrics"} and wf["jobs"]["metrics"]["if"] == SAME_REPO
     runs = {job_id: " ".join(step.get("run", "") for step in job["steps"]) for job_id, job in wf["jobs"].items()}
     assert "nbops review --run" in runs["metrics"] and "--run" not in runs["review"]
-    assert "pytest --nbops notebooks/" in runs["notebook-tests"]
+    # the project's interpreter (a bare `pytest` may be another Python's), in parallel
+    assert "python -m pytest --nbops -n auto" in runs["notebook-tests"] and "pytest-xdist" in runs["notebook-tests"]
+    # the reviewed commit is the pull request's head, never GitHub's merge commit (HEAD)
+    assert "--head HEAD" not in runs["review"] + runs["metrics"]
     uploads = [step["with"]["name"] for _, step in _steps(wf) if "upload-artifact" in step.get("uses", "")]
-    assert uploads == ["notebook-review", "notebook-review-metrics"]
+    assert uploads == ["notebook-review", "notebook-review-metrics", "executed-notebooks"]
 
 
 def test_comment_workflow_posts_without_running_pr_code():

@@ -18,6 +18,7 @@ from jupyter_scheduler.models import JobFeature, RuntimeEnvironment
 from jupyter_scheduler.scheduler import Scheduler
 
 NOTEBOOK_TAG = "nbops:notebook="  # the job's notebook, relative to the project root
+RUN_TAG = "MLflow run: "  # the job's MLflow run, as a path in the lab's MLflow tab
 
 
 class NbopsScheduler(Scheduler):
@@ -53,7 +54,22 @@ class NbopsScheduler(Scheduler):
         self._remember(model)
         if model.parameters:
             self._check_parameters(model)
-        return super().create_job(model)
+        job_id = super().create_job(model)
+        self._queued(job_id)
+        return job_id
+
+    def _queued(self, job_id: str) -> None:
+        """A new job reads "Queued" until its process starts it. jupyter-scheduler's table gives
+        a job the default status STOPPED and its process (spawned: seconds to import) sets
+        IN_PROGRESS only when it starts, so the list said "Stopped" for a job that had not run
+        yet. Only a job its process has not started yet (no start time) is changed."""
+        from jupyter_scheduler.models import Status
+        from jupyter_scheduler.orm import Job
+
+        with self.db_session() as session:
+            session.query(Job).filter(Job.job_id == job_id, Job.status == Status.STOPPED,
+                                      Job.start_time.is_(None)).update({"status": Status.QUEUED})
+            session.commit()
 
     def create_job_definition(self, model: Any) -> str:
         self._remember(model)
@@ -75,6 +91,30 @@ class ProjectEnvironment(EnvironmentManager):
 
     def output_formats_mapping(self) -> dict[str, str]:
         return {"ipynb": "Notebook", "html": "HTML"}
+
+
+def find_run(root: Path, executed: Path) -> tuple[str, str] | None:
+    """(experiment id, run id) of the run `nbops run` recorded for the EXECUTED notebook, in the
+    project's store; None when it recorded none (--no-track, a run kept in the spool) or the
+    store does not answer (the job's result stands without its link)."""
+    from mlflow.tracking import MlflowClient
+
+    from nbops.core.config import load_settings
+    from nbops.core.context import relative_to_repo
+    from nbops.core.errors import NbopsError
+    from nbops.core.store import all_experiment_ids, mlflow_errors, use_store
+
+    settings = load_settings(root)
+    use_store(settings.resolved_tracking_uri)
+    output = relative_to_repo(executed, settings.root).replace("'", "\\'")
+    try:
+        with mlflow_errors("find the job's run"):
+            client = MlflowClient()
+            runs = client.search_runs(all_experiment_ids(client), f"tags.`nbops.output` = '{output}'",
+                                      max_results=1, order_by=["attributes.start_time DESC"])
+    except NbopsError:
+        return None
+    return (runs[0].info.experiment_id, runs[0].info.run_id) if runs else None
 
 
 def nbops_command(notebook: str, parameters: dict[str, str] | None, output_dir: str) -> list[str]:
@@ -100,9 +140,25 @@ class NbopsExecutionManager(ExecutionManager):
         executed = sorted(out.glob("**/*.ipynb"), key=lambda p: p.stat().st_mtime)
         if executed:
             self._outputs(job, executed[-1])
+            self._link_run(job, executed[-1])
         if done.returncode != 0:
             lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
             raise RuntimeError(lines[-1] if lines else f"nbops run exited {done.returncode}")
+
+    def _link_run(self, job: Any, executed: Path) -> None:
+        """The job's page names its MLflow run: a tag `MLflow run: mlflow/#/experiments/E/runs/R`
+        (the run's page in the lab's MLflow tab, under Jupyter's base URL), found by the
+        executed notebook's path, which `nbops run` tags every run with (`nbops.output`)."""
+        from jupyter_scheduler.orm import Job
+
+        run = find_run(Path(self.root_dir), executed)
+        if run is None:
+            return
+        tags = [t for t in job.tags or [] if not t.startswith(RUN_TAG)]
+        tags.append(f"{RUN_TAG}mlflow/#/experiments/{run[0]}/runs/{run[1]}")
+        with self.db_session() as session:
+            session.query(Job).filter(Job.job_id == job.job_id).update({"tags": tags})
+            session.commit()
 
     def _outputs(self, job: Any, executed: Path) -> None:
         for fmt in job.output_formats or []:
