@@ -162,3 +162,24 @@ def test_tokens_in_a_quoted_message_are_masked():
 def test_store_error_kind_needs_no_mlflow_import():
     assert store_error_kind(ConnectionRefusedError()) is StoreUnreachable
     assert store_error_kind(ValueError("a bug")) is None
+
+
+def test_review_base_is_the_champion_read_by_alias_not_by_message(tmp_path, monkeypatch):
+    """review --run's base falls back to the champion: no model or no champion alias is "no base
+    run" (MLflow says INVALID_PARAMETER_VALUE for an alias not set: nbops reads the aliases)."""
+    from nbops.core.store import use_store
+    from nbops.review.results import _base_metrics
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    use_store(uri)
+    client = _client(uri)
+    assert _base_metrics(client, "n.ipynb", "abc", "nosuch") == ({}, "no base run")
+    client.create_registered_model("m")
+    assert _base_metrics(client, "n.ipynb", "abc", "m") == ({}, "no base run")
+    exp = client.create_experiment("e")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "accuracy", 0.9)
+    client.create_model_version("m", source=str(tmp_path), run_id=run.info.run_id)
+    client.set_registered_model_alias("m", "champion", "1")
+    assert _base_metrics(client, "n.ipynb", "abc", "m") == ({"accuracy": 0.9}, "champion m v1")

@@ -11,7 +11,7 @@ import pytest
 
 from nbops.core import reach
 from nbops.core.context import who_ran
-from nbops.core.errors import TrackingError
+from nbops.core.errors import StoreAuthError, StoreUnreachable, TrackingError
 from nbops.core.store import check_reachable, check_sqlite_exists
 
 
@@ -40,13 +40,14 @@ def test_server_failures_are_told_apart(exc, words):
     error = reach._server_error("http://u:secret@127.0.0.1:5000", exc, 3.0)
     assert words in error.message and "***@127.0.0.1:5000" in error.message
     assert "secret" not in error.message
+    assert isinstance(error, StoreUnreachable)  # the kind core/errors.py's map gives MLflow's own
 
 
 def test_a_401_names_the_variables_to_set(monkeypatch):
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     error = reach._auth_error("http://127.0.0.1:5000", 401)
-    assert "401" in error.message
+    assert "401" in error.message and isinstance(error, StoreAuthError)
     assert all(v in error.hint for v in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
                                          "MLFLOW_TRACKING_TOKEN"))
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "t")
@@ -62,6 +63,7 @@ def test_database_failures_are_told_apart(text, words):
     error = reach._db_error("postgresql+psycopg2://nbops:pw@127.0.0.1/db", RuntimeError(text), 3.0)
     assert words in error.message and "driver" not in (error.hint or ""), error.message
     assert ":pw@" not in error.message
+    assert isinstance(error, StoreAuthError if "login" in words else StoreUnreachable)
 
 
 def test_a_missing_driver_says_so():

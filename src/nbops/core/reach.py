@@ -19,7 +19,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from nbops.core.errors import TrackingError, mask_uri
+from nbops.core.errors import StoreAuthError, StoreUnreachable, TrackingError, mask_uri
 
 AUTH_HINT = ("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth), or "
              "MLFLOW_TRACKING_TOKEN (a bearer token)")
@@ -72,29 +72,29 @@ def _server_error(uri: str, exc: BaseException, timeout: float) -> TrackingError
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(exc, urllib.error.URLError) and isinstance(reason, TimeoutError):
         # the connection itself was not accepted in time (a firewall dropping packets, a host gone)
-        return TrackingError(f"{where} is not reachable: no connection within {timeout:g} s", hint=hint)
+        return StoreUnreachable(f"{where} is not reachable: no connection within {timeout:g} s", hint=hint)
     if isinstance(reason, TimeoutError):
-        return TrackingError(f"{where} is not reachable: it accepted the connection but did not answer "
+        return StoreUnreachable(f"{where} is not reachable: it accepted the connection but did not answer "
                              f"within {timeout:g} s (stalled)",
                              hint="the server is stuck or overloaded: check its log and its database; "
                                   "or check MLFLOW_TRACKING_URI")
     if isinstance(reason, ConnectionRefusedError):
-        return TrackingError(f"{where} is not reachable: connection refused (is it down?)", hint=hint)
+        return StoreUnreachable(f"{where} is not reachable: connection refused (is it down?)", hint=hint)
     if isinstance(reason, socket.gaierror):
-        return TrackingError(f"{where} is not reachable: unknown host", hint="check MLFLOW_TRACKING_URI")
-    return TrackingError(f"{where} is not reachable: {mask_uri(str(reason))}", hint=hint)
+        return StoreUnreachable(f"{where} is not reachable: unknown host", hint="check MLFLOW_TRACKING_URI")
+    return StoreUnreachable(f"{where} is not reachable: {mask_uri(str(reason))}", hint=hint)
 
 
 def _auth_error(uri: str, code: int) -> TrackingError:
     where = f"the tracking server {mask_uri(uri)}"
     if code == 401:
         if auth_headers(uri):
-            return TrackingError(f"{where} refused the login (HTTP 401)",
+            return StoreAuthError(f"{where} refused the login (HTTP 401)",
                                  hint="check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
                                       "(or MLFLOW_TRACKING_TOKEN)")
-        return TrackingError(f"{where} asks for a login (HTTP 401)", hint=AUTH_HINT)
+        return StoreAuthError(f"{where} asks for a login (HTTP 401)", hint=AUTH_HINT)
     user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this user"
-    return TrackingError(f"{where} refused {user} access to experiments (HTTP 403)",
+    return StoreAuthError(f"{where} refused {user} access to experiments (HTTP 403)",
                          hint="ask the server's admin for a permission, or use another "
                               "MLFLOW_TRACKING_USERNAME")
 
@@ -146,18 +146,18 @@ def _db_error(uri: str, exc: BaseException, timeout: float) -> TrackingError:
                              hint="pip install 'nbops[team]' (psycopg2 for postgresql+psycopg2://)")
     if any(s in text for s in ("password authentication failed", "access denied", "login failed",
                                "authentication failed", "no password supplied", "no pg_hba.conf entry")):
-        return TrackingError(f"the database refused the login: {mask_uri(uri)} (wrong user or password)",
+        return StoreAuthError(f"the database refused the login: {mask_uri(uri)} (wrong user or password)",
                              hint="check the user and password in MLFLOW_TRACKING_URI (or tracking_uri)")
     if "does not exist" in text or "unknown database" in text:
         return TrackingError(f"{where} refused: {mask_uri(text[:160])}",
                              hint="create the database (createdb), or check its name in the URI")
     if "timeout" in text or "timed out" in text:
-        return TrackingError(f"{where} did not answer within {timeout:g} s (stalled or unreachable)",
+        return StoreUnreachable(f"{where} did not answer within {timeout:g} s (stalled or unreachable)",
                              hint="is the database up and reachable from here? check its host and port")
     if "refused" in text:
-        return TrackingError(f"{where} is not reachable: connection refused (is it down?)",
+        return StoreUnreachable(f"{where} is not reachable: connection refused (is it down?)",
                              hint="is the database running? check its host and port in the URI")
-    return TrackingError(f"{where} is not reachable: {mask_uri(text[:200])}",
+    return StoreUnreachable(f"{where} is not reachable: {mask_uri(text[:200])}",
                          hint="check MLFLOW_TRACKING_URI (nbops config shows the store)")
 
 
