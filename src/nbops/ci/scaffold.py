@@ -41,6 +41,8 @@ def find_template(settings: Settings, name: str) -> Path:
         path = d / f"{candidate.stem}.ipynb"
         if path.is_file():
             return path
+        if (d / candidate.stem).is_dir() and any((d / candidate.stem).glob("*.ipynb")):
+            return d / candidate.stem  # a pipeline: a folder of notebooks that need each other
     known = ", ".join(t.stem for t in list_templates(settings)) or "none"
     raise NotebookError(f"no template named '{name}'", hint=f"templates: {known} (see `nbops templates`)")
 
@@ -172,6 +174,8 @@ def new_notebook(
     if not re.fullmatch(r"[A-Za-z0-9][\w\-]*", name):
         raise NotebookError(f"bad notebook name {name!r}", hint="use letters, digits, '_' and '-'")
     src = find_template(settings, template)
+    if src.is_dir():
+        return new_pipeline(settings, src, name, overrides, force)
     tpl = notebook_mod.load(src)
     overrides = dict(overrides)
     if data is not None and overrides.get("data_path") not in (None, data):
@@ -199,4 +203,32 @@ def new_notebook(
     if isinstance(meta.get("model"), dict):
         meta["model"]["name"] = name.replace("_", "-")
     write_notebook_atomic(dest, nb)
+    return dest
+
+
+def new_pipeline(settings: Settings, src: Path, name: str, overrides: dict[str, Any], force: bool) -> Path:
+    """notebooks/NAME/ from the pipeline template folder SRC: each of its notebooks, its `needs`
+    kept; `-p` values set where a notebook has that parameter (a name none has is an error)."""
+    parts = sorted(src.glob("*.ipynb"))
+    tpls = [notebook_mod.load(p) for p in parts]
+    unknown = [k for k in overrides if not any(t.parameter(k) for t in tpls)]
+    if unknown:
+        raise NotebookError(f"{src}: no notebook of the pipeline has a parameter '{unknown[0]}'",
+                            hint="see `nbops templates` for each notebook's parameters")
+    dest = settings.path(settings.notebooks_dir) / name
+    if dest.exists() and not force:
+        raise NotebookError(f"{dest} already exists", hint="pick another name or pass --force")
+    typed = [resolve(t, {k: v for k, v in overrides.items() if t.parameter(k)}) for t in tpls]
+    for path, values in zip(parts, typed, strict=True):
+        nb = notebook_mod.read_json(path)
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                cell["outputs"], cell["execution_count"] = [], None
+            if "parameters" in (cell.get("metadata", {}).get("tags") or []) and values:
+                cell["source"] = rewrite_parameters(cell_source(cell), values).splitlines(keepends=True)
+        meta = nb.setdefault("metadata", {}).setdefault("nbops", {})
+        meta["template"] = f"{src.name}/{path.stem}"
+        if isinstance(meta.get("model"), dict):
+            meta["model"]["name"] = f"{name}-{path.stem}".replace("_", "-")
+        write_notebook_atomic(dest / path.name, nb)
     return dest
