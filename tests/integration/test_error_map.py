@@ -23,6 +23,7 @@ from nbops.core.errors import (
     TrackingError,
     map_mlflow_errors,
     store_error_kind,
+    store_errors,
 )
 from tests.mlflow_server import free_port
 from tests.mlflow_server import mlflow_server as running_server
@@ -66,7 +67,7 @@ def _refusals(uri: str) -> None:
         assert isinstance(exc, TrackingError) and exc.code and exc.store == uri
     # an input error is a ValueError too, for callers that catch those
     bad = _mapped(uri, lambda c: c.get_model_version("m", "x"))
-    assert isinstance(bad, InputError) and isinstance(bad, ValueError)
+    assert isinstance(bad, InputError) and isinstance(bad, ValueError) and isinstance(bad, store_errors())
     assert "must be an integer" in bad.message and not bad.message.startswith("cannot do it: INVALID")
 
 

@@ -92,7 +92,10 @@ def test_the_tree_is_drawn_and_its_classes_are_what_the_drawing_says():
         assert issubclass(cls, errors.NbopsError) and issubclass(cls, ValueError)
     for cls in (errors.StoreUnreachable, errors.StoreAuthError, errors.NotFound, errors.AlreadyExists,
                 errors.StoreInputError):
-        assert issubclass(cls, errors.TrackingError)
+        assert issubclass(cls, errors.StoreError) and issubclass(cls, errors.TrackingError)
+    # what nbops retries or spools: the store's failures, not nbops's own checks of it
+    assert isinstance(errors.StoreUnreachable("down"), errors.store_errors())
+    assert not isinstance(errors.TrackingError("the store is read-only"), errors.store_errors())
 
 
 def _handler_types(handler: ast.ExceptHandler) -> list[str]:

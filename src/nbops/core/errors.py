@@ -15,12 +15,14 @@ into one line (plus a hint) and exit code 2. Anything else is a bug: exit 3 with
     ├── ExecutionError        nbops could not execute at all (no such kernel, no Ray cluster):
     │                         path, cell, ename, evalue where known; a notebook that fails is a
     │                         result, not an error: RunResult.error (a CellError) says where and why
-    ├── TrackingError         the MLflow store failed or refused (map_mlflow_errors, below)
-    │   ├── StoreUnreachable  down, timed out, a 5xx, TEMPORARILY_UNAVAILABLE: worth a retry
-    │   ├── StoreAuthError    UNAUTHENTICATED, PERMISSION_DENIED (HTTP 401/403)
-    │   ├── NotFound          RESOURCE_DOES_NOT_EXIST: no such run, experiment, model, version
-    │   ├── AlreadyExists     RESOURCE_ALREADY_EXISTS
-    │   ├── StoreInputError   INVALID_PARAMETER_VALUE, MALFORMED_REQUEST (also an InputError)
+    ├── TrackingError         the MLflow store cannot be used (nbops's own checks: core/store.py)
+    │   ├── StoreError        the store failed or refused a call (map_mlflow_errors, below); any
+    │   │   │                 other of MLflow's codes, when the caller names no error of its own
+    │   │   ├── StoreUnreachable  down, timed out, a 5xx, TEMPORARILY_UNAVAILABLE: worth a retry
+    │   │   ├── StoreAuthError    UNAUTHENTICATED, PERMISSION_DENIED (HTTP 401/403)
+    │   │   ├── NotFound          RESOURCE_DOES_NOT_EXIST: no such run, experiment, model, version
+    │   │   ├── AlreadyExists     RESOURCE_ALREADY_EXISTS
+    │   │   └── StoreInputError   INVALID_PARAMETER_VALUE, MALFORMED_REQUEST (also an InputError)
     │   ├── BadEntry          a spool entry that cannot be uploaded (run/spool.py)
     │   └── ArtifactStoreError  the artifact store failed under an upload (run/upload.py)
     ├── RegistryError         no such model, version or alias; a promotion refused
@@ -142,23 +144,27 @@ class TrackingError(NbopsError):
     code: str = ""
 
 
-class StoreUnreachable(TrackingError):
+class StoreError(TrackingError):
+    """What map_mlflow_errors raises for the store; `store_errors()` catches it (a retry, the spool)."""
+
+
+class StoreUnreachable(StoreError):
     pass
 
 
-class StoreAuthError(TrackingError):
+class StoreAuthError(StoreError):
     pass
 
 
-class NotFound(TrackingError):
+class NotFound(StoreError):
     pass
 
 
-class AlreadyExists(TrackingError):
+class AlreadyExists(StoreError):
     pass
 
 
-class StoreInputError(TrackingError, InputError):
+class StoreInputError(StoreError, InputError):
     pass
 
 
@@ -195,7 +201,7 @@ def first_line(exc: BaseException) -> str:
 
 # -- MLflow's exceptions, mapped ------------------------------------------------------------------
 # by MLflow's `error_code` (mlflow/protos/databricks.proto); any other code is the caller's ERROR
-_BY_CODE: dict[str, type[TrackingError]] = {
+_BY_CODE: dict[str, type[StoreError]] = {
     "RESOURCE_DOES_NOT_EXIST": NotFound, "NOT_FOUND": NotFound,
     "RESOURCE_ALREADY_EXISTS": AlreadyExists, "ALREADY_EXISTS": AlreadyExists,
     "INVALID_PARAMETER_VALUE": StoreInputError, "MALFORMED_REQUEST": StoreInputError,
@@ -207,9 +213,9 @@ _BY_CODE: dict[str, type[TrackingError]] = {
     "REQUEST_LIMIT_EXCEEDED": StoreUnreachable,
 }
 # by HTTP status, for a response requests raised on (an artifact upload) or a server's answer
-_BY_STATUS: dict[int, type[TrackingError]] = {401: StoreAuthError, 403: StoreAuthError, 404: NotFound,
+_BY_STATUS: dict[int, type[StoreError]] = {401: StoreAuthError, 403: StoreAuthError, 404: NotFound,
                                               408: StoreUnreachable, 429: StoreUnreachable}
-_HINTS: dict[type[TrackingError], str] = {
+_HINTS: dict[type[StoreError], str] = {
     StoreUnreachable: "is the store up? try again later; `nbops doctor` checks it (nbops config shows the store)",
     StoreAuthError: "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (basic auth), or "
                     "MLFLOW_TRACKING_TOKEN (a bearer token); or ask the server's admin for a permission",
@@ -261,10 +267,11 @@ def store_errors() -> tuple[type[BaseException], ...]:
     """The exception types of a store failing, for an `except` clause that retries or keeps a run
     for later (what it catches is a failure, never a bug): MLflow's (its client raises nothing
     else), requests' and urllib3's, the socket's and the disk's (OSError), the sqlite writer's
-    OperationalError (a locked, busy, full or read-only database), and nbops's TrackingError."""
+    OperationalError (a locked, busy, full or read-only database), and the map's StoreError (not
+    every TrackingError: nbops's own checks, a read-only store say, are no failure to retry)."""
     import sqlite3
 
-    kinds: tuple[type[BaseException], ...] = (OSError, sqlite3.OperationalError, TrackingError)
+    kinds: tuple[type[BaseException], ...] = (OSError, sqlite3.OperationalError, StoreError)
     for module, names in (("mlflow.exceptions", ("MlflowException",)),
                           ("requests.exceptions", ("RequestException",)),
                           ("urllib3.exceptions", ("HTTPError",))):
@@ -274,10 +281,10 @@ def store_errors() -> tuple[type[BaseException], ...]:
     return kinds
 
 
-def store_error_kind(exc: BaseException) -> type[TrackingError] | None:
+def store_error_kind(exc: BaseException) -> type[StoreError] | None:
     """The nbops error EXC means when it comes from the MLflow store, or None when it is not one
     of MLflow's, requests', urllib3's or the socket's failures (a bug, or not the store's).
-    TrackingError itself means "the store refused, for a reason of its own" (the caller's error)."""
+    StoreError itself means "the store refused, for a reason of its own" (the caller's error)."""
     mlflow = sys.modules.get("mlflow.exceptions")  # not imported: cannot be one of MLflow's
     network = _network_types()
     if mlflow is not None and isinstance(exc, mlflow.MlflowException):
@@ -288,17 +295,17 @@ def store_error_kind(exc: BaseException) -> type[TrackingError] | None:
             return StoreUnreachable  # the REST client's "API request ... failed", over a socket's error
         if isinstance(exc, mlflow.RestException) and exc.get_http_status_code() >= 500:
             return StoreUnreachable  # the server answered, with a server error
-        return TrackingError
+        return StoreError
     status = _status(exc)
     if status is not None:
-        return _BY_STATUS.get(status, StoreUnreachable if status >= 500 else TrackingError)
+        return _BY_STATUS.get(status, StoreUnreachable if status >= 500 else StoreError)
     if isinstance(exc, network) or _is_sqlite_operational(exc):
         return StoreUnreachable  # sqlite: locked, busy or read-only, as MLflow's SQL store says it
     requests = sys.modules.get("requests.exceptions")
     urllib3 = sys.modules.get("urllib3.exceptions")
     if ((requests is not None and isinstance(exc, requests.RequestException))
             or (urllib3 is not None and isinstance(exc, urllib3.HTTPError))):
-        return TrackingError  # a bad URL, too many redirects: refused, for a reason of its own
+        return StoreError  # a bad URL, too many redirects: refused, for a reason of its own
     return None
 
 
@@ -307,7 +314,7 @@ def _is_sqlite_operational(exc: BaseException) -> bool:
     return sqlite3 is not None and isinstance(exc, sqlite3.OperationalError)
 
 
-def _reason(exc: BaseException, kind: type[TrackingError]) -> str:
+def _reason(exc: BaseException, kind: type[StoreError]) -> str:
     """What to say after "WHAT: ": MLflow's first line, less its code prefix; for a store that did
     not answer, the socket's reason rather than urllib3's retry report."""
     if kind is StoreUnreachable:
@@ -345,7 +352,7 @@ def map_mlflow_errors(*, what: str, store: str = "", error: type[NbopsError] = T
     """Inside the block, a failure of the MLflow store (store_error_kind) is raised again as one
     nbops error: "WHAT: <reason>" with credentials masked, of the kind its `error_code` or cause
     says (StoreUnreachable, StoreAuthError, NotFound, AlreadyExists, StoreInputError), or ERROR
-    for any other refusal. HINT is said with a refusal (an unreachable store and a login have
+    for any other refusal (StoreError when ERROR is TrackingError, the default). HINT is said with a refusal (an unreachable store and a login have
     hints of their own). Anything else propagates untouched: nbops's own errors, and bugs with
     their tracebacks."""
     try:
@@ -356,7 +363,8 @@ def map_mlflow_errors(*, what: str, store: str = "", error: type[NbopsError] = T
         kind = store_error_kind(exc)
         if kind is None:
             raise
-        cls: type[NbopsError] = error if kind is TrackingError else kind
+        # a refusal of no known kind is the caller's ERROR (a StoreError where it names none)
+        cls: type[NbopsError] = kind if kind is not StoreError or error is TrackingError else error
         reason = _reason(exc, kind)
         where = f"{mask_uri(store)} is " if store and reason.startswith("not reachable") else ""
         mapped = cls(mask_secrets(f"{what}: {where}{reason}"), hint=_HINTS.get(kind, hint))

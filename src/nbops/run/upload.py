@@ -41,10 +41,11 @@ class ArtifactStoreError(TrackingError):
 
 def upload_errors() -> tuple[type[BaseException], ...]:
     """The server or its artifact store failing (the entry stays in the spool), not a bug: the
-    store's failures (core/errors.py: store_errors) and those of S3's clients (boto3, botocore)."""
+    store's failures (core/errors.py: store_errors), nbops's TrackingErrors on the way (a bad
+    entry, the artifact store) and those of S3's clients (boto3, botocore)."""
     import sys
 
-    kinds = store_errors()
+    kinds = (*store_errors(), TrackingError)
     for module, name in (("botocore.exceptions", "BotoCoreError"), ("botocore.exceptions", "ClientError"),
                          ("boto3.exceptions", "Boto3Error"), ("s3transfer.exceptions", "RetriesExceededError")):
         loaded = sys.modules.get(module)  # not imported: none of its exceptions can be raised
