@@ -38,17 +38,10 @@ _STATE: dict[str, object] = {"run_id": None, "pending": []}
 
 def _keep_run(mlflow, ours: str) -> None:
     """A bare `mlflow.start_run()` in the notebook gets the kernel's run back, not MLflow's
-    "run already active" error."""
-    original = mlflow.start_run
+    "run already active" error (replaced through the fence: nbops/_mlflow_private.py)."""
+    from nbops._mlflow_private import replace_start_run
 
-    def start_run(run_id=None, *args, nested=False, **kwargs):
-        active = mlflow.active_run()
-        if active is not None and not nested and active.info.run_id == ours and run_id in (None, ours):
-            return active
-        return original(run_id, *args, nested=nested, **kwargs)
-
-    start_run.__doc__ = original.__doc__
-    mlflow.start_run = start_run
+    replace_start_run(mlflow, ours)
 
 
 def _resume(mlflow, run_id: str) -> None:
@@ -174,26 +167,21 @@ def _experiment_id(mlflow, root: str, name: str, location: str | None) -> str:
 
 
 def _interactive(mlflow, root: str, notebook: str | None) -> None:
-    from mlflow.tracking.context.abstract_context import RunContextProvider
-    from mlflow.tracking.context.registry import _run_context_provider_registry
+    from nbops._mlflow_private import register_run_tags
 
     answer = _ask_project(root, notebook)
     mlflow.set_tracking_uri(answer["tracking_uri"])
     mlflow.set_registry_uri(answer["registry_uri"])
     rel = answer["notebook"]
 
-    class LabRunContext(RunContextProvider):
-        def in_context(self) -> bool:
-            return True
+    def tags() -> dict[str, str]:
+        from nbops import __version__
 
-        def tags(self) -> dict[str, str]:
-            from nbops import __version__
+        where = {"nbops.notebook": rel, "mlflow.source.name": rel} if rel else {}
+        return {INTERACTIVE_TAG: "true", **where, "nbops.version": __version__,
+                **git_tags(root, rel)}
 
-            where = {"nbops.notebook": rel, "mlflow.source.name": rel} if rel else {}
-            return {INTERACTIVE_TAG: "true", **where, "nbops.version": __version__,
-                    **git_tags(root, rel)}
-
-    _run_context_provider_registry.register(LabRunContext)
+    register_run_tags(tags)  # MLflow's private registry of run tags, behind the fence
     location = os.environ.get("NBOPS_ARTIFACT_LOCATION") or answer["artifact_location"]
     mlflow.set_experiment(experiment_id=_experiment_id(mlflow, root, answer["experiment"], location))
     # one run per kernel session, ended (FINISHED) by MLflow's exit hook when the kernel stops

@@ -22,6 +22,7 @@ from typing import Any
 from nbops.core.secrets import masked
 from nbops.notebook.scraps import read_records
 from nbops.run.kernel_procs import KernelProcs
+from nbops.run.papermill_private import kernel_process
 from nbops.run.saving import OutputWriteError, Saves, install_local_io
 from nbops.run.spec import RunSpec
 
@@ -61,9 +62,9 @@ class RunResult:
 @functools.cache
 def _engine_class():
     """papermill's nbclient engine, plus env, a deadline and a kernel log (built lazily)."""
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine
-    from papermill.utils import merge_kwargs, remove_args
+    from nbops.run.papermill_private import engine_parts  # papermill's internals, fenced
+
+    NBClientEngine, PapermillNotebookClient, merge_kwargs, remove_args = engine_parts()
 
     class NbopsEngine(NBClientEngine):
         @classmethod
@@ -132,7 +133,7 @@ def _engine_class():
                 return client.execute(**start_kwargs)
             except BaseException:
                 if late_env is not None:  # the hook failed before the first cell: no kernel left
-                    process = getattr(getattr(getattr(client, "km", None), "provisioner", None), "process", None)
+                    process = kernel_process(client)
                     if process is not None:
                         process.kill()
                 raise
@@ -199,8 +200,7 @@ def _watchdog(client, seconds: float | None, done: threading.Event, state: dict)
         else:
             continue
         while not done.is_set():  # the kernel may still be starting: wait for its process
-            km = getattr(client, "km", None)
-            process = getattr(getattr(km, "provisioner", None), "process", None)
+            process = kernel_process(client)
             if process is not None:
                 try:
                     process.kill()

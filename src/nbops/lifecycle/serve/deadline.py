@@ -6,13 +6,16 @@ a handler) forever. `with_read_deadline(protocol, seconds)` subclasses uvicorn's
 (httptools' or h11's: both keep the request in `self.cycle`) with one timer per connection,
 armed when the connection opens and again after each response: when it fires and no complete
 request is being answered, the connection is closed. A request whose body is complete is never
-cut off, however long the model takes.
+cut off, however long the model takes. uvicorn's internals it reads are fenced in
+serve/uvicorn_private.py (`answering`, `loop`, `transport`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+from nbops.lifecycle.serve.uvicorn_private import answering, loop, transport
 
 
 def with_read_deadline(protocol: type[asyncio.Protocol], seconds: float) -> type[asyncio.Protocol]:
@@ -25,15 +28,13 @@ def with_read_deadline(protocol: type[asyncio.Protocol], seconds: float) -> type
         def _nbops_arm(self) -> None:
             if self._nbops_timer is not None:
                 self._nbops_timer.cancel()
-            self._nbops_timer = self.loop.call_later(seconds, self._nbops_expired)
+            self._nbops_timer = loop(self).call_later(seconds, self._nbops_expired)
 
         def _nbops_expired(self) -> None:
             self._nbops_timer = None
-            cycle = self.cycle
-            answering = cycle is not None and not cycle.more_body and not cycle.response_complete
-            if not answering and not self.transport.is_closing():
+            if not answering(self) and not transport(self).is_closing():
                 # request line, headers or body still incomplete (or nothing sent at all)
-                self.transport.close()
+                transport(self).close()
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -41,7 +42,7 @@ def with_read_deadline(protocol: type[asyncio.Protocol], seconds: float) -> type
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing():
+            if not transport(self).is_closing():
                 self._nbops_arm()
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -79,9 +79,9 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         raise
 
     import uvicorn
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     from nbops.lifecycle.serve.deadline import with_read_deadline
+    from nbops.lifecycle.serve.uvicorn_private import http_protocol
 
     # the numpy fast path hands sklearn a matrix in the exact column order it was fitted on;
     # sklearn warns on every call that the matrix has no column names
@@ -91,7 +91,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
     disable_created_metrics()  # *_created samples would double /metrics for no use here
     config = uvicorn.Config(create_app(service, versions), host=options.host, port=options.port,
                             workers=1, loop="auto", access_log=options.log_requests,
-                            http=with_read_deadline(AutoHTTPProtocol, options.read_timeout),
+                            http=with_read_deadline(http_protocol(), options.read_timeout),
                             log_config=_log_config(options.log_requests), server_header=False)
     server = uvicorn.Server(config)
 

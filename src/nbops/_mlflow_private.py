@@ -1,0 +1,94 @@
+"""The fence around what nbops's kernel side uses of MLflow that MLflow does not promise.
+
+Kernel side (imports nothing of the framework, like `nbops._kernel`, its one user); it never
+imports mlflow itself: the callers hand in the module the notebook imported. Private or
+unpromised, and why nbops uses it:
+
+- `mlflow.tracking.context.registry._run_context_provider_registry` (private: a module-level
+  registry MLflow fills from the `mlflow.run_context_provider` entry point) and its `register`
+  method: the lab's interactive runs get their tags (`nbops.interactive`, the notebook, git)
+  from a `RunContextProvider` registered in the kernel, so a run the user starts by hand, with
+  any of MLflow's entry points, is tagged. An entry point would tag every run of every Python
+  process that has nbops installed, not just the lab's kernels.
+- `RunContextProvider` (public module, undocumented): subclassed with exactly `in_context` and
+  `tags`, the two methods it declares.
+- `mlflow.start_run` replaced on the `mlflow` module in the kernel (public function, but MLflow
+  does not promise that its other entry points never reach it, nor its parameters): a bare
+  `mlflow.start_run()` in a notebook gets the kernel's run back instead of "run already
+  active". The wrapper relies on `run_id` being the first parameter and `nested` a keyword.
+
+`missing(mlflow)` names whatever of this the installed MLflow lacks; tests/unit/
+test_fence_mlflow.py asserts it names nothing, so a release that moves them fails that test
+(`make test`, the version matrix) rather than a user's notebook.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+REGISTRY_MODULE = "mlflow.tracking.context.registry"
+REGISTRY_NAME = "_run_context_provider_registry"
+PROVIDER_MODULE = "mlflow.tracking.context.abstract_context"
+PROVIDER_METHODS = frozenset({"in_context", "tags"})
+
+
+def register_run_tags(tags: Callable[[], dict[str, str]]) -> None:
+    """Every run MLflow creates in this process from now on gets TAGS() (called at its start)."""
+    base = importlib.import_module(PROVIDER_MODULE).RunContextProvider
+
+    class NbopsRunContext(base):  # type: ignore[misc, valid-type]
+        def in_context(self) -> bool:
+            return True
+
+        def tags(self) -> dict[str, str]:
+            return tags()
+
+    getattr(importlib.import_module(REGISTRY_MODULE), REGISTRY_NAME).register(NbopsRunContext)
+
+
+def replace_start_run(mlflow: Any, ours: str) -> None:
+    """`mlflow.start_run()` without a run id (or with OURS), not nested, while OURS is the
+    active run, returns it instead of MLflow's "run already active" error."""
+    original = mlflow.start_run
+
+    def start_run(run_id=None, *args, nested=False, **kwargs):
+        active = mlflow.active_run()
+        if active is not None and not nested and active.info.run_id == ours and run_id in (None, ours):
+            return active
+        return original(run_id, *args, nested=nested, **kwargs)
+
+    start_run.__doc__ = original.__doc__
+    mlflow.start_run = start_run
+
+
+def missing(mlflow: Any) -> list[str]:
+    """What this module relies on that the installed MLflow (the imported module MLFLOW) lacks:
+    [] when all is there."""
+    gone: list[str] = []
+    try:
+        registry = getattr(importlib.import_module(REGISTRY_MODULE), REGISTRY_NAME)
+        if not callable(getattr(registry, "register", None)):
+            gone.append(f"{REGISTRY_MODULE}.{REGISTRY_NAME}.register")
+    except (ImportError, AttributeError):
+        gone.append(f"{REGISTRY_MODULE}.{REGISTRY_NAME}")
+    try:
+        provider = importlib.import_module(PROVIDER_MODULE).RunContextProvider
+        declared = {name for name, value in vars(provider).items()
+                    if callable(value) and not name.startswith("_")}
+        if declared != PROVIDER_METHODS:
+            gone.append(f"RunContextProvider's methods are {sorted(declared)}, "
+                        f"not {sorted(PROVIDER_METHODS)}")
+    except (ImportError, AttributeError):
+        gone.append(f"{PROVIDER_MODULE}.RunContextProvider")
+    params = list(inspect.signature(mlflow.start_run).parameters.values())
+    if not params or params[0].name != "run_id":
+        gone.append("mlflow.start_run's first parameter run_id")
+    if not any(p.name == "nested" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in params):
+        gone.append("mlflow.start_run's keyword nested")
+    if not callable(getattr(mlflow, "active_run", None)):
+        gone.append("mlflow.active_run")
+    return gone
