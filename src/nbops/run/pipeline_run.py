@@ -22,7 +22,7 @@ from nbops import __version__
 from nbops.core.config import Settings
 from nbops.core.context import GitInfo, git_info, relative_to_repo, who_ran
 from nbops.core.errors import NotebookError
-from nbops.notebook.document import load
+from nbops.notebook.document import ModelSpec, load
 from nbops.pipeline import render
 from nbops.pipeline.fingerprint import combined
 from nbops.pipeline.graph import Graph, build, declared_needs, key
@@ -87,7 +87,8 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, track: bool = True, deb
     from nbops.run.tracking import Tracker
 
     check_reachable(settings.resolved_tracking_uri)  # a server away: one line, before mlflow is imported
-    tracker = Tracker(settings, experiment=experiment or plan.name, registrar=registrar)
+    gates = PipelineGates(registrar, {n.name for n in plan.graph.nodes}) if registrar is not None else None
+    tracker = Tracker(settings, experiment=experiment or plan.name, registrar=gates)
     specs = _with_external_runs(plan, tracker)  # before any kernel starts: a missing one is an error
     git = git_info(settings.root)
     parent = _start_parent(tracker, plan, git)
@@ -99,6 +100,8 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, track: bool = True, deb
         tracker.abort(parent)
         raise
     tracker.heartbeat.remove(parent.run_id)
+    if gates is not None and gates.deferred:
+        outcomes = gates.register(tracker, outcomes)
     ok = all(o.ok for o in outcomes)
     try:
         children = {o.result.spec.notebook.stem: o.tracked.run_id for o in outcomes if o.tracked}
@@ -108,6 +111,48 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, track: bool = True, deb
         tracker.abort(parent, "FAILED")  # whatever failed, the parent must not stay RUNNING
         raise
     return PipelineResult(outcomes, parent.run_id, plan.name)
+
+
+class PipelineGates:
+    """The registrar of a pipeline's runs: a model whose gates name another notebook's metric
+    (`evaluate.test_accuracy >= 0.9` in train's metadata.nbops.model.gates) is registered once
+    the pipeline is done, with those metrics logged on its run under the names the gates use."""
+
+    def __init__(self, registrar: Registrar, names: set[str]):
+        self.registrar, self.names = registrar, names
+        self.deferred: dict[str, ModelSpec] = {}  # run id -> its model, registered at the end
+
+    def _pipeline_metrics(self, spec: ModelSpec) -> list[tuple[str, str]]:
+        """(notebook, metric) of each gate naming a metric of a notebook of the pipeline."""
+        parts = [g.metric.partition(".") for g in spec.gates]
+        return [(node, metric) for node, dot, metric in parts if dot and metric and node in self.names]
+
+    def __call__(self, client: Any, uri: str, run_id: str,
+                 spec: ModelSpec | None) -> tuple[str | None, str | None, str]:
+        if spec is not None and self._pipeline_metrics(spec):
+            self.deferred[run_id] = spec
+            return spec.name, None, "to be registered once the pipeline is done"
+        return self.registrar(client, uri, run_id, spec)
+
+    def register(self, tracker: Any, outcomes: list[Outcome]) -> list[Outcome]:
+        from nbops.notebook.scraps import split_metrics
+
+        recorded = {o.result.spec.notebook.stem: split_metrics(o.result.records)[0]
+                    for o in outcomes if o.ok}
+        out = []
+        for o in outcomes:
+            tracked = o.tracked
+            spec = self.deferred.get(tracked.run_id) if tracked is not None else None
+            if tracked is None or spec is None:
+                out.append(o)
+                continue
+            found = {f"{node}.{metric}": recorded[node][metric] for node, metric in self._pipeline_metrics(spec)
+                     if metric in recorded.get(node, {})}
+            if found:  # a notebook that failed or was skipped recorded nothing: its gate fails
+                tracker.store.log_metrics(tracked.run_id, found, int(time.time() * 1000))
+            name, version, note = self.registrar(tracker.client, tracker.uri, tracked.run_id, spec)
+            out.append(replace(o, tracked=replace(tracked, model_name=name, model_version=version, note=note)))
+        return out
 
 
 def _no_run_for(plan: PipelinePlan, spec: RunSpec, missing: Path, why: str) -> NoReturn:
