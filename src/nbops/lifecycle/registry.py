@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbops.core.config import Settings
-from nbops.core.errors import RegistryError
+from nbops.core.errors import RegistryError, map_mlflow_errors
 from nbops.core.gates import failed_gates, parse_gate
 from nbops.core.registry_read import (
     ClientReader,
@@ -196,7 +196,9 @@ class Registry:
                 return fast(*args)
             except Unavailable:
                 pass
-        getattr(self.client, method)(*args)
+        with map_mlflow_errors(what=f"cannot {method.replace('_', ' ')} of '{args[0]}'", store=self.uri,
+                               error=RegistryError):
+            getattr(self.client, method)(*args)
 
     @property
     def required_approvals(self) -> int:

@@ -28,6 +28,7 @@ from nbops.core.errors import (
     ConfigError,
     DataError,
     RegistryError,
+    map_mlflow_errors,
 )
 from nbops.lifecycle.lineage import (
     Lineage,
@@ -222,9 +223,12 @@ def retrain(settings: Settings, name: str, data: Path, param: str | None = None,
         outcome = _run(tree_settings, spec, register=True, quiet=quiet)
     tracked = outcome.tracked
     run_id = tracked.run_id if tracked else ""
+    digest = ""
     if run_id:
-        registry.client.set_tag(run_id, "nbops.retrain_of", f"{name}/{champion.version}")
-    digest = registry.client.get_run(run_id).data.tags.get("nbops.data_digest", "") if run_id else ""
+        with map_mlflow_errors(what=f"cannot tag the retrain run {run_id}", store=registry.uri,
+                               error=RegistryError):
+            registry.client.set_tag(run_id, "nbops.retrain_of", f"{name}/{champion.version}")
+            digest = registry.client.get_run(run_id).data.tags.get("nbops.data_digest", "")
     if not outcome.ok or not tracked or not tracked.model_version:
         note = tracked.note if tracked else ""
         if not outcome.ok:
@@ -278,9 +282,11 @@ def reproduce(settings: Settings, ref: str, tolerance: float | None = None,
     run_id = outcome.tracked.run_id if outcome.tracked else ""
     new_metrics, new_digests = {}, {}
     if run_id:
-        registry.client.set_tag(run_id, "nbops.reproduce_of", f"{version.name}/{version.version}")
-        # every MLflow metric of both runs: recorded with nbops.record or logged by mlflow itself
-        new_run = registry.client.get_run(run_id)
+        with map_mlflow_errors(what=f"cannot read the reproduced run {run_id}", store=registry.uri,
+                               error=RegistryError):
+            registry.client.set_tag(run_id, "nbops.reproduce_of", f"{version.name}/{version.version}")
+            # every MLflow metric of both runs: recorded with nbops.record or logged by mlflow itself
+            new_run = registry.client.get_run(run_id)
         new_metrics = dict(new_run.data.metrics)
         # ignored data is linked into the worktree, and the run names it by where the link
         # points (the working tree): back to a project path to compare with the original
