@@ -303,7 +303,9 @@ def write_review(root: Path, base: str, head: str, out: Path,
     md = out / "review.md"
     tables = results(reviews) if results else None
     _write_text(out / "index.html", render_index(reviews, base, head))
-    _write_text(md, render_markdown(reviews, base, head, tables))
+    from nbops.review.pipelines import graph_block
+
+    _write_text(md, render_markdown(reviews, base, head, tables, graph=graph_block(root, reviews)))
     return md, reviews
 
 

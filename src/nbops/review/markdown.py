@@ -94,8 +94,11 @@ def _cell_block(cell) -> str:
 
 
 def render_markdown(reviews: list[NotebookReview], base: str, head: str, results: dict | None = None,
-                    limit: int = MAX_COMMENT) -> str:
+                    limit: int = MAX_COMMENT, graph: str = "") -> str:
+    """GRAPH: the pipeline graph's section (review/pipelines.py) when the change touches one."""
     top = [COMMENT_MARKER, f"## nbops review: {len(reviews)} notebook(s) changed ({code(base)} → {code(head)})", ""]
+    if graph:
+        top += [graph]
     with_outputs = [r for r in reviews if r.outputs]
     if with_outputs:
         top.append(f"**Committed outputs** in {len(with_outputs)} notebook(s) (`nbops check --fix` strips them):")
