@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 # pip here also reads local mirrors and warns about each package they lack: keep logs readable
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: install demo test test-fast lint bench clean dist tools
+.PHONY: install demo test test-fast test-matrix lint bench clean dist tools
 
 # `make demo` installs only what the demo needs (nbops and the torch extra), with uv configured as
 # pip is on this machine (scripts/install_venv.py: pip's mirrors and constraints; plain pip where
@@ -78,13 +78,29 @@ tools: $(GITLAB_CI_LOCAL_STAMP) $(RSYNC)
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see
 # pyproject.toml). The total is printed; .ci/run sets COV_FLOOR, the figure it must not drop below.
+# Two pytest-xdist workers (CI has 2 cores; most tests wait on kernels, servers and subprocesses):
+# `--dist loadgroup` with the groups tests/conftest.py gives (a file each; tests/server's stack,
+# the browser tests and the Ray clusters each on one worker). pytest-cov combines the workers'
+# and the subprocesses' data. PYTEST_WORKERS=0 runs serially.
+# Then the version matrix tier (scripts/matrix.py, tests/matrix.txt): the store tests and the
+# fences on the oldest and newest MLflow, papermill, nbclient and uvicorn nbops supports, each in
+# its own cached .venv-mlflow-<version>/; it runs even when the main suite failed.
 COV_FLOOR ?= 0
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 test: $(STAMP) $(CHROMIUM) $(PG_INITDB) tools
 	$(BIN)/mypy src
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
+	status=0; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 --cov \
+	  --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS) || status=$$?; \
+	time $(PYTHON) scripts/matrix.py || status=1; \
+	exit $$status
+
+# The version matrix tier alone (venvs made once, reused while pyproject.toml and the pins stay).
+test-matrix:
+	time $(PYTHON) scripts/matrix.py
 
 # The unit tier: no kernel, no MLflow store, no server, no Ray, no nbops subprocess. Under a
 # minute on a 2-core machine.

@@ -17,18 +17,39 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 SLOW_TIERS = ("integration", "e2e", "server")
+# `make test` runs pytest-xdist with `--dist loadgroup`: each group runs on one worker, in order.
+# A test file is a group of its own (its module-scoped fixtures, a trained project or a server,
+# are made once); these share one worker across files: tests/server's session stack (PostgreSQL,
+# S3, `mlflow server`) started once; chromium driven by one test at a time; Ray clusters, whose
+# head and workers take ports beyond the free one the fixture picks.
+SHARED_GROUPS = {
+    "browser": ("e2e/test_lab.py", "e2e/test_review_browser.py", "e2e/test_review_safety_browser.py"),
+    "ray": ("integration/test_ray.py", "integration/test_pipeline_ray.py"),
+}
+
+
+def xdist_group(rel: Path) -> str:
+    """The pytest-xdist group of the test file REL (relative to tests/)."""
+    if rel.parts[0] == "server":
+        return "server"
+    for group, files in SHARED_GROUPS.items():
+        if rel.as_posix() in files:
+            return group
+    return rel.as_posix()
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test under tests/integration and tests/e2e `slow`: each one starts a kernel, a
-    server, Ray or an nbops subprocess (a pure test belongs in tests/unit)."""
+    server, Ray or an nbops subprocess (a pure test belongs in tests/unit). And give each its
+    pytest-xdist group (`xdist_group`, used only under `--dist loadgroup`)."""
     for item in items:
         try:
-            tier = item.path.resolve().relative_to(TESTS).parts[0]
+            rel = item.path.resolve().relative_to(TESTS)
         except ValueError:  # a test outside tests/
             continue
-        if tier in SLOW_TIERS:
+        if rel.parts[0] in SLOW_TIERS:
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(rel)))
 
 
 def write_notebook(path: Path, cells: list[tuple[str, str] | tuple[str, str, list[str]]],

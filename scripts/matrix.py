@@ -1,0 +1,118 @@
+"""The version matrix tier of `make test`: the store tests on the oldest and the newest versions
+of MLflow, papermill, nbclient and uvicorn that nbops supports, each set in its own venv.
+
+Usage: python3 scripts/matrix.py [oldest|newest|latest ...]   (default: oldest newest)
+
+- `oldest` / `newest`: the pins below, the bounds pyproject.toml declares (tested by `make test`).
+- `latest`: whatever the index has now, pyproject's upper bounds overridden (uv's --override),
+  for the weekly workflow (.github/workflows/newest-deps.yml) to say when a new release breaks
+  nbops before its bounds are raised.
+
+Each venv is `.venv-mlflow-<version>/` (`.venv-mlflow-latest/`), made once with
+scripts/install_venv.py (uv, configured as pip is here) and reused while its stamp matches the
+pins and pyproject.toml; the tests in tests/matrix.txt then run in it with its own interpreter.
+Standard library only, run with the system Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# keep in step with pyproject.toml's bounds (tests/unit/test_matrix.py checks they agree)
+SETS = {
+    "oldest": ["mlflow==3.17.0", "papermill==2.6.0", "nbclient==0.10.0", "uvicorn==0.29.0"],
+    # MLflow 3.18.0 is on this machine's index without its mlflow-tracing 3.18.0: not installable
+    "newest": ["mlflow==3.17.2", "papermill==2.7.0", "nbclient==0.11.0", "uvicorn==0.55.0"],
+    "latest": ["mlflow", "papermill", "nbclient", "uvicorn"],
+}
+TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27"]
+STAMP = ".matrix-stamp"
+
+
+def venv_for(name: str) -> Path:
+    pins = SETS[name]
+    version = pins[0].partition("==")[2] or name
+    return ROOT / f".venv-mlflow-{version}"
+
+
+def stamp_text(name: str) -> str:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    return f"{' '.join(SETS[name])} pyproject:{digest}\n"
+
+
+def ensure(name: str) -> Path | None:
+    """The venv of set NAME, made or brought up to date; None when it cannot be installed."""
+    venv = venv_for(name)
+    stamp = venv / STAMP
+    if name != "latest" and stamp.exists() and stamp.read_text() == stamp_text(name):
+        print(f"matrix: {venv.name} is up to date ({stamp_text(name).strip()})", flush=True)
+        return venv
+    env = dict(os.environ)
+    overrides = None
+    if name == "latest":  # pyproject's upper bounds lifted for these four, nothing else
+        overrides = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
+        overrides.write("\n".join(SETS[name]) + "\n")
+        overrides.close()
+        env["UV_OVERRIDE"] = overrides.name
+        env["NBOPS_INSTALL_WITH_PIP"] = ""  # pip has no overrides: uv or nothing
+    stamp.unlink(missing_ok=True)
+    cmd = [sys.executable, str(ROOT / "scripts" / "install_venv.py"), str(venv),
+           *SETS[name], "-e", str(ROOT), *TOOLS]
+    done = subprocess.run(cmd, cwd=ROOT, env=env)
+    if overrides is not None:
+        os.unlink(overrides.name)
+    if done.returncode != 0:
+        print(f"matrix: could not install the {name} set into {venv.name}", flush=True)
+        return None
+    stamp.write_text(stamp_text(name))
+    return venv
+
+
+def versions(venv: Path) -> str:
+    code = ("import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
+            "('mlflow', 'papermill', 'nbclient', 'uvicorn')))")
+    return subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True,
+                          text=True).stdout.strip()
+
+
+def tests() -> list[str]:
+    lines = (ROOT / "tests" / "matrix.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def main(argv: list[str]) -> int:
+    names = argv or ["oldest", "newest"]
+    unknown = [n for n in names if n not in SETS]
+    if unknown:
+        print(f"usage: matrix.py [{'|'.join(SETS)} ...]; unknown: {unknown}", file=sys.stderr)
+        return 2
+    failed = []
+    for name in names:
+        started = time.monotonic()
+        venv = ensure(name)
+        if venv is None:
+            failed.append(name)
+            continue
+        installed = time.monotonic() - started
+        print(f"== matrix [{name}] {versions(venv)}", flush=True)
+        # the tests' own project and pytest settings; no coverage here (the main run's)
+        done = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=8",
+                               *tests()], cwd=ROOT)
+        print(f"== matrix [{name}]: {'passed' if done.returncode == 0 else 'FAILED'} "
+              f"(venv {installed:.0f} s, tests {time.monotonic() - started - installed:.0f} s)", flush=True)
+        if done.returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"matrix: failed on {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
