@@ -9,6 +9,13 @@ from nbops.cli.main import main
 from tests.conftest import all_runs
 
 
+def test_templates_lists_the_pipeline(project, capsys):
+    assert main(["templates"]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline  (a pipeline: prepare -> train -> evaluate)" in out
+    assert "    train.model: str = 'random_forest'" in out
+
+
 def test_pipeline_template_runs_in_order(project, mlflow_client, capsys):
     assert main(["new", "pipeline", "churn", "-p", "dataset=wine", "-p", "model=logistic_regression"]) == 0
     folder = project / "notebooks" / "churn"

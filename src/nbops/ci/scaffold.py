@@ -33,6 +33,19 @@ def list_templates(settings: Settings) -> list[Notebook]:
     return list(seen.values())
 
 
+def list_pipelines(settings: Settings) -> list[tuple[str, list[Notebook]]]:
+    """Pipeline templates: folders of notebooks (`templates/pipeline/`), upstream first."""
+    from nbops.pipeline.graph import build
+
+    seen: dict[str, list[Notebook]] = {}
+    for d in template_dirs(settings):
+        for folder in sorted(p for p in d.iterdir() if p.is_dir() and any(p.glob("*.ipynb"))):
+            if folder.name not in seen:
+                graph = build([notebook_mod.load(p) for p in sorted(folder.glob("*.ipynb"))])
+                seen[folder.name] = [n.notebook for n in graph.nodes]
+    return list(seen.items())
+
+
 def find_template(settings: Settings, name: str) -> Path:
     candidate = Path(name)
     if candidate.suffix == ".ipynb" and candidate.is_file():

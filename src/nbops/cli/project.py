@@ -19,7 +19,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
-    from nbops.ci.scaffold import list_templates
+    from nbops.ci.scaffold import list_pipelines, list_templates
 
     settings = options.settings()
     templates = list_templates(settings)
@@ -32,6 +32,12 @@ def cmd_templates(args: argparse.Namespace) -> int:
         for p in tpl.parameters:
             help_text = f"  # {p.help}" if p.help else ""
             print(f"    {p.describe()}{help_text}")
+    for name, parts in list_pipelines(settings):  # `nbops new NAME X` makes notebooks/X/
+        print(f"{name}  (a pipeline: {' -> '.join(nb.stem for nb in parts)})")
+        for nb in parts:
+            for p in nb.parameters:
+                help_text = f"  # {p.help}" if p.help else ""
+                print(f"    {nb.stem}.{p.describe()}{help_text}")
     return 0
 
 
