@@ -29,6 +29,8 @@ SLEEPY = [("code", "secs = 120", ["parameters"]), ("code", "import time\ntime.sl
 PARAMS = [("code", "lr = 0.1\npassword = ''\nname = 'x'", ["parameters"]),
           ("code", "from nbops import record\nassert password == 'hunter2' + '-secret'  # the kernel has the real value\nrecord('ok', 1.0)")]
 
+STARTED = "started-notebook"  # written by notebooks/started.ipynb's kernel
+
 
 @dataclass
 class Case:
@@ -38,7 +40,7 @@ class Case:
     seconds: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
     message: str = ""  # a part of the one error line
-    signal_after: float | None = None  # send SIGTERM after this many seconds
+    signal_when_running: bool = False  # SIGTERM once the run is RUNNING and its notebook runs
     setup: str = ""  # a file to create first: see _setup
 
 
@@ -52,6 +54,10 @@ def project(tmp_path_factory, request):
     (root / "pyproject.toml").write_text('[project]\nname = "r"\nversion = "0"\n\n[tool.nbops]\n')
     write_notebook(root / "notebooks" / "sleepy.ipynb", SLEEPY)
     write_notebook(root / "notebooks" / "params.ipynb", PARAMS)
+    # says, with a file, that its kernel runs the notebook: the SIGTERM case waits for it
+    write_notebook(root / "notebooks" / "started.ipynb", [
+        ("code", "secs = 120", ["parameters"]),
+        ("code", f"import pathlib, time\npathlib.Path({str(root / STARTED)!r}).touch()\ntime.sleep(secs)")])
     write_notebook(root / "notebooks" / "bad_timeout.ipynb", SLEEPY, nbops={"timeout": True})
     write_notebook(root / "notebooks" / "bad_gpu.ipynb", SLEEPY, nbops={"resources": {"gpu": -1}})
     write_notebook(root / "notebooks" / "bad_name.ipynb", SLEEPY, nbops={"model": {"name": "team/clf"}})
@@ -99,10 +105,16 @@ def _run(project: Path, case: Case, tmp: Path) -> tuple[int, str, float]:
     start = time.monotonic()
     proc = subprocess.Popen([NBOPS, *case.args], cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    if case.signal_after is not None:
-        time.sleep(case.signal_after)
-        proc.send_signal(signal.SIGTERM)
     try:
+        if case.signal_when_running:  # synchronised on the run itself, not on a guess of its start
+            (project / STARTED).unlink(missing_ok=True)
+            deadline = time.monotonic() + 180  # a first run creates the store: slow on a busy machine
+            while not (_running_runs(project) and (project / STARTED).exists()):
+                assert proc.poll() is None, f"exited {proc.returncode} before its run: {proc.communicate()}"
+                assert time.monotonic() < deadline, "no RUNNING run running its notebook after 180 s"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            start = time.monotonic()  # the case's seconds: from the signal to the exit
         _, err = proc.communicate(timeout=case.seconds + 30)
     finally:
         if proc.poll() is None:
@@ -111,7 +123,7 @@ def _run(project: Path, case: Case, tmp: Path) -> tuple[int, str, float]:
 
 
 CASES = [
-    Case("SIGTERM during run", ["run", "notebooks/sleepy.ipynb", "-q"], 143, 40, signal_after=12),
+    Case("SIGTERM during run", ["run", "notebooks/started.ipynb", "-q"], 143, 30, signal_when_running=True),
     Case("unreachable tracking server", ["run", "notebooks/sleepy.ipynb", "-q"], 2, 10,
          env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, message="not reachable"),
     Case("credentials in an unreachable URI", ["run", "notebooks/sleepy.ipynb", "-q"], 2, 10,
