@@ -26,12 +26,12 @@ Importing this module is cheap (nbdime and nbformat load inside `merge`).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from nbops.core.files import write_text_atomic
 
 
 def _nbdime_args() -> Any:
@@ -113,15 +113,8 @@ def text_merge(base: Path, ours: Path, theirs: Path, marker_size: int) -> int:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace PATH's content at once (git reads it after the driver exits)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace PATH's content at once (git reads it after the driver exits), keeping its mode."""
+    write_text_atomic(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +33,63 @@ def writable_dir(path: Path, what: str) -> None:
         raise ConfigError(f"{what} {path}: cannot write in {existing}", hint="give a folder you can write in")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write TEXT to PATH so that a reader sees the old file or the new one, never half of it;
-    on any error (disk full, Ctrl-C) the temp file is removed and PATH is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def umask() -> int:
+    """The process's umask, read without changing it: os.umask() can only be read by setting it,
+    and for that moment every file another thread (a parallel run) creates would get mode 0666."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS): set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def final_mode(path: Path) -> int:
+    """The mode PATH has once rewritten: its own when it exists (a merge or the strip filter
+    keeps a notebook's mode), else a normal new file's, 0666 less the umask (not mkstemp's 0600:
+    an executed notebook or a prediction is read by the team)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~umask()
+
+
+def temp_beside(path: Path) -> str:
+    """A new empty temp file in PATH's folder, with PATH's final mode: written, then moved onto
+    PATH with os.replace (one rename: a reader sees the old file or the new one). The caller
+    removes it on failure; `replacing` does all of that for one file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; these are normal files
+        os.fchmod(fd, final_mode(path))
+    finally:
+        os.close(fd)
+    return tmp
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[str]:
+    """The one way nbops writes a file whole or not at all: the block writes the temp file it is
+    given (beside PATH, PATH's final mode), which then replaces PATH; on any error (disk full,
+    Ctrl-C) the temp file is removed and PATH is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(path)
+    try:
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write TEXT to PATH whole or not at all (`replacing`)."""
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def write_notebook_atomic(path: Path, nb: dict) -> None:

@@ -20,7 +20,6 @@ import gc
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 
 from nbops.core.config import Settings
 from nbops.core.errors import ConfigError, DataError, ModelError, first_line
-from nbops.core.files import FORMATS
+from nbops.core.files import FORMATS, temp_beside
 from nbops.lifecycle.tables import (
     CsvWriter,
     ParquetWriter,
@@ -220,15 +219,6 @@ def _kept_for_good():
             gc.enable()
 
 
-def _temp_beside(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; an output is a normal file
-    return tmp
-
-
 def proba_columns(loaded, frame, n: int) -> dict[str, Any]:
     """`proba_<class>` -> that class's probability for each row (float64; empty for no rows)."""
     import numpy as np
@@ -272,7 +262,7 @@ def predict_file(settings: Settings, ref: str, input: Path, output: Path,
     try:
         try:  # before the model loads (seconds): a folder we cannot write in fails at once
             output.parent.mkdir(parents=True, exist_ok=True)
-            temps += [_temp_beside(output), _temp_beside(sidecar)]
+            temps += [temp_beside(output), temp_beside(sidecar)]
         except OSError as exc:
             raise DataError(f"cannot write in {output.parent}: {exc.strerror or exc}") from None
         tmp, side_tmp = temps

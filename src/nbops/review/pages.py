@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from nbops.core.files import write_text_atomic
 from nbops.core.sanitize import csp_meta
 from nbops.review.judged import plain_lines
 
@@ -34,9 +35,7 @@ def write_app(out: Path) -> str:
     name = app_name()
     target = out / name
     if not target.is_file():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(webapp_bundle(), encoding="utf-8")
-        tmp.replace(target)
+        write_text_atomic(target, webapp_bundle())  # two reviews at once: each writes whole
     return name
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 MIN_INTERVAL_S = 1.0  # between two progressive saves of the executed notebook
@@ -33,42 +33,16 @@ class OutputWriteError(OSError):
     """The executed notebook could not be written (a full disk, a file size limit, ...)."""
 
 
-def umask() -> int:
-    """The process's umask, read without changing it: os.umask() can only be read by setting it,
-    and for that moment every file another thread (a parallel run) creates would get mode 0666."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # no /proc (macOS): set and restore at once
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(buf: str, path: str) -> None:
-    """BUF to PATH through a temporary file in the same folder; PATH is untouched on failure.
-    PATH gets a normal file's mode (0666 less the umask, 0644 mostly), not mkstemp's 0600: the
-    executed notebook is logged to MLflow as it is, and a team reads it there."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
+    """BUF to PATH whole or not at all (core/files.py's `replacing`): PATH gets a normal file's
+    mode (0666 less the umask), not mkstemp's 0600: the executed notebook is logged to MLflow
+    as it is, and a team reads it there. A failed write is an OutputWriteError naming PATH."""
+    from nbops.core.files import write_text_atomic
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-        os.fchmod(fd, 0o666 & ~umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(buf)
-        os.replace(tmp, path)
-        tmp = None
+        write_text_atomic(Path(path), buf)
     except OSError as exc:
         raise OutputWriteError(exc.errno, exc.strerror or str(exc), path) from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 @functools.cache
