@@ -9,6 +9,7 @@ tests/server runs the daily commands against a team stack (PostgreSQL, S3, `mlfl
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -26,6 +27,14 @@ SHARED_GROUPS = {
     "browser": ("e2e/test_lab.py", "e2e/test_review_browser.py", "e2e/test_review_safety_browser.py"),
     "ray": ("integration/test_ray.py", "integration/test_pipeline_ray.py"),
 }
+
+
+def pytest_configure(config):
+    """Every `mlflow server` the tests start (tests/mlflow_server.py, the server tier's stack, the
+    CI pipelines' servers) runs without MLflow 3's job execution, as `nbops lab` runs its UI
+    (lab/config.py): otherwise each server starts a job runner and seven huey consumers, eight
+    Python processes importing MLflow, which nbops never uses, on a 2-core machine."""
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 
 
 def xdist_group(rel: Path) -> str:
