@@ -352,9 +352,10 @@ def map_mlflow_errors(*, what: str, store: str = "", error: type[NbopsError] = T
     """Inside the block, a failure of the MLflow store (store_error_kind) is raised again as one
     nbops error: "WHAT: <reason>" with credentials masked, of the kind its `error_code` or cause
     says (StoreUnreachable, StoreAuthError, NotFound, AlreadyExists, StoreInputError), or ERROR
-    for any other refusal (StoreError when ERROR is TrackingError, the default). HINT is said with a refusal (an unreachable store and a login have
-    hints of their own). Anything else propagates untouched: nbops's own errors, and bugs with
-    their tracebacks."""
+    for any other refusal (StoreError when ERROR is TrackingError, the default). HINT is said
+    with a refusal (an unreachable store and a login have hints of their own). STORE (masked) is
+    named when it did not answer. Anything else propagates untouched: nbops's own errors, and
+    bugs with their tracebacks."""
     try:
         yield
     except NbopsError:
