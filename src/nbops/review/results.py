@@ -128,7 +128,9 @@ def run_and_compare(settings: Settings, reviews: list[NotebookReview], base: str
     for outcome in outcomes:
         nb = outcome.result.spec.notebook
         path = relative_to_repo(nb.path, root)
-        base_metrics, source = _base_metrics(client, path, base_sha, nb.model.name if nb.model else None)
+        with map_mlflow_errors(what=f"cannot read the base run of {path}", store=settings.resolved_tracking_uri,
+                               error=ReviewError):
+            base_metrics, source = _base_metrics(client, path, base_sha, nb.model.name if nb.model else None)
         status = "ok" if outcome.ok else f"FAILED: {code(str(outcome.result.error))}"
         lines = results_lines(status, source, outcome.result.records, base_metrics, nb.model)
         tables[path] = lines
