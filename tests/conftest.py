@@ -35,6 +35,8 @@ def pytest_configure(config):
     (lab/config.py): otherwise each server starts a job runner and seven huey consumers, eight
     Python processes importing MLflow, which nbops never uses, on a 2-core machine."""
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # pytest-xdist's marker, known also where xdist is not installed (the matrix tier's venvs)
+    config.addinivalue_line("markers", "xdist_group(name): the tests of a group share one xdist worker")
 
 
 def xdist_group(rel: Path) -> str:
