@@ -27,6 +27,10 @@ class Progress:
     def finished(self, name: str, ok: bool, duration: float, detail: str = "") -> None:
         pass
 
+    def skipped(self, name: str, detail: str) -> None:
+        """A pipeline's notebook not run: a notebook it needs did not succeed."""
+        self.finished(name, False, 0.0, f"skipped: {detail}")
+
     def close(self) -> None:
         pass
 
@@ -46,6 +50,9 @@ class PlainProgress(Progress):
     def finished(self, name: str, ok: bool, duration: float, detail: str = "") -> None:
         status = "ok" if ok else "FAILED"
         self._say(f"{status} {name} in {duration:.1f}s" + (f": {detail}" if detail else ""))
+
+    def skipped(self, name: str, detail: str) -> None:
+        self._say(f"SKIPPED {name}: {detail}")
 
 
 class LiveProgress(Progress):

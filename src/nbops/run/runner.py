@@ -300,7 +300,7 @@ def run_specs(
             failed = [name for name, o in upstream if not o.ok]
             if failed:
                 outcome = skipped(spec, failed)
-                progress.finished(label, False, 0.0, str(outcome.result.error))
+                progress.skipped(label, outcome.result.error.evalue if outcome.result.error else "")
                 return outcome
             spec = replace(spec, upstream=(*spec.upstream, *(
                 (name, o.tracked.run_id) for name, o in upstream if o.tracked is not None)))
