@@ -86,13 +86,17 @@ def load_dataset(name: str, csv_path: str = "", target: str = "target"):
 
 
 def _check_header(csv_path: str) -> None:
-    """A header naming one column twice is refused (`nbops run` refuses it before the kernel
-    when the file is declared in metadata.nbops.data)."""
-    from nbops.notebook.inputs import duplicated_column
+    """A header naming one column twice is refused (pandas would rename the second `NAME.1`).
+    `nbops run` refuses it before the kernel when the file is declared in metadata.nbops.data
+    (notebook/inputs.duplicated_column: the kernel side imports no framework layer, so the
+    check is its own here)."""
+    import csv
 
-    column = duplicated_column(csv_path)
-    if column is not None:
-        raise ValueError(f"{csv_path}: column {column!r} appears more than once in the header"
+    with open(csv_path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        header = next(csv.reader([f.readline(1 << 20)]), [])
+    dup = next((c for i, c in enumerate(header) if c in header[:i]), None)
+    if dup is not None:
+        raise ValueError(f"{csv_path}: column {dup!r} appears more than once in the header"
                          " (give each column its own name)")
 
 
