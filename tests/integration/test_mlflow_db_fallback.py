@@ -43,6 +43,10 @@ def copy(project, tmp_path, monkeypatch):
     shutil.copytree(project, root, symlinks=True)
     monkeypatch.setenv("NBOPS_VERBOSE", "")
     monkeypatch.delenv("NBOPS_NO_FAST_REGISTRY", raising=False)
+    # the copy's own store, whatever an earlier test in this process (an xdist worker) left set
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(root)
     monkeypatch.setattr(mlflow_db, "_said", [])
     return root
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 from nbops.cli.main import main
 from tests.conftest import all_runs, write_notebook
@@ -165,15 +166,22 @@ def test_kernels_talk_over_private_unix_sockets_that_are_removed(project, mlflow
     """No TCP ports on localhost (picked, released, then bound by the kernel: a window in which
     another process can take one and the kernel never answers): Unix sockets in a folder only
     this user can enter, gone after the run."""
+    import shutil
     import tempfile
 
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # a short folder: under pytest-xdist tmp_path (.../popen-gw1/...) is too long for a socket's
+    # address, and nbops rightly falls back to /tmp (the next test checks that fallback)
+    scratch = Path(tempfile.mkdtemp(prefix="nbops-ipc-", dir="/tmp"))
+    before = tempfile.tempdir
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    paths = [str(write_notebook(project / "notebooks" / f"ipc{i}.ipynb", [("code", REPORT_CONNECTION)]))
-             for i in range(3)]
-    assert main(["run", *paths, "--jobs", "2"]) == 0
-    assert list(scratch.iterdir()) == []  # nothing left behind
+    try:
+        paths = [str(write_notebook(project / "notebooks" / f"ipc{i}.ipynb", [("code", REPORT_CONNECTION)]))
+                 for i in range(3)]
+        assert main(["run", *paths, "--jobs", "2"]) == 0
+        assert list(scratch.iterdir()) == []  # nothing left behind
+    finally:
+        tempfile.tempdir = before  # back before the folder goes (MLflow's downloads use it)
+        shutil.rmtree(scratch, ignore_errors=True)
     seen = connection_records(mlflow_client())
     assert len(seen) == 3
     for records in seen:
