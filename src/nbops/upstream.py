@@ -75,5 +75,15 @@ def _local_artifacts(client: Any, run_id: str, artifact_uri: str, name: str) -> 
         folder = Path(unquote(parsed.path))
         if folder.is_dir():
             return folder
+    import atexit
+    import shutil
+
     target = tempfile.mkdtemp(prefix=f"nbops-upstream-{name}-")
-    return Path(client.download_artifacts(run_id, "", dst_path=target))
+    # the download lives as long as the kernel that reads it: removed when it exits, or at once
+    # when the download fails (nothing left in /tmp by a pipeline on a server)
+    atexit.register(shutil.rmtree, target, True)
+    try:
+        return Path(client.download_artifacts(run_id, "", dst_path=target))
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise

@@ -86,8 +86,12 @@ def mlflow_supported() -> str:
 def _revision(con: sqlite3.Connection) -> str | None:
     try:
         row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None  # no alembic_version table: not a store MLflow made
+        raise  # locked, unreadable: the caller's error, not a schema nbops does not know
     except sqlite3.Error:
-        return None  # no alembic_version table: not a store MLflow made
+        return None  # not a database MLflow made
     return str(row[0]) if row else None
 
 
@@ -132,6 +136,8 @@ def verdict(db: Path) -> tuple[bool, str]:
         return False, f"MLflow's client reads and writes the store: {exc}"
     try:
         why, revision = check(con), _revision(con)
+    except sqlite3.Error as exc:  # locked past the timeout, unreadable
+        return False, f"MLflow's client reads and writes the store: {exc}"
     finally:
         con.close()
     if why:

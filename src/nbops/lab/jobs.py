@@ -151,7 +151,10 @@ class NbopsExecutionManager(ExecutionManager):
         executed notebook's path, which `nbops run` tags every run with (`nbops.output`)."""
         from jupyter_scheduler.orm import Job
 
-        run = find_run(Path(self.root_dir), executed)
+        try:
+            run = find_run(Path(self.root_dir), executed)
+        except Exception:  # noqa: BLE001 - not mapped: the link is optional; the job's result stands
+            return
         if run is None:
             return
         tags = [t for t in job.tags or [] if not t.startswith(RUN_TAG)]

@@ -68,7 +68,10 @@ def plan_pipeline(settings: Settings, specs: list[RunSpec]) -> PipelinePlan | No
 
 def _name(settings: Settings, specs: list[RunSpec]) -> str:
     folders = [os.path.dirname(relative_to_repo(s.notebook.path, settings.root)) for s in specs]
-    common = os.path.commonpath(folders) if all(folders) else ""
+    try:
+        common = os.path.commonpath(folders) if all(folders) else ""
+    except ValueError:  # a notebook outside the project (an absolute path) beside ones inside
+        common = ""
     return common.replace(os.sep, "/") or "pipeline"
 
 
@@ -99,11 +102,11 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, track: bool = True, deb
     except BaseException:
         tracker.abort(parent)
         raise
-    tracker.heartbeat.remove(parent.run_id)
-    if gates is not None and gates.deferred:
-        outcomes = gates.register(tracker, outcomes)
-    ok = all(o.ok for o in outcomes)
     try:
+        if gates is not None and gates.deferred:  # may fail on the store, or be interrupted
+            outcomes = gates.register(tracker, outcomes)
+        tracker.heartbeat.remove(parent.run_id)
+        ok = all(o.ok for o in outcomes)
         children = {o.result.spec.notebook.stem: o.tracked.run_id for o in outcomes if o.tracked}
         tracker.store.set_tags(parent.run_id, {"nbops.pipeline.children": json.dumps(children)[:5000]})
         tracker.store.set_terminated(parent.run_id, "FINISHED" if ok else "FAILED")
@@ -182,14 +185,16 @@ def _with_external_runs(plan: PipelinePlan, tracker: Any) -> list[RunSpec]:
 
 def newest_successful_run(client: Any, fingerprint: str) -> str | None:
     """The newest FINISHED run with FINGERPRINT (review runs do not count), by MLflow's client."""
+    from nbops.core.errors import map_mlflow_errors
     from nbops.core.store import all_experiment_ids
 
-    exps = all_experiment_ids(client)
-    if not exps:
-        return None
-    runs = client.search_runs(
-        exps, filter_string=f"tags.`nbops.fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
-        max_results=20, order_by=["attributes.start_time DESC"])
+    with map_mlflow_errors(what="cannot look for an upstream's earlier run"):
+        exps = all_experiment_ids(client)
+        if not exps:
+            return None
+        runs = client.search_runs(
+            exps, filter_string=f"tags.`nbops.fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
+            max_results=20, order_by=["attributes.start_time DESC"])
     ours = [r for r in runs if r.data.tags.get("nbops.review") != "true"]
     return ours[0].info.run_id if ours else None
 

@@ -95,7 +95,12 @@ def make_spec(
                 f"{notebook.path}: data file '{rel}' declared in metadata.nbops.data does not exist",
                 hint=f"paths are relative to the project root {settings.root}",
             )
-        if path.suffix.lower() == ".csv" and (column := duplicated_column(path)) is not None:
+        try:
+            column = duplicated_column(path) if path.suffix.lower() == ".csv" else None
+        except OSError as exc:
+            raise NotebookError(f"{notebook.path}: data file '{rel}' cannot be read: {exc.strerror or exc}",
+                                hint="check the file's permissions") from None
+        if column is not None:
             raise NotebookError(
                 f"{notebook.path}: data file '{rel}': column {column!r} appears more than once in the header",
                 hint="give each column its own name (pandas would read the second as "
