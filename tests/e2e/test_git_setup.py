@@ -5,6 +5,8 @@ venv on PATH (an IDE, JupyterLab's git panel) runs the hooks and the filter."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -186,7 +188,7 @@ def test_browser_diff_is_git_nbdiff_web_and_colour_follows_git(setup_project, tm
     # nbdime's browser diff through the alias: its server starts (no browser here) and serves the diff
     web = subprocess.Popen(["git", "nbdiff-web", "--port", "0", "--browser", "disabled", "HEAD", "--", path],
                            cwd=root, env=_bare_env(tmp_path), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         lines = []
         for line in web.stdout:  # type: ignore[union-attr]
@@ -194,6 +196,11 @@ def test_browser_diff_is_git_nbdiff_web_and_colour_follows_git(setup_project, tm
             if "URL: http://" in line or len(lines) > 40:
                 break
     finally:
-        web.terminate()
+        # the whole group: git runs the alias through a shell, and nbdime's server is its
+        # grandchild (terminating git alone left the server running after the suite)
+        try:
+            os.killpg(web.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass  # all of it had exited already
         web.wait(timeout=30)
     assert any("URL: http://" in line for line in lines), "".join(lines)
