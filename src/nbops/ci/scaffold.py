@@ -203,12 +203,7 @@ def new_notebook(
     dest = settings.path(settings.notebooks_dir) / f"{name}.ipynb"
     if dest.exists() and not force:
         raise NotebookError(f"{dest} already exists", hint="pick another name or pass --force")
-    nb = notebook_mod.read_json(src)
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-        if "parameters" in (cell.get("metadata", {}).get("tags") or []) and typed:
-            cell["source"] = rewrite_parameters(cell_source(cell), typed).splitlines(keepends=True)
+    nb = _fresh_copy(src, typed)
     meta = nb.setdefault("metadata", {}).setdefault("nbops", {})
     meta["template"] = src.stem
     if declared is not None:
@@ -217,6 +212,18 @@ def new_notebook(
         meta["model"]["name"] = name.replace("_", "-")
     write_notebook_atomic(dest, nb)
     return dest
+
+
+def _fresh_copy(src: Path, values: dict[str, Any]) -> dict:
+    """Template SRC as a new notebook: no outputs or execution counts, the parameters cell
+    rewritten with VALUES (the template's own defaults where VALUES is empty)."""
+    nb = notebook_mod.read_json(src)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+        if "parameters" in (cell.get("metadata", {}).get("tags") or []) and values:
+            cell["source"] = rewrite_parameters(cell_source(cell), values).splitlines(keepends=True)
+    return nb
 
 
 def new_pipeline(settings: Settings, src: Path, name: str, overrides: dict[str, Any], force: bool) -> Path:
@@ -233,12 +240,7 @@ def new_pipeline(settings: Settings, src: Path, name: str, overrides: dict[str, 
         raise NotebookError(f"{dest} already exists", hint="pick another name or pass --force")
     typed = [resolve(t, {k: v for k, v in overrides.items() if t.parameter(k)}) for t in tpls]
     for path, values in zip(parts, typed, strict=True):
-        nb = notebook_mod.read_json(path)
-        for cell in nb["cells"]:
-            if cell["cell_type"] == "code":
-                cell["outputs"], cell["execution_count"] = [], None
-            if "parameters" in (cell.get("metadata", {}).get("tags") or []) and values:
-                cell["source"] = rewrite_parameters(cell_source(cell), values).splitlines(keepends=True)
+        nb = _fresh_copy(path, values)
         meta = nb.setdefault("metadata", {}).setdefault("nbops", {})
         meta["template"] = f"{src.name}/{path.stem}"
         if isinstance(meta.get("model"), dict):
