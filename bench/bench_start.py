@@ -14,8 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import BIN, alternate, report, run, save  # noqa: E402
 
-NBOPS_CODE = "import time\nt = time.perf_counter()\nimport nbops\nnbops.record('x', 1.5)\nprint(time.perf_counter() - t)"
-SCRAPBOOK_CODE = "import time\nt = time.perf_counter()\nimport scrapbook\nscrapbook.glue('x', 1.5)\nprint(time.perf_counter() - t)"
+NBOPS_CODE = ("import time\nt = time.perf_counter()\nimport nbops\nnbops.record('x', 1.5)\n"
+              "print(time.perf_counter() - t)")
+SCRAPBOOK_CODE = ("import time\nt = time.perf_counter()\nimport scrapbook\nscrapbook.glue('x', 1.5)\n"
+                  "print(time.perf_counter() - t)")
 
 
 def in_fresh_kernel(code: str) -> float:

@@ -103,8 +103,8 @@ def main(argv: list[str]) -> int:
         installed = time.monotonic() - started
         print(f"== matrix [{name}] {versions(venv)}", flush=True)
         # the tests' own project and pytest settings; no coverage here (the main run's)
-        done = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=8",
-                               *tests()], cwd=ROOT)
+        done = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "--durations=8", *tests()], cwd=ROOT)
         print(f"== matrix [{name}]: {'passed' if done.returncode == 0 else 'FAILED'} "
               f"(venv {installed:.0f} s, tests {time.monotonic() - started - installed:.0f} s)", flush=True)
         if done.returncode != 0:

@@ -1,7 +1,8 @@
 """Build a real project with registered model versions, for the model lifecycle tests.
 
 `build_trained_project(root)` writes a git project whose notebook is the `classification`
-template reading `data/train.csv` (the kernel runs in `notebooks/`) (made here, seeded: 6 numeric features f0..f5 and a `target`),
+template reading `data/train.csv` (the kernel runs in `notebooks/`) (made here, seeded: 6 numeric
+features f0..f5 and a `target`),
 runs it through `nbops run` once per model kind (each run registers a version of `clf`), and
 sets `clf@champion` to version 1 (knn) and `clf@challenger` to version 2 (random forest) through `nbops models promote`.
 Everything goes through the real CLI in a subprocess, into a real sqlite MLflow store.

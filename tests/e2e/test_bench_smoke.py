@@ -26,7 +26,7 @@ TIMEOUT = 200
     ("bench_cells.py", ["--cells", "50", "--pairs", "1", "--cli-cells", "0"]),
 ])
 def test_benchmark_runs_on_a_tiny_size(script, args, tmp_path, request):
-    if script in ("bench_serve.py", "bench_predict.py"):  # the session's project (clf@champion); the bench only reads it
+    if script in ("bench_serve.py", "bench_predict.py"):  # the session's project (clf@champion), read only
         args = [*args, "--project", str(request.getfixturevalue("trained_project"))]
     proc = subprocess.Popen([sys.executable, str(REPO / "bench" / script), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,

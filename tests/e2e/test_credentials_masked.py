@@ -34,7 +34,8 @@ PASSWORD = "s3cr3tpw"
 
 @pytest.mark.parametrize(("text", "masked"), [
     ("http://alice:s3cr3tpw@127.0.0.1:5000/api", "http://***@127.0.0.1:5000/api"),
-    ("store postgresql+psycopg://app:s3cr3tpw@db:5432/mlflow refused", "store postgresql+psycopg://***@db:5432/mlflow refused"),
+    ("store postgresql+psycopg://app:s3cr3tpw@db:5432/mlflow refused",
+     "store postgresql+psycopg://***@db:5432/mlflow refused"),
     ("https://alice:p@ss:s3cr3tpw@host/x", "https://***@host/x"),  # an unencoded '@' in the password
     ("https://token@host and s3://bucket/key", "https://***@host and s3://bucket/key"),
     ("http://127.0.0.1:5000/?user=a@b.c", "http://127.0.0.1:5000/?user=a@b.c"),  # no credentials

@@ -136,7 +136,8 @@ def test_headers_with_spaces_work_in_run_predict_and_serve(tmp_path):
         status, body = _post(port, {"records": records})
         assert status == 200, body
         assert body["predictions"] == out["prediction"].head(3).tolist() and "probabilities" not in body
-        for payload, query in (({"records": records, "probabilities": True}, ""), ({"records": records}, "?proba=true")):
+        asks = (({"records": records, "probabilities": True}, ""), ({"records": records}, "?proba=true"))
+        for payload, query in asks:
             status, body = _post(port, payload, query)
             assert status == 200, body
             assert body["classes"] == [0, 1]

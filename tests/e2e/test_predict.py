@@ -185,7 +185,8 @@ def test_batch_predict_template_writes_and_records_the_version(trained_project, 
     assert run.data.tags["nbops.template"] == "batch_predict"
     records = json.loads(Path(client.download_artifacts(run.info.run_id, "nbops/records.json")).read_text())
     assert records["model_version"] == "1"
-    assert records["predictions"]["model"]["run_id"] == sidecar(root / "predictions" / "score.parquet")["model"]["run_id"]
+    written = sidecar(root / "predictions" / "score.parquet")
+    assert records["predictions"]["model"]["run_id"] == written["model"]["run_id"]
     # the registry is unchanged: a prediction run registers nothing
     assert len(client.search_model_versions("name = 'clf'")) == 2
     # untracked, the kernel still reads the project's registry (its MLflow run goes to scratch)

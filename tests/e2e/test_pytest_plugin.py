@@ -67,7 +67,7 @@ def test_passing_notebooks_pass_and_an_unmet_expectation_fails_naming_it(proj):
             "(records: accuracy, label, loss, n)") in out
     assert "expectation 'n >= 1'" not in out  # the one that holds is not reported
     assert "Traceback" not in out  # a test failure, not a crash of the plugin
-    assert not (proj / "mlflow.db").exists() and not (proj / "runs").exists()  # tracking off, nothing left in the project
+    assert not (proj / "mlflow.db").exists() and not (proj / "runs").exists()  # tracking off: nothing left
 
     # without --nbops the plugin is inert: notebooks are not collected, no kernel starts
     plain = pytest_run(proj, proj.parent, "notebooks")

@@ -27,7 +27,8 @@ RESULTS: list[tuple[str, str, str]] = []
 
 SLEEPY = [("code", "secs = 120", ["parameters"]), ("code", "import time\ntime.sleep(secs)")]
 PARAMS = [("code", "lr = 0.1\npassword = ''\nname = 'x'", ["parameters"]),
-          ("code", "from nbops import record\nassert password == 'hunter2' + '-secret'  # the kernel has the real value\nrecord('ok', 1.0)")]
+          ("code", "from nbops import record\n"
+                   "assert password == 'hunter2' + '-secret'  # the kernel has the real value\nrecord('ok', 1.0)")]
 
 STARTED = "started-notebook"  # written by notebooks/started.ipynb's kernel
 

@@ -134,7 +134,8 @@ def test_a_tracked_batch_runs_at_most_jobs_kernels_at_once(project, mlflow_clien
         ("code", "import os, pathlib, time, nbops\ntime.sleep(0.5)\nnbops.record('i', i)\n"
                  "ticks = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])\n"
                  "start = ticks / os.sysconf('SC_CLK_TCK')\n"
-                 f"pathlib.Path({str(log)!r}, str(i)).write_text(f'{{start}} {{time.clock_gettime(time.CLOCK_BOOTTIME)}}')"),
+                 "end = time.clock_gettime(time.CLOCK_BOOTTIME)\n"
+                 f"pathlib.Path({str(log)!r}, str(i)).write_text(f'{{start}} {{end}}')"),
     ])) for i in range(6)]
     assert main(["run", *paths, "--jobs", "2"]) == 0, capsys.readouterr().out
     spans = [tuple(map(float, p.read_text().split())) for p in log.iterdir()]
@@ -150,8 +151,9 @@ REPORT_CONNECTION = ("import os, stat, nbops\n"
                      "folder = os.path.dirname(info['ip'])\n"
                      "nbops.record('transport', info['transport'])\n"
                      "nbops.record('folder', folder)\n"
-                     "nbops.record('mode', stat.S_IMODE(os.stat(folder).st_mode) if info['transport'] == 'ipc' else 0)\n"
-                     "nbops.record('sockets', sorted(os.listdir(folder)) if info['transport'] == 'ipc' else [])")
+                     "ipc = info['transport'] == 'ipc'\n"
+                     "nbops.record('mode', stat.S_IMODE(os.stat(folder).st_mode) if ipc else 0)\n"
+                     "nbops.record('sockets', sorted(os.listdir(folder)) if ipc else [])")
 
 
 def connection_records(client):

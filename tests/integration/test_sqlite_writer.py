@@ -91,7 +91,8 @@ def _rows(db: str, run_id: str) -> dict:
                        ("latest_metrics", "run_uuid"), ("experiments", "experiment_id"),
                        ("experiment_tags", "experiment_id")):
         rows = []
-        for row in con.execute(f"SELECT * FROM {table} WHERE {key} = ?", (exp_id if key == "experiment_id" else run_id,)):
+        value = exp_id if key == "experiment_id" else run_id
+        for row in con.execute(f"SELECT * FROM {table} WHERE {key} = ?", (value,)):
             d = dict(row)
             for col in ("run_uuid", "experiment_id", "start_time", "end_time", "creation_time", "last_update_time",
                         "name", "artifact_location", "artifact_uri"):

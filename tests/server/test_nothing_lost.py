@@ -151,7 +151,8 @@ def test_a_store_killed_mid_batch_costs_nothing(alive, tmp_path, what, point):
     env = {k: v for k, v in os.environ.items() if k not in mine}
     env.update(MLFLOW_TRACKING_URI=server.uri, NBOPS_TRACKING_RETRY_S="3")
     proc = subprocess.Popen([NBOPS, "run", *(f"notebooks/{case}_{n}.ipynb" for n in NAMES), "--jobs", "2",
-                             "--quiet"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--quiet"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline and not _poll(WHEN[point], project, client, case):

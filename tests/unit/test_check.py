@@ -101,7 +101,8 @@ NB003_FOUND = {  # cell -> the one message expected
         "np.random.rand() before any np.random.seed(...)",
     "from sklearn.datasets import make_classification\nX, y = make_classification(n_samples=100)":
         "make_classification(...) without random_state",
-    "from sklearn import datasets\nX, y = datasets.make_blobs(n_samples=10)": "datasets.make_blobs(...) without random_state",
+    "from sklearn import datasets\nX, y = datasets.make_blobs(n_samples=10)":
+        "datasets.make_blobs(...) without random_state",
     "from sklearn.decomposition import PCA\np = PCA(n_components=2, svd_solver='randomized')":
         "PCA(svd_solver='randomized') without random_state",
     "from sklearn.utils import shuffle\nX = shuffle(X)": "shuffle(...) without random_state",

@@ -60,7 +60,8 @@ def test_gitlab_review_posts_its_note_before_failing_on_check():
     lines = [line.strip() for line in script.splitlines()]
     check = lines.index("nbops check > check.txt 2>&1 || check=$?")  # recorded, not fatal
     review = next(i for i, line in enumerate(lines) if line.startswith("nbops review "))
-    post = next(i for i, line in enumerate(lines) if line.startswith("urllib.request.urlopen(urllib.request.Request(url"))
+    opener = "urllib.request.urlopen(urllib.request.Request(url"
+    post = next(i for i, line in enumerate(lines) if line.startswith(opener))
     fail = lines.index('if [ "$check" != 0 ]; then exit "$check"; fi')
     assert check < review < post < fail
 
@@ -259,7 +260,8 @@ def test_gitlab_review_note_leaves_other_participants_notes_alone(tmp_path):
         # the next push updates the job's own note, still not theirs
         assert "updated the review note" in _run_python(code, tmp_path, env).stdout
         assert api.notes[0] == theirs and len(api.notes) == 3
-        assert [r[1] for r in api.requests if r[0] == "PUT"] == [f"/api/v4/projects/42/merge_requests/7/notes/{api.notes[-1]['id']}"]
+        note = f"/api/v4/projects/42/merge_requests/7/notes/{api.notes[-1]['id']}"
+        assert [r[1] for r in api.requests if r[0] == "PUT"] == [note]
     finally:
         api.close()
 
@@ -272,7 +274,8 @@ def test_gitlab_review_note_updates_the_newest_own_note_on_any_page(tmp_path):
     (tmp_path / "review").mkdir()
     (tmp_path / "review" / "review.md").write_text("<!-- nbops-review -->\nnew\n")
     api.notes = [_note(1, 7, "<!-- nbops-review -->\nold", 1), _note(2, 55, "<!-- nbops-review -->\ntheirs", 2),
-                 _note(3, 7, "not a review", 3), _note(4, 55, "ok", 4), _note(5, 7, "<!-- nbops-review -->\nolder push", 5)]
+                 _note(3, 7, "not a review", 3), _note(4, 55, "ok", 4),
+                 _note(5, 7, "<!-- nbops-review -->\nolder push", 5)]
     try:
         assert "updated the review note" in _run_python(_gitlab_python("review"), tmp_path, env).stdout
         assert [n["body"] for n in api.notes] == ["<!-- nbops-review -->\nold", "<!-- nbops-review -->\ntheirs",
@@ -358,7 +361,8 @@ def test_every_job_caches_pip_and_installs_the_project():
             if "setup-python" in step.get("uses", ""):
                 assert step["with"].get("cache") == "pip", f"{path.name} {job_id}"
             if step.get("id") == "install":
-                assert "python -m pip install $NBOPS_PIP_ARGS ${NBOPS_SPEC:+\"$NBOPS_SPEC\"} -e ." in step["run"], f"{path.name} {job_id}"
+                install = "python -m pip install $NBOPS_PIP_ARGS ${NBOPS_SPEC:+\"$NBOPS_SPEC\"} -e ."
+                assert install in step["run"], f"{path.name} {job_id}"
 
 
 def test_tracking_jobs_require_a_tracking_server():
@@ -513,7 +517,8 @@ def test_comment_script_never_updates_a_comment_it_did_not_write(tmp_path, liste
 
 def test_comment_script_updates_the_newest_of_its_own_comments(tmp_path):
     _artifacts(tmp_path)
-    listed = [_comment(3, BOT, "<!-- nbops-review -->\nfirst", "1"), _comment(9, ALICE, "<!-- nbops-review -->\nx", "4"),
+    listed = [_comment(3, BOT, "<!-- nbops-review -->\nfirst", "1"),
+              _comment(9, ALICE, "<!-- nbops-review -->\nx", "4"),
               _comment(4, BOT, "<!-- nbops-review -->\nsecond", "3"), _comment(8, BOT, "thanks!", "5"),
               _comment(2, BOT, "<!-- nbops-review -->\nsame time, lower id", "3")]
     calls = github_script("review-comment.yml", tmp_path, ENV, head="abc123", listed=listed)

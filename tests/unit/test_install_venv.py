@@ -37,7 +37,8 @@ def test_pip_settings_become_uv_options_with_pips_precedence(tmp_path):
     args, env = install_venv.uv_options(settings)
     pairs = list(zip(args, args[1:], strict=False))
     assert ("--index-strategy", "unsafe-best-match") in pairs  # pip looks at every index
-    assert ("--extra-index-url", "file:///a/simple") in pairs and ("--extra-index-url", "https://b.example/simple") in pairs
+    assert ("--extra-index-url", "file:///a/simple") in pairs
+    assert ("--extra-index-url", "https://b.example/simple") in pairs
     assert ("--find-links", "/w1") in pairs and ("--find-links", "/w2") in pairs
     assert ("--constraint", "/i.txt") in pairs and ("--constraint", "/g.txt") not in pairs
     assert "--prerelease=allow" in args

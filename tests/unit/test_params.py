@@ -28,7 +28,8 @@ def test_parse_parameters_types_defaults_and_comments():
     params = {p.name: p for p in parse_parameters(SOURCE)}
     assert list(params) == ["dataset", "n_estimators", "learning_rate", "use_gpu", "layers",
                             "options", "nothing", "arr"]
-    assert (params["dataset"].default, params["dataset"].type, params["dataset"].help) == ("iris", "str", "which dataset")
+    dataset = params["dataset"]
+    assert (dataset.default, dataset.type, dataset.help) == ("iris", "str", "which dataset")
     assert (params["n_estimators"].type, params["n_estimators"].help) == ("int", "trees")
     assert params["learning_rate"].type == "float"
     assert params["use_gpu"].type == "bool"

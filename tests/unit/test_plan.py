@@ -142,7 +142,8 @@ def test_gitlab_runners_section(repo, capsys, tmp_path):
 
 @pytest.mark.parametrize("table, message", [
     ('[tool.nbops.runners.gitlab]\ngpus = ["gpu"]', "[tool.nbops.runners.gitlab]: unknown key 'gpus'"),
-    ('[tool.nbops.runners.gitlab]\ngpu = [1]', "[tool.nbops.runners.gitlab]: 'gpu' must be a label or a list of labels"),
+    ('[tool.nbops.runners.gitlab]\ngpu = [1]',
+     "[tool.nbops.runners.gitlab]: 'gpu' must be a label or a list of labels"),
     ('[tool.nbops.runners.gitlab]\nimage = 3', "[tool.nbops.runners.gitlab]: image must be an image name"),
     ('[tool.nbops.runners]\ngitlab = "gpu"', "[tool.nbops.runners.gitlab] must be a table"),
     ('[tool.nbops.runners]\ncpu = 3', "[tool.nbops.runners]: 'cpu' must be a label or a list of labels"),

@@ -443,5 +443,6 @@ def test_a_renamed_and_edited_notebook_is_one_rename_unrelated_ones_are_not(proj
 
     assert main(["review", "--base", "HEAD~1", "--out", "D"]) == 0
     md = (project / "D" / "review.md").read_text()
-    assert "`notebooks/churn.ipynb` → `notebooks/churn_model.ipynb` (renamed): 0 cell(s) added, 0 removed, 3 modified" in md
+    assert ("`notebooks/churn.ipynb` → `notebooks/churn_model.ipynb` (renamed): "
+            "0 cell(s) added, 0 removed, 3 modified") in md
     assert "`notebooks/old_report.ipynb` (deleted)" in md and "`notebooks/new_plot.ipynb` (added)" in md

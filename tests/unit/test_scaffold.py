@@ -61,7 +61,8 @@ def test_new_refuses_bad_input(tpl_project):
 def test_templates_ship_inside_the_package():
     from nbops.ci.scaffold import PACKAGED
 
-    assert {p.name for p in PACKAGED.glob("*.ipynb")} >= {"classification.ipynb", "torch_classifier.ipynb", "batch_predict.ipynb"}
+    shipped = {"classification.ipynb", "torch_classifier.ipynb", "batch_predict.ipynb"}
+    assert {p.name for p in PACKAGED.glob("*.ipynb")} >= shipped
 
 
 def test_init_pins_nbops_and_requires_a_tracking_server_in_ci(tmp_path):

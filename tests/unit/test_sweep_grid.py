@@ -38,7 +38,8 @@ def test_a_sweep_over_a_choice_parameter_is_checked_against_its_choices(tmp_path
     ])
     nb = load(path)
     assert parse_grid(nb, ["model=forest,svm", "depth=3,5"], {}) == {"model": ["forest", "svm"], "depth": [3, 5]}
-    with pytest.raises(ParameterError, match=f"{path}: parameter 'model' got 'xgboost', not one of its choices: forest, svm"):
+    said = f"{path}: parameter 'model' got 'xgboost', not one of its choices: forest, svm"
+    with pytest.raises(ParameterError, match=said):
         parse_grid(nb, ["model=forest,xgboost"], {})
     with pytest.raises(ParameterError, match="parameter 'depth' got 4, not one of its choices: 3, 5"):
         parse_grid(nb, [], {"depth": [3, 4]})  # a grid file

@@ -252,7 +252,8 @@ def load_settings(cwd: Path | None = None, flags: dict[str, Any] | None = None) 
             )
         values[key], sources[key] = _convert(key, value, "[tool.nbops]"), "pyproject.toml"
     if os.environ.get("MLFLOW_TRACKING_URI", "").strip():  # empty (or blank) means unset
-        values["tracking_uri"], sources["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"].strip(), "MLFLOW_TRACKING_URI"
+        values["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"].strip()
+        sources["tracking_uri"] = "MLFLOW_TRACKING_URI"
     for key in _KEYS:
         env = f"NBOPS_{key.upper()}"
         if os.environ.get(env):

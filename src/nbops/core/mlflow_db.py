@@ -17,7 +17,8 @@ and only when
 When the check fails, `Unavailable` is raised and the caller asks MLflow's documented client
 (MlflowClient), which answers, or refuses in MLflow's words. The fallback is said once per
 process, by whichever fast path meets it first: one line on stderr with NBOPS_VERBOSE set
-(`fell_back`), and a check line of `nbops doctor` (`verdict`); never per call, never silent. `NBOPS_NO_FAST_REGISTRY` (and the settings only
+(`fell_back`), and a check line of `nbops doctor` (`verdict`); never per call, never silent.
+`NBOPS_NO_FAST_REGISTRY` (and the settings only
 MLflow's client honours, `client_only`) turn every fast path off, silently: that is a choice.
 """
 

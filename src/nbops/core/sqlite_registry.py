@@ -8,7 +8,8 @@ writes the registry makes, each the row MLflow's SQL store merges for the same c
 `delete_model_version_tag`; none of them touches another row, and only a server delivers
 webhooks), and only in the plain case: a store that passes `core/mlflow_db.py`'s check (a schema
 revision and an MLflow nbops was tested against; its fallback said once), no setting only
-MLflow's client honours, a key and value MLflow takes as they are, a model and version that exist. Anything else raises `Unavailable`, and the registry hands the call to
+MLflow's client honours, a key and value MLflow takes as they are, a model and version that exist.
+Anything else raises `Unavailable`, and the registry hands the call to
 MLflow's client, which does it or refuses it in MLflow's words.
 tests/integration/test_fast_registry.py compares the rows with MlflowClient's.
 """

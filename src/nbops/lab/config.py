@@ -45,7 +45,8 @@ def kernel_env(settings: Settings) -> dict[str, str]:
 def mlflow_command(settings: Settings, socket: str | None = None) -> list[str]:
     """The MLflow UI on the project's store, started by the lab with JupyterLab (it takes tens of
     seconds to answer), on the Unix socket SOCKET (in a folder only this user can enter; a
-    placeholder when None) and reached through jupyter-server-proxy: no TCP port, so only a request through Jupyter's proxy, which requires Jupyter's token,
+    placeholder when None) and reached through jupyter-server-proxy: no TCP port, so only a request
+    through Jupyter's proxy, which requires Jupyter's token,
     reaches it (issue 22: on its own 127.0.0.1 port any local user could read and write the
     store). uvicorn takes `--uds` over `--host`/`--port`."""
     uri = settings.resolved_tracking_uri

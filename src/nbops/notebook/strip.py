@@ -6,7 +6,8 @@ default, read and written through nbformat), with cell ids kept and one key more
 as it keeps any notebook metadata it does not know. `metadata.language_info.version` is the
 kernel's Python down to the patch release: re-running an unchanged notebook on another Python
 showed it modified. The rest of `language_info` stays (`name` is required by nbformat's schema and
-read by nbops; the other fields do not change between Python versions). An nbformat 3 notebook is converted to v4 first, with cell ids derived from the cells'
+read by nbops; the other fields do not change between Python versions).
+An nbformat 3 notebook is converted to v4 first, with cell ids derived from the cells'
 content (nbformat's conversion draws random ids, and a git filter must give the same bytes every
 time it runs).
 

@@ -2,7 +2,8 @@
 
 For each notebook that differs between two git refs: its changed cells (matched by nbdime, large
 cells by lines: review/largecells.py), parameter changes `name: old -> new`, what changed in how
-it is judged (gates, resources, kernel, data: review/judged.py) and the outputs committed at head; review.md (review/markdown.py) and HTML pages sharing one copy of nbdime's web
+it is judged (gates, resources, kernel, data: review/judged.py) and the outputs committed at head;
+review.md (review/markdown.py) and HTML pages sharing one copy of nbdime's web
 app, with an index.html (review/htmlpage.py, review/pages.py). Outputs, execution counts and
 volatile metadata are left out of the diffs.
 """

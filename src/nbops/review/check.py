@@ -231,7 +231,8 @@ def check_notebook(nb: dict, path: str, needs_parameters: bool) -> list[Finding]
     if stored:
         findings.append(Finding(path, None, "NB001", _outputs_message(stored)))
     if needs_parameters and not has_params:
-        findings.append(Finding(path, None, "NB002", "no cell tagged 'parameters' (tag the cell of defaults in JupyterLab)"))
+        findings.append(Finding(path, None, "NB002",
+                                "no cell tagged 'parameters' (tag the cell of defaults in JupyterLab)"))
     findings += [Finding(path, n, code, msg, line) for n, code, msg, line in code_findings(code_cells)]
     return [f for f in findings if not _silenced(f, ignores)]
 

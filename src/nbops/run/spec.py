@@ -85,7 +85,7 @@ def make_spec(
     data_files = []
     for rel in notebook.data:
         path = settings.path(rel)
-        if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(settings.root)):  # lexically: a link is fine
+        if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(settings.root)):  # lexically: links ok
             raise NotebookError(
                 f"{notebook.path}: data file '{rel}' in metadata.nbops.data is outside the project",
                 hint=f"data files live under the project root {settings.root} (a link inside it is fine)",

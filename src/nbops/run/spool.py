@@ -201,7 +201,8 @@ def _check_record(record: dict[str, Any]) -> str:
         (_str_map(record.get("tags")), "tags is not a map of strings"),
         (_str_map(record.get("params")), "params is not a map of strings"),
         (record.get("status") in FINAL_STATUSES,
-         f"status {record.get('status')!r} is not one of {', '.join(FINAL_STATUSES)} (a run still running is never uploaded)"),
+         f"status {record.get('status')!r} is not one of {', '.join(FINAL_STATUSES)} "
+         "(a run still running is never uploaded)"),
         (record.get("start_time") is None or _is_int(record["start_time"]), "start_time is not a number"),
         (record.get("end_time") is None or _is_int(record["end_time"]), "end_time is not a number"),
         (record.get("server_run_id") is None or (isinstance(record["server_run_id"], str)

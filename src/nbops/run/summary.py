@@ -121,8 +121,8 @@ def print_sweep(result, settings: Settings, file: TextIO | None = None) -> None:
     if result.parent_run_id:
         print(f"sweep run {result.parent_run_id[:8]}: {len(result.points)} points", file=file)
     if result.best is not None:
-        print(f"best: point {result.best + 1} ({', '.join(f'{k}={v!r}' for k, v in result.points[result.best].items())})",
-              file=file)
+        best = ", ".join(f"{k}={v!r}" for k, v in result.points[result.best].items())
+        print(f"best: point {result.best + 1} ({best})", file=file)
     if result.model_version:
         print(f"registered {result.model_name} v{result.model_version} from the best point", file=file)
     elif result.note:

@@ -129,7 +129,8 @@ def run_sweep(settings: Settings, path: str | Path, grid: dict[str, list], rando
         if any(o.unrecorded for o in outcomes):  # the server went away mid-sweep: the points are
             # in the spool (`nbops sync`), and the parent is ended by the orphan check once it is back
             return replace(result, note=f"the sweep's run was not ended: {mask_uri(first_line(exc))}")
-        raise TrackingError(f"logging the sweep of {notebook.path} to MLflow failed: {mask_uri(first_line(exc))}") from None
+        reason = mask_uri(first_line(exc))
+        raise TrackingError(f"logging the sweep of {notebook.path} to MLflow failed: {reason}") from None
     if registrar is None or best_run is None:
         note = "registration off (--no-register)" if best_run else "no successful point"
         return replace(result, note=note)

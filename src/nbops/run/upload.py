@@ -61,7 +61,8 @@ def is_upload_error(exc: BaseException) -> bool:
 def cause(exc: BaseException) -> str:
     """One line naming what failed: the artifact store or the tracking server."""
     text = mask_uri(first_line(exc))
-    artifact = isinstance(exc, ArtifactStoreError) or type(exc).__module__.startswith(("botocore", "boto3", "s3transfer"))
+    s3 = ("botocore", "boto3", "s3transfer")
+    artifact = isinstance(exc, ArtifactStoreError) or type(exc).__module__.startswith(s3)
     if artifact:
         return f"the artifact store failed: {text}"
     return text if text.startswith("the tracking server") else f"the tracking server failed: {text}"

@@ -169,7 +169,8 @@ def to_html(report: MonitorReport, samples: dict[str, tuple[Any, Any]]) -> str:
 <p>reference <code>{escape(report.reference)}</code> ({report.reference_rows} rows),
 current <code>{escape(report.current)}</code> ({report.current_rows} rows).
 A feature drifts when p &lt; {t['p_value']:g} and PSI &ge; {t['psi']:g};
-alarm when more than {t['max_drifted_features']} features drift, or the metric falls by more than {t['metric_drop']:g}.</p>
+alarm when more than {t['max_drifted_features']} features drift,
+or the metric falls by more than {t['metric_drop']:g}.</p>
 <p class="verdict {'alarm' if report.alarm else 'ok'}">{verdict}</p>
 {decay}
 <h2>Features</h2>
