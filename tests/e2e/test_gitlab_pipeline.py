@@ -1,7 +1,9 @@
 """The shipped .gitlab-ci.yml of an `nbops init --ci gitlab` project, executed by gitlab-ci-local
 (`make test` installs it into .tools/) with the shell executor: the plan job, the child pipeline
 it generates, notebook jobs tracking into a local `mlflow server`; a failing notebook turns the
-pipeline red; the merge-request review job posts its note even though `nbops check` fails.
+pipeline red; a pipeline of notebooks (a diamond) runs job by job in the order of its `needs:`,
+each job reading its upstreams' runs; the merge-request review job posts its note even though
+`nbops check` fails.
 
 What differs from GitLab, and why:
 - `image:` lines are dropped (the shell executor runs no containers) and the project sets
@@ -26,12 +28,14 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, commit_all, git, write_notebook
 from tests.mlflow_server import mlflow_server
@@ -123,9 +127,10 @@ def gl_project(tmp_path_factory, server):
     return root, base, head
 
 
-def gitlab_ci_local(root: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
-    done = subprocess.run([str(GCL), "--no-color", "--timestamps", "--shell-isolation", "--concurrency", "1",
-                           *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+def gitlab_ci_local(root: Path, env: dict[str, str], *args: str, concurrency: int = 1) -> tuple[int, str]:
+    done = subprocess.run([str(GCL), "--no-color", "--timestamps", "--shell-isolation",
+                           "--concurrency", str(concurrency), *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
     out = done.stdout + done.stderr
     log = root.parent / "gitlab-ci-local.log"
     with open(log, "a", encoding="utf-8") as f:
@@ -270,3 +275,83 @@ def test_review_note_posted_when_check_fails(gl_project, runner_env):
     kept = list((root / ".gitlab-ci-local" / "artifacts" / "notebook-tests").rglob("*.ipynb"))
     executed = [p for p in kept if "deliberately broken" in p.read_text(encoding="utf-8")]
     assert executed, f"no executed broken notebook among the artifacts: {kept}"
+
+
+DIAMOND = {  # name -> (needs, parameters cell, code): small, a real kernel each
+    "prepare": ([], "rows = 10",
+                "import uuid, nbops\nnbops.record('rows', rows)\nnbops.record('token', uuid.uuid4().hex)"),
+    "train_a": (["prepare"], "factor = 2",
+                "import nbops\nfrom nbops import kit\nup = kit.upstream('prepare')\n"
+                "nbops.record('score', up.records['rows'] * factor)\nnbops.record('token', up.records['token'])\n"
+                "nbops.record('prepare_run', up.run_id)"),
+    "train_b": (["prepare"], "factor = 3",
+                "import nbops\nfrom nbops import kit\nup = kit.upstream('prepare')\n"
+                "nbops.record('score', up.records['rows'] * factor)\nnbops.record('token', up.records['token'])\n"
+                "nbops.record('prepare_run', up.run_id)"),
+    "evaluate": (["train_a", "train_b"], "k = 1",
+                 "import nbops\nfrom nbops import kit\nups = [kit.upstream(n) for n in ('train_a', 'train_b')]\n"
+                 "nbops.record('best', max(u.metrics['score'] for u in ups))\n"
+                 "nbops.record('read', {u.name: [u.run_id, u.records['score'], u.records['token']] for u in ups})"),
+}
+
+
+def _notebook_runs(url: str) -> dict[str, object]:
+    """notebook -> its one run on the server (a notebook run twice fails the test)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url, url)
+    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if r.data.tags.get("nbops.notebook", "").startswith("notebooks/diamond/")]
+    by_name: dict[str, list] = {}
+    for run in runs:
+        by_name.setdefault(Path(run.data.tags["nbops.notebook"]).stem, []).append(run)
+    assert all(len(v) == 1 for v in by_name.values()), {k: len(v) for k, v in by_name.items()}
+    return {k: v[0] for k, v in by_name.items()}
+
+
+def _records(url: str, run) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url, url)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run.info.run_id, "nbops/records.json", tmp)
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def test_diamond_pipeline_runs_in_order(gl_project, server, runner_env):
+    """A pipeline of notebooks (prepare -> train_a, train_b -> evaluate) pushed to the default
+    branch: the child pipeline's four jobs run in the order their `needs:` give, two at a time
+    (without `needs:` all four would start together), and each reads the runs its upstreams'
+    jobs made in this pipeline (a token prepare drew, run ids, values)."""
+    root, _, _ = gl_project
+    before = git(root, "rev-parse", "HEAD")
+    for name, (needs, params, code) in DIAMOND.items():
+        write_notebook(root / "notebooks" / "diamond" / f"{name}.ipynb",
+                       [("code", params, ["parameters"]), ("code", code)], nbops={"needs": needs} if needs else None)
+    commit_all(root, "a diamond pipeline")
+    started = time.monotonic()
+    code, out = gitlab_ci_local(root, runner_env, "--variable", f"CI_COMMIT_BEFORE_SHA={before}", concurrency=2)
+    elapsed = time.monotonic() - started
+    jobs = report(out)
+    names = [f"run notebooks/diamond/{n}.ipynb" for n in DIAMOND]
+    assert code == 0 and jobs == {"plan": "PASS", "notebooks": "PASS", **dict.fromkeys(names, "PASS")}, out[-6000:]
+    child = yaml.safe_load((root / "notebooks-pipeline.yml").read_text())
+    assert {n: child[n].get("needs") for n in names} == {names[0]: None, names[1]: [names[0]],
+                                                         names[2]: [names[0]], names[3]: names[1:3]}
+
+    runs = _notebook_runs(server)
+    assert sorted(runs) == sorted(DIAMOND) and {r.info.status for r in runs.values()} == {"FINISHED"}
+    span = {n: (r.info.start_time, r.info.end_time) for n, r in runs.items()}
+    order = f"{span} (ms)\n{out[-4000:]}"
+    assert span["prepare"][1] <= min(span["train_a"][0], span["train_b"][0]), order
+    assert max(span["train_a"][1], span["train_b"][1]) <= span["evaluate"][0], order
+
+    rec = {n: _records(server, r) for n, r in runs.items()}
+    token = rec["prepare"]["token"]
+    for name, factor in (("train_a", 2), ("train_b", 3)):
+        assert rec[name]["prepare_run"] == runs["prepare"].info.run_id
+        assert rec[name]["token"] == token and rec[name]["score"] == 10 * factor
+    assert rec["evaluate"]["read"] == {"train_a": [runs["train_a"].info.run_id, 20, token],
+                                       "train_b": [runs["train_b"].info.run_id, 30, token]}
+    assert runs["evaluate"].data.metrics["best"] == 30
+    print(f"diamond pipeline {elapsed:.0f} s")
