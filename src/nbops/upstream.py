@@ -4,7 +4,9 @@
 (`NBOPS_UPSTREAM`: name -> run id, the children of the same pipeline run, or for a notebook not
 run this time its newest successful run with its current fingerprint) and the store holding them
 (`NBOPS_UPSTREAM_URI`). `nbops.kit.upstream("prepare")` reads one: its records, metrics, params
-and a local folder with its artifacts. mlflow is imported on the first call, never at import.
+and a local folder with its artifacts. With the embedded store `nbops run` also hands over what the
+store holds of each (`NBOPS_UPSTREAM_RUNS`: run/kernel_env.py) and nothing imports mlflow; else
+mlflow is imported on the first call, never at import.
 """
 
 from __future__ import annotations
@@ -52,18 +54,30 @@ def upstream(name: str) -> Upstream:
                           f"not {name!r} (metadata.nbops.needs)")
     if name in _READ:
         return _READ[name]
+    given = json.loads(os.environ.get("NBOPS_UPSTREAM_RUNS") or "{}").get(name)
+    # read from the embedded store by `nbops run`; a Ray worker on another machine has no such folder
+    if given and given.get("run_id") == runs[name] and Path(given["artifacts"]).is_dir():
+        folder = Path(given["artifacts"])
+        _READ[name] = Upstream(name=name, run_id=given["run_id"], records=_records(folder),
+                               metrics=given["metrics"], params=given["params"], artifacts=folder,
+                               tags=given["tags"])
+        return _READ[name]
     from mlflow.tracking import MlflowClient
 
     uri = os.environ.get("NBOPS_UPSTREAM_URI") or os.environ.get("MLFLOW_TRACKING_URI")
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(runs[name])
     folder = _local_artifacts(client, run.info.run_id, run.info.artifact_uri, name)
-    records_file = folder / "nbops" / "records.json"
-    records = json.loads(records_file.read_text(encoding="utf-8")) if records_file.is_file() else {}
-    found = Upstream(name=name, run_id=run.info.run_id, records=records, metrics=dict(run.data.metrics),
+    found = Upstream(name=name, run_id=run.info.run_id, records=_records(folder), metrics=dict(run.data.metrics),
                      params=dict(run.data.params), artifacts=folder, tags=dict(run.data.tags))
     _READ[name] = found
     return found
+
+
+def _records(folder: Path) -> dict[str, Any]:
+    """What the run recorded with nbops.record (its nbops/records.json artifact)."""
+    records_file = folder / "nbops" / "records.json"
+    return json.loads(records_file.read_text(encoding="utf-8")) if records_file.is_file() else {}
 
 
 def _local_artifacts(client: Any, run_id: str, artifact_uri: str, name: str) -> Path:

@@ -47,6 +47,7 @@ class RawRun:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
+    artifact_uri: str = ""  # where its artifacts live (filled by the embedded store's reader)
 
 
 class Reader(Protocol):

@@ -98,13 +98,16 @@ class SqliteReader:
 
     def run(self, run_id: str) -> RawRun | None:
         with self._con() as con:
-            if con is None or con.execute("SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)).fetchone() is None:
+            if con is None:
+                return None
+            found = con.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+            if found is None:
                 return None
             metrics = {k: float("nan") if is_nan else float(v) for k, v, is_nan in con.execute(
                 "SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?", (run_id,))}
             params = dict(con.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
             tags = dict(con.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
-            return RawRun(run_id, metrics, params, tags)
+            return RawRun(run_id, metrics, params, tags, found[0] or "")
 
     def artifact_location(self, model_id: str) -> str | None:
         """Where MLflow keeps a logged model's artifacts (its `models:/<model id>` URI)."""
