@@ -1,7 +1,8 @@
 """The fence around what nbops's kernel side uses of MLflow that MLflow does not promise.
 
-Kernel side (imports nothing of the framework, like `nbops._kernel`, its one user); it never
-imports mlflow itself: the callers hand in the module the notebook imported. Private or
+Kernel side (imports nothing of the framework, so any layer may use it: `nbops._kernel`, and
+core/reach.py for the database retries); it never imports mlflow at import time: the kernel's
+callers hand in the module the notebook imported. Private or
 unpromised, and why nbops uses it:
 
 - `mlflow.tracking.context.registry._run_context_provider_registry` (private: a module-level
@@ -16,6 +17,11 @@ unpromised, and why nbops uses it:
   does not promise that its other entry points never reach it, nor its parameters): a bare
   `mlflow.start_run()` in a notebook gets the kernel's run back instead of "run already
   active". The wrapper relies on `run_id` being the first parameter and `nested` a keyword.
+
+- `mlflow.store.db.utils.MAX_RETRY_COUNT` (a module global, no setting or variable sets it):
+  MLflow's SQLAlchemy store retries opening a database that many times (10), sleeping ~100 s in
+  all (`create_sqlalchemy_engine_with_retry`); core/reach.py lowers it once it has checked the
+  login itself (`bound_db_retries`), so a database that is away fails within seconds.
 
 `missing(mlflow)` names whatever of this the installed MLflow lacks; tests/unit/
 test_fence_mlflow.py asserts it names nothing, so a release that moves them fails that test
@@ -33,6 +39,19 @@ REGISTRY_MODULE = "mlflow.tracking.context.registry"
 REGISTRY_NAME = "_run_context_provider_registry"
 PROVIDER_MODULE = "mlflow.tracking.context.abstract_context"
 PROVIDER_METHODS = frozenset({"in_context", "tags"})
+DB_UTILS_MODULE = "mlflow.store.db.utils"
+DB_RETRIES_NAME = "MAX_RETRY_COUNT"
+
+
+def bound_db_retries(count: int) -> None:
+    """MLflow's SQLAlchemy store tries opening a database at most COUNT times from now on in
+    this process (never raised above MLflow's own count)."""
+    try:
+        utils = importlib.import_module(DB_UTILS_MODULE)
+    except ImportError:  # mlflow without its database extras: nothing retries
+        return
+    if getattr(utils, DB_RETRIES_NAME, 0) > count:
+        setattr(utils, DB_RETRIES_NAME, count)
 
 
 def register_run_tags(tags: Callable[[], dict[str, str]]) -> None:
@@ -91,4 +110,9 @@ def missing(mlflow: Any) -> list[str]:
         gone.append("mlflow.start_run's keyword nested")
     if not callable(getattr(mlflow, "active_run", None)):
         gone.append("mlflow.active_run")
+    try:
+        if not isinstance(getattr(importlib.import_module(DB_UTILS_MODULE), DB_RETRIES_NAME), int):
+            gone.append(f"{DB_UTILS_MODULE}.{DB_RETRIES_NAME} as a number")
+    except (ImportError, AttributeError):
+        gone.append(f"{DB_UTILS_MODULE}.{DB_RETRIES_NAME}")
     return gone

@@ -41,3 +41,13 @@ def test_a_start_run_without_run_id_first_is_named():
     gone = fence.missing(Moved)
     assert "mlflow.start_run's first parameter run_id" in gone
     assert "mlflow.start_run's keyword nested" in gone
+
+
+def test_bound_db_retries_lowers_mlflows_count_and_never_raises_it(monkeypatch):
+    import mlflow.store.db.utils as utils
+
+    monkeypatch.setattr(utils, fence.DB_RETRIES_NAME, 10)
+    fence.bound_db_retries(3)
+    assert utils.MAX_RETRY_COUNT == 3
+    fence.bound_db_retries(7)
+    assert utils.MAX_RETRY_COUNT == 3

@@ -6,8 +6,7 @@ and opening its SQL store cost ~2.3 s (10-20 s on a loaded 2-core machine) of co
 0.2 s without it. The fast paths (`sqlite_store.py`: the registry's and the runs' reads, and
 `nbops plan`'s cached fingerprints; `sqlite_registry.py`: the alias and tag writes of
 `promote`/`approve`/`rollback`; `sqlite_writer.py`: `nbops run`'s own records;
-`lifecycle/fastload.py` through the reader) get their connections from `reading` and `writing`,
-and only when
+`lifecycle/fastload.py` through the reader) get their connections from `connect`, and only when
 - the store's schema revision (its `alembic_version`) is one nbops was tested against
   (`SUPPORTED_REVISIONS`: tests/integration/test_sqlite_writer.py, test_sqlite_registry.py and
   test_fast_registry.py compare every row and answer with MlflowClient's), and

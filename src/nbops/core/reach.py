@@ -188,14 +188,9 @@ def check_database(uri: str, timeout: float) -> None:
 
 
 def _bound_mlflow_db_retries(count: int = 3) -> None:
-    """MLflow's SQLAlchemy store retries opening the database MAX_RETRY_COUNT (10) times, sleeping
-    ~100 s in all (mlflow/store/db/utils.py: create_sqlalchemy_engine_with_retry); no variable sets
-    it. The login has just been checked: a failure now is transient, three tries (0.4 s) do."""
-    import importlib
+    """MLflow's SQLAlchemy store retries opening the database 10 times, sleeping ~100 s in all;
+    no variable sets it (the fence: nbops/_mlflow_private.py). The login has just been checked:
+    a failure now is transient, three tries (0.4 s) do."""
+    from nbops._mlflow_private import bound_db_retries
 
-    try:
-        utils = importlib.import_module("mlflow.store.db.utils")
-    except ImportError:
-        return
-    if getattr(utils, "MAX_RETRY_COUNT", 0) > count:
-        setattr(utils, "MAX_RETRY_COUNT", count)  # noqa: B010 - a module global, read per call
+    bound_db_retries(count)

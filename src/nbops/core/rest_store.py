@@ -1,5 +1,6 @@
-"""A tracking server read through MLflow's documented REST API (`/api/2.0/mlflow/...`) with
-urllib: no `import mlflow` (~2.3 s) for a handful of small requests.
+"""A tracking server read (the registry) and written (the alias and tag writes of `promote`,
+`approve`, `rollback`) through MLflow's documented REST API (`/api/2.0/mlflow/...`) with urllib:
+no `import mlflow` (~2.3 s) for a handful of small requests.
 
 Authentication as MLflow's client does it from the environment: MLFLOW_TRACKING_TOKEN (bearer)
 or MLFLOW_TRACKING_USERNAME/PASSWORD (basic). A 404 `RESOURCE_DOES_NOT_EXIST` is "not there";
