@@ -88,13 +88,26 @@ REACH_TIMEOUT_S = 3.0  # the reachability check, before any kernel starts (all o
 # long nbops retries a run's record (`with_retries`) before it keeps the run in .nbops/spool.
 
 
-def bounded_retries() -> dict[str, str]:
-    """The retry budget (above), applied to this process; returned for the kernels' environment."""
+def mlflow_settings(values: dict[str, str], *, override: bool = False) -> dict[str, str]:
+    """Apply MLflow settings (MLFLOW_* variables) to this process; the one place nbops writes
+    os.environ for MLflow. Why the environment: MLflow reads its retry, timeout, progress-bar and
+    "View run" settings only from there (mlflow.environment_variables); its client takes no such
+    argument. A variable the user set is kept unless OVERRIDE (doctor's short requests).
+    Returns the values in force."""
     import os
 
-    budget = {k: os.environ.get(k) or v for k, v in RETRY_BUDGET.items()}
-    os.environ.update(budget)
-    return budget
+    applied = {k: (v if override else os.environ.get(k) or v) for k, v in values.items()}
+    os.environ.update(applied)
+    return applied
+
+
+QUIET_MLFLOW = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar on stderr per download
+                "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # "View run ..." lines on stdout
+
+
+def bounded_retries() -> dict[str, str]:
+    """The retry budget (above), applied to this process; returned for the kernels' environment."""
+    return mlflow_settings(RETRY_BUDGET)
 
 
 def retry_env() -> dict[str, str]:

@@ -158,11 +158,12 @@ def _server(uri: str) -> str:
 def _short_requests() -> None:
     """MLflow's HTTP requests in this process: a few seconds each, no retries (doctor says what
     waits; MLflow's defaults would retry a stalled request for minutes)."""
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(REQUEST_TIMEOUT_S)
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from nbops.core.store import QUIET_MLFLOW, mlflow_settings
+
+    mlflow_settings({"MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+                    override=True)
     # MLflow prints "View run ..." links on stdout when a run ends: not in doctor's lines or JSON
-    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    mlflow_settings(QUIET_MLFLOW, override=True)
 
 
 def diagnose(settings: Settings) -> list[Check]:

@@ -11,14 +11,13 @@ command that opens the store ends it (run/orphans.py) and the next sync replaces
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nbops.core.errors import NotFound, TrackingError, first_line, map_mlflow_errors, store_errors
-from nbops.core.store import mask_uri
+from nbops.core.store import QUIET_MLFLOW, mask_uri, mlflow_settings
 from nbops.notebook.document import ModelSpec
 from nbops.run import orphans, spool
 
@@ -207,7 +206,7 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
     removes the entry after this returns."""
     from mlflow.entities import ViewType
 
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # MLflow's "View run" lines
+    mlflow_settings(QUIET_MLFLOW)  # no "View run" lines
     sid = record["spool_id"]
     _check_server_run(client, uri, record)
     exp_id = experiment_id(record["experiment"])
