@@ -1,7 +1,8 @@
 """nbops/run/papermill_private.py: the installed papermill, nbclient and jupyter_client still
 have what nbops's engine relies on, papermill really hands the engine nbops's own keyword
-arguments, and run/engine.py passes exactly the ones the fence lists. A release that moves them
-fails here (`make test` runs this on the oldest and newest versions nbops supports)."""
+arguments, and run/engine.py passes exactly the ones the fence lists (run/papermill_engine.py
+takes them). A release that moves them fails here (`make test` runs this on the oldest and
+newest versions nbops supports)."""
 
 from __future__ import annotations
 
@@ -47,10 +48,13 @@ def test_papermill_hands_nbops_keyword_arguments_to_the_engine(tmp_path):
 
 
 def test_the_engine_passes_exactly_the_fenced_keyword_arguments():
-    tree = ast.parse((REPO / "src" / "nbops" / "run" / "engine.py").read_text(encoding="utf-8"))
-    passed = {k.arg for node in ast.walk(tree) if isinstance(node, ast.Call)
+    # run/engine.py passes them to papermill.execute_notebook; run/papermill_engine.py pops them
+    run = REPO / "src" / "nbops" / "run"
+    passing = ast.parse((run / "engine.py").read_text(encoding="utf-8"))
+    popping = ast.parse((run / "papermill_engine.py").read_text(encoding="utf-8"))
+    passed = {k.arg for node in ast.walk(passing) if isinstance(node, ast.Call)
               for k in node.keywords if k.arg and k.arg.startswith("nbops_")}
-    popped = {node.args[0].value for node in ast.walk(tree)
+    popped = {node.args[0].value for node in ast.walk(popping)
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr == "pop" and node.args and isinstance(node.args[0], ast.Constant)
               and str(node.args[0].value).startswith("nbops_")}

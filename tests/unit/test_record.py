@@ -42,7 +42,7 @@ def test_unencodable_values_are_refused():
 
 
 def test_locate_failure_prefers_the_cell_papermill_flagged():
-    from nbops.run.engine import locate_failure
+    from nbops.run.failure import locate_failure
 
     err = {"output_type": "error", "ename": "ValueError", "evalue": "boom", "traceback": []}
     expected_err = {"output_type": "error", "ename": "KeyError", "evalue": "k", "traceback": []}
