@@ -31,7 +31,8 @@ nbops.record('t1', time.time())
 nbops.record('score', {score})
 """
 
-EVALUATE = """import sys, nbops
+EVALUATE = """import sys
+import nbops
 from nbops import kit
 a, b = kit.upstream('train_a'), kit.upstream('train_b')
 nbops.record('mlflow_imported', 'mlflow' in sys.modules)
