@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "nbops"
 # exceptions nbops raises that are not errors to show a user: each one's reason
 NOT_ERRORS = {
     "Terminated": "SIGTERM, handled as Ctrl-C (a KeyboardInterrupt): exit 143",
-    "NotDelivered": "run/tracking.py: an outcome, the run kept in the spool (exit 4)",
+    "NotDelivered": "run/stage_data.py: an outcome, the run kept in the spool (exit 4)",
     "Unavailable": "core/mlflow_db.py: a fast path cannot answer, MLflow's client is asked instead",
     "_Delegate": "core/sqlite_writer.py: a call handed to MLflow's client",
     "OutputWriteError": "run/saving.py: an OSError, so the executed notebook's write is said as one",

@@ -34,7 +34,7 @@ into one line (plus a hint) and exit code 2. Anything else is a bug: exit 3 with
 
 Not errors, and so outside the tree (tests/unit/test_error_tree.py lists them): `Terminated`
 (SIGTERM, a KeyboardInterrupt), and signals one module raises to another: `NotDelivered`
-(run/tracking.py: a run kept in the spool, exit 4), `Unavailable` (core/mlflow_db.py: ask
+(run/stage_data.py: a run kept in the spool, exit 4), `Unavailable` (core/mlflow_db.py: ask
 MLflow instead), `_Delegate` (core/sqlite_writer.py), `OutputWriteError` (run/saving.py, an
 OSError), and the pytest plugin's outcomes (`SmokeFailure`, `BrokenNotebook`).
 

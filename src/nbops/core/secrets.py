@@ -3,7 +3,7 @@ and for `nbops check`'s NB005 (hard-coded secrets in a notebook's code).
 
 A parameter whose name or value matches is logged as `***` in MLflow and in the injected cell of
 every saved notebook; the kernel still gets the real value (through its environment, see
-`run/engine.py`). `[tool.nbops] secret_params` names more parameters to treat so.
+`run/secret_params.py`). `[tool.nbops] secret_params` names more parameters to treat so.
 `review/check.py` applies the same rules to names assigned a literal, keyword arguments, dict
 keys and environment variables, and to every string literal.
 """

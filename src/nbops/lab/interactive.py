@@ -21,7 +21,7 @@ from nbops.core.errors import NbopsError
 from nbops.core.secrets import masked, secret_names
 from nbops.lab.config import artifact_location
 
-MAX_PARAM = 6000  # MLflow's limit on a param value's length (run/tracking.py's too)
+MAX_PARAM = 6000  # MLflow's limit on a param value's length (run/run_metadata.py's too)
 UNNAMED = "interactive"  # the experiment of a kernel whose notebook nobody can name
 
 

@@ -46,7 +46,7 @@ def artifacts(result: RunResult, folder: Path, hide_input: bool, tags: dict[str,
 def record(started: Any, result: RunResult, can_register: bool, uri: str, base: dict[str, Any],
            claims: bool = False) -> dict[str, Any]:
     """The entry's record: BASE (params, tags, metrics, datasets the run holds) with the run's
-    records, final status and registration intent. STARTED: run/tracking.py's StartedRun; CLAIMS:
+    records, final status and registration intent. STARTED: run/stage_data.py's StartedRun; CLAIMS:
     its run on the store carries the entry's spool id, and the upload replaces it."""
     from nbops.core.gates import failed_gates
 

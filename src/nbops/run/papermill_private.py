@@ -1,4 +1,4 @@
-"""The fence around what nbops's papermill engine (run/engine.py) and its output handler
+"""The fence around what nbops's papermill engine (run/papermill_engine.py) and its output handler
 (run/saving.py) use of papermill, nbclient and jupyter_client that they do not promise.
 
 Private or undocumented, and why nbops uses it:
@@ -35,6 +35,7 @@ import inspect
 from typing import Any
 
 # the keyword arguments run/engine.py passes through papermill.execute_notebook to its engine
+# (run/papermill_engine.py takes them)
 ENGINE_KWARGS = ("nbops_env", "nbops_late_env", "nbops_secrets", "nbops_deadline", "nbops_state",
                  "nbops_kernel_stderr", "nbops_cwd", "nbops_on_cell", "nbops_log")
 # papermill's engine parameters the override keeps, in papermill's order

@@ -29,7 +29,7 @@ from nbops.run.runner import check_kernels, run_specs
 from nbops.run.spec import make_spec
 
 SHAPE = 'e.g. "test": {"params": {"epochs": 1}, "expect": ["accuracy >= 0.5"]}'
-# papermill's own cells in an executed notebook, not counted in cell numbers (as run/engine.py)
+# papermill's own cells in an executed notebook, not counted in cell numbers (as run/failure.py)
 _PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _CELL_FRAME = re.compile(r"^Cell In\s*\[[^\]]*\],\s*line (\d+)")
