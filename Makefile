@@ -97,6 +97,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP) $(CHROMIUM) $(PG_INITDB) tools
+	$(BIN)/ruff check src tests scripts $(wildcard bench)
 	$(BIN)/mypy src
 	rm -f .coverage .coverage.*
 	status=0; \
