@@ -187,7 +187,7 @@ def test_review_base_is_the_champion_read_by_alias_not_by_message(tmp_path, monk
 
 
 def test_a_registry_write_mlflow_refuses_is_one_nbops_error(project, monkeypatch):
-    """A write through MLflow's client (lifecycle/registry.py) the store refuses is the map's
+    """A write through MLflow's client (lifecycle/registry_store.py) the store refuses is the map's
     error, not MLflow's exception reaching the CLI as a crash."""
     from nbops.core.config import load_settings
     from nbops.lifecycle.registry import Registry
@@ -195,5 +195,5 @@ def test_a_registry_write_mlflow_refuses_is_one_nbops_error(project, monkeypatch
     monkeypatch.setenv("NBOPS_NO_FAST_REGISTRY", "1")  # every write through MLflow's client
     registry = Registry(load_settings(project))
     with pytest.raises(NotFound) as info:
-        registry._write("set_registered_model_alias", "nosuch", "champion", "1")
+        registry.store.write("set_registered_model_alias", "nosuch", "champion", "1")
     assert info.value.one_line().startswith("cannot set registered model alias of 'nosuch': ")

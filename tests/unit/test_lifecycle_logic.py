@@ -5,8 +5,8 @@ import math
 import pytest
 
 from nbops.core.errors import RegistryError
-from nbops.lifecycle.registry import ModelInfo, VersionInfo, parse_ref, rank_key
 from nbops.lifecycle.rerun import Lineage, MetricDiff, ReproduceResult, find_data_param
+from nbops.lifecycle.versions import ModelInfo, VersionInfo, parse_ref, rank_key
 
 
 def _version(number: str, **metrics) -> VersionInfo:

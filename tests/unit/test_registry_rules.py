@@ -11,8 +11,9 @@ import pytest
 from nbops.core.config import load_settings
 from nbops.core.errors import ConfigError
 from nbops.core.files import json_safe
+from nbops.lifecycle.approvals import Approval, approvals_from_tags, distinct_approvers
 from nbops.lifecycle.registration import MAX_MODEL_NAME, validate_model_name
-from nbops.lifecycle.registry import Approval, VersionInfo, approvals_from_tags, distinct_approvers
+from nbops.lifecycle.versions import VersionInfo
 
 GOOD_NAMES = ["clf", "digits-mlp", "churn_v2.1", "Team Model", "a" * MAX_MODEL_NAME, "modèle", "x.y"]
 BAD_NAMES = {

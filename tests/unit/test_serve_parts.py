@@ -70,7 +70,7 @@ def _model(version: str = "1", predict=None):
     import numpy as np
 
     from nbops.lifecycle.models import Column, LoadedModel
-    from nbops.lifecycle.registry import VersionInfo
+    from nbops.lifecycle.versions import VersionInfo
 
     class Predictor:
         def predict(self, X):

@@ -29,6 +29,9 @@ def _list_models(registry, fmt: str) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from nbops.core.files import json_safe
+    from nbops.lifecycle.aliases import promote, rollback
+    from nbops.lifecycle.approve import approve
+    from nbops.lifecycle.eligibility import required_approvals
     from nbops.lifecycle.registry import Registry
     from nbops.lifecycle.reports import as_rows, describe_event
 
@@ -42,7 +45,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             # NaN and infinite metrics are null: a bare NaN is not JSON (allow_nan=False checks it)
             print(json.dumps(json_safe({"name": info.name, "compare": info.compare,
                                         "higher_is_better": info.higher_is_better,
-                                        "approvals_required": registry.required_approvals,
+                                        "approvals_required": required_approvals(registry.settings),
                                         "versions": rows}), indent=1, allow_nan=False))
             return 0
         from nbops.lifecycle.reports import print_versions
@@ -50,13 +53,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         print_versions(info, rows)
         return 0
     if args.models_command == "promote":
-        event = registry.promote(args.name, args.version, args.alias, by=args.by or "", say=tell)
+        event = promote(registry, args.name, args.version, args.alias, by=args.by or "", say=tell)
         print(describe_event(args.name, event))
         return 0
     if args.models_command == "approve":
         before = registry.get(args.name, args.version).approvers
-        version = registry.approve(args.name, args.version, args.by, args.note or "", say=tell)
-        approvers, needed = version.approvers, registry.required_approvals
+        version = approve(registry, args.name, args.version, args.by, args.note or "", say=tell)
+        approvers, needed = version.approvers, required_approvals(registry.settings)
         again = len(approvers) == len(before)  # this person had approved it already
         count = f"{len(approvers)} approver(s): {', '.join(approvers)}" + (
             f" of {needed} required" if needed > 1 else "")
@@ -64,7 +67,7 @@ def cmd_models(args: argparse.Namespace) -> int:
               f"{version.tags.get('nbops.approved_at', '')}; {count}"
               + ("; an earlier approval by the same person, counted once" if again else ""))
         return 0
-    event = registry.rollback(args.name, args.alias, by=args.by or "", say=tell)
+    event = rollback(registry, args.name, args.alias, by=args.by or "", say=tell)
     print(describe_event(args.name, event))
     return 0
 

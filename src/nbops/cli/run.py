@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nbops.cli import options
+
+if TYPE_CHECKING:
+    from nbops.core.config import Settings
+    from nbops.run.progress import Progress
 
 PARAMS_EPILOG = """\
 parameters: -p values are typed like the defaults in the notebook's cell tagged `parameters`.
@@ -15,9 +21,28 @@ A parameter limited to some values declares them in its comment there:
 Any other value (-p, -f or a sweep's) is refused before a kernel starts (exit 2)."""
 
 
+def _changed(settings: Settings, args: argparse.Namespace) -> list[str | Path]:
+    """--changed: the notebooks `nbops plan --base REF` lists; the cached ones said on stderr."""
+    from nbops.ci.plan import changed_notebooks
+
+    notebooks, plan = changed_notebooks(settings, list(args.notebooks), args.base, args.head,
+                                        use_cache=not args.no_cache)
+    for entry, run_id in plan.cached:
+        print(f"cached {entry.notebook}: run {run_id[:8]} has this fingerprint", file=sys.stderr)
+    return list(notebooks)
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    """The live table, or plain lines when cell output streams to stderr too (they do not mix)."""
+    from nbops.run.progress import PlainProgress, make_progress
+
+    if args.log_output and not args.quiet:
+        return PlainProgress(sys.stderr)
+    return make_progress(quiet=args.quiet)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from nbops.lifecycle.registration import Registrar
-    from nbops.run.progress import Progress, make_progress
     from nbops.run.runner import plan_runs, run_specs
     from nbops.run.spool import pending_line
     from nbops.run.summary import exit_code, print_summary
@@ -25,17 +50,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = options.settings(runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
                                 experiment=args.experiment, kernel_name=args.kernel,
                                 html_hide_input=args.hide_input or None)
-    notebooks = list(args.notebooks)
-    if args.changed:
-        from nbops.ci.plan import changed_notebooks
-
-        notebooks, plan = changed_notebooks(settings, notebooks, args.base, args.head,
-                                            use_cache=not args.no_cache)
-        for entry, run_id in plan.cached:
-            print(f"cached {entry.notebook}: run {run_id[:8]} has this fingerprint", file=sys.stderr)
-        if not notebooks:
-            print("nothing to run: every affected notebook is cached")
-            return 0
+    notebooks = _changed(settings, args) if args.changed else list(args.notebooks)
+    if args.changed and not notebooks:
+        print("nothing to run: every affected notebook is cached")
+        return 0
     specs = plan_runs(settings, notebooks, options.overrides(args), args.timeout, args.cell_timeout,
                       log_output=args.log_output)
     from nbops.run.pipeline_run import plan_pipeline, run_pipeline
@@ -55,12 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pending = "" if args.no_track else pending_line(settings.root)
     if pending:
         print(pending, file=sys.stderr)
-    if args.log_output and not args.quiet:  # cell output and a live table do not mix: plain lines
-        from nbops.run.progress import PlainProgress
-
-        progress: Progress = PlainProgress(sys.stderr)
-    else:
-        progress = make_progress(quiet=args.quiet)
+    progress = _progress(args)
     parent = None
     try:
         if pipeline is not None:
@@ -142,7 +155,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--log-output", action="store_true",
                      help="stream each cell's stdout/stderr to stderr (prefixed by notebook when several run)")
     run.add_argument("--hide-input", action="store_true",
-                     help="the run's HTML page (notebook/<name>.html) shows outputs only ([tool.nbops] html_hide_input)")
+                     help="the run's HTML page (notebook/<name>.html) shows outputs only "
+                          "([tool.nbops] html_hide_input)")
     run.add_argument("--prepare-only", action="store_true",
                      help="write the parameterised notebook to the output dir without running it or tracking")
     options.add_quiet_flag(run, "no progress, only the summary")

@@ -1,5 +1,5 @@
 """Approvals of a model version: a history of version tags, each person counted once
-(lifecycle/registry.py writes them).
+(lifecycle/approve.py records one). Pure: the tags' format, read and written.
 
 One version tag per approval, `nbops.approval.<ns>` holding JSON (who, when, note), keyed by time
 like the alias events so two approvals at once never overwrite each other; `nbops.approved_by`,
@@ -11,6 +11,7 @@ before the history have). A person counts once however often they approve;
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 _APPROVAL = "nbops.approval."
@@ -38,6 +39,17 @@ def approvals_from_tags(tags: dict[str, str]) -> list[Approval]:
         return [Approval(tags["nbops.approved_by"], tags.get("nbops.approved_at", ""),
                          tags.get("nbops.approval_note", ""))]
     return found
+
+
+def has_history(tags: dict[str, str]) -> bool:
+    """Whether the version's approvals are kept as a history (else only `nbops.approved_*`)."""
+    return any(k.startswith(_APPROVAL) for k in tags)
+
+
+def approval_tag(approval: Approval) -> tuple[str, str]:
+    """The version tag (key, value) that records APPROVAL, keyed by the time it is written."""
+    return f"{_APPROVAL}{time.time_ns():020d}", json.dumps(
+        {"by": approval.by, "at": approval.at, "note": approval.note})
 
 
 def distinct_approvers(approvals: list[Approval]) -> list[str]:

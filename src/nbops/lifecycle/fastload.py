@@ -26,7 +26,7 @@ from typing import Any
 from nbops.core.files import local_path
 from nbops.core.mlflow_db import fell_back, mlflow_supported
 from nbops.core.registry_read import Unavailable, fast_reader
-from nbops.lifecycle.registry import VersionInfo
+from nbops.lifecycle.versions import VersionInfo
 
 # the signature types `models.Column` takes as they are (MLflow's DataType names)
 _PLAIN_TYPES = {"double", "float", "long", "integer", "boolean", "string", "binary", "datetime"}

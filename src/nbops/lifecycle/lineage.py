@@ -22,7 +22,8 @@ from nbops.core.errors import (
     TrackingError,
     map_mlflow_errors,
 )
-from nbops.lifecycle.registry import Registry, VersionInfo
+from nbops.lifecycle.registry import Registry
+from nbops.lifecycle.versions import VersionInfo
 
 
 @dataclass(frozen=True)

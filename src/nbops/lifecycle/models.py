@@ -24,7 +24,7 @@ from typing import Any
 # field); it lives in the tree (core/errors.py) and is imported from here by serve and predict
 from nbops.core.errors import InputError, ModelError, first_line, map_mlflow_errors
 from nbops.core.store import mask_uri, use_store
-from nbops.lifecycle.registry import VersionInfo
+from nbops.lifecycle.versions import VersionInfo
 
 # MLflow signature types -> the numpy dtype kind a column must have (or be cast to)
 _NUMERIC = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}

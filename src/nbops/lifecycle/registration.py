@@ -66,6 +66,53 @@ def _as_non_finite(value: Any) -> float | None:
     return None
 
 
+def _gate_check(client: Any, run_id: str, spec: ModelSpec,
+                metrics: dict[str, float]) -> tuple[list[str], dict[str, float]]:
+    """Why the run's model may not be registered (its gates on METRICS), and its non-finite gate
+    and compare metrics: ([failure, ...], {metric: NaN or inf})."""
+    gated = {g.metric for g in spec.gates}
+    bad = _non_finite(client, run_id, metrics, gated | ({spec.compare} if spec.compare else set()))
+    # a NaN gate metric is never recorded as a metric (the gate would only say "not recorded"),
+    # and an infinite one would pass `accuracy >= 0.9`: both are said for what they are
+    failures = [f"metric {k} is {_word(v)}" for k, v in sorted(bad.items()) if k in gated]
+    failures += [f for f in failed_gates(spec.gates, metrics)
+                 if not any(f.startswith(f"gate '{g}'") for g in spec.gates if g.metric in bad)]
+    return failures, bad
+
+
+def _version_tags(run: Any, run_id: str, spec: ModelSpec) -> dict[str, str]:
+    """The new version's tags: the run's metrics (rounded for display), git, notebook, who, gates."""
+    metrics, run_tags = dict(run.data.metrics), run.data.tags
+    tags = {f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}
+    tags.update({k: run_tags.get(k, "") for k in ("nbops.git_sha", "nbops.git_branch", "nbops.notebook",
+                                                 "nbops.fingerprint", "nbops.template")})
+    tags["nbops.run_id"] = run_id
+    # who registered it: MLflow's registry keeps no user for a version (its user_id is never
+    # set), and under basic auth the server's user is the one that counts (core/context.py)
+    tags["nbops.user"] = who_ran()
+    tags["nbops.params_digest"] = params_digest(dict(run.data.params))
+    tags["nbops.gates"] = "passed: " + ", ".join(map(str, spec.gates)) if spec.gates else "none"
+    return tags
+
+
+def _model_tags(spec: ModelSpec) -> dict[str, str]:
+    """The registered model's tags: how its versions are ranked and gated."""
+    return {
+        "nbops.compare": spec.compare or "",
+        "nbops.higher_is_better": str(spec.higher_is_better).lower(),
+        "nbops.gates": json.dumps([str(g) for g in spec.gates]),
+    }
+
+
+def _ranking_note(spec: ModelSpec, metrics: dict[str, float], bad: dict[str, float]) -> str:
+    """Why a registered version ranks last ("" when its compare metric is a number)."""
+    if spec.compare and spec.compare in bad:
+        return f"compare metric {spec.compare} is {_word(bad[spec.compare])}: registered, ranked last"
+    if spec.compare and spec.compare not in metrics:
+        return f"compare metric {spec.compare} was not recorded: registered, ranked last"
+    return ""
+
+
 class Registrar:
     """Registers runs' models. DESCRIBE_MODEL: whether a registration rewrites the registered
     model's compare metric and gates (the newest notebook describes the model; a re-run of an
@@ -93,54 +140,38 @@ class Registrar:
             return spec.name, None, exc.message
         if not logged:
             return spec.name, None, "the notebook logged no model: not registered"
-        metrics, run_tags = dict(run.data.metrics), run.data.tags
-        gated = {g.metric for g in spec.gates}
-        bad = _non_finite(client, run_id, metrics, gated | ({spec.compare} if spec.compare else set()))
-        # a NaN gate metric is never recorded as a metric (the gate would only say "not recorded"),
-        # and an infinite one would pass `accuracy >= 0.9`: both are said for what they are
-        failures = [f"metric {k} is {_word(v)}" for k, v in sorted(bad.items()) if k in gated]
-        failures += [f for f in failed_gates(spec.gates, metrics)
-                     if not any(f.startswith(f"gate '{g}'") for g in spec.gates if g.metric in bad)]
+        metrics = dict(run.data.metrics)
+        failures, bad = _gate_check(client, run_id, spec, metrics)
         if failures:
             client.set_tag(run_id, "nbops.gates", "failed")
             return spec.name, None, "; ".join(failures) + ": not registered"
         model = max(logged, key=lambda m: m.creation_timestamp or 0)
-        tags = {f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}
-        tags.update({k: run_tags.get(k, "") for k in ("nbops.git_sha", "nbops.git_branch", "nbops.notebook",
-                                                     "nbops.fingerprint", "nbops.template")})
-        tags["nbops.run_id"] = run_id
-        # who registered it: MLflow's registry keeps no user for a version (its user_id is never
-        # set), and under basic auth the server's user is the one that counts (core/context.py)
-        tags["nbops.user"] = who_ran()
-        tags["nbops.params_digest"] = params_digest(dict(run.data.params))
-        tags["nbops.gates"] = "passed: " + ", ".join(map(str, spec.gates)) if spec.gates else "none"
-        model_tags = {
-            "nbops.compare": spec.compare or "",
-            "nbops.higher_is_better": str(spec.higher_is_better).lower(),
-            "nbops.gates": json.dumps([str(g) for g in spec.gates]),
-        }
+        tags = _version_tags(run, run_id, spec)
         try:
-            try:
-                with failed():
-                    client.create_registered_model(spec.name, tags=model_tags)
-            except AlreadyExists:
-                # it exists: the notebook's newest metadata describes the model from now on
-                if self.describe_model:
-                    with failed():
-                        for key, value in model_tags.items():
-                            client.set_registered_model_tag(spec.name, key, value)
-            with failed():
-                use_store(uri)  # it checks the `models:/` source through MLflow's global URI
-                version = client.create_model_version(
-                    spec.name, source=f"models:/{model.model_id}", run_id=run_id, tags=tags,
-                    model_id=model.model_id,
-                )
+            version = self._create_version(client, uri, spec, model.model_id, run_id, tags)
         except TrackingError as exc:
             return spec.name, None, exc.message
         client.set_tag(run_id, "nbops.gates", "passed")
-        note = ""
-        if spec.compare and spec.compare in bad:
-            note = f"compare metric {spec.compare} is {_word(bad[spec.compare])}: registered, ranked last"
-        elif spec.compare and spec.compare not in metrics:
-            note = f"compare metric {spec.compare} was not recorded: registered, ranked last"
-        return spec.name, str(version.version), note  # MLflow gives an int; the protocol says str
+        return spec.name, version, _ranking_note(spec, metrics, bad)
+
+    def _create_version(self, client: Any, uri: str, spec: ModelSpec, model_id: str, run_id: str,
+                        tags: dict[str, str]) -> str:
+        """The registered model (created, or described anew) and its new version of MODEL_ID;
+        TrackingError when MLflow refuses."""
+        failed = functools.partial(map_mlflow_errors, what="registration failed", store=uri)
+        model_tags = _model_tags(spec)
+        try:
+            with failed():
+                client.create_registered_model(spec.name, tags=model_tags)
+        except AlreadyExists:
+            # it exists: the notebook's newest metadata describes the model from now on
+            if self.describe_model:
+                with failed():
+                    for key, value in model_tags.items():
+                        client.set_registered_model_tag(spec.name, key, value)
+        with failed():
+            use_store(uri)  # it checks the `models:/` source through MLflow's global URI
+            version = client.create_model_version(
+                spec.name, source=f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id,
+            )
+        return str(version.version)  # MLflow gives an int; the protocol says str

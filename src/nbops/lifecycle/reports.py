@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from nbops.lifecycle.registry import AliasEvent, ModelInfo, VersionInfo
 from nbops.lifecycle.rerun import ReproduceResult, RetrainResult
+from nbops.lifecycle.versions import AliasEvent, ModelInfo, VersionInfo
 
 
 def describe_event(name: str, event: AliasEvent) -> str:

@@ -30,6 +30,8 @@ from nbops.core.errors import (
     RegistryError,
     map_mlflow_errors,
 )
+from nbops.lifecycle.aliases import promote
+from nbops.lifecycle.eligibility import gate_failures
 from nbops.lifecycle.lineage import (
     Lineage,
     checkout,
@@ -38,7 +40,8 @@ from nbops.lifecycle.lineage import (
     link_missing_data,
     project_path,
 )
-from nbops.lifecycle.registry import ModelInfo, Registry, VersionInfo, parse_ref
+from nbops.lifecycle.registry import Registry
+from nbops.lifecycle.versions import ModelInfo, VersionInfo, parse_ref
 
 _DATA_PARAM = re.compile(r"^(data|dataset|input|train|training|csv)(_?(path|file|csv|uri))?$|"
                          r"^(data|input|train|training|csv)_?\w*_(path|file)$")
@@ -236,18 +239,18 @@ def retrain(settings: Settings, name: str, data: Path, param: str | None = None,
         return RetrainResult(name, champion, run_id, outcome.ok, None, note or "no model registered",
                              data_digest=digest)
     version = tracked.model_version
-    registry.promote(name, version, "challenger", by="nbops retrain")
+    promote(registry, name, version, "challenger", by="nbops retrain")
     new = registry.get(name, version)
     diffs = _diffs(champion.metrics, new.metrics)
     better = _better(info, champion, new)
     promoted, note = False, ""
     reg = settings.registry
     if better and reg.get("auto_promote") and not reg.get("require_approval"):
-        failures = registry.gate_failures(info, new)
+        failures = gate_failures(settings, info, new)
         if failures:
             note = "not promoted: " + "; ".join(failures)
         else:
-            registry.promote(name, version, "champion", by="nbops retrain (auto_promote)")
+            promote(registry, name, version, "champion", by="nbops retrain (auto_promote)")
             promoted = True
     elif reg.get("require_approval"):
         note = (f"promotion waits for approval: nbops models approve {name} {version} --by WHO, "

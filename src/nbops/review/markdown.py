@@ -11,6 +11,7 @@ out. Each diff is in a fence longer than any backtick run in it, so no cell clos
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -93,9 +94,27 @@ def _cell_block(cell) -> str:
     return f"{head}\n\n{fence(cell.diff or '(source unchanged)')}\n"
 
 
-def render_markdown(reviews: list[NotebookReview], base: str, head: str, results: dict | None = None,
-                    limit: int = MAX_COMMENT, graph: str = "") -> str:
-    """GRAPH: the pipeline graph's section (review/pipelines.py) when the change touches one."""
+@dataclass
+class _Body:
+    """The comment as it grows: its text, the room still kept for the judged blocks to come
+    (PENDING), and how many diffs of each notebook were left out for length."""
+
+    text: str
+    budget: int
+    pending: int = 0
+    left: dict[str, int] = field(default_factory=dict)
+
+    def add(self, block: str, path: str) -> bool:
+        """BLOCK appended when it fits beside the kept room; else counted as left out."""
+        if len(self.text) + len(block) + 1 + self.pending > self.budget:
+            self.left[path] = self.left.get(path, 0) + 1
+            return False
+        self.text += block + "\n"
+        return True
+
+
+def _header(reviews: list[NotebookReview], base: str, head: str, graph: str) -> list[str]:
+    """The marker, the title, the pipeline graph and the notebooks with committed outputs."""
     top = [COMMENT_MARKER, f"## nbops review: {len(reviews)} notebook(s) changed ({code(base)} → {code(head)})", ""]
     if graph:
         top += [graph]
@@ -106,6 +125,12 @@ def render_markdown(reviews: list[NotebookReview], base: str, head: str, results
             cells_shown = r.outputs[:5] + ([f"and {len(r.outputs) - 5} more cell(s)"] if len(r.outputs) > 5 else [])
             top.append(f"- {code(r.change.path)}: " + "; ".join(code(o) for o in cells_shown))
         top.append("")
+    return top
+
+
+def _with_summary(top: list[str], reviews: list[NotebookReview], limit: int) -> str:
+    """TOP and every notebook's summary line: without page names when they do not fit, and
+    for hundreds of notebooks the first names only, the rest in index.html."""
     summary = [summary_line(r) for r in reviews]
     if len("\n".join(top + summary)) > limit - _RESERVE:
         summary = [summary_line(r, with_page=False) for r in reviews]
@@ -117,55 +142,67 @@ def render_markdown(reviews: list[NotebookReview], base: str, head: str, results
                 break
             keep.append(line)
         text = "\n".join(top + keep + [f"- … and {len(summary) - len(keep)} more notebook(s): see index.html", ""])
-    text += "\n"
-    left: dict[str, int] = {}
-    budget = limit - _RESERVE
-    # each notebook's judged block: its room is kept before results and diffs take theirs; when
-    # all of them do not fit, risks only; when not even those, the summary lines say the counts
+    return text + "\n"
+
+
+def _judged_blocks(reviews: list[NotebookReview], used: int, budget: int) -> dict[int, str]:
+    """Each notebook's judged block by id(review), its room kept before results and diffs take
+    theirs: when all of them do not fit, risks only; when not even those, none (the summary
+    lines say the counts)."""
     judged = {id(r): f"#### {_title(r)}\n\n{b}\n" for r in reviews if (b := judged_block(r))}
-    if len(text) + sum(map(len, judged.values())) > budget:
+    if used + sum(map(len, judged.values())) > budget:
         judged = {id(r): f"#### {_title(r)}\n\n{b}\n" for r in reviews if (b := judged_block(r, True))}
-    pending = sum(map(len, judged.values()))
-    if len(text) + pending > budget:
-        judged, pending = {}, 0
+    if used + sum(map(len, judged.values())) > budget:
+        return {}
+    return judged
 
-    def add(block: str, path: str) -> bool:
-        nonlocal text
-        if len(text) + len(block) + 1 + pending > budget:
-            left[path] = left.get(path, 0) + 1
-            return False
-        text += block + "\n"
-        return True
 
-    if results:
-        text += "### Results\n\n"
-        for r in reviews:
-            if r.change.path in results:
-                add(f"#### {_title(r)}\n\n" + "\n".join(results[r.change.path]) + "\n", r.change.path)
+def _add_sections(body: _Body, reviews: list[NotebookReview], judged: dict[int, str]) -> None:
+    """Each notebook's section: its judged block (its room was kept), then its cell diffs."""
     sections = [r for r in reviews if r.cells or judged.get(id(r))]
     if sections:
-        text += "### Changes per notebook\n\n"
+        body.text += "### Changes per notebook\n\n"
     for r in sections:
         heading = f"#### {_title(r)}\n"
         block = judged.get(id(r))
         if block:  # the heading and the judged block: their room was kept
-            pending -= len(block)
-            text += block
-        elif not add(heading, r.change.path):
-            left[r.change.path] += len(r.cells) - 1
+            body.pending -= len(block)
+            body.text += block
+        elif not body.add(heading, r.change.path):
+            body.left[r.change.path] += len(r.cells) - 1
             continue
         for cell in r.cells:
-            add(_cell_block(cell), r.change.path)
-    if left:
-        total = sum(left.values())
-        names = [f"{code(p)} ({n})" for p, n in left.items()]
-        shown: list[str] = []
-        for name in names:
-            if len(", ".join(shown + [name])) > _RESERVE - 400:
-                break
-            shown.append(name)
-        more = f" and {len(names) - len(shown)} more notebook(s)" if len(shown) < len(names) else ""
-        text += (f"**Left out for length** ({limit:,} characters): {total} cell diff(s) of "
-                 f"{len(left)} notebook(s): {', '.join(shown)}{more}. "
-                 "Every diff is in the HTML pages (index.html).\n")
-    return text
+            body.add(_cell_block(cell), r.change.path)
+
+
+def _left_out_note(left: dict[str, int], limit: int) -> str:
+    """What was left out for length, naming as many notebooks as the reserved room holds."""
+    total = sum(left.values())
+    names = [f"{code(p)} ({n})" for p, n in left.items()]
+    shown: list[str] = []
+    for name in names:
+        if len(", ".join(shown + [name])) > _RESERVE - 400:
+            break
+        shown.append(name)
+    more = f" and {len(names) - len(shown)} more notebook(s)" if len(shown) < len(names) else ""
+    return (f"**Left out for length** ({limit:,} characters): {total} cell diff(s) of "
+            f"{len(left)} notebook(s): {', '.join(shown)}{more}. "
+            "Every diff is in the HTML pages (index.html).\n")
+
+
+def render_markdown(reviews: list[NotebookReview], base: str, head: str, results: dict | None = None,
+                    limit: int = MAX_COMMENT, graph: str = "") -> str:
+    """GRAPH: the pipeline graph's section (review/pipelines.py) when the change touches one."""
+    text = _with_summary(_header(reviews, base, head, graph), reviews, limit)
+    budget = limit - _RESERVE
+    judged = _judged_blocks(reviews, len(text), budget)
+    body = _Body(text, budget, pending=sum(map(len, judged.values())))
+    if results:
+        body.text += "### Results\n\n"
+        for r in reviews:
+            if r.change.path in results:
+                body.add(f"#### {_title(r)}\n\n" + "\n".join(results[r.change.path]) + "\n", r.change.path)
+    _add_sections(body, reviews, judged)
+    if body.left:
+        body.text += _left_out_note(body.left, limit)
+    return body.text

@@ -32,7 +32,8 @@ from nbops.lifecycle.monitor.stats import (
     metric_kind,
     metric_value,
 )
-from nbops.lifecycle.registry import ModelInfo, Registry, VersionInfo
+from nbops.lifecycle.registry import Registry
+from nbops.lifecycle.versions import ModelInfo, VersionInfo
 
 
 def _unreadable() -> tuple[type[BaseException], ...]:
