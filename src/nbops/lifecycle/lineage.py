@@ -4,7 +4,6 @@ a temporary git worktree at that sha to run it again in."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ from nbops.core.errors import (
     TrackingError,
     map_mlflow_errors,
 )
+from nbops.core.store import QUIET_MLFLOW, mlflow_settings
 from nbops.lifecycle.registry import Registry
 from nbops.lifecycle.versions import VersionInfo
 
@@ -67,8 +67,7 @@ def lineage(registry: Registry, version: VersionInfo) -> Lineage:
             f"{version.name} v{version.version}: its run records no notebook or git sha",
             hint="versions registered by `nbops run` in a git repository carry both")
     executed = None
-    # MLflow draws a progress bar on stderr for every download; one small file needs none
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow_settings(QUIET_MLFLOW)  # no progress bar on stderr for one small file
     with tempfile.TemporaryDirectory(prefix="nbops-artifacts-") as tmp:
         try:
             with map_mlflow_errors(what="the executed notebook", store=registry.uri):

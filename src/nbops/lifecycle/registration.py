@@ -1,9 +1,10 @@
 """Registration: the model a successful run logged becomes a version of its registered model,
 when the notebook's gates hold on the run's metrics. The run layer calls a `Registrar` after a run
-(`nbops.run.tracking.Registrar`); it never imports this module.
+(`nbops.run.stage_data.Registrar`); it never imports this module.
 
-`validate_model_name` is pure (no MLflow import): run planning calls it before any kernel starts,
-so a name MLflow would refuse is found before the run, not after it.
+Model names are checked before any kernel starts by `notebook/model_name.py` (pure, no MLflow
+import; `validate_model_name` re-exported here), so a name MLflow would refuse is found before
+the run, not after it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from nbops.core.context import who_ran
 from nbops.core.errors import AlreadyExists, TrackingError, map_mlflow_errors
 from nbops.core.gates import failed_gates
-from nbops.core.store import params_digest, use_store
+from nbops.core.store import QUIET_MLFLOW, mlflow_settings, params_digest, use_store
 from nbops.notebook.document import ModelSpec
 from nbops.notebook.model_name import MAX_MODEL_NAME, validate_model_name  # noqa: F401 - re-exported
 
@@ -29,10 +30,9 @@ def _recorded(client: Any, run_id: str) -> dict[str, Any]:
     """What the notebook recorded that did not become an MLflow metric (`Tracker.finish` logs
     it as nbops/other_records.json): NaN and infinite numbers are among those, as the strings
     `nbops.record` writes for them ("nan", "inf", "-inf")."""
-    import os
     import tempfile
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as lineage.py: no bar on stderr
+    mlflow_settings(QUIET_MLFLOW)  # as lineage.py: no progress bar on stderr
     with tempfile.TemporaryDirectory(prefix="nbops-records-") as tmp:
         try:
             with map_mlflow_errors(what="nbops/other_records.json"):

@@ -48,7 +48,7 @@ class RunResult:
 class Registrar(Protocol):
     """Registers the model a successful run logged: (model name, version, note on why not).
 
-    The run layer calls it and never imports the registry (`nbops.lifecycle.registry.Registrar`
+    The run layer calls it and never imports the registry (`nbops.lifecycle.registration.Registrar`
     is the one nbops uses); None anywhere means "never register"."""
 
     def __call__(self, client: Any, uri: str, run_id: str,
