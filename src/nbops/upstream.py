@@ -38,6 +38,36 @@ class Upstream:
                                     f"{path!r}; it has: {', '.join(have[:20]) or 'none'}")
         return found
 
+    def model_path(self, name: str = "model") -> Path:
+        """A local folder with the model it logged under NAME (`log_model(..., name=NAME)`), for
+        `mlflow.<flavor>.load_model(str(path))`. Read from the pipeline's store, not from the
+        kernel's own (with a server the kernel logs into a local store of its own, where
+        `runs:/<upstream run id>/model` does not resolve)."""
+        import mlflow.artifacts
+        from mlflow.tracking import MlflowClient
+
+        uri = os.environ.get("NBOPS_UPSTREAM_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+        client = MlflowClient(tracking_uri=uri)
+        # the logged model found by its run, not through `runs:/` (MLflow 3.17 resolves that URI's
+        # model against the process's tracking URI, whatever tracking_uri it is given)
+        experiment = client.get_run(self.run_id).info.experiment_id
+        models = [m for m in client.search_logged_models(experiment_ids=[experiment],
+                                                         filter_string=f"source_run_id = '{self.run_id}'")]
+        named = [m for m in models if m.name == name]
+        if not named:
+            raise LookupError(f"upstream {self.name!r} (run {self.run_id[:8]}) logged no model named {name!r}; "
+                              f"it logged: {', '.join(sorted({m.name for m in models})) or 'none'}")
+        newest = max(named, key=lambda m: m.creation_timestamp or 0)
+        target = _scratch(f"{self.name}-{name}")
+        try:
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=newest.artifact_location,
+                                                            dst_path=target, tracking_uri=uri))
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+
 
 _READ: dict[str, Upstream] = {}
 
@@ -80,6 +110,18 @@ def _records(folder: Path) -> dict[str, Any]:
     return json.loads(records_file.read_text(encoding="utf-8")) if records_file.is_file() else {}
 
 
+def _scratch(name: str) -> str:
+    """A temporary folder for a download that lives as long as the kernel that reads it: removed
+    when it exits, or at once by the caller when the download fails (nothing left in /tmp by a
+    pipeline on a server)."""
+    import atexit
+    import shutil
+
+    target = tempfile.mkdtemp(prefix=f"nbops-upstream-{name}-")
+    atexit.register(shutil.rmtree, target, True)
+    return target
+
+
 def _local_artifacts(client: Any, run_id: str, artifact_uri: str, name: str) -> Path:
     """The run's artifact folder itself when it is local (the embedded store), else a download."""
     from urllib.parse import unquote, urlparse
@@ -89,13 +131,9 @@ def _local_artifacts(client: Any, run_id: str, artifact_uri: str, name: str) -> 
         folder = Path(unquote(parsed.path))
         if folder.is_dir():
             return folder
-    import atexit
     import shutil
 
-    target = tempfile.mkdtemp(prefix=f"nbops-upstream-{name}-")
-    # the download lives as long as the kernel that reads it: removed when it exits, or at once
-    # when the download fails (nothing left in /tmp by a pipeline on a server)
-    atexit.register(shutil.rmtree, target, True)
+    target = _scratch(name)
     try:
         return Path(client.download_artifacts(run_id, "", dst_path=target))
     except BaseException:

@@ -9,10 +9,12 @@ from pathlib import Path
 from nbops.cli.main import main
 from tests.conftest import all_runs, write_notebook
 
-PREPARE = """import mlflow, nbops
+PREPARE = """import sys, nbops
+from nbops import kit
 nbops.record('rows', rows)
 nbops.record('classes', ['a', 'b'])
-mlflow.log_text('x,y\\n1,2\\n', 'data/train.csv')
+kit.log_text('x,y\\n1,2\\n', 'data/train.csv')
+nbops.record('mlflow_imported', 'mlflow' in sys.modules)
 """
 
 TRAIN = """import time, nbops
@@ -90,6 +92,12 @@ def test_diamond_runs_in_order_in_parallel_with_parent_and_upstream(project, mlf
     assert client.get_experiment(parent.info.experiment_id).name == "notebooks/diamond"
 
     prep = records(client, children["prepare"])
+    # kit.log_text wrote into the run's artifact folder itself: no mlflow in prepare's kernel,
+    # and MLflow lists and serves the file as one of the run's artifacts
+    assert prep["mlflow_imported"] is False
+    assert [a.path for a in client.list_artifacts(children["prepare"].info.run_id, "data")] == ["data/train.csv"]
+    with open(client.download_artifacts(children["prepare"].info.run_id, "data/train.csv")) as f:
+        assert f.read() == "x,y\n1,2\n"
     for train in ("train_a", "train_b"):
         seen = records(client, children[train])
         assert seen["seen_rows"] == prep["rows"] == 10

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from nbops.core.config import Settings
 from nbops.run.spec import RunSpec
@@ -50,6 +51,31 @@ def upstream_runs(uri: str, runs: dict[str, str]) -> str:
     one, fails core/mlflow_db.py's check, keeps a run's artifacts elsewhere, or the answer is too
     long for the environment: the kernel asks MLflow's client then."""
     import json
+
+    out = {}
+    for name, run_id in runs.items():
+        found = _local_run(uri, run_id)
+        if found is None:
+            return ""
+        run, folder = found
+        out[name] = {"run_id": run_id, "metrics": run.metrics, "params": run.params, "tags": run.tags,
+                     "artifacts": str(folder)}
+    text = json.dumps(out, allow_nan=True)
+    return text if len(text) <= UPSTREAM_RUNS_MAX else ""
+
+
+def run_artifacts(uri: str, run_id: str) -> dict[str, str]:
+    """NBOPS_RUN_ARTIFACTS: the run's own artifact folder when an embedded store (the project's, or
+    a run's local store with a server) keeps it on this machine, for `kit.log_text` to write into
+    without `import mlflow`; {} otherwise (it then goes through MLflow)."""
+    found = _local_run(uri, run_id)
+    return {"NBOPS_RUN_ARTIFACTS": str(found[1])} if found else {}
+
+
+def _local_run(uri: str, run_id: str) -> tuple[Any, Path] | None:
+    """(the run as the embedded store at URI holds it, its local artifact folder), or None when
+    the store is not an embedded one, fails core/mlflow_db.py's check, or keeps the artifacts
+    elsewhere."""
     from urllib.parse import unquote, urlparse
 
     from nbops.core.mlflow_db import Unavailable
@@ -58,20 +84,16 @@ def upstream_runs(uri: str, runs: dict[str, str]) -> str:
 
     db = sqlite_path(uri)
     if db is None:
-        return ""
-    reader, out = SqliteReader(str(db)), {}
-    for name, run_id in runs.items():
-        try:
-            run = reader.run(run_id)
-        except Unavailable:
-            return ""
-        location = urlparse(run.artifact_uri) if run else None
-        if run is None or location is None or location.scheme != "file" or not Path(unquote(location.path)).is_dir():
-            return ""
-        out[name] = {"run_id": run_id, "metrics": run.metrics, "params": run.params, "tags": run.tags,
-                     "artifacts": unquote(location.path)}
-    text = json.dumps(out, allow_nan=True)
-    return text if len(text) <= UPSTREAM_RUNS_MAX else ""
+        return None
+    try:
+        run = SqliteReader(str(db)).run(run_id)
+    except Unavailable:
+        return None
+    location = urlparse(run.artifact_uri) if run else None
+    if run is None or location is None or location.scheme != "file":
+        return None
+    folder = Path(unquote(location.path))
+    return (run, folder) if folder.is_dir() or not folder.exists() else None
 
 
 # tqdm's one warning that a kernel without ipywidgets cannot draw a notebook progress bar

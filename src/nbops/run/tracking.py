@@ -159,9 +159,13 @@ class Tracker:
         self.store.set_terminated(parent.run_id, "FINISHED" if ok else "FAILED")
 
     def kernel_env(self, started: StartedRun) -> dict[str, str]:
-        """What the kernel needs to log into this run (merged over the base environment)."""
+        """What the kernel needs to log into this run (merged over the base environment), and its
+        local artifact folder where an embedded store keeps one (`kit.log_text`: no `import mlflow`)."""
+        from nbops.run.kernel_env import run_artifacts
+
         if started.local is not None:
-            return {**localrun.kernel_env(started.local, self.uri), "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}"}
+            return {**localrun.kernel_env(started.local, self.uri), "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}",
+                    **run_artifacts(started.local.uri, started.local.run_id)}
         return {
             "MLFLOW_TRACKING_URI": self.uri,
             "MLFLOW_REGISTRY_URI": self.uri,
@@ -169,6 +173,7 @@ class Tracker:
             "MLFLOW_EXPERIMENT_ID": started.experiment_id,
             **kernel_retry_env(self.retry_s),  # the same budget as nbops's retries of the record
             "NBOPS_TRACKING_RETRY_S": f"{self.retry_s:g}",
+            **run_artifacts(self.uri, started.run_id),
         }
 
     # -- after the kernel --------------------------------------------------------------------

@@ -82,6 +82,11 @@ def _copy_model(client: Any, exp_id: str, run_id: str, meta: dict[str, Any], fol
                                        model_type=meta.get("model_type"))
     _artifacts(lambda: client.log_model_artifacts(model.model_id, str(folder)))
     client.finalize_logged_model(model.model_id, "READY")
+    from mlflow.entities import LoggedModelOutput
+
+    # the run's output, as `log_model` in a run makes it: `runs:/<run id>/<name>` finds the model
+    # only through the run's outputs (without this, loading an uploaded run's model that way failed)
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, 0)])
 
 
 def _artifacts(call: Callable[[], Any]) -> Any:
