@@ -8,9 +8,12 @@
    `upstream`/`product`, its parallel executor). ploomber is no dependency of nbops: the first run
    installs it with pip into bench/.venv-ploomber (ignored by git); `--no-ploomber` skips it.
 
-nbops's notebooks import mlflow (as a real one logging a model would; nbops tracks every run);
-ploomber's do the same work on files and track nothing, so its notebooks do not import mlflow.
-The two trainings sleep 1 s each, standing for work that can overlap.
+Both sides' notebooks do the same work: prepare writes a CSV (nbops: an MLflow artifact, with
+`kit.log_text`, which on the embedded store imports no mlflow; ploomber: a product file), the others read what they need (nbops: `kit.upstream`,
+which on the embedded store imports no mlflow; ploomber: `upstream[...]` paths) and write a value
+(nbops: `nbops.record`; ploomber: a JSON product). nbops also tracks every notebook as an MLflow run
+(executed notebook, HTML page, records), ploomber tracks nothing. The two trainings sleep 1 s each,
+standing for work that can overlap.
 
 Usage: python bench/bench_pipeline.py [--pairs 5]
 """
@@ -30,15 +33,15 @@ HERE = Path(__file__).parent
 PLOOMBER = HERE / ".venv-ploomber" / "bin" / "ploomber"
 
 NBOPS_CELLS = {
-    "prepare": ("rows = 100", "import mlflow, nbops\nnbops.record('rows', rows)\n"
-                "mlflow.log_text('x,y\\n' + '1,2\\n' * rows, 'data/train.csv')"),
-    "train_a": ("seed = 0", "import time, mlflow, nbops\nfrom nbops import kit\n"
+    "prepare": ("rows = 100", "import nbops\nfrom nbops import kit\nnbops.record('rows', rows)\n"
+                "kit.log_text('x,y\\n' + '1,2\\n' * rows, 'data/train.csv')"),
+    "train_a": ("seed = 0", "import time, nbops\nfrom nbops import kit\n"
                 "up = kit.upstream('prepare')\nn = len(up.artifact('data/train.csv').read_text().splitlines())\n"
                 "time.sleep(1)\nnbops.record('score', n / 100)"),
-    "train_b": ("seed = 1", "import time, mlflow, nbops\nfrom nbops import kit\n"
+    "train_b": ("seed = 1", "import time, nbops\nfrom nbops import kit\n"
                 "up = kit.upstream('prepare')\nn = len(up.artifact('data/train.csv').read_text().splitlines())\n"
                 "time.sleep(1)\nnbops.record('score', n / 50)"),
-    "evaluate": ("k = 1", "import mlflow, nbops\nfrom nbops import kit\n"
+    "evaluate": ("k = 1", "import nbops\nfrom nbops import kit\n"
                  "nbops.record('best', max(kit.upstream('train_a').metrics['score'], "
                  "kit.upstream('train_b').metrics['score']))"),
 }
