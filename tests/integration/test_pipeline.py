@@ -174,3 +174,19 @@ def test_bad_graphs_are_one_line_exit_2_before_any_kernel(project, capsys):
                            {"needs": ["prepare", "prepare"]})
     line = _bad(project, capsys, twice)
     assert "notebooks/y/train.ipynb: need 'prepare' is listed twice in metadata.nbops.needs" in line
+
+
+def test_with_needs_runs_what_a_notebook_needs_as_one_pipeline(project, mlflow_client, capsys):
+    """`nbops run evaluate.ipynb --with-needs` (a Lab job on a pipeline notebook): the notebooks
+    it needs run first, with their defaults, under one parent run; -p sets evaluate only."""
+    evaluate = diamond(project)[0]
+    assert main(["run", str(evaluate), "--with-needs", "-p", "x=7", "--jobs", "2"]) == 0, capsys.readouterr()
+    runs = all_runs(mlflow_client())
+    [parent] = [r for r in runs if r.data.tags.get("nbops.pipeline") == "true"]
+    children = by_name(runs)
+    assert sorted(children) == ["evaluate", "prepare", "train_a", "train_b"]
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children.values())
+    assert children["evaluate"].data.params["x"] == "7"
+    assert children["train_a"].data.params["x"] == children["train_b"].data.params["x"] == "0"
+    assert records(mlflow_client(), children["evaluate"])["runs"] == [
+        children["train_a"].info.run_id, children["train_b"].info.run_id]

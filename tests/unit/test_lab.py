@@ -119,6 +119,7 @@ def test_a_notebook_job_is_nbops_run_with_its_parameters():
 
     cmd = nbops_command("notebooks/a.ipynb", {"C": "0.5", "model": "svm"}, "/tmp/out")
     assert cmd[1:5] == ["-m", "nbops", "run", "notebooks/a.ipynb"]
+    assert "--with-needs" in cmd  # a pipeline notebook's job is its whole pipeline, one job
     assert cmd[cmd.index("--output-dir") + 1] == "/tmp/out"
     assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-p"] == ["C=0.5", "model=svm"]
     features = NbopsExecutionManager.supported_features(NbopsExecutionManager)

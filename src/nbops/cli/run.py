@@ -59,6 +59,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nbops.run.pipeline_run import plan_pipeline, run_pipeline
 
     pipeline = plan_pipeline(settings, specs)  # notebooks that need others: checked and ordered
+    if args.with_needs and pipeline is not None and pipeline.external:
+        needed = plan_runs(settings, [s.notebook.path for s in pipeline.external.values()], {}, args.timeout,
+                           args.cell_timeout, log_output=args.log_output)
+        pipeline = plan_pipeline(settings, [*needed, *specs])
     if pipeline is not None:
         specs = pipeline.specs
     options.print_notes(specs)
@@ -145,6 +149,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--base", metavar="REF", help="with --changed: the ref to compare with")
     run.add_argument("--head", metavar="REF", help="with --changed: default the working tree")
     run.add_argument("--no-cache", action="store_true", help="with --changed: ignore cached results")
+    run.add_argument("--with-needs", action="store_true",
+                     help="run the notebooks the given ones need too, transitively (metadata.nbops.needs), "
+                          "with their defaults: -p/-f set the given notebooks only")
     options.add_param_flags(run, "override a parameter (repeatable)")
     run.add_argument("--output-dir", metavar="DIR", help="where executed notebooks go (default runs/)")
     run.add_argument("--timeout", type=options.seconds, metavar="S", help="limit for a whole notebook, seconds")

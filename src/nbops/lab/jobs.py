@@ -118,7 +118,8 @@ def find_run(root: Path, executed: Path) -> tuple[str, str] | None:
 
 
 def nbops_command(notebook: str, parameters: dict[str, str] | None, output_dir: str) -> list[str]:
-    cmd = [sys.executable, "-m", "nbops", "run", notebook, "--output-dir", output_dir, "--quiet"]
+    # a pipeline notebook's job runs its pipeline: the notebooks it needs, then it (one job, one parent run)
+    cmd = [sys.executable, "-m", "nbops", "run", notebook, "--with-needs", "--output-dir", output_dir, "--quiet"]
     for name, value in (parameters or {}).items():
         cmd += ["-p", f"{name}={value}"]
     return cmd
