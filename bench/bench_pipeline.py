@@ -9,8 +9,9 @@
    installs it with pip into bench/.venv-ploomber (ignored by git); `--no-ploomber` skips it.
 
 Both sides' notebooks do the same work: prepare writes a CSV (nbops: an MLflow artifact, with
-`kit.log_text`, which on the embedded store imports no mlflow; ploomber: a product file), the others read what they need (nbops: `kit.upstream`,
-which on the embedded store imports no mlflow; ploomber: `upstream[...]` paths) and write a value
+`kit.log_text`, which on the embedded store imports no mlflow; ploomber: a product file), the
+others read what they need (nbops: `kit.upstream`, which on the embedded store imports no mlflow
+either; ploomber: `upstream[...]` paths) and write a value
 (nbops: `nbops.record`; ploomber: a JSON product). nbops also tracks every notebook as an MLflow run
 (executed notebook, HTML page, records), ploomber tracks nothing. The two trainings sleep 1 s each,
 standing for work that can overlap.
