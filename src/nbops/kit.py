@@ -204,14 +204,20 @@ def log_text(text: str, artifact_file: str) -> None:
     data, `kit.log_text(df.to_csv(index=False), "data/train.csv")`), without `import mlflow`
     (~2 s) where the run's artifacts are a local folder (the embedded store: `nbops run` hands
     it over as NBOPS_RUN_ARTIFACTS); through MLflow elsewhere; nothing under `--no-track`."""
-    if os.environ.get("NBOPS_NO_TRACK"):  # nbops run --no-track
-        return
-    folder = os.environ.get("NBOPS_RUN_ARTIFACTS")
     parts = artifact_file.replace("\\", "/").split("/")
-    if not artifact_file or artifact_file.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if not artifact_file or artifact_file.startswith("/") or any(p in ("", ".", "..") or ":" in p for p in parts):
         raise ValueError(f"artifact_file {artifact_file!r}: give a relative path inside the run's artifacts, "
                          "e.g. 'data/train.csv'")
-    if folder and os.environ.get("MLFLOW_RUN_ID"):
+    if parts[0] in ("nbops", "notebook"):  # nbops writes its own there when the run ends
+        raise ValueError(f"artifact_file {artifact_file!r}: {parts[0]}/ holds nbops's own artifacts; "
+                         "choose another folder, e.g. 'data/'")
+    if os.environ.get("NBOPS_NO_TRACK"):  # nbops run --no-track
+        return
+    folder = os.environ.get("NBOPS_RUN_ARTIFACTS", "")
+    run_id = os.environ.get("MLFLOW_RUN_ID", "")
+    # this run's folder (an inherited one names another run), on this machine (a Ray worker
+    # elsewhere has no such folder: MLflow's client then)
+    if folder and run_id and run_id in folder and os.path.isdir(folder):
         target = os.path.join(folder, *parts)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "w", encoding="utf-8") as f:

@@ -53,7 +53,7 @@ class Upstream:
         experiment = client.get_run(self.run_id).info.experiment_id
         models = [m for m in client.search_logged_models(experiment_ids=[experiment],
                                                          filter_string=f"source_run_id = '{self.run_id}'")]
-        named = [m for m in models if m.name == name]
+        named = [m for m in models if m.name == name and str(m.status).endswith("READY")]
         if not named:
             raise LookupError(f"upstream {self.name!r} (run {self.run_id[:8]}) logged no model named {name!r}; "
                               f"it logged: {', '.join(sorted({m.name for m in models})) or 'none'}")

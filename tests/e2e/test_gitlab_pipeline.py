@@ -70,7 +70,10 @@ def runner_env(tmp_path_factory) -> dict[str, str]:
     (site / "_nbops_checkout_venv.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MLFLOW_", "NBOPS_", "CI", "GITLAB_", "VIRTUAL_ENV", "PYTEST_"))}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    # the checkout's .venv/bin after the runner's: two jobs at once reinstall nbops into the one
+    # runner venv (a real runner gives each job its own), and a job that starts `nbops` while the
+    # other has it uninstalled finds the same nbops there rather than "command not found"
+    env["PATH"] = os.pathsep.join((str(venv / "bin"), str(Path(sys.executable).parent), env["PATH"]))
     env["VIRTUAL_ENV"] = str(venv)
     return env
 

@@ -35,7 +35,10 @@ def ray_address():
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
          "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-         f"--temp-dir={temp}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+         f"--temp-dir={temp}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # on a loaded 2-core CI machine the raylet registered after Ray's own wait ("the current
+        # node timed out during startup"); Ray's message names this setting
+        env={**os.environ, "RAY_raylet_start_wait_time_s": "150"})
     try:
         # the address file is written once the head node is up, before `--block` starts waiting
         deadline = time.monotonic() + 180

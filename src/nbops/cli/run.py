@@ -50,6 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = options.settings(runs_dir=args.output_dir, tracking_uri=args.tracking_uri,
                                 experiment=args.experiment, kernel_name=args.kernel,
                                 html_hide_input=args.hide_input or None)
+    if args.with_needs and args.changed:
+        from nbops.core.errors import InputError
+
+        raise InputError("--with-needs and --changed: --changed reads the notebooks it does not run from their "
+                         "cached runs, --with-needs runs them", hint="give one of the two")
     notebooks = _changed(settings, args) if args.changed else list(args.notebooks)
     if args.changed and not notebooks:
         print("nothing to run: every affected notebook is cached")

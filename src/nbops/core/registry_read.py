@@ -47,7 +47,7 @@ class RawRun:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
-    artifact_uri: str = ""  # where its artifacts live (filled by the embedded store's reader)
+    artifact_uri: str = ""  # where its artifacts live, as MLflow says it
 
 
 class Reader(Protocol):
@@ -142,7 +142,8 @@ class ClientReader:
         run = self._ask(f"run {run_id}", lambda: self.client.get_run(run_id))
         if run is None:
             return None
-        return RawRun(run_id, dict(run.data.metrics), dict(run.data.params), dict(run.data.tags))
+        return RawRun(run_id, dict(run.data.metrics), dict(run.data.params), dict(run.data.tags),
+                      run.info.artifact_uri or "")
 
     def artifact_location(self, model_id: str) -> str | None:
         model = self._ask(f"logged model {model_id}", lambda: self.client.get_logged_model(model_id))

@@ -98,7 +98,8 @@ class RestReader:
             return None
         data = found["run"].get("data") or {}
         return RawRun(run_id, {m["key"]: _float(m["value"]) for m in data.get("metrics") or ()},
-                      {p["key"]: p.get("value", "") for p in data.get("params") or ()}, _tags(data.get("tags")))
+                      {p["key"]: p.get("value", "") for p in data.get("params") or ()}, _tags(data.get("tags")),
+                      (found["run"].get("info") or {}).get("artifact_uri", ""))
 
     def artifact_location(self, model_id: str) -> str | None:
         """Where MLflow keeps a logged model's artifacts (its `models:/<model id>` URI)."""

@@ -138,7 +138,10 @@ class NbopsExecutionManager(ExecutionManager):
         done = subprocess.run(nbops_command(notebook, job.parameters, str(out)), cwd=self.root_dir,
                               capture_output=True, text=True, check=False)
         (staging / "nbops-run.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-        executed = sorted(out.glob("**/*.ipynb"), key=lambda p: p.stat().st_mtime)
+        # the job's own notebook's output (a pipeline job writes its upstreams' too; a notebook
+        # skipped because an upstream failed writes none)
+        executed = sorted((p for p in out.glob("**/*.ipynb") if p.parent.name == Path(notebook).stem),
+                          key=lambda p: p.stat().st_mtime)
         if executed:
             self._outputs(job, executed[-1])
             self._link_run(job, executed[-1])

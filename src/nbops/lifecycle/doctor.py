@@ -163,7 +163,8 @@ def _short_requests() -> None:
     mlflow_settings({"MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
                     override=True)
     # MLflow prints "View run ..." links on stdout when a run ends: not in doctor's lines or JSON
-    mlflow_settings(QUIET_MLFLOW, override=True)
+    mlflow_settings({"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}, override=True)
+    mlflow_settings(QUIET_MLFLOW)  # the progress bar: off unless the user set it
 
 
 def diagnose(settings: Settings) -> list[Check]:

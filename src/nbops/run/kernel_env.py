@@ -69,7 +69,10 @@ def run_artifacts(uri: str, run_id: str) -> dict[str, str]:
     a run's local store with a server) keeps it on this machine, for `kit.log_text` to write into
     without `import mlflow`; {} otherwise (it then goes through MLflow)."""
     found = _local_run(uri, run_id)
-    return {"NBOPS_RUN_ARTIFACTS": str(found[1])} if found else {}
+    if found is None:
+        return {"NBOPS_RUN_ARTIFACTS": ""}  # never an inherited value from an outer nbops run
+    found[1].mkdir(parents=True, exist_ok=True)  # here, where the store is: kit.log_text checks it
+    return {"NBOPS_RUN_ARTIFACTS": str(found[1])}
 
 
 def _local_run(uri: str, run_id: str) -> tuple[Any, Path] | None:
@@ -90,7 +93,9 @@ def _local_run(uri: str, run_id: str) -> tuple[Any, Path] | None:
     except Unavailable:
         return None
     location = urlparse(run.artifact_uri) if run else None
-    if run is None or location is None or location.scheme != "file":
+    # a file URI (nbops's experiments), or a plain absolute path (MLflow's default artifact root)
+    if run is None or location is None or location.scheme not in ("file", "") or \
+            not location.path.startswith("/"):
         return None
     folder = Path(unquote(location.path))
     return (run, folder) if folder.is_dir() or not folder.exists() else None

@@ -80,13 +80,13 @@ def _copy_model(client: Any, exp_id: str, run_id: str, meta: dict[str, Any], fol
     model = client.create_logged_model(exp_id, name=meta.get("name"), source_run_id=run_id,
                                        params=meta.get("params") or None, tags=meta.get("tags") or None,
                                        model_type=meta.get("model_type"))
-    _artifacts(lambda: client.log_model_artifacts(model.model_id, str(folder)))
-    client.finalize_logged_model(model.model_id, "READY")
     from mlflow.entities import LoggedModelOutput
 
-    # the run's output, as `log_model` in a run makes it: `runs:/<run id>/<name>` finds the model
-    # only through the run's outputs (without this, loading an uploaded run's model that way failed)
+    # the run's output, as `log_model` in a run makes it (right after creating the model):
+    # `runs:/<run id>/<name>` finds the model only through the run's outputs
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, 0)])
+    _artifacts(lambda: client.log_model_artifacts(model.model_id, str(folder)))
+    client.finalize_logged_model(model.model_id, "READY")
 
 
 def _artifacts(call: Callable[[], Any]) -> Any:
