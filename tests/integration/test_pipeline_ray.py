@@ -9,10 +9,9 @@ from tests.conftest import all_runs
 from tests.integration.test_pipeline import by_name, diamond, records
 
 pytest.importorskip("ray", reason="the Ray executor is tested where nbops[ray] is installed")
-from tests.integration.test_ray import ray_address  # noqa: E402,F401 - the module's cluster fixture
 
 
-def test_diamond_on_ray(project, mlflow_client, ray_address, capsys):  # noqa: F811
+def test_diamond_on_ray(project, mlflow_client, ray_address, capsys):
     paths = diamond(project)
     code = main(["run", *map(str, paths), "--executor", "ray", "--ray-address", ray_address])
     assert code == 0, capsys.readouterr()

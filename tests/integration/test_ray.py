@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -20,45 +13,6 @@ from tests.conftest import all_runs, write_notebook
 
 ray = pytest.importorskip("ray", reason="the Ray executor is tested where nbops[ray] is installed")
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    """A one-node cluster of its own: `ray start --head --block` in a process group of its own,
-    stopped by signalling that process (it stops the processes it started) and never by
-    `ray stop`, which stops every Ray process on the machine."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths have a limit
-    log = open(temp.parent / f"{temp.name}.log", "w")  # closed in the finally below
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-         f"--temp-dir={temp}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        # on a loaded 2-core CI machine the raylet registered after Ray's own wait ("the current
-        # node timed out during startup"); Ray's message names this setting
-        env={**os.environ, "RAY_raylet_start_wait_time_s": "150"})
-    try:
-        # the address file is written once the head node is up, before `--block` starts waiting
-        deadline = time.monotonic() + 180
-        while not (temp / "ray_current_cluster").exists():
-            assert head.poll() is None, f"ray start exited {head.returncode}: {Path(log.name).read_text()}"
-            assert time.monotonic() < deadline, f"no Ray head after 180 s: {Path(log.name).read_text()}"
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()  # the driver connection nbops made in this process
-        head.terminate()  # `ray start --block` stops its raylet, GCS and workers on SIGTERM
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)  # this cluster's process group only
-            head.wait()
-        log.close()
-        Path(log.name).unlink(missing_ok=True)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def notebook(root, name, gpu=0):

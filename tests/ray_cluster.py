@@ -1,0 +1,103 @@
+"""One real Ray cluster on loopback for the Ray tests (tests/integration/test_ray.py and
+test_pipeline_ray.py share it: conftest's "ray" xdist group runs both on one worker, and a
+session-scoped fixture starts it once there).
+
+`ray start --head --block` runs in a process group of its own and is stopped by signalling that
+process (it stops the processes it started), never by `ray stop`, which stops every Ray process on
+the machine. Every port Ray would otherwise take at a fixed default (the dashboard's 8265, its
+agent's 52365) is a free one, so nothing else on the machine can collide with it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ATTEMPTS = 3  # a raylet that never registered (seen once on a loaded CI machine) is started afresh
+WAIT_S = 120  # per attempt
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _raylet_logs(temp: Path) -> str:
+    """The tails of the head's own logs, which say why a raylet never registered."""
+    tails = []
+    for name in ("raylet.err", "raylet.out", "gcs_server.err", "ray_process_exit.log"):
+        for path in temp.glob(f"session_*/logs/{name}"):
+            lines = path.read_text(errors="replace").splitlines()[-15:]
+            tails.append(f"--- {path.name}\n" + "\n".join(lines))
+    return "\n".join(tails)
+
+
+class Head:
+    """One `ray start --head --block` process and its temp dir."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths have a limit
+        self.log = self.temp.parent / f"{self.temp.name}.log"
+        ports = {flag: free_port() for flag in ("--dashboard-port", "--dashboard-agent-listen-port")}
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                 f"--port={self.port}", *(f"{flag}={port}" for flag, port in ports.items()),
+                 "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+                 f"--temp-dir={self.temp}"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                # on a loaded 2-core CI machine the raylet can register after Ray's own 30 s wait
+                env={**os.environ, "RAY_raylet_start_wait_time_s": str(WAIT_S - 10)})
+
+    def wait_up(self) -> str | None:
+        """None once the head is up (the address file is written before `--block` starts
+        waiting), else why not."""
+        deadline = time.monotonic() + WAIT_S
+        while not (self.temp / "ray_current_cluster").exists():
+            if self.proc.poll() is not None:
+                return f"ray start exited {self.proc.returncode}"
+            if time.monotonic() > deadline:
+                return f"no Ray head after {WAIT_S} s"
+            time.sleep(0.2)
+        return None
+
+    def why(self, reason: str) -> str:
+        return f"{reason}:\n{self.log.read_text(errors='replace')[-3000:]}\n{_raylet_logs(self.temp)}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # `ray start --block` stops its raylet, GCS and workers on SIGTERM
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of this cluster's group is left
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.log.unlink(missing_ok=True)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def ray_cluster(stack: ExitStack) -> str:
+    """Start a head node (up to ATTEMPTS times), registered on STACK to stop; its address."""
+    failures = []
+    for _ in range(ATTEMPTS):
+        head = Head()
+        reason = head.wait_up()
+        if reason is None:
+            stack.callback(head.stop)
+            return f"127.0.0.1:{head.port}"
+        failures.append(head.why(reason))
+        head.stop()
+    raise AssertionError("\n\n".join(failures))
