@@ -2,7 +2,15 @@
 the lab starts it, and a tab on jupyter-server-proxy stays blank white all that time. This page,
 behind Jupyter's token like everything of the lab, says the UI is starting and reloads itself
 until the UI answers on its Unix socket, then opens the training runs of the experiment the
-project last logged to (MLflow 3 opens an experiment on its GenAI traces unless told)."""
+project last logged to (MLflow 3 opens an experiment on its GenAI traces unless told).
+
+MLflow's assistant panel: MLflow 3.17's UI opens its "MLflow Assistant" chat panel, a third of
+the tab's width, on its first load from a local host name (the lab's is one), and remembers in
+the browser's localStorage that it did (`AUTO_OPENED`, MLflow's own key, as its UI stores it:
+`<key>_v<version>`, JSON). MLflow has no setting for it; this page, on the UI's origin (both are
+the lab's), sets that key before it opens the UI, so the panel stays closed until the user opens
+it from its button. The key is MLflow's private detail: tests/unit/test_fence_mlflow_ui.py fails
+when the installed UI no longer has it, and the browser test checks the panel stays closed."""
 
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 REFRESH_S = 2
+AUTO_OPENED = "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1"  # see the module's docstring
 _STARTED = time.monotonic()
 
 
@@ -75,6 +84,17 @@ def starting_page(seconds: float, log: str) -> str:
             f"{tail}</body></html>")
 
 
+def opening_page(target: str) -> str:
+    """Marks MLflow's assistant panel as already shown once (the user's own choice kept), then
+    opens TARGET in place of this page."""
+    # JSON inside <script>: no "<" may close the element early
+    key, url = (json.dumps(text).replace("<", "\\u003c") for text in (AUTO_OPENED, target))
+    return ("<!doctype html><html><head><title>MLflow</title><script>"
+            f"try {{ if (localStorage.getItem({key}) === null) localStorage.setItem({key}, 'true'); }}"
+            f" catch (e) {{}}\nlocation.replace({url});</script></head>"
+            f'<body><a href="{html.escape(target)}">MLflow</a></body></html>')
+
+
 class MlflowPage(JupyterHandler):
     def initialize(self, socket: str, log: str, experiment: str) -> None:
         self.socket, self.log_file, self.experiment = socket, log, experiment
@@ -86,7 +106,8 @@ class MlflowPage(JupyterHandler):
             self.set_header("Cache-Control", "no-store")
             self.finish(starting_page(time.monotonic() - _STARTED, self.log_file))
             return
-        self.redirect(url_path_join(self.base_url, "mlflow/") + route)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(opening_page(url_path_join(self.base_url, "mlflow/") + route))
 
 
 def handlers(base: str, socket: str, log: str, experiment: str) -> list[tuple[str, Any, dict]]:
