@@ -20,14 +20,16 @@ import pytest
 
 from nbops.lifecycle.serve.routing import key_point
 from tests.lifecycle import FEATURES
+from tests.mlflow_server import server_env
 from tests.unit.test_serve_parts import counts
 
 ROW = {"f0": 0.5, "f1": -1.2, "f2": 0.3, "f3": 1.1, "f4": -0.4, "f5": 0.9}
 MAX_BODY = 64 * 1024
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """ENV (this process's by default) without MLflow's variables."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if not k.startswith("MLFLOW_")}
 
 
 class Server:
@@ -355,7 +357,7 @@ class MlflowServer:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**clean_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                                         env={**clean_env(server_env()), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                                          start_new_session=True)
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:

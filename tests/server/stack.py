@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.mlflow_server import MlflowServer, free_port, stop_group, wait_http
+from tests.mlflow_server import MlflowServer, free_port, server_env, stop_group, wait_http
 
 BUCKET = "nbops-artifacts"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -108,7 +108,7 @@ def start_stack(stack: ExitStack, workdir: Path) -> TeamServer:
     s3_log = workdir / "moto.log"
     with s3_log.open("ab") as log:
         moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                env=server_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     stack.callback(stop_group, moto)
     endpoint = f"http://127.0.0.1:{s3_port}"
     wait_http(f"{endpoint}/moto-api/", moto, 60, s3_log)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import commit_all, git, write_notebook
-from tests.mlflow_server import MlflowServer, free_port, wait_http
+from tests.mlflow_server import MlflowServer, free_port, server_env, wait_http
 from tests.server.stack import S3_ENV
 
 NBOPS = str(Path(sys.executable).with_name("nbops"))
@@ -113,8 +113,7 @@ class BasicAuthServer(MlflowServer):
                           f"database_uri = sqlite:///{self.folder / 'basic_auth.db'}\n"
                           f"admin_username = {self.ADMIN[0]}\nadmin_password = {self.ADMIN[1]}\n"
                           "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
-        env.update(MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret")
+        env = server_env(MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",

@@ -20,7 +20,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import commit_all, git, write_notebook
-from tests.mlflow_server import free_port, stop_group, wait_http
+from tests.mlflow_server import free_port, server_env, stop_group, wait_http
 from tests.server.stack import BUCKET, S3_ENV, TeamServer
 
 NBOPS = str(Path(sys.executable).with_name("nbops"))
@@ -38,7 +38,7 @@ class Moto:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         env=server_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_http(f"{self.endpoint}/moto-api/", self.proc, 60, self.log)
         boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
                      aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
