@@ -93,21 +93,32 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"usage: matrix.py [{'|'.join(SETS)} ...]; unknown: {unknown}", file=sys.stderr)
         return 2
-    failed = []
-    for name in names:
+    failed, running = [], []
+    for name in names:  # the venvs one after the other (installers share uv's cache)
         started = time.monotonic()
         venv = ensure(name)
         if venv is None:
             failed.append(name)
             continue
-        installed = time.monotonic() - started
-        print(f"== matrix [{name}] {versions(venv)}", flush=True)
+        running.append((name, venv, time.monotonic() - started))
+    # then the sets' tests side by side, one core each (each pytest runs serially), each one's
+    # output printed whole when it ends
+    procs = []
+    for name, venv, installed in running:
+        log = tempfile.TemporaryFile("w+")
+        print(f"== matrix [{name}] {versions(venv)}", file=log, flush=True)
         # the tests' own project and pytest settings; no coverage here (the main run's)
-        done = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "--durations=8", *tests()], cwd=ROOT)
-        print(f"== matrix [{name}]: {'passed' if done.returncode == 0 else 'FAILED'} "
-              f"(venv {installed:.0f} s, tests {time.monotonic() - started - installed:.0f} s)", flush=True)
-        if done.returncode != 0:
+        proc = subprocess.Popen([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                 "--durations=8", *tests()], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((name, installed, time.monotonic(), proc, log))
+    for name, installed, started, proc, log in procs:
+        code = proc.wait()
+        log.seek(0)
+        sys.stdout.write(log.read())
+        log.close()
+        print(f"== matrix [{name}]: {'passed' if code == 0 else 'FAILED'} "
+              f"(venv {installed:.0f} s, tests {time.monotonic() - started:.0f} s)", flush=True)
+        if code != 0:
             failed.append(name)
     if failed:
         print(f"matrix: failed on {', '.join(failed)}", flush=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,30 @@ def pytest_configure(config):
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     # pytest-xdist's marker, known also where xdist is not installed (the matrix tier's venvs)
     config.addinivalue_line("markers", "xdist_group(name): the tests of a group share one xdist worker")
+    config._nbops_kernels = _untraced_python3_kernel()  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_nbops_kernels", ""), ignore_errors=True)
+
+
+def _untraced_python3_kernel() -> str:
+    """The `python3` kernel every test's notebook runs on: ipykernel's own kernelspec (argv
+    `python`, which jupyter_client replaces with the interpreter that starts it), first on
+    JUPYTER_PATH, with coverage's subprocess variables emptied. coverage.py's `patch =
+    ["subprocess"]` starts in every Python process the tests start, and a kernel traced it all
+    (its imports of scikit-learn and MLflow at about 1.4 times the cost) but never wrote its
+    data: a kernel ends without the exit coverage saves at (upstream.py, run only in kernels,
+    measured 0%). What runs in kernels is measured by the tests that call it in-process."""
+    folder = tempfile.mkdtemp(prefix="nbops-kernels-")
+    spec = Path(folder) / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python", "metadata": {"debugger": True},
+        "env": {"COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}}))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [folder, os.environ.get("JUPYTER_PATH")]))
+    return folder
 
 
 def xdist_group(rel: Path) -> str:
