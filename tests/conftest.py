@@ -43,26 +43,51 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(getattr(config, "_nbops_kernels", ""), ignore_errors=True)
+    if getattr(config, "_nbops_kernels", ""):
+        shutil.rmtree(config._nbops_kernels, ignore_errors=True)
 
 
 def _untraced_python3_kernel() -> str:
-    """The `python3` kernel every test's notebook runs on: ipykernel's own kernelspec (argv
-    `python`, which jupyter_client replaces with the interpreter that starts it), first on
-    JUPYTER_PATH, with coverage's subprocess variables emptied. coverage.py's `patch =
-    ["subprocess"]` starts in every Python process the tests start, and a kernel traced it all
-    (its imports of scikit-learn and MLflow at about 1.4 times the cost) but never wrote its
-    data: a kernel ends without the exit coverage saves at (upstream.py, run only in kernels,
-    measured 0%). What runs in kernels is measured by the tests that call it in-process."""
-    folder = tempfile.mkdtemp(prefix="nbops-kernels-")
+    """The `python3` kernel of the notebooks `nbops run` executes in the tests: ipykernel's own
+    kernelspec (written by ipykernel, its argv's interpreter `python`, which jupyter_client
+    replaces with the one that starts it), first on JUPYTER_PATH, with coverage's subprocess
+    variables emptied. coverage.py's `patch = ["subprocess"]` starts in every Python process the
+    tests start; such a kernel traced everything it ran (its imports of scikit-learn and MLflow
+    at about 1.4 times the cost) and never wrote its data: `nbops run` ends its kernels at once,
+    before the exit coverage saves at. Kernels that end gracefully (the lab's, jupyter_client's
+    in test_kernel_project) do write theirs: those tests use `native_kernels(env)`."""
+    from ipykernel.kernelspec import write_kernel_spec
+
+    if _ours(os.environ.get("JUPYTER_PATH", "")):  # a pytest-xdist worker: its controller's
+        return ""
+    folder = tempfile.mkdtemp(prefix=KERNELS_PREFIX)
     spec = Path(folder) / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    spec.joinpath("kernel.json").write_text(json.dumps({
+    spec.parent.mkdir()
+    write_kernel_spec(spec, overrides={
         "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python", "metadata": {"debugger": True},
-        "env": {"COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}}))
+        "env": {"COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}})
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [folder, os.environ.get("JUPYTER_PATH")]))
     return folder
+
+
+KERNELS_PREFIX = "nbops-kernels-"
+
+
+def _ours(jupyter_path: str) -> list[str]:
+    return [p for p in jupyter_path.split(os.pathsep) if Path(p).name.startswith(KERNELS_PREFIX)]
+
+
+def native_kernels(env: dict[str, str]) -> dict[str, str]:
+    """ENV (a copy) whose `python3` kernel is ipykernel's installed one, measured by coverage
+    (for kernels that end gracefully and so save their data)."""
+    out = dict(env)
+    ours = _ours(out.get("JUPYTER_PATH", ""))
+    parts = [p for p in out.get("JUPYTER_PATH", "").split(os.pathsep) if p and p not in ours]
+    if parts:
+        out["JUPYTER_PATH"] = os.pathsep.join(parts)
+    else:
+        out.pop("JUPYTER_PATH", None)
+    return out
 
 
 def xdist_group(rel: Path) -> str:

@@ -1,11 +1,11 @@
 """One real Ray cluster on loopback for the Ray tests (tests/integration/test_ray.py and
-test_pipeline_ray.py share it: conftest's "ray" xdist group runs both on one worker, and a
-session-scoped fixture starts it once there).
+test_pipeline_ray.py share it: conftest's "ray" xdist group runs both on one worker, one after
+the other; tests/integration/conftest.py starts it for the first and stops it after the last).
 
 `ray start --head --block` runs in a process group of its own and is stopped by signalling that
 process (it stops the processes it started), never by `ray stop`, which stops every Ray process on
-the machine. Every port Ray would otherwise take at a fixed default (the dashboard's 8265, its
-agent's 52365) is a free one, so nothing else on the machine can collide with it."""
+the machine. The dashboard's and its agent's fixed default ports (8265, 52365) are free ones
+instead (Ray Client's 10001 is not opened: this venv has no `ray[client]`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 ATTEMPTS = 3  # a raylet that never registered (seen once on a loaded CI machine) is started afresh
-WAIT_S = 120  # per attempt
+WAIT_S = 80  # per attempt: all of them within pytest-timeout's 300 s, which also bounds a fixture
 
 
 def free_port() -> int:
@@ -94,7 +94,11 @@ def ray_cluster(stack: ExitStack) -> str:
     failures = []
     for _ in range(ATTEMPTS):
         head = Head()
-        reason = head.wait_up()
+        try:
+            reason = head.wait_up()
+        except BaseException:  # pytest-timeout or ^C while it starts: no head left behind
+            head.stop()
+            raise
         if reason is None:
             stack.callback(head.stop)
             return f"127.0.0.1:{head.port}"

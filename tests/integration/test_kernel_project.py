@@ -11,11 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.conftest import git, native_kernels
 
 pytestmark = [pytest.mark.timeout(600)]
 NBOPS = [sys.executable, "-m", "nbops"]
 STRAYS = ("mlflow.db", "mlruns", "mlartifacts")
+
+
+@pytest.fixture(autouse=True)
+def _native_python3(monkeypatch):
+    """The kernels these tests start (jupyter_client's, looked up in this process) end gracefully:
+    ipykernel's own python3 kernelspec, so coverage saves what they ran (tests/conftest.py)."""
+    native = native_kernels(dict(os.environ)).get("JUPYTER_PATH")
+    if native is None:
+        monkeypatch.delenv("JUPYTER_PATH", raising=False)
+    else:
+        monkeypatch.setenv("JUPYTER_PATH", native)
 
 
 def _env() -> dict[str, str]:
@@ -23,7 +34,7 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "JPY_", "NBOPS_"))
            and k not in ("CI", "GITHUB_ACTIONS", "GITLAB_CI")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
+    return native_kernels(env)  # these kernels end gracefully: coverage saves what they ran
 
 
 @pytest.fixture(scope="module")
