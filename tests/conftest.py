@@ -73,16 +73,16 @@ def _untraced_python3_kernel() -> str:
 KERNELS_PREFIX = "nbops-kernels-"
 
 
-def _ours(jupyter_path: str) -> list[str]:
-    return [p for p in jupyter_path.split(os.pathsep) if Path(p).name.startswith(KERNELS_PREFIX)]
+def _ours(jupyter_path: str) -> bool:
+    return any(Path(p).name.startswith(KERNELS_PREFIX) for p in jupyter_path.split(os.pathsep))
 
 
 def native_kernels(env: dict[str, str]) -> dict[str, str]:
     """ENV (a copy) whose `python3` kernel is ipykernel's installed one, measured by coverage
     (for kernels that end gracefully and so save their data)."""
     out = dict(env)
-    ours = _ours(out.get("JUPYTER_PATH", ""))
-    parts = [p for p in out.get("JUPYTER_PATH", "").split(os.pathsep) if p and p not in ours]
+    parts = [p for p in out.get("JUPYTER_PATH", "").split(os.pathsep)
+             if p and not Path(p).name.startswith(KERNELS_PREFIX)]
     if parts:
         out["JUPYTER_PATH"] = os.pathsep.join(parts)
     else:

@@ -12,23 +12,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
+
+from tests.mlflow_server import free_port
 
 BIN = Path(sys.executable).parent
 ATTEMPTS = 3  # a raylet that never registered (seen once on a loaded CI machine) is started afresh
 WAIT_S = 80  # per attempt: all of them within pytest-timeout's 300 s, which also bounds a fixture
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _raylet_logs(temp: Path) -> str:
@@ -89,8 +83,8 @@ class Head:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def ray_cluster(stack: ExitStack) -> str:
-    """Start a head node (up to ATTEMPTS times), registered on STACK to stop; its address."""
+def ray_cluster() -> Head:
+    """A head node that is up (started up to ATTEMPTS times); the caller stops it."""
     failures = []
     for _ in range(ATTEMPTS):
         head = Head()
@@ -100,8 +94,7 @@ def ray_cluster(stack: ExitStack) -> str:
             head.stop()
             raise
         if reason is None:
-            stack.callback(head.stop)
-            return f"127.0.0.1:{head.port}"
+            return head
         failures.append(head.why(reason))
         head.stop()
     raise AssertionError("\n\n".join(failures))

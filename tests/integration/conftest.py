@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
-_CLUSTER: dict[str, ExitStack | str] = {}  # "stack", "address": the running Ray cluster
+_CLUSTER: list[Any] = []  # the running Ray head (tests/ray_cluster.Head), if any
 
 
 @pytest.fixture
@@ -19,26 +19,23 @@ def ray_address():
     if not _CLUSTER:
         from tests.ray_cluster import ray_cluster
 
-        stack = ExitStack()
-        _CLUSTER["address"] = ray_cluster(stack)
-        _CLUSTER["stack"] = stack
-    return _CLUSTER["address"]
+        _CLUSTER.append(ray_cluster())
+    return f"127.0.0.1:{_CLUSTER[0].port}"
 
 
 def _stop_cluster() -> None:
-    stack = _CLUSTER.pop("stack", None)
-    _CLUSTER.clear()
-    try:
-        import ray
+    import ray
 
-        if ray.is_initialized():
-            ray.shutdown()  # the driver connection nbops made in this process
-    except ImportError:
-        pass
-    if isinstance(stack, ExitStack):
-        stack.close()
+    if ray.is_initialized():
+        ray.shutdown()  # the driver connection nbops made in this process
+    _CLUSTER.pop().stop()
 
 
 def pytest_runtest_teardown(item, nextitem):
     if _CLUSTER and (nextitem is None or "ray_address" not in getattr(nextitem, "fixturenames", ())):
+        _stop_cluster()
+
+
+def pytest_sessionfinish(session):
+    if _CLUSTER:  # a session ended early (^C, -x): the cluster still goes
         _stop_cluster()
