@@ -68,6 +68,18 @@ def runner_env(tmp_path_factory) -> dict[str, str]:
     site = next((venv / "lib").glob("python3*/site-packages"))
     parent = sysconfig.get_paths()["purelib"]  # this checkout's .venv
     (site / "_nbops_checkout_venv.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    # two jobs at once install into this one venv (a real runner gives each job its own): two pips
+    # uninstalling the same bin/nbops collide (OSError, CI of stop 28), so pip's runs take turns
+    bin_ = venv / "bin"
+    (bin_ / "python-job").symlink_to((bin_ / "python").resolve())
+    for name in ("python", "python3"):
+        (bin_ / name).unlink()
+        (bin_ / name).write_text(
+            "#!/bin/sh\n"
+            f'if [ "$1" = -m ] && [ "$2" = pip ]; then exec flock {str(venv / "pip.lock")!r} '
+            f'{str(bin_ / "python-job")!r} "$@"; fi\n'
+            f'exec {str(bin_ / "python-job")!r} "$@"\n')
+        (bin_ / name).chmod(0o755)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MLFLOW_", "NBOPS_", "CI", "GITLAB_", "VIRTUAL_ENV", "PYTEST_"))}
     # the checkout's .venv/bin after the runner's: two jobs at once reinstall nbops into the one
