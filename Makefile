@@ -7,16 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# pip here also reads local mirrors and warns about each package they lack: keep logs readable
-QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: install demo test test-fast test-matrix lint bench clean dist tools
+.PHONY: install demo test test-fast test-matrix lint bench clean dist tools system test-setup matrix-venvs
 
 # `make demo` installs only what the demo needs (nbops and the torch extra), with uv configured as
 # pip is on this machine (scripts/install_venv.py: pip's mirrors and constraints; plain pip where
 # uv cannot be had). uv links packages from its cache, so a fresh clone installs in seconds; no
 # .pyc ahead of time: Python compiles the modules a run imports. `make install`/`make test` add
-# the dev extra with pip.
+# the dev extra the same way.
 DEMO_STAMP := $(VENV)/.demo-stamp
 
 $(DEMO_STAMP): pyproject.toml scripts/install_venv.py
@@ -28,7 +26,8 @@ $(DEMO_STAMP): pyproject.toml scripts/install_venv.py
 
 $(STAMP): pyproject.toml $(DEMO_STAMP)
 	@echo "== the development and test tools (.[dev])"
-	$(BIN)/python -m pip install -q -e ".[dev,torch]" $(QUIET_PIP)
+	# with uv too: pip took 40 s to add the dev extra to the demo's venv, uv 6 s
+	$(PYTHON) scripts/install_venv.py $(VENV) "torch==2.13.0" -e ".[dev,torch]"
 	# .pyc for everything, ahead of the suite: where PYTHONDONTWRITEBYTECODE is set (CI machines,
 	# this sandbox) Python writes none, so each of the suite's hundreds of processes and kernels
 	# compiled what it imported again (`import mlflow` 6.5 s instead of 2.0 s; a four-notebook
@@ -45,34 +44,29 @@ demo: $(DEMO_STAMP)
 	$(BIN)/nbops run notebooks/*.ipynb
 	@echo "Open the results with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
-# The browser test drives Debian's chromium; install it where we can (root, apt), else the test
-# says what is missing (and fails under CI=true rather than skipping).
+# What the tests use from Debian: chromium (the browser tests), PostgreSQL (tests/server: a team's
+# stack; its server programs live in /usr/lib/postgresql/*/bin; moto's S3 comes from PyPI) and
+# rsync (gitlab-ci-local's shell executor). Installed with one apt-get where we can (root, apt):
+# two at once would wait on dpkg's lock. Where we cannot, the tests say what is missing (and fail
+# under CI=true rather than skip).
 CHROMIUM := /usr/bin/chromium
-
-$(CHROMIUM):
-	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  (apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	   (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)); fi
-
-# The server tier (tests/server) runs a team's stack: Debian's PostgreSQL (its server programs
-# live in /usr/lib/postgresql/*/bin), installed here like chromium; moto's S3 comes from PyPI.
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
-
-$(PG_INITDB):
-	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
-	   (apt-get update -qq >/dev/null && apt-get install -y -qq postgresql >/dev/null)); fi
-
-# tests/e2e/test_gitlab_pipeline.py runs the shipped GitLab pipeline with gitlab-ci-local (npm;
-# 4.56.x runs on Node 20) in .tools/; its shell executor needs rsync (apt, where we can).
-GITLAB_CI_LOCAL := .tools/node_modules/.bin/gitlab-ci-local
-GITLAB_CI_LOCAL_STAMP := .tools/.gitlab-ci-local-4.56
 RSYNC := /usr/bin/rsync
 
-$(RSYNC):
-	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  (apt-get install -y -qq rsync >/dev/null 2>&1 || \
-	   (apt-get update -qq >/dev/null && apt-get install -y -qq rsync >/dev/null)); fi
+system:
+	-@missing=""; \
+	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
+	[ -x $(PG_INITDB) ] || missing="$$missing postgresql"; \
+	[ -x $(RSYNC) ] || missing="$$missing rsync"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "== apt-get install$$missing"; \
+	  (apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null)); fi
+
+# tests/e2e/test_gitlab_pipeline.py runs the shipped GitLab pipeline with gitlab-ci-local (npm;
+# 4.56.x runs on Node 20) in .tools/.
+GITLAB_CI_LOCAL := .tools/node_modules/.bin/gitlab-ci-local
+GITLAB_CI_LOCAL_STAMP := .tools/.gitlab-ci-local-4.56
 
 # re2 (a dependency) builds its native module from source when no prebuilt one downloads: a few
 # minutes, once; the stamp is written only when gitlab-ci-local then starts
@@ -80,7 +74,7 @@ $(GITLAB_CI_LOCAL_STAMP):
 	-command -v npm >/dev/null && npm install --prefix .tools --no-audit --no-fund -q gitlab-ci-local@4.56 && \
 	  $(GITLAB_CI_LOCAL) --version >/dev/null && touch $@
 
-tools: $(GITLAB_CI_LOCAL_STAMP) $(RSYNC)
+tools: $(GITLAB_CI_LOCAL_STAMP) system
 
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see
@@ -96,9 +90,17 @@ COV_FLOOR ?= 0
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
-test: $(STAMP) $(CHROMIUM) $(PG_INITDB) tools
-	$(BIN)/ruff check src tests scripts $(wildcard bench)
-	$(BIN)/mypy src
+# Before the suite, at once: the venv then lint (ruff, mypy), the apt packages, gitlab-ci-local
+# (npm) and the version matrix's venvs; each one's output in one piece (-Otarget). Independent
+# downloads and installs overlap: on a fresh 2-core machine this is most of a few minutes.
+test-setup:
+	$(MAKE) --no-print-directory -j4 -Otarget lint system $(GITLAB_CI_LOCAL_STAMP) matrix-venvs
+
+# a set that will not install is reported by the matrix tier itself, after the suite
+matrix-venvs:
+	-$(PYTHON) scripts/matrix.py --install-only
+
+test: test-setup
 	rm -f .coverage .coverage.*
 	status=0; \
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 --cov \

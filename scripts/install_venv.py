@@ -124,7 +124,7 @@ def with_uv(venv: Path, requirements: list[str]) -> bool:
                                     "--no-compile", "uv"], quiet=True):
         print("install_venv: could not install uv; using pip")
         return False
-    # pip too: the dev extra and users' own installs go through pip afterwards
+    # pip too: users' own installs go through pip afterwards
     if run([str(uv), "pip", "install", "--python", str(python), *args, "pip", *requirements], env):
         return True
     print("install_venv: uv failed (above); using pip")

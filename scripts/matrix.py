@@ -1,7 +1,7 @@
 """The version matrix tier of `make test`: the store tests on the oldest and the newest versions
 of MLflow, papermill, nbclient and uvicorn that nbops supports, each set in its own venv.
 
-Usage: python3 scripts/matrix.py [oldest|newest|latest ...]   (default: oldest newest)
+Usage: python3 scripts/matrix.py [--install-only] [oldest|newest|latest ...]   (default: oldest newest)
 
 - `oldest` / `newest`: the pins below, the bounds pyproject.toml declares (tested by `make test`).
 - `latest`: whatever the index has now, pyproject's upper bounds overridden (uv's --override),
@@ -11,6 +11,7 @@ Usage: python3 scripts/matrix.py [oldest|newest|latest ...]   (default: oldest n
 Each venv is `.venv-mlflow-<version>/` (`.venv-mlflow-latest/`), made once with
 scripts/install_venv.py (uv, configured as pip is here) and reused while its stamp matches the
 pins and pyproject.toml; the tests in tests/matrix.txt then run in it with its own interpreter.
+`--install-only` makes the venvs and stops (`make test` makes them while the rest is set up).
 Standard library only, run with the system Python.
 """
 
@@ -88,10 +89,11 @@ def tests() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or ["oldest", "newest"]
+    install_only = "--install-only" in argv
+    names = [a for a in argv if a != "--install-only"] or ["oldest", "newest"]
     unknown = [n for n in names if n not in SETS]
     if unknown:
-        print(f"usage: matrix.py [{'|'.join(SETS)} ...]; unknown: {unknown}", file=sys.stderr)
+        print(f"usage: matrix.py [--install-only] [{'|'.join(SETS)} ...]; unknown: {unknown}", file=sys.stderr)
         return 2
     failed, running = [], []
     for name in names:  # the venvs one after the other (installers share uv's cache)
@@ -101,6 +103,8 @@ def main(argv: list[str]) -> int:
             failed.append(name)
             continue
         running.append((name, venv, time.monotonic() - started))
+    if install_only:
+        return 1 if failed else 0
     # then the sets' tests side by side, one core each (each pytest runs serially), each one's
     # output printed whole when it ends
     procs = []
