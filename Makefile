@@ -95,7 +95,7 @@ PYTEST_WORKERS ?= 3
 # (npm) and the version matrix's venvs; each one's output in one piece (-Otarget). Independent
 # downloads and installs overlap: on a fresh 2-core machine this is most of a few minutes.
 test-setup:
-	$(MAKE) --no-print-directory -j4 -Otarget lint system $(GITLAB_CI_LOCAL_STAMP) matrix-venvs
+	$(MAKE) --no-print-directory -j4 -Otarget lint tools matrix-venvs
 
 # a set that will not install is reported by the matrix tier itself, after the suite
 matrix-venvs:

@@ -73,16 +73,20 @@ def _untraced_python3_kernel() -> str:
 KERNELS_PREFIX = "nbops-kernels-"
 
 
+def _is_ours(folder: str) -> bool:
+    """FOLDER is one of the untraced-kernel folders `_untraced_python3_kernel` writes."""
+    return Path(folder).name.startswith(KERNELS_PREFIX)
+
+
 def _ours(jupyter_path: str) -> bool:
-    return any(Path(p).name.startswith(KERNELS_PREFIX) for p in jupyter_path.split(os.pathsep))
+    return any(_is_ours(p) for p in jupyter_path.split(os.pathsep))
 
 
 def native_kernels(env: dict[str, str]) -> dict[str, str]:
     """ENV (a copy) whose `python3` kernel is ipykernel's installed one, measured by coverage
     (for kernels that end gracefully and so save their data)."""
     out = dict(env)
-    parts = [p for p in out.get("JUPYTER_PATH", "").split(os.pathsep)
-             if p and not Path(p).name.startswith(KERNELS_PREFIX)]
+    parts = [p for p in out.get("JUPYTER_PATH", "").split(os.pathsep) if p and not _is_ours(p)]
     if parts:
         out["JUPYTER_PATH"] = os.pathsep.join(parts)
     else:
