@@ -88,12 +88,20 @@ def project(tmp_path_factory, request):
             reporter.write_line(f"{case:<{width}}  {expected:<28}  {observed}")
 
 
-def _running_runs(root: Path) -> list[str]:
+def _running_runs(root: Path, creating: bool = False) -> list[str]:
+    """The store's RUNNING runs. CREATING: a first run may be making the store right now (the
+    file there, its tables not yet): none yet, rather than an error that would end the case and
+    kill that run in the middle of MLflow's migrations, breaking the store for every later case."""
     db = root / "mlflow.db"
     if not db.exists():
         return []
-    with sqlite3.connect(db) as con:
-        return [r[0] for r in con.execute("select run_uuid from runs where status = 'RUNNING'")]
+    try:
+        with sqlite3.connect(db) as con:
+            return [r[0] for r in con.execute("select run_uuid from runs where status = 'RUNNING'")]
+    except sqlite3.OperationalError:
+        if creating:
+            return []
+        raise
 
 
 def _temp_files(tmp: Path) -> list[str]:
@@ -110,7 +118,7 @@ def _run(project: Path, case: Case, tmp: Path) -> tuple[int, str, float]:
         if case.signal_when_running:  # synchronised on the run itself, not on a guess of its start
             (project / STARTED).unlink(missing_ok=True)
             deadline = time.monotonic() + 180  # a first run creates the store: slow on a busy machine
-            while not (_running_runs(project) and (project / STARTED).exists()):
+            while not (_running_runs(project, creating=True) and (project / STARTED).exists()):
                 assert proc.poll() is None, f"exited {proc.returncode} before its run: {proc.communicate()}"
                 assert time.monotonic() < deadline, "no RUNNING run running its notebook after 180 s"
                 time.sleep(0.1)
