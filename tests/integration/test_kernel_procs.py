@@ -86,13 +86,13 @@ def test_processes_a_notebook_started_end_with_the_run(project, tmpdir_env):
     assert not list(tmp.glob("nbops-kernel-*"))  # the socket folder is removed after the run
 
 
-def test_a_killed_nbops_leaves_nothing_once_the_next_run_passes(project, tmpdir_env):
-    env, tmp, started = tmpdir_env
-    pid_file = project / "pids.txt"
-    long = write_notebook(project / "long.ipynb", [
+def _kill_nbops_mid_run(project: Path, env: dict, tmp: Path, started: list[int]) -> tuple[list[int], Path]:
+    """`nbops run` SIGKILLed while its notebook's processes run: (those still running, the
+    kernel's socket folder, in TMP)."""
+    pid_file = project / f"pids-{tmp.name}.txt"
+    long = write_notebook(project / f"long-{tmp.name}.ipynb", [
         ("code", START + f"pids.append(os.getpid())\nopen({str(pid_file)!r}, 'w').write(' '.join(map(str, pids)))"),
         ("code", "import time\ntime.sleep(300)")])
-    quick = write_notebook(project / "quick.ipynb", [("code", "x = 1")])
     nbops = subprocess.Popen([NBOPS, "run", "--no-track", "-q", str(long)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -108,7 +108,13 @@ def test_a_killed_nbops_leaves_nothing_once_the_next_run_passes(project, tmpdir_
     # ipykernel ends itself when its parent is gone; what it started does not
     _wait_for(lambda: not _alive(kernel), 10, "the kernel ends with nbops")
     assert folder.is_dir() and any(_alive(p) for p in children)
+    return children, folder
 
+
+def test_a_killed_nbops_leaves_nothing_once_the_next_run_passes(project, tmpdir_env):
+    env, tmp, started = tmpdir_env
+    children, folder = _kill_nbops_mid_run(project, env, tmp, started)
+    quick = write_notebook(project / "quick.ipynb", [("code", "x = 1")])
     done = _run(env, str(quick))
     assert done.returncode == 0, done.stdout + done.stderr
     assert not folder.exists()
@@ -116,12 +122,33 @@ def test_a_killed_nbops_leaves_nothing_once_the_next_run_passes(project, tmpdir_
     assert not list(tmp.glob("nbops-kernel-*"))
 
 
+def test_a_sweep_keeps_to_its_own_temporary_folder(project, tmpdir_env):
+    """Two jobs with a TMPDIR each (parallel CI jobs on one runner): one's `nbops runs gc` neither
+    ends nor counts what the other's killed nbops left; the other's own sweep does."""
+    env, tmp, started = tmpdir_env
+    children, folder = _kill_nbops_mid_run(project, env, tmp, started)
+    other = Path(tempfile.mkdtemp(prefix="nbk", dir="/tmp"))
+    try:
+        gc = [NBOPS, "runs", "gc", "--tracking-uri", f"sqlite:///{project}/gc.db"]
+        done = subprocess.run(gc, env={**env, "TMPDIR": str(other)}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "leftover" not in done.stdout, done.stdout  # nothing of its scope to sweep
+        assert folder.is_dir() and all(_alive(p) for p in children)
+        done = subprocess.run(gc, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"{len(children)} leftover kernel process(es) killed, 1 kernel socket folder(s) removed" in done.stdout
+        _wait_for(lambda: not any(_alive(p) for p in children), 5, f"the killed run's processes end: {children}")
+        assert not folder.exists()
+    finally:
+        other.rmdir()
+
+
 def test_runs_gc_sweeps_what_a_killed_nbops_left(project, tmpdir_env, monkeypatch, capsys):
     """A dead owner's socket folder and a process carrying its kernel's token: `nbops runs gc`
     removes and kills them; a live owner's (this test's process) are left alone. In process: the
     command's MLflow import is paid once a session."""
     from nbops.cli.main import main
-    from nbops.run.kernel_procs import OWNER_FILE, new_token
+    from nbops.run.kernel_procs import OWNER_FILE, new_token, scope
     from nbops.run.orphans import owner
 
     env, tmp, started = tmpdir_env
@@ -135,7 +162,7 @@ def test_runs_gc_sweeps_what_a_killed_nbops_left(project, tmpdir_env, monkeypatc
     live_folder = Path(tempfile.mkdtemp(prefix=f"nbops-kernel-{os.getpid()}-", dir=tmp))
     (live_folder / OWNER_FILE).write_text(owner())
     orphan = subprocess.Popen(["sleep", "300"], start_new_session=True,
-                              env={**env, "NBOPS_KERNEL_TOKENS": f"{gone.pid}-1-abcd1234"})
+                              env={**env, "NBOPS_KERNEL_TOKENS": f"{gone.pid}-1-{scope()}-abcd1234"})
     kept = subprocess.Popen(["sleep", "300"], start_new_session=True,
                             env={**env, "NBOPS_KERNEL_TOKENS": new_token()})
     started += [orphan.pid, kept.pid]

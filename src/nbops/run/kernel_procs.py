@@ -21,11 +21,16 @@ jupyter_client, as before.
 What a killed nbops leaves is swept by the next kernel nbops starts and by `nbops runs gc`
 (`sweep`): processes whose token names an owner that is gone, and socket folders whose owner (a
 file `owner` in it, `host:pid:start`, as `run/orphans.py` writes owners; the pid also in the
-folder's name) is gone.
+folder's name) is gone. A sweep keeps to its own temporary folder, where the socket folders live:
+a token also names a scope (a digest of the temporary folder's path), and a sweep kills only the
+processes of its scope. Two jobs on one machine with a TMPDIR each (parallel CI jobs, test workers)
+never end what the other's killed nbops left, nor count it; with one TMPDIR, as usual, every
+leftover of this user is swept. A token without a scope (an older nbops) is anyone's to sweep.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -43,6 +48,7 @@ from nbops.run.orphans import owner, owner_alive
 
 MARK = "NBOPS_KERNEL_TOKENS"  # space-separated: a kernel started inside a kernel's run adds its own
 OWNER_FILE = "owner"
+SCOPE_FILE = "scope"
 _KILL_ROUNDS = 20  # each round kills what the previous round's processes forked meanwhile
 _NO_OWNER_FILE_S = 24 * 3600.0  # a folder neither named nor marked by its owner: its age decides
 _swept = threading.Event()
@@ -53,9 +59,21 @@ def _owner_parts() -> tuple[str, str]:
     return pid, start or "0"
 
 
+def scope() -> str:
+    """This process's sweep scope: a digest of its temporary folder's real path."""
+    path = os.path.realpath(tempfile.gettempdir())
+    return hashlib.sha256(path.encode()).hexdigest()[:8]
+
+
 def new_token() -> str:
     pid, start = _owner_parts()
-    return f"{pid}-{start}-{uuid.uuid4().hex[:12]}"
+    return f"{pid}-{start}-{scope()}-{uuid.uuid4().hex[:12]}"
+
+
+def _in_scope(token: str, mine: str) -> bool:
+    """Whether TOKEN is a sweep of scope MINE may end (a scope-less token is anyone's)."""
+    parts = token.split("-")
+    return len(parts) < 4 or parts[2] == mine
 
 
 def marked_env(env: dict[str, str] | None, token: str) -> dict[str, str]:
@@ -142,8 +160,19 @@ def kill_marked(select: Callable[[list[str]], bool]) -> int:
 
 
 def _folders() -> list[Path]:
-    parents = {Path(tempfile.gettempdir()), Path("/tmp")}
-    return [p for parent in parents for p in parent.glob(f"{FOLDER_PREFIX}*")]
+    """The socket folders of this scope: those in the temporary folder, and those in /tmp (where
+    a folder goes when the temporary folder is too deep for a socket's address) marked with it."""
+    mine, home = scope(), Path(tempfile.gettempdir())
+    found = list(home.glob(f"{FOLDER_PREFIX}*"))
+    if Path("/tmp").resolve() != home.resolve():
+        for folder in Path("/tmp").glob(f"{FOLDER_PREFIX}*"):
+            try:
+                marked = (folder / SCOPE_FILE).read_text(encoding="utf-8").strip()
+            except OSError:
+                marked = ""  # an older nbops's, or killed before writing it: anyone's
+            if marked in ("", mine):
+                found.append(folder)
+    return found
 
 
 def _folder_owner_alive(folder: Path) -> bool:
@@ -165,8 +194,10 @@ def _folder_owner_alive(folder: Path) -> bool:
 
 def sweep() -> tuple[int, int]:
     """End what killed nbops processes left on this machine: (processes killed, folders removed).
-    Only this user's processes and folders are looked at."""
-    killed = kill_marked(lambda tokens: not all(_token_owner_alive(t) for t in tokens))
+    Only this user's processes of this scope and folders in this temporary folder are looked at."""
+    mine = scope()
+    killed = kill_marked(lambda tokens: all(_in_scope(t, mine) for t in tokens)
+                         and not all(_token_owner_alive(t) for t in tokens))
     removed = 0
     uid = os.getuid()
     for folder in _folders():
@@ -202,6 +233,7 @@ class KernelProcs:
         self.folder = kernel_sockets(client_kwargs, kernel_name, name=f"{os.getpid()}-")
         if self.folder is not None:
             Path(self.folder, OWNER_FILE).write_text(owner(), encoding="utf-8")
+            Path(self.folder, SCOPE_FILE).write_text(scope(), encoding="utf-8")
 
     def end(self) -> None:
         """After the kernel is gone: kill what it started, remove its socket folder."""
