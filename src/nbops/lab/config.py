@@ -174,11 +174,13 @@ def _make_store(uri: str) -> int:
 
     from nbops.core.errors import NbopsError, first_line, map_mlflow_errors, store_errors
     from nbops.core.store import mask_uri
+    from nbops.run.newstore import create_sqlite
 
     what = f"cannot create the MLflow store {mask_uri(uri)}"
     try:
         with map_mlflow_errors(what=what, store=uri):
-            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            create_sqlite(uri)  # a local store whole or not at all
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # a server's database
     except NbopsError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -99,8 +99,14 @@ def open_client(uri: str) -> tuple[Any, list[Orphan]]:
     # run" links) are not ours to print
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     bounded_retries()
+    from nbops.core.errors import NbopsError
+    from nbops.run.newstore import create_sqlite
+
     try:
+        create_sqlite(uri)  # a new local store whole or not at all, whenever this nbops is killed
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except NbopsError:
+        raise
     except Exception as exc:  # noqa: BLE001 - not mapped: opening a store runs a database driver's import, SQLAlchemy and alembic's migrations before MLflow's own errors apply; each means "cannot open"
         raise TrackingError(f"cannot open the MLflow store {mask_uri(uri)}: {mask_uri(first_line(exc))}") from None
     with map_mlflow_errors(what=f"cannot read the MLflow store {mask_uri(uri)}", store=uri):

@@ -1,0 +1,66 @@
+"""A missing local MLflow store is created whole or not at all.
+
+MLflow creates a sqlite store on first open by running its migrations in place (seconds): an nbops
+killed meanwhile (kill -9, a lost terminal) left a half-migrated file that every later command
+refused ("Online migration expected to match one row"). `create_sqlite` migrates the store in a
+folder of its own beside it, then links it into place: a link never replaces, so of two nbops
+creating one store at once the first one's is kept. The folder a killed creation left (named after
+its owner, as run/orphans.py names owners) is removed by the next creation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from nbops.core.errors import map_mlflow_errors, mask_uri
+from nbops.core.store import sqlite_path
+from nbops.run.orphans import owner, owner_alive
+
+CREATING_PREFIX = ".mlflow-creating-"  # + owner pid and start time: a store being created
+
+
+def create_sqlite(uri: str) -> None:
+    """URI's sqlite file, created and migrated if missing (no-op for one that exists and for any
+    other URI)."""
+    db = sqlite_path(uri)
+    if db is None or str(db) == ":memory:" or db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does
+    _remove_abandoned(db.parent)
+    _, pid, start = owner().split(":")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{CREATING_PREFIX}{pid}-{start or 0}-", dir=db.parent))
+    try:
+        fresh = tmp / db.name
+        _migrate(f"sqlite:///{fresh}")
+        try:
+            os.link(fresh, db)
+        except FileExistsError:  # another nbops created it meanwhile: theirs is as good
+            pass
+        except OSError:  # a file system without hard links: a rename, which would replace a
+            if not db.exists():  # store made in the instant between the check and the move
+                os.replace(fresh, db)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _migrate(uri: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    for quiet in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables"
+        logging.getLogger(quiet).setLevel(logging.WARNING)
+    with map_mlflow_errors(what=f"cannot create the MLflow store {mask_uri(uri)}", store=uri):
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # runs the migrations
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """The creation folders in FOLDER whose nbops is gone."""
+    for tmp in folder.glob(f"{CREATING_PREFIX}*"):
+        pid, _, rest = tmp.name[len(CREATING_PREFIX):].partition("-")
+        start = rest.partition("-")[0]
+        if pid.isdigit() and owner_alive(f"{socket.gethostname()}:{pid}:{'' if start == '0' else start}") is False:
+            shutil.rmtree(tmp, ignore_errors=True)
