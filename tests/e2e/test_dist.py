@@ -67,6 +67,10 @@ def test_dist_has_the_shipped_files_as_real_files_and_passes_twine(dist):
         for name, info in infos.items():
             assert not stat.S_ISLNK(info.external_attr >> 16), f"{name} is a symlink in the wheel"
             assert zf.read(name) == (SHIPPED / name.removeprefix("nbops/data/")).read_bytes()
+        # the lab's frontend extension, which `nbops lab` adds to JupyterLab's extension path
+        lab = [n for n in zf.namelist() if n.startswith("nbops/lab/labextensions/")]
+        assert sorted(lab) == ["nbops/lab/labextensions/@nbops/lab/package.json",
+                               "nbops/lab/labextensions/@nbops/lab/static/remoteEntry.js"], lab
         entry_points = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
         assert "nbops = nbops.cli.main:main" in zf.read(entry_points).decode()
     with tarfile.open(sdist) as tf:

@@ -94,6 +94,8 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
+    from nbops.notebook.document import load as load_notebook
+
     root = lab_project
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -115,36 +117,53 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                                 start_new_session=True)
     try:
         _wait_up(url, proc, log)
+        # nbops's endpoints are the lab's: without its token no answer, and nothing made
+        for path, body in (("nbops/parameters?path=notebooks/example.ipynb", None), ("nbops/templates", None),
+                           ("nbops/new", {"template": "classification", "name": "intruder"})):
+            assert _request(url + path, body, token=False)[0] == 403, path
+        assert not (root / "notebooks" / "intruder.ipynb").exists()
+        status, body = _request(url + "nbops/new", {"template": "classification", "name": "../escape"})
+        assert status == 400 and "bad notebook name" in json.loads(body)["message"], body
+        status, body = _request(url + "nbops/parameters?path=../outside.ipynb")
+        assert status == 400 and "no such notebook" in json.loads(body)["message"], body
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1200, "height": 720})
                 page.goto(f"{url}lab?token={TOKEN}")
-                page.wait_for_selector(".jp-LauncherCard[title='nbops template']", timeout=120_000)
+                card = ".jp-LauncherCard[title='New experiment']"  # nbops's (lab/labextensions/)
+                page.wait_for_selector(card, timeout=120_000)
                 try:  # JupyterLab's "notified about Jupyter news?" toast, on the screenshots
                     page.locator(".jp-toast-button:text-is('No')").first.click(timeout=5_000)
                 except PlaywrightTimeout:
                     pass
-                page.wait_for_selector(".jp-LauncherCard[title='nbops template']", timeout=120_000)
-                page.click(".jp-LauncherCard[title='nbops template']")
-                # preselected: the general template (issue 23: it was batch_predict)
-                assert page.input_value(".jp-Dialog-body select >> nth=1") == "classification"
-                page.click(".jp-Dialog button:has-text('GO')")
+                # jupyterlab-templates' card, which nbops's replaces, is gone
+                assert page.locator(".jp-LauncherCard[title='nbops template']").count() == 0
+                page.click(card)
+                # preselected: the general template (issue 23: it was batch_predict); a name asked
+                page.wait_for_selector(".jp-Dialog select[name='template']", timeout=30_000)
+                assert page.input_value(".jp-Dialog select[name='template']") == "classification"
+                page.fill(".jp-Dialog input[name='name']", "bad name")
+                page.click(".jp-Dialog button:has-text('Create')")
+                # nbops's one line, then the dialog again (issue 23: Untitled.ipynb, empty on disk)
+                page.wait_for_selector(".jp-Dialog :text(\"bad notebook name 'bad name'\")", timeout=30_000)
+                page.click(".jp-Dialog button:has-text('Close')")
+                # asked again, as typed
+                assert page.input_value(".jp-Dialog input[name='name']", timeout=30_000) == "bad name"
+                page.fill(".jp-Dialog input[name='name']", "churn")
+                shots.append(tmp_path / "lab-new.png")
+                page.screenshot(path=str(shots[-1]))
+                page.press(".jp-Dialog input[name='name']", "Enter")
+                page.wait_for_selector(".lm-TabBar-tabLabel:text-is('churn.ipynb')", timeout=30_000)
+                # on disk before any save, as `nbops new churn` makes it
+                made = json.loads((root / "notebooks" / "churn.ipynb").read_text())
+                assert made["metadata"]["nbops"]["template"] == "classification"
+                assert made["metadata"]["nbops"]["model"]["name"] == "churn"
+                assert not (root / "notebooks" / "bad name.ipynb").exists()
                 page.wait_for_selector(f"{VISIBLE} .jp-Notebook .jp-CodeCell", timeout=60_000)
                 page.wait_for_selector("#jp-main-statusbar :text('| Idle')", timeout=120_000)  # kernel up
-                _menu(page, "File", "Rename Notebook…")
-                page.fill(".jp-Dialog input", "churn.ipynb")
-                page.click(".jp-Dialog button:has-text('Rename')")
-                page.wait_for_selector(".lm-TabBar-tabLabel:text-is('churn.ipynb')", timeout=30_000)
-                for _ in range(60):  # the kernel's session follows the rename
-                    paths = [x["path"] for x in json.loads(_get(url + "api/sessions", 10))]
-                    if paths == ["notebooks/churn.ipynb"]:
-                        break
-                    time.sleep(1)
+                paths = [x["path"] for x in json.loads(_get(url + "api/sessions", 10))]
                 assert paths == ["notebooks/churn.ipynb"]
-                page.keyboard.press("Control+s")  # on disk: the run's params are read from it
-                page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')",
-                                       timeout=30_000)
                 _menu(page, "Run", "Run All Cells")
                 page.wait_for_function(
                     """() => { const p = [...document.querySelectorAll(
@@ -190,7 +209,9 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                 assert strays == []
 
                 # the MLflow UI inside the lab, behind jupyter-server-proxy
-                page.click(".lm-TabBar-tabLabel:text-is('Launcher')")
+                # a new launcher: the one the notebook was made from gave way to it, as JupyterLab's do
+                page.click(".jp-mod-current .lm-TabBar-addButton:not(.lm-mod-hidden), "
+                           "#jp-main-dock-panel .lm-TabBar-addButton:not(.lm-mod-hidden) >> nth=0")
                 clicked = time.monotonic()
                 page.click(".jp-LauncherCard[title='MLflow']")
                 frame = page.frame_locator(f"{VISIBLE} iframe")
@@ -214,9 +235,20 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                 # a tracked run of the open notebook: a notebook job executed by `nbops run`
                 page.click(".lm-TabBar-tabLabel:text-is('churn.ipynb')")
                 page.click(f"{VISIBLE} .jp-Toolbar [title='Create a job']")
-                page.click(f"{VISIBLE} [title='Add new parameter']")
-                for field, text in (("name", "C"), ("value", "0.5")):  # typed, as React hears
-                    page.locator(f"{VISIBLE} input[name='parameter-0-{field}']").press_sequentially(text)
+                # the form comes with the parameters cell's names and values (issue 23)
+                page.wait_for_selector(f"{VISIBLE} input[name='parameter-0-name']", timeout=30_000)
+                fields = page.locator(f"{VISIBLE} input[name^='parameter-']")
+                rows = dict(zip(fields.evaluate_all("(es) => es.map((e) => e.value)")[::2],
+                                fields.evaluate_all("(es) => es.map((e) => e.name)")[1::2], strict=True))
+                declared = [p.name for p in load_notebook(path).parameters]
+                assert list(rows) == declared, rows
+                assert page.input_value(f"{VISIBLE} input[name='{rows['model']}']") == "logistic_regression"
+                shots.append(tmp_path / "lab-job-form.png")
+                page.screenshot(path=str(shots[-1]))
+                value = page.locator(f"{VISIBLE} input[name='{rows['C']}']")
+                value.click()
+                value.press("Control+a")
+                value.press_sequentially("0.5")  # typed, as React hears
                 page.keyboard.press("Tab")
                 page.click(f"{VISIBLE} button:text-is('Create')")
                 # the list it lands on: the new job is queued or running, never "Stopped" (it was:

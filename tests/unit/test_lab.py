@@ -73,25 +73,50 @@ def test_a_taken_port_is_a_one_line_error(tmp_path):
     check_port(port)  # free again
 
 
-def test_templates_are_served_as_nbops_new_makes_them(tmp_path):
-    from nbops.lab.extension import TemplatesLoader
+def test_the_new_notebook_dialog_makes_what_nbops_new_makes(project):
+    """The lab's endpoint behind "New experiment": notebooks/NAME.ipynb on disk at once, as
+    `nbops new` makes it (issue 23: the template dialog opened an empty Untitled.ipynb)."""
+    from nbops.core.errors import NotebookError
+    from nbops.lab.handlers import new
 
-    first, second = tmp_path / "mine", tmp_path / "shipped"
-    nb = write_notebook(first / "clf.ipynb", [("code", "C = 1.0", ["parameters"]), ("code", "C")])
-    data = json.loads(nb.read_text())
+    tpl = write_notebook(project / "templates" / "clf.ipynb", [("code", "C = 1.0", ["parameters"]), ("code", "C")],
+                         nbops={"model": {"name": "classifier"}})
+    data = json.loads(tpl.read_text())
     data["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1.0\n"}]
-    data["cells"][1]["execution_count"] = 3
-    nb.write_text(json.dumps(data))
-    write_notebook(second / "clf.ipynb", [("code", "shadowed = True")])
-    write_notebook(second / "other.ipynb", [("code", "x = 1", ["parameters"])])
-    (second / "broken.ipynb").write_text("{not json")
-    names, by_name = TemplatesLoader([str(first), str(second)]).get_templates()
-    assert names == {"nbops": [{"name": "clf"}, {"name": "other"}]}  # first folder wins
-    made = json.loads(by_name["clf"]["content"])
-    assert by_name["clf"]["filename"] == "clf.ipynb"
+    tpl.write_text(json.dumps(data))
+    assert new(project, "clf", "churn_v2.ipynb".removesuffix(".ipynb")) == "notebooks/churn_v2.ipynb"
+    made = json.loads((project / "notebooks" / "churn_v2.ipynb").read_text())
     assert made["metadata"]["nbops"]["template"] == "clf"
+    assert made["metadata"]["nbops"]["model"]["name"] == "churn-v2"
     assert made["cells"][0]["metadata"]["tags"] == ["parameters"]
-    assert made["cells"][1]["outputs"] == [] and made["cells"][1]["execution_count"] is None
+    assert made["cells"][1]["outputs"] == []
+    with pytest.raises(NotebookError, match="already exists"):
+        new(project, "clf", "churn_v2")
+    with pytest.raises(NotebookError, match="bad notebook name"):
+        new(project, "clf", "../escape")
+    with pytest.raises(NotebookError, match="no template named 'nope'"):
+        new(project, "nope", "x")
+
+
+def test_the_job_form_is_prefilled_with_values_nbops_run_reads_back(project):
+    """Each parameter's default as the text `-p NAME=TEXT` turns back into the same value; an
+    expression is left to the notebook; a path outside the project is refused."""
+    from nbops.core.errors import NotebookError
+    from nbops.lab.handlers import parameters
+    from nbops.notebook.document import load
+    from nbops.notebook.params import resolve
+
+    source = ('model = "svm"  # choices: svm, forest\nC = 1.0\nn = 3\nflag = False\nsizes = [1, 2]\n'
+              'opts = {"a": 1}\nnothing = None\nempty = ""\nwhere = str(1)\n')
+    nb = write_notebook(project / "notebooks" / "a.ipynb", [("code", source, ["parameters"])])
+    found = parameters(project, "notebooks/a.ipynb")
+    assert [p["name"] for p in found] == ["model", "C", "n", "flag", "sizes", "opts", "nothing", "empty"]
+    assert found[0] == {"name": "model", "value": "svm", "choices": ["svm", "forest"], "help": "choices: svm, forest"}
+    typed = resolve(load(nb), {p["name"]: p["value"] for p in found})
+    defaults = {p.name: p.default for p in load(nb).parameters if p.type != "expr"}
+    assert typed == defaults and type(typed["C"]) is float  # the defaults, read back
+    with pytest.raises(NotebookError, match="no such notebook"):
+        parameters(project, "../outside.ipynb")
 
 
 def test_the_model_is_named_after_the_notebook_as_nbops_new_does(tmp_path):
@@ -155,16 +180,17 @@ def test_no_lab_url_means_no_request():
     assert _kernel.session_path({"NBOPS_PROJECT_ROOT": "/p"}) is None
 
 
-def test_the_template_dialog_preselects_classification(tmp_path):
-    """jupyterlab-templates preselects the first template: the general one, then A-Z (issue 23:
-    it preselected batch_predict)."""
-    from nbops.lab.extension import TemplatesLoader
+def test_the_new_notebook_dialog_preselects_classification(project):
+    """The dialog preselects the first template: the general one, then A-Z (issue 23: it
+    preselected batch_predict); the project's templates and the shipped ones, once each."""
+    from nbops.lab.handlers import templates
 
-    for name in ("batch_predict", "torch_classifier", "classification", "aaa"):
-        write_notebook(tmp_path / f"{name}.ipynb", [("code", "x = 1", ["parameters"])])
-    names, _ = TemplatesLoader([str(tmp_path)]).get_templates()
-    assert [n["name"] for n in names["nbops"]] == ["classification", "aaa", "batch_predict",
-                                                   "torch_classifier"]
+    for name in ("batch_predict", "torch_classifier", "aaa"):
+        write_notebook(project / "templates" / f"{name}.ipynb", [("code", "x = 1", ["parameters"])])
+    names = [t["name"] for t in templates(project)]
+    assert names[0] == "classification" and names[1] == "aaa"
+    assert names[2:] == sorted(names[2:]) and len(names) == len(set(names))
+    assert {"batch_predict", "torch_classifier"} <= set(names)
 
 
 def test_a_jobs_parameters_are_checked_when_it_is_created(tmp_path):

@@ -66,6 +66,8 @@ MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 def server_config(settings: Settings, port: int | None, open_browser: bool,
                   mlflow_socket: str | None = None) -> dict[str, Any]:
+    from nbops.lab.handlers import labextensions_path
+
     root = settings.root.resolve()
     lab = root / LAB_DIR
     notebooks = settings.path(settings.notebooks_dir)
@@ -77,12 +79,16 @@ def server_config(settings: Settings, port: int | None, open_browser: bool,
             # containers and CI run as root; the lab still listens on 127.0.0.1 with a token
             "allow_root": hasattr(os, "geteuid") and os.geteuid() == 0,
             "kernel_manager_class": "nbops.lab.kernels.LabKernelManager",
+            # jupyterlab-templates, where a user installed it: nbops's dialog replaces it
             "jpserver_extensions": {"nbops.lab.extension": True, "jupyterlab_templates": False},
         },
         # the file browser starts in notebooks/: a notebook made from a template lands there
         "FileContentsManager": {"preferred_dir": _api_path(settings, notebooks)},
         # the open tabs and layout are the project's, not shared by every lab on the machine
-        "LabApp": {"workspaces_dir": str(lab / "workspaces")},
+        # nbops's frontend (lab/labextensions/: a new notebook from a template; the job form's
+        # parameters), for this lab only: a plain `jupyter lab` of the same environment has none
+        "LabApp": {"workspaces_dir": str(lab / "workspaces"),
+                   "extra_labextensions_path": [labextensions_path()]},
         "LabKernelManager": {"nbops_env": kernel_env(settings)},
         "NbopsLab": {"templates": [str(d) for d in _template_dirs(settings)],
                      "notebooks_dir": settings.notebooks_dir},
@@ -200,8 +206,8 @@ def launch(settings: Settings, port: int | None, open_browser: bool) -> int:
 
     from nbops.lab.processes import private_folder, supervise
 
-    missing = [m for m in ("jupyterlab", "jupyter_server_proxy", "jupyter_scheduler",
-                           "jupyterlab_templates") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("jupyterlab", "jupyter_server_proxy", "jupyter_scheduler")
+               if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(f"nbops lab needs {', '.join(missing)}, which is not installed",
                           hint="pip install nbops (or `make install` in a checkout)")

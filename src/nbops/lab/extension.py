@@ -1,6 +1,6 @@
-"""The lab's server extension: the project's templates in jupyterlab-templates' launcher entry,
-served as `nbops new` makes a notebook from them (outputs cleared, the tagged parameters cell as
-written, `metadata.nbops.template` set)."""
+"""The lab's server extension: nbops's endpoints for the lab's frontend (lab/handlers.py: a new
+notebook from a template as `nbops new` makes it, a notebook's parameters for the job form), the
+MLflow UI's pages (lab/mlflow_ui.py) and the pre-save hook that names a notebook's model."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jupyter_server.utils import url_path_join
 from traitlets import List, Unicode
 from traitlets.config import Configurable
 
-PREFERRED = ("classification",)  # first in the template dialog, which preselects the first
+PREFERRED = ("classification",)  # first in the new-notebook dialog, which preselects the first
 
 
 class NbopsLab(Configurable):
@@ -31,31 +30,6 @@ def as_new_notebook(path: Path) -> dict[str, Any]:
             cell["outputs"], cell["execution_count"] = [], None
     nb.setdefault("metadata", {}).setdefault("nbops", {})["template"] = path.stem
     return nb
-
-
-class TemplatesLoader:
-    """jupyterlab-templates' loader interface: (names by folder, data by name)."""
-
-    def __init__(self, dirs: list[str]):
-        self.dirs = [Path(d) for d in dirs]
-        self.template_label = "nbops template"
-
-    def get_templates(self) -> tuple[dict[str, list[dict[str, str]]], dict[str, dict[str, str]]]:
-        by_name: dict[str, dict[str, str]] = {}
-        for d in self.dirs:
-            for path in sorted(d.glob("*.ipynb")):
-                if path.stem in by_name:
-                    continue
-                try:
-                    content = json.dumps(as_new_notebook(path), indent=1)
-                except (OSError, ValueError):
-                    continue  # a broken template is left out; `nbops templates` names it
-                by_name[path.stem] = {"path": str(path), "name": path.stem, "dirname": "nbops",
-                                      "filename": path.name, "content": content}
-        # the dialog preselects the first: the general classification template, then A-Z
-        names = sorted(by_name, key=lambda n: (n not in PREFERRED, PREFERRED.index(n)
-                                               if n in PREFERRED else 0, n))
-        return {"nbops": [{"name": n} for n in names]} if names else {}, by_name
 
 
 def model_namer(dirs: list[str]):
@@ -86,22 +60,18 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    from jupyterlab_templates.extension import TemplateNamesHandler, TemplatesHandler
+    from nbops.lab import handlers as nbops_handlers
 
     options = NbopsLab(parent=serverapp)
-    loader = TemplatesLoader(options.templates)
     base = serverapp.web_app.settings["base_url"]
-    serverapp.web_app.add_handlers(".*$", [
-        (url_path_join(base, "templates/names"), TemplateNamesHandler, {"loader": loader}),
-        (url_path_join(base, "templates/get"), TemplatesHandler, {"loader": loader}),
-    ])
+    serverapp.web_app.add_handlers(".*$", nbops_handlers.handlers(base))
     if options.mlflow_socket:
         from nbops.lab.mlflow_ui import handlers
 
         serverapp.web_app.add_handlers(".*$", handlers(base, options.mlflow_socket,
                                                        options.mlflow_log, options.experiment))
     serverapp.contents_manager.register_pre_save_hook(model_namer(options.templates))
-    names = ", ".join(loader.get_templates()[1]) or "none"
+    names = ", ".join(Path(t).stem for d in options.templates for t in sorted(Path(d).glob("*.ipynb"))) or "none"
     serverapp.log.info("nbops lab: templates %s; kernels log to %s", names,
                        serverapp.config.get("LabKernelManager", {}).get("nbops_env", {})
                        .get("MLFLOW_TRACKING_URI", "?"))
