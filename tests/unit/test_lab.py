@@ -216,3 +216,23 @@ def test_a_jobs_parameters_are_checked_when_it_is_created(tmp_path):
         with pytest.raises(SchedulerError, match=words):
             check(scheduler, job(**bad))  # type: ignore[arg-type]
     check(scheduler, SimpleNamespace(input_uri="missing.ipynb", parameters={"x": "1"}))  # type: ignore[arg-type]
+
+
+def test_what_the_lab_frontend_uses_of_jupyter_scheduler_is_still_there():
+    """lab/labextensions/@nbops/lab/ relies on two things of jupyter-scheduler's bundle that are
+    not a published API: the id of its default "Additional options" plugin (which nbops's
+    package.json disables and whose token it provides) and the value of JobsView.CreateForm. A
+    release that moves them fails here, before the browser test."""
+    import jupyter_scheduler
+
+    from nbops.lab.handlers import labextensions_path
+
+    ours = Path(labextensions_path()) / "@nbops" / "lab"
+    entry = (ours / "static" / "remoteEntry.js").read_text()
+    disabled = json.loads((ours / "package.json").read_text())["jupyterlab"]["disabledExtensions"]
+    assert "@jupyterlab/scheduler:IAdvancedOptions" in disabled
+    assert "const CREATE_FORM = 1;" in entry
+    static = Path(jupyter_scheduler.__file__).parent / "labextension" / "static"
+    bundle = "".join(p.read_text(errors="replace") for p in static.glob("*.js"))
+    assert 'id:"@jupyterlab/scheduler:IAdvancedOptions"' in bundle
+    assert 'e[e.CreateForm=1]="CreateForm"' in bundle
