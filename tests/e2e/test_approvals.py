@@ -71,6 +71,7 @@ def test_approvals_are_kept_and_require_approvals_counts_people(project, store):
 
     code, out, err = _cli(project, "models", "approve", "scored", "1", "--by", "alice", "--note", "metrics ok")
     assert code == 0 and "approved by alice" in out and "1 approver(s): alice of 2 required" in out, (out, err)
+    assert "recording alice's approval of scored version 1" in err  # a line while it works (issue 23)
     code, _, err = _cli(project, "models", "promote", "scored", "1", "--alias", "champion")
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "is not approved: 1 of 2 approvers (alice), 1 more needed" in err

@@ -245,11 +245,13 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                 assert page.input_value(f"{VISIBLE} input[name='{rows['model']}']") == "logistic_regression"
                 shots.append(tmp_path / "lab-job-form.png")
                 page.screenshot(path=str(shots[-1]))
-                value = page.locator(f"{VISIBLE} input[name='{rows['C']}']")
-                value.click()
-                value.press("Control+a")
-                value.press_sequentially("0.5")  # typed, as React hears
-                page.keyboard.press("Tab")
+                # a value outside a parameter's choices fails the form at once, in nbops's words
+                _retype(page.locator(f"{VISIBLE} input[name='{rows['model']}']"), "xgboost")
+                page.click(f"{VISIBLE} button:text-is('Create')")
+                page.wait_for_selector(f"{VISIBLE} :text(\"got 'xgboost', not one of its choices\")",
+                                       timeout=30_000)
+                _retype(page.locator(f"{VISIBLE} input[name='{rows['model']}']"), "logistic_regression")
+                _retype(page.locator(f"{VISIBLE} input[name='{rows['C']}']"), "0.5")
                 page.click(f"{VISIBLE} button:text-is('Create')")
                 # the list it lands on: the new job is queued or running, never "Stopped" (it was:
                 # jupyter-scheduler's default status until the job's process starts)
@@ -267,6 +269,11 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
                 page.screenshot(path=str(shots[-1]))
                 assert page.locator(f"{VISIBLE} td:text-is('Completed')").count() == 1, (
                     page.inner_text(VISIBLE), log.read_text()[-3000:])
+                # the job's page links to its MLflow run (issue 23)
+                page.locator(f"{VISIBLE} td >> text=churn").first.click()
+                link = page.locator(f"{VISIBLE} a.nbops-RunLink")
+                link.wait_for(timeout=30_000)
+                run_href = link.get_attribute("href")
             except Exception:
                 page.screenshot(path=str(tmp_path / "failure.png"))  # what the browser showed
                 raise
@@ -285,6 +292,9 @@ def test_lab_template_interactive_run_mlflow_ui_and_tracked_job(lab_project, tmp
         status, body = _request(f"{url}scheduler/jobs")
         [job] = json.loads(body)["jobs"]
         assert f"MLflow run: mlflow/#/experiments/{exp.experiment_id}/runs/{tracked.info.run_id}" in job["tags"]
+        assert run_href == f"{url}mlflow/#/experiments/{exp.experiment_id}/runs/{tracked.info.run_id}"
+        status, _ = _request(run_href.split("#")[0])  # the lab's MLflow UI answers it
+        assert status == 200
     finally:
         _stop(proc)
     if os.environ.get("NBOPS_SCREENSHOTS"):
@@ -304,6 +314,14 @@ def _lab_env(tmp_path: Path) -> dict[str, str]:
            and k not in ("CI", "GITHUB_ACTIONS", "GITLAB_CI")}
     env.update(JUPYTER_TOKEN=TOKEN, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
     return native_kernels(env)  # the lab's kernels end gracefully: coverage saves what they ran
+
+
+def _retype(field, text: str) -> None:
+    """TEXT in place of a form field's value, typed as React hears it."""
+    field.click()
+    field.press("Control+a")
+    field.press_sequentially(text)
+    field.press("Tab")
 
 
 def _request(url: str, body: dict | None = None, token: bool = True,
@@ -420,6 +438,12 @@ def test_mlflow_only_through_jupyter_and_nothing_outlives_the_lab(lab_project, e
         tree = _tree_with_kernel(lab)
         commands = [" ".join(_cmdline(p)) for p in tree]
         assert any("uvicorn" in c for c in commands) and any("ipykernel" in c for c in commands), commands
+        # the MLflow UI's share of memory (issue 23: its process tree took ~1.8 GB; PSS counts
+        # the pages its processes share once)
+        ui = [p for p, c in zip(tree, commands, strict=True) if "mlflow" in c or "uvicorn" in c]
+        pss = sum(p.memory_full_info().pss for p in ui if _running(p))
+        print(f"MLflow UI: {len(ui)} process(es), {pss / 2**20:.0f} MiB (PSS)")
+        assert pss < 1024 * 2**20, [(c, p.memory_info().rss >> 20) for p, c in zip(tree, commands, strict=True)]
 
         # its socket, in a folder only this user enters; no TCP port of the lab's answers MLflow
         config = json.loads((root / ".nbops/lab/jupyter_server_config.json").read_text())

@@ -4,6 +4,7 @@ uses (or none), no RUNNING run, and no creation folder. Real `nbops run` process
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nbops.run.orphans import owner
 from tests.conftest import write_notebook
 
 NBOPS = str(Path(sys.executable).with_name("nbops"))
@@ -77,3 +79,22 @@ def test_two_first_runs_at_once_share_one_store(project):
     assert [run.returncode for run in runs] == [0, 0], outs
     assert sorted(_statuses(project / "mlflow.db")) == ["FINISHED", "FINISHED"]
     assert not _creating(project)
+
+
+def test_a_creation_folder_its_nbops_left_goes_with_the_next_command(project):
+    """Killed between the link and the removal of its folder: the store is whole and in place,
+    and the next command removes the folder (a live nbops's stays)."""
+    from nbops.run.newstore import CREATING_PREFIX, create_sqlite
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = project / f"{CREATING_PREFIX}{gone.pid}-1-abcd"
+    left.mkdir()
+    (left / "mlflow.db").write_bytes(b"")
+    live = project / f"{CREATING_PREFIX}{os.getpid()}-{owner().split(':')[2] or 0}-efgh"
+    live.mkdir()
+    create_sqlite(f"sqlite:///{project / 'mlflow.db'}")  # creates the store, removes the dead one's
+    assert (project / "mlflow.db").is_file() and not left.exists() and live.is_dir()
+    left.mkdir()
+    create_sqlite(f"sqlite:///{project / 'mlflow.db'}")  # the store is there: only the sweep
+    assert not left.exists() and live.is_dir()

@@ -236,3 +236,22 @@ def test_what_the_lab_frontend_uses_of_jupyter_scheduler_is_still_there():
     bundle = "".join(p.read_text(errors="replace") for p in static.glob("*.js"))
     assert 'id:"@jupyterlab/scheduler:IAdvancedOptions"' in bundle
     assert 'e[e.CreateForm=1]="CreateForm"' in bundle
+
+
+def test_the_mlflow_tab_says_starting_until_the_ui_answers(tmp_path):
+    """While nothing answers on the UI's socket the launcher page says "starting" and reloads
+    itself; a slow start shows the UI's last log lines, escaped (a log is not the page's HTML).
+    The page that opens the UI once it answers is the browser test's."""
+    import asyncio
+
+    from nbops.lab.mlflow_ui import REFRESH_S, runs_view, starting_page
+
+    assert asyncio.run(runs_view(str(tmp_path / "nobody.sock"), "")) is None
+    page = starting_page(12.4, "")
+    assert f'http-equiv="refresh" content="{REFRESH_S}"' in page and "started it 12 s ago" in page
+    assert "<pre>" not in page  # not slow yet: no log
+    log = tmp_path / "mlflow-ui.log"
+    log.write_text("".join(f"line {i}\n" for i in range(20)) + "<script>alert(1)</script>\n")
+    slow = starting_page(75, str(log))
+    assert "line 13" in slow and "line 12" not in slow  # the last 8 lines
+    assert "<script>" not in slow and "&lt;script&gt;alert(1)&lt;/script&gt;" in slow

@@ -28,7 +28,11 @@ def create_sqlite(uri: str) -> None:
     """URI's sqlite file, created and migrated if missing (no-op for one that exists and for any
     other URI)."""
     db = sqlite_path(uri)
-    if db is None or str(db) == ":memory:" or db.exists():
+    if db is None or str(db) == ":memory:":
+        return
+    if db.exists():
+        if db.parent.is_dir():  # killed between the link and the removal of its folder
+            _remove_abandoned(db.parent)
         return
     db.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does
     _remove_abandoned(db.parent)

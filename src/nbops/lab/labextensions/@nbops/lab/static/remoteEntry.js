@@ -12,7 +12,8 @@
  *   it (jupyterlab_templates' dialog, which this replaces, opened an empty Untitled.ipynb).
  * - `@nbops/lab:job-form`: jupyter-scheduler's "Additional options" of the job form (its
  *   documented extension point, the IAdvancedOptions token), as the scheduler draws them, plus
- *   the form's parameters prefilled from the notebook's parameters cell when the form opens.
+ *   the form's parameters prefilled from the notebook's parameters cell when the form opens, and
+ *   on a job's page a link to its MLflow run.
  *   The token is the scheduler's own object, taken from its plugin list, which is the only place
  *   the scheduler exposes it; its default plugin is disabled by package.json.
  */
@@ -20,6 +21,8 @@
   "use strict";
   const NAME = "@nbops/lab";
   const CREATE_FORM = 1; // jupyter-scheduler's JobsView.CreateForm
+  const JOB_DETAIL = 5; // and JobsView.JobDetail
+  const RUN_TAG = "MLflow run: "; // a finished job's tag (lab/jobs.py): its run's page, from the lab's root
   let shareScope = null;
 
   function newest(versions) {
@@ -155,6 +158,20 @@
   function jobFormPlugin(libs, token, defaultOptions) {
     const { React, services, coreutils } = libs;
 
+    function runLink(props) {
+      // a job's page links to its MLflow run, in the lab's MLflow UI (a new browser tab)
+      const tag = props.jobsView === JOB_DETAIL && (props.model.tags || []).find((t) => t.startsWith(RUN_TAG));
+      if (!tag) {
+        return null;
+      }
+      const href = coreutils.PageConfig.getBaseUrl() + tag.slice(RUN_TAG.length);
+      return React.createElement(
+        "a",
+        { href, target: "_blank", rel: "noopener", className: "nbops-RunLink", style: { color: "var(--jp-content-link-color)" } },
+        "Open this job's run in MLflow"
+      );
+    }
+
     function JobFormOptions(props) {
       const latest = React.useRef(props);
       latest.current = props;
@@ -193,7 +210,7 @@
       }, [file]);
       React.useEffect(apply); // after every render
       const { original, ...rest } = props;
-      return React.createElement(original, rest);
+      return React.createElement(React.Fragment, null, runLink(rest), React.createElement(original, rest));
     }
 
     return {
@@ -223,8 +240,8 @@
     return plugin ? { token: plugin.provides, activate: plugin.activate } : null;
   }
 
-  async function plugins() {
-    const [React, apputils, services, coreutils, widgets, launcherModule, ui] = await Promise.all([
+  async function libraries() {
+    const [React, apputils, services, coreutils, widgets, launcher, ui] = await Promise.all([
       shared("react"),
       shared("@jupyterlab/apputils"),
       shared("@jupyterlab/services"),
@@ -233,11 +250,21 @@
       shared("@jupyterlab/launcher"),
       shared("@jupyterlab/ui-components"),
     ]);
-    const libs = { React, apputils, services, coreutils, widgets, ui };
-    const made = [newNotebookPlugin(libs, launcherModule.ILauncher)];
-    const options = await schedulerOptions();
-    if (options) {
+    return { React, apputils, services, coreutils, widgets, ui, launcherToken: launcher.ILauncher };
+  }
+
+  async function plugins() {
+    // whatever fails here, the scheduler keeps a provider of the options its default plugin
+    // (disabled by package.json) provided: its job form never breaks because of nbops
+    const [libs, options] = await Promise.all([
+      libraries().catch((error) => console.error(`${NAME}: ${error.message}`)),
+      schedulerOptions().catch((error) => console.error(`${NAME}: ${error.message}`)),
+    ]);
+    const made = libs ? [newNotebookPlugin(libs, libs.launcherToken)] : [];
+    if (options && libs) {
       made.push(jobFormPlugin(libs, options.token, options.activate));
+    } else if (options) {
+      made.push({ id: `${NAME}:job-form`, autoStart: true, provides: options.token, activate: options.activate });
     }
     return made;
   }
