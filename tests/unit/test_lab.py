@@ -96,6 +96,9 @@ def test_the_new_notebook_dialog_makes_what_nbops_new_makes(project):
         new(project, "clf", "../escape")
     with pytest.raises(NotebookError, match="no template named 'nope'"):
         new(project, "nope", "x")
+    with pytest.raises(NotebookError, match="no template named"):  # a path is not a template here
+        new(project, str(tpl), "x")
+    assert not (project / "notebooks" / "x.ipynb").exists()
 
 
 def test_the_job_form_is_prefilled_with_values_nbops_run_reads_back(project):

@@ -73,7 +73,11 @@ def new(root: Path, template: str, name: str) -> str:
     """notebooks/NAME.ipynb from TEMPLATE (`nbops new TEMPLATE NAME`): its API path."""
     from nbops.ci.scaffold import new_notebook
     from nbops.core.config import load_settings
+    from nbops.core.errors import NotebookError
 
+    known = [t["name"] for t in templates(root)]
+    if template not in known:  # a name of the list, never a path (`nbops new` takes one)
+        raise NotebookError(f"no template named {template!r}", hint=f"templates: {', '.join(known) or 'none'}")
     dest = new_notebook(load_settings(root), template, name, {})
     return dest.resolve().relative_to(root.resolve()).as_posix()
 
