@@ -7,7 +7,10 @@ everything else loads when a command needs it. Inside a Jupyter kernel it also l
 
 import sys as _sys
 
+from nbops import _deferred_rfc3987
 from nbops.record import record
+
+_deferred_rfc3987.install()  # a dependency's 1.4 s import, deferred to its first use (see there)
 
 if "ipykernel.kernelapp" in _sys.modules:  # in a kernel anywhere: log to the project's store
     from nbops import _kernel  # noqa: F401 - installs its mlflow import hook (nothing read yet)

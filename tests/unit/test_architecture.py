@@ -16,7 +16,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "nbops"
 KERNEL_SIDE = {"nbops", "nbops.record", "nbops.kit", "nbops._kernel", "nbops.upstream",
-               "nbops._mlflow_private"}
+               "nbops._mlflow_private", "nbops._deferred_rfc3987"}
 ALLOWED = {
     "kernel": {"kernel"},
     "core": {"core"},
