@@ -117,6 +117,10 @@ WHEN = {
     "during-artifact-upload": lambda p, c, case: bool(_running(c, case)),
     "between-notebooks": lambda p, c, case: bool(_uploaded(c, case)),
 }
+# how often each point is looked for: a file's existence at once; the server is asked less often
+# (two searches a poll: at 20 a second they took most of a core from the batch they watch, on
+# the server and in this process, and the upload they wait for lasts seconds)
+POLL_S = {"during-artifact-upload": 0.3, "between-notebooks": 0.3}
 CASES = [("server", point) for point in WHEN] + [("s3", "during-a-cell"), ("s3", "during-artifact-upload")]
 
 
@@ -156,7 +160,7 @@ def test_a_store_killed_mid_batch_costs_nothing(alive, tmp_path, what, point):
     try:
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline and not _poll(WHEN[point], project, client, case):
-            time.sleep(0.05)
+            time.sleep(POLL_S.get(point, 0.05))
         assert proc.poll() is None, proc.communicate()  # the kill point came before the batch ended
         (server if what == "server" else moto).kill()
         out, err = proc.communicate(timeout=300)
