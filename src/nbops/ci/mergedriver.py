@@ -147,8 +147,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # jsonschema's optional "iri" format checker (rfc3987_syntax builds a grammar at import) is
-    # most of `import nbformat`: 2.4 s of 2.8 s here. No notebook schema uses that format, and
-    # this process only merges notebooks, so it goes without.
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    # `import nbops` (this package's) has deferred rfc3987-syntax's parser: see _deferred_rfc3987
     sys.exit(main())

@@ -86,9 +86,6 @@ def _quiet_abandoned_futures() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nbops.core._imports import skip_slow_optional_imports
-
-    skip_slow_optional_imports()
     _terminate_like_interrupt()
     parser = build_parser()
     args = parser.parse_args(argv)
