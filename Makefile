@@ -79,10 +79,11 @@ tools: $(GITLAB_CI_LOCAL_STAMP) system
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see
 # pyproject.toml). The total is printed; .ci/run sets COV_FLOOR, the figure it must not drop below.
-# Two pytest-xdist workers (CI has 2 cores). Three were faster (19-21 min instead of 23) but not
-# safe: `nbops run` and `runs gc` end the kernel processes of any dead nbops on the machine, so
-# test_kernel_procs's killed runs were swept by another worker's nbops (1 clean-clone run in 3).
-# Raise it once those tests are isolated (each its own kernel-token scope).
+# Two pytest-xdist workers (CI has 2 cores). Three are safe since kernel sweeps keep to their
+# TMPDIR's scope (run/kernel_procs.py), and were faster where the cores sat idle a third of the
+# time (19-21 min instead of 23, 2026-12-06 early); on a machine the suite keeps busy (vmstat: 3%
+# idle) they gained nothing (35.0 min against 33.1, same machine, same day) and starved the Ray
+# head, whose raylet then missed its first start. PYTEST_WORKERS=3 where cores wait.
 # `--dist loadgroup` with the groups tests/conftest.py gives (a file each; tests/server's stack,
 # the browser tests and the Ray clusters each on one worker). pytest-cov combines the workers'
 # and the subprocesses' data. PYTEST_WORKERS=0 runs serially.
