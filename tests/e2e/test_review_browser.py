@@ -1,13 +1,16 @@
 """Open generated review pages in headless Chromium (Debian's, driven by Playwright) from file://:
-the index, and pages that share one copy of nbdime's web app."""
+the index, and pages that share one copy of nbdime's web app. NBOPS_SCREENSHOTS=1 copies the
+page's screenshot to docs/review-diff.png (the README shows it)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 from nbops.cli.main import main
 from tests.browser import ARGS, CHROMIUM, needs_chromium
-from tests.conftest import commit_all, write_notebook
+from tests.conftest import REPO, commit_all, write_notebook
 
 pytestmark = needs_chromium
 
@@ -21,7 +24,7 @@ def test_index_and_pages_share_one_app_and_render_offline(project, tmp_path):
         ("code", "C = 1.0", ["parameters"]),
         ("code", "print('the old line')"),
         *[("code", f"print('unchanged {i}')") for i in range(6)],
-    ])
+    ], nbops={"model": {"name": "exp", "gates": ["accuracy >= 0.8"]}})
     other = write_notebook(project / "notebooks" / "other.ipynb", [("code", "print('other old')")])
     commit_all(project, "base")
     nb = json.loads(path.read_text())
@@ -29,6 +32,7 @@ def test_index_and_pages_share_one_app_and_render_offline(project, tmp_path):
     nb["cells"][3]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "left in\n"}]
     nb["cells"].append({"cell_type": "markdown", "id": "added", "metadata": {},
                         "source": "An added cell about ünïcode"})
+    nb["metadata"]["nbops"]["model"]["gates"] = ["accuracy >= 0.1"]  # a gate lowered: no cell shows it
     path.write_text(json.dumps(nb))
     other.write_text(other.read_text().replace("other old", "other new"))
     commit_all(project, "head")
@@ -51,6 +55,7 @@ def test_index_and_pages_share_one_app_and_render_offline(project, tmp_path):
                                    timeout=10_000)  # markdown renders a moment later
             text = page.inner_text("#nbdime-root")
             banner = page.inner_text("#nbops-outputs")
+            judged = page.inner_text("#nbops-judged")
             hidden = page.evaluate("""() => [...document.querySelectorAll('.jp-Cell-diff.jp-Diff-unchanged')]
                                       .filter(e => e.offsetParent === null).length""")
             checked = page.is_checked("#nbdime-hide-unchanged")
@@ -66,7 +71,13 @@ def test_index_and_pages_share_one_app_and_render_offline(project, tmp_path):
     assert checked and hidden >= 6  # unchanged cells hidden by default, as nbdime's own page does
     assert "print('unchanged 3')" not in text  # inner_text has only what is displayed
     assert "cell 4: stdout" in banner  # an output committed by mistake is said on the page
+    assert "What changed in how this notebook is judged" in judged  # above the diff, displayed
+    assert "⚠ loosened gate: accuracy >= 0.8 -> accuracy >= 0.1" in judged, judged
+    # and nbdime's diff of the metadata, both values (a nested patch failed nbdime's app: no diff)
+    assert '"accuracy >= 0.8"' in text and '"accuracy >= 0.1"' in text
     assert "other old" in other_text and "other new" in other_text
     assert [u for u in requests if u.startswith(("http:", "https:"))] == []
     assert errors == []
+    if os.environ.get("NBOPS_SCREENSHOTS"):
+        shutil.copyfile(tmp_path / "diff.png", REPO / "docs" / "review-diff.png")
 

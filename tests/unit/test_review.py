@@ -423,6 +423,26 @@ def test_a_page_without_cell_ids_gets_null_ids_and_its_changes_first():
     assert '<span class="a">+a = &lt;script&gt;2</span>' in page
 
 
+def test_a_page_shows_a_changed_metadata_key_as_its_whole_new_value():
+    """nbdime's app failed on a patch nested in the notebook's metadata (a gate edited in
+    metadata.nbops.model.gates): the page showed no diff. Such a key is replaced whole; an added
+    or removed key, and the cells' diff, stay as nbdime made them."""
+    from nbdime import diff_notebooks
+
+    from nbops.review.htmlpage import whole_metadata_values
+
+    base = {"cells": [], "metadata": {"nbops": {"model": {"gates": ["accuracy >= 0.8"]}}, "old": 1},
+            "nbformat": 4, "nbformat_minor": 5}
+    head = {**base, "metadata": {"nbops": {"model": {"gates": ["accuracy >= 0.1"]}}, "new": 2}}
+    diff = diff_notebooks(base, head)
+    before = json.dumps(diff)
+    [meta] = [d for d in whole_metadata_values(head, diff) if d["key"] == "metadata"]
+    ops = {op["key"]: op for op in meta["diff"]}
+    assert ops["nbops"] == {"op": "replace", "key": "nbops", "value": head["metadata"]["nbops"]}
+    assert ops["new"]["op"] == "add" and ops["old"]["op"] == "remove"
+    assert json.dumps(diff) == before  # the input is left as it was
+
+
 def test_a_renamed_and_edited_notebook_is_one_rename_unrelated_ones_are_not(project):
     """Issue 23: a rename below git's 90% similarity showed as a delete and an add."""
     cells = [("markdown", "# Churn")] + [("code", f"step_{i} = load({i})\nprint(step_{i})") for i in range(8)]

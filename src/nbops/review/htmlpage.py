@@ -147,6 +147,22 @@ def without_undefined_ids(base_nb: dict, diff: list) -> tuple[dict, list]:
     return base, [{**d, "diff": new_ops} if d.get("key") == "cells" else d for d in diff]
 
 
+def whole_metadata_values(head_nb: dict, diff: list) -> list:
+    """DIFF (a copy) whose notebook-level metadata changes replace each changed key's whole value
+    (a key added or removed stays as it is). nbdime's app (4.0) fails on a patch nested inside
+    them, such as a gate edited in metadata.nbops.model.gates: "Invalid line number" in CodeMirror,
+    and the page showed no diff at all, on the very change the judged block above calls a risk."""
+    metadata = head_nb.get("metadata") or {}
+
+    def flat(op: dict) -> dict:
+        if op.get("op") == "patch" and op.get("key") in metadata:
+            return {"op": "replace", "key": op["key"], "value": metadata[op["key"]]}
+        return op
+
+    return [{**d, "diff": [flat(op) for op in d.get("diff") or []]} if d.get("key") == "metadata" else d
+            for d in diff]
+
+
 _CHANGES_STYLE = ("<style>#nbops-changes{border:1px solid #999;padding:4px 8px;margin:4px 0}"
                   "#nbops-changes pre{margin:2px 0 8px;font-size:12px;white-space:pre-wrap}"
                   "#nbops-changes .a{background:#cfc}#nbops-changes .r{background:#fcc}</style>")
@@ -190,7 +206,7 @@ def render_diff_page(base_nb: dict, head_nb: dict, base_label: str, head_label: 
         diff = diff_notebooks_bounded(base_nb, head_nb)[0]
     config = {"base": base_label, "remote": head_label, "closable": False, "savable": False,
               "baseUrl": "/", "hideUnchanged": True, "collapseIdentical": 2}
-    shown_base, shown_diff = without_undefined_ids(base_nb, diff)
+    shown_base, shown_diff = without_undefined_ids(base_nb, whole_metadata_values(head_nb, diff))
     payload = script_json({"base": shown_base, "diff": shown_diff})
     banner = _changes_block(changes, judged)
     if outputs:
