@@ -1,6 +1,7 @@
 """nbops: parameterised notebooks executed with papermill and tracked in MLflow.
 
-`import nbops` stays cheap (it runs inside every kernel): only the recorder is imported here;
+`import nbops` stays cheap (it runs inside every kernel): only the recorder is imported here,
+and the finder that defers a dependency's slow import (`_deferred_rfc3987`, standard library);
 everything else loads when a command needs it. Inside a Jupyter kernel it also loads `_kernel`
 (standard library only), which finds the project when the notebook imports mlflow.
 """
