@@ -1,7 +1,8 @@
 """The version matrix tier of `make test`: the store tests on the oldest and the newest versions
 of MLflow, papermill, nbclient and uvicorn that nbops supports, each set in its own venv.
 
-Usage: python3 scripts/matrix.py [--install-only] [oldest|newest|latest ...]   (default: oldest newest)
+Usage: python3 scripts/matrix.py [--install-only] [--ran-in VENV] [oldest|newest|latest ...]
+       (default: oldest newest)
 
 - `oldest` / `newest`: the pins below, the bounds pyproject.toml declares (tested by `make test`).
 - `latest`: whatever the index has now, pyproject's upper bounds overridden (uv's --override),
@@ -12,6 +13,9 @@ Each venv is `.venv-mlflow-<version>/` (`.venv-mlflow-latest/`), made once with
 scripts/install_venv.py (uv, configured as pip is here) and reused while its stamp matches the
 pins and pyproject.toml; the tests in tests/matrix.txt then run in it with its own interpreter.
 `--install-only` makes the venvs and stops (`make test` makes them while the rest is set up).
+`--ran-in VENV` (`make test`: the main .venv, whose suite runs every test listed here): a set whose
+four versions are exactly VENV's is neither installed nor run again, and says so; the main venv
+takes the newest versions the bounds allow, so the matrix adds the oldest set in its own venv.
 Standard library only, run with the system Python.
 """
 
@@ -83,6 +87,12 @@ def versions(venv: Path) -> str:
                           text=True).stdout.strip()
 
 
+def pinned(name: str) -> str:
+    """Set NAME's pins as `versions` prints them ("" for the unpinned `latest`)."""
+    pins = [p.partition("==") for p in SETS[name]]
+    return "" if any(not v for _, _, v in pins) else ", ".join(f"{p} {v}" for p, _, v in pins)
+
+
 def tests() -> list[str]:
     lines = (ROOT / "tests" / "matrix.txt").read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
@@ -90,13 +100,23 @@ def tests() -> list[str]:
 
 def main(argv: list[str]) -> int:
     install_only = "--install-only" in argv
+    ran_in = None
+    if "--ran-in" in argv:
+        at = argv.index("--ran-in")
+        ran_in, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
     names = [a for a in argv if a != "--install-only"] or ["oldest", "newest"]
     unknown = [n for n in names if n not in SETS]
     if unknown:
         print(f"usage: matrix.py [--install-only] [{'|'.join(SETS)} ...]; unknown: {unknown}", file=sys.stderr)
         return 2
     failed, running = [], []
+    same = versions(ran_in) if ran_in is not None and (ran_in / "bin" / "python").exists() else ""
     for name in names:  # the venvs one after the other (installers share uv's cache)
+        if same and pinned(name) == same:
+            # the same tests on the same versions: the main suite's run of them is this set's
+            print(f"== matrix [{name}] {same}: the versions of {ran_in.name}, whose suite ran these "
+                  "tests; not installed or run again", flush=True)
+            continue
         started = time.monotonic()
         venv = ensure(name)
         if venv is None:

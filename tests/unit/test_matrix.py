@@ -66,3 +66,20 @@ def test_the_weekly_workflow_lints():
     done = subprocess.run([exe, str(REPO / ".github" / "workflows" / "newest-deps.yml")],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_set_with_the_main_venvs_versions_is_not_run_twice(capsys):
+    """`make test` passes `--ran-in .venv`: a set pinned to exactly the versions installed there
+    (whose suite ran every listed test) is said and skipped, neither installed nor run."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    matrix = _matrix()
+    matrix.SETS["here"] = [f"{p}=={version(p)}" for p in ("mlflow", "papermill", "nbclient", "uvicorn")]
+    assert matrix.main(["--ran-in", sys.prefix, "here"]) == 0
+    out = capsys.readouterr().out
+    assert f"== matrix [here] {matrix.pinned('here')}: the versions of" in out, out
+    assert "not installed or run again" in out and "passed" not in out, out
+    matrix.SETS["other"] = [*matrix.SETS["here"][:3], "uvicorn==0.0.1"]  # one version differs
+    assert matrix.pinned("other") != matrix.versions(Path(sys.prefix))
+    assert matrix.pinned("latest") == ""  # unpinned: never taken for the main venv's
