@@ -64,14 +64,16 @@ system:
 	   (apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null)); fi
 
 # tests/e2e/test_gitlab_pipeline.py runs the shipped GitLab pipeline with gitlab-ci-local (npm;
-# 4.56.x runs on Node 20) in .tools/.
+# 4.56.x runs on Node 20) in .tools/, as scripts/gitlab-ci-local/package.json says: its `re2`
+# dependency replaced by RegExp under that name (scripts/gitlab-ci-local/re2/index.js says why:
+# its native module was compiled from C++ on every clean machine, ~140 s of CPU).
 GITLAB_CI_LOCAL := .tools/node_modules/.bin/gitlab-ci-local
 GITLAB_CI_LOCAL_STAMP := .tools/.gitlab-ci-local-4.56
 
-# re2 (a dependency) builds its native module from source when no prebuilt one downloads: a few
-# minutes, once; the stamp is written only when gitlab-ci-local then starts
-$(GITLAB_CI_LOCAL_STAMP):
-	-command -v npm >/dev/null && npm install --prefix .tools --no-audit --no-fund -q gitlab-ci-local@4.56 && \
+# the stamp is written only when gitlab-ci-local then starts
+$(GITLAB_CI_LOCAL_STAMP): scripts/gitlab-ci-local/package.json scripts/gitlab-ci-local/re2/index.js
+	-command -v npm >/dev/null && mkdir -p .tools && cp scripts/gitlab-ci-local/package.json .tools/ && \
+	  npm install --prefix .tools --no-audit --no-fund -q && \
 	  $(GITLAB_CI_LOCAL) --version >/dev/null && touch $@
 
 tools: $(GITLAB_CI_LOCAL_STAMP) system
