@@ -104,6 +104,12 @@ def xdist_group(rel: Path) -> str:
     return rel.as_posix()
 
 
+# tryfirst: pytest-xdist's worker reads the `xdist_group` marks in its own hook of this name, and
+# hooks run last-registered first, its worker plugin after this conftest: without tryfirst it
+# looked before the marks were given, so no test had a group and every file was spread over both
+# workers, each building the file's module fixtures (a trained project, a server, the team's
+# stack, a Ray cluster) again.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark every test under tests/integration and tests/e2e `slow`: each one starts a kernel, a
     server, Ray or an nbops subprocess (a pure test belongs in tests/unit). And give each its
