@@ -37,7 +37,8 @@ SETS = {
     "newest": ["mlflow==3.17.2", "papermill==2.7.0", "nbclient==0.11.0", "uvicorn==0.55.0"],
     "latest": ["mlflow", "papermill", "nbclient", "uvicorn"],
 }
-TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27"]
+# pytest bounded as in pyproject's dev extra (<9.2: pytest-xdist's groups, see there)
+TOOLS = ["pytest>=8,<9.2", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "httpx>=0.27"]
 STAMP = ".matrix-stamp"
 
 
@@ -49,7 +50,7 @@ def venv_for(name: str) -> Path:
 
 def stamp_text(name: str) -> str:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    return f"{' '.join(SETS[name])} pyproject:{digest}\n"
+    return f"{' '.join(SETS[name] + TOOLS)} pyproject:{digest}\n"
 
 
 def ensure(name: str) -> Path | None:
@@ -125,15 +126,18 @@ def main(argv: list[str]) -> int:
         running.append((name, venv, time.monotonic() - started))
     if install_only:
         return 1 if failed else 0
-    # then the sets' tests side by side, one core each (each pytest runs serially), each one's
-    # output printed whole when it ends
+    # then the sets' tests side by side, the cores shared out between them (a set alone, as under
+    # `make test`, takes pytest-xdist workers: its store tests wait on kernels and servers, and one
+    # serial pytest left the other core idle), each one's output printed whole when it ends
+    workers = max(1, (os.cpu_count() or 1) // max(1, len(running)))
+    spread = ["-n", str(workers), "--dist", "loadgroup"] if workers > 1 else []
     procs = []
     for name, venv, installed in running:
         log = tempfile.TemporaryFile("w+")
         print(f"== matrix [{name}] {versions(venv)}", file=log, flush=True)
         # the tests' own project and pytest settings; no coverage here (the main run's)
         proc = subprocess.Popen([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                 "--durations=8", *tests()], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                 "--durations=8", *spread, *tests()], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         procs.append((name, installed, time.monotonic(), proc, log))
     ended: dict[str, float] = {}
     while len(ended) < len(procs):  # each set's own time, whichever ends first
