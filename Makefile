@@ -81,11 +81,11 @@ tools: $(GITLAB_CI_LOCAL_STAMP) system
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see
 # pyproject.toml). The total is printed; .ci/run sets COV_FLOOR, the figure it must not drop below.
-# Two pytest-xdist workers (CI has 2 cores). Three are safe since kernel sweeps keep to their
-# TMPDIR's scope (run/kernel_procs.py), and were faster where the cores sat idle a third of the
-# time (19-21 min instead of 23, 2026-12-06 early); on a machine the suite keeps busy (vmstat: 3%
-# idle) they gained nothing (35.0 min against 33.1, same machine, same day) and starved the Ray
-# head, whose raylet then missed its first start. PYTEST_WORKERS=3 where cores wait.
+# Three pytest-xdist workers on CI's 2 cores: the tests wait on kernels, servers and browsers, and
+# a third worker fills that time. Clean clones, same 2-core machine, 2026-12-07: main suite 22.6 min
+# with three, 25.1 with two, the same CPU (46 min) either way. (Until then the groups below did not
+# hold, every file's fixtures were built on both workers and the cores were saturated; three
+# gained nothing then.) PYTEST_WORKERS=2 where memory is short.
 # `--dist loadgroup` with the groups tests/conftest.py gives (a file each; tests/server's stack,
 # the browser tests and the Ray clusters each on one worker). pytest-cov combines the workers'
 # and the subprocesses' data. PYTEST_WORKERS=0 runs serially.
@@ -96,7 +96,7 @@ tools: $(GITLAB_CI_LOCAL_STAMP) system
 # the suite above ran its tests on them (`make test-matrix` runs both sets regardless).
 COV_FLOOR ?= 0
 PYTEST_ARGS ?=
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 
 # Before the suite, at once: the venv then lint (ruff, mypy), the apt packages, gitlab-ci-local
 # (npm) and the version matrix's venvs; each one's output in one piece (-Otarget). Independent
