@@ -101,14 +101,18 @@ def tests() -> list[str]:
 
 def main(argv: list[str]) -> int:
     install_only = "--install-only" in argv
+    usage = f"usage: matrix.py [--install-only] [--ran-in VENV] [{'|'.join(SETS)} ...]"
     ran_in = None
     if "--ran-in" in argv:
         at = argv.index("--ran-in")
+        if at + 1 >= len(argv):
+            print(f"{usage}; --ran-in needs a venv's folder", file=sys.stderr)
+            return 2
         ran_in, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
     names = [a for a in argv if a != "--install-only"] or ["oldest", "newest"]
     unknown = [n for n in names if n not in SETS]
     if unknown:
-        print(f"usage: matrix.py [--install-only] [{'|'.join(SETS)} ...]; unknown: {unknown}", file=sys.stderr)
+        print(f"{usage}; unknown: {unknown}", file=sys.stderr)
         return 2
     failed, running = [], []
     same = versions(ran_in) if ran_in is not None and (ran_in / "bin" / "python").exists() else ""

@@ -105,10 +105,10 @@ def xdist_group(rel: Path) -> str:
 
 
 # tryfirst: pytest-xdist's worker reads the `xdist_group` marks in its own hook of this name, and
-# hooks run last-registered first, its worker plugin after this conftest: without tryfirst it
-# looked before the marks were given, so no test had a group and every file was spread over both
-# workers, each building the file's module fixtures (a trained project, a server, the team's
-# stack, a Ray cluster) again.
+# pluggy calls the last-registered plugin first; xdist registers its worker plugin after this
+# conftest, so without tryfirst it looked before the marks were given: no test had a group and
+# every file was spread over the workers, each building the file's module fixtures (a trained
+# project, a server, the team's stack, a Ray cluster) again. (pytest <9.2 too: pyproject.toml.)
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark every test under tests/integration and tests/e2e `slow`: each one starts a kernel, a

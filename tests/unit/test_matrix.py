@@ -83,3 +83,8 @@ def test_a_set_with_the_main_venvs_versions_is_not_run_twice(capsys):
     matrix.SETS["other"] = [*matrix.SETS["here"][:3], "uvicorn==0.0.1"]  # one version differs
     assert matrix.pinned("other") != matrix.versions(Path(sys.prefix))
     assert matrix.pinned("latest") == ""  # unpinned: never taken for the main venv's
+
+
+def test_ran_in_without_a_folder_is_a_usage_error(capsys):
+    assert _matrix().main(["--ran-in"]) == 2
+    assert "--ran-in needs a venv's folder" in capsys.readouterr().err
