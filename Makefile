@@ -91,9 +91,7 @@ tools: $(GITLAB_CI_LOCAL_STAMP) system
 # and the subprocesses' data. PYTEST_WORKERS=0 runs serially.
 # Then the version matrix tier (scripts/matrix.py, tests/matrix.txt): the store tests and the
 # fences on the oldest and newest MLflow, papermill, nbclient and uvicorn nbops supports, each in
-# its own cached .venv-mlflow-<version>/; it runs even when the main suite failed. A set whose
-# versions are .venv's own (the newest, as uv resolves pyproject's bounds today) is not run twice:
-# the suite above ran its tests on them (`make test-matrix` runs both sets regardless).
+# its own cached .venv-mlflow-<version>/, side by side; it runs even when the main suite failed.
 COV_FLOOR ?= 0
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 3
@@ -104,17 +102,16 @@ PYTEST_WORKERS ?= 3
 test-setup:
 	$(MAKE) --no-print-directory -j4 -Otarget lint tools matrix-venvs
 
-# a set that will not install is reported by the matrix tier itself, after the suite; a set whose
-# versions are .venv's is not made (below), so .venv comes first
-matrix-venvs: $(STAMP)
-	-$(PYTHON) scripts/matrix.py --install-only --ran-in $(VENV)
+# a set that will not install is reported by the matrix tier itself, after the suite
+matrix-venvs:
+	-$(PYTHON) scripts/matrix.py --install-only
 
 test: test-setup
 	rm -f .coverage .coverage.*
 	status=0; \
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 --cov \
 	  --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS) || status=$$?; \
-	time $(PYTHON) scripts/matrix.py --ran-in $(VENV) || status=1; \
+	time $(PYTHON) scripts/matrix.py || status=1; \
 	exit $$status
 
 # The version matrix tier alone (venvs made once, reused while pyproject.toml and the pins stay).

@@ -1,8 +1,7 @@
 """The version matrix tier of `make test`: the store tests on the oldest and the newest versions
 of MLflow, papermill, nbclient and uvicorn that nbops supports, each set in its own venv.
 
-Usage: python3 scripts/matrix.py [--install-only] [--ran-in VENV] [oldest|newest|latest ...]
-       (default: oldest newest)
+Usage: python3 scripts/matrix.py [--install-only] [oldest|newest|latest ...]   (default: oldest newest)
 
 - `oldest` / `newest`: the pins below, the bounds pyproject.toml declares (tested by `make test`).
 - `latest`: whatever the index has now, pyproject's upper bounds overridden (uv's --override),
@@ -13,9 +12,6 @@ Each venv is `.venv-mlflow-<version>/` (`.venv-mlflow-latest/`), made once with
 scripts/install_venv.py (uv, configured as pip is here) and reused while its stamp matches the
 pins and pyproject.toml; the tests in tests/matrix.txt then run in it with its own interpreter.
 `--install-only` makes the venvs and stops (`make test` makes them while the rest is set up).
-`--ran-in VENV` (`make test`: the main .venv, whose suite runs every test listed here): a set whose
-four versions are exactly VENV's is neither installed nor run again, and says so; the main venv
-takes the newest versions the bounds allow, so the matrix adds the oldest set in its own venv.
 Standard library only, run with the system Python.
 """
 
@@ -88,12 +84,6 @@ def versions(venv: Path) -> str:
                           text=True).stdout.strip()
 
 
-def pinned(name: str) -> str:
-    """Set NAME's pins as `versions` prints them ("" for the unpinned `latest`)."""
-    pins = [p.partition("==") for p in SETS[name]]
-    return "" if any(not v for _, _, v in pins) else ", ".join(f"{p} {v}" for p, _, v in pins)
-
-
 def tests() -> list[str]:
     lines = (ROOT / "tests" / "matrix.txt").read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
@@ -101,27 +91,14 @@ def tests() -> list[str]:
 
 def main(argv: list[str]) -> int:
     install_only = "--install-only" in argv
-    usage = f"usage: matrix.py [--install-only] [--ran-in VENV] [{'|'.join(SETS)} ...]"
-    ran_in = None
-    if "--ran-in" in argv:
-        at = argv.index("--ran-in")
-        if at + 1 >= len(argv):
-            print(f"{usage}; --ran-in needs a venv's folder", file=sys.stderr)
-            return 2
-        ran_in, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+    usage = f"usage: matrix.py [--install-only] [{'|'.join(SETS)} ...]"
     names = [a for a in argv if a != "--install-only"] or ["oldest", "newest"]
     unknown = [n for n in names if n not in SETS]
     if unknown:
         print(f"{usage}; unknown: {unknown}", file=sys.stderr)
         return 2
     failed, running = [], []
-    same = versions(ran_in) if ran_in is not None and (ran_in / "bin" / "python").exists() else ""
     for name in names:  # the venvs one after the other (installers share uv's cache)
-        if same and pinned(name) == same:
-            # the same tests on the same versions: the main suite's run of them is this set's
-            print(f"== matrix [{name}] {same}: the versions of {ran_in.name}, whose suite ran these "
-                  "tests; not installed or run again", flush=True)
-            continue
         started = time.monotonic()
         venv = ensure(name)
         if venv is None:
@@ -130,9 +107,9 @@ def main(argv: list[str]) -> int:
         running.append((name, venv, time.monotonic() - started))
     if install_only:
         return 1 if failed else 0
-    # then the sets' tests side by side, the cores shared out between them (a set alone, as under
-    # `make test`, takes pytest-xdist workers: its store tests wait on kernels and servers, and one
-    # serial pytest left the other core idle), each one's output printed whole when it ends
+    # then the sets' tests side by side, the cores shared out between them (`make test`'s two sets
+    # a core each; a set run alone takes pytest-xdist workers, not one serial pytest on one core),
+    # each one's output printed whole when it ends
     workers = max(1, (os.cpu_count() or 1) // max(1, len(running)))
     spread = ["-n", str(workers), "--dist", "loadgroup"] if workers > 1 else []
     procs = []

@@ -67,24 +67,3 @@ def test_the_weekly_workflow_lints():
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
-
-def test_a_set_with_the_main_venvs_versions_is_not_run_twice(capsys):
-    """`make test` passes `--ran-in .venv`: a set pinned to exactly the versions installed there
-    (whose suite ran every listed test) is said and skipped, neither installed nor run."""
-    from importlib.metadata import version
-    from pathlib import Path
-
-    matrix = _matrix()
-    matrix.SETS["here"] = [f"{p}=={version(p)}" for p in ("mlflow", "papermill", "nbclient", "uvicorn")]
-    assert matrix.main(["--ran-in", sys.prefix, "here"]) == 0
-    out = capsys.readouterr().out
-    assert f"== matrix [here] {matrix.pinned('here')}: the versions of" in out, out
-    assert "not installed or run again" in out and "passed" not in out, out
-    matrix.SETS["other"] = [*matrix.SETS["here"][:3], "uvicorn==0.0.1"]  # one version differs
-    assert matrix.pinned("other") != matrix.versions(Path(sys.prefix))
-    assert matrix.pinned("latest") == ""  # unpinned: never taken for the main venv's
-
-
-def test_ran_in_without_a_folder_is_a_usage_error(capsys):
-    assert _matrix().main(["--ran-in"]) == 2
-    assert "--ran-in needs a venv's folder" in capsys.readouterr().err
