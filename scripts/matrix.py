@@ -91,11 +91,10 @@ def tests() -> list[str]:
 
 def main(argv: list[str]) -> int:
     install_only = "--install-only" in argv
-    usage = f"usage: matrix.py [--install-only] [{'|'.join(SETS)} ...]"
     names = [a for a in argv if a != "--install-only"] or ["oldest", "newest"]
     unknown = [n for n in names if n not in SETS]
     if unknown:
-        print(f"{usage}; unknown: {unknown}", file=sys.stderr)
+        print(f"usage: matrix.py [--install-only] [{'|'.join(SETS)} ...]; unknown: {unknown}", file=sys.stderr)
         return 2
     failed, running = [], []
     for name in names:  # the venvs one after the other (installers share uv's cache)

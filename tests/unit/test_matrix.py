@@ -66,4 +66,3 @@ def test_the_weekly_workflow_lints():
     done = subprocess.run([exe, str(REPO / ".github" / "workflows" / "newest-deps.yml")],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-
