@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -167,6 +168,23 @@ def test_timeouts_end_the_run_as_failed(project, mlflow_client, capsys, flags, e
     [run] = all_runs(client)
     assert run.info.status == "FAILED"
     assert any(a.path.endswith(".ipynb") for a in client.list_artifacts(run.info.run_id, "notebook"))
+
+
+def test_what_a_kernel_leaves_in_its_temp_folder_goes_with_it(project, capsys):
+    """nbops kills each kernel once its last cell has replied, so what the kernel meant to remove
+    at exit (MLflow's scratch folders, an upstream download on a server, atexit handlers) never
+    is: each kernel gets a temp folder of its own (TMPDIR), removed after it."""
+    nb_path = write_notebook(project / "notebooks" / "scratch.ipynb", [
+        ("code", "import atexit, pathlib, shutil, tempfile\n"
+                 "made = tempfile.mkdtemp(prefix='left-')\n"
+                 "pathlib.Path(made, 'big.bin').write_bytes(b'x' * 1024)\n"
+                 "atexit.register(shutil.rmtree, made, True)  # never runs: the kernel is killed\n"
+                 "pathlib.Path('../made.txt').write_text(made)"),
+    ])
+    assert main(["run", str(nb_path)]) == 0, capsys.readouterr()
+    made = Path((project / "made.txt").read_text())
+    assert made.parent.name.startswith("nbops-kernel-"), made
+    assert not made.parent.exists(), sorted(made.parent.rglob("*"))
 
 
 def test_no_track_logs_nothing_anywhere(project, capsys):
