@@ -151,6 +151,7 @@ def _kill_server_when_the_notebook_sleeps(project: Path, proc: subprocess.Popen)
         time.sleep(0.2)
     assert marker.exists(), "the notebook never started"
     SERVERS["lost"].kill()  # kill -9 of the server (and its workers) mid-notebook
+    (project / "killed").touch()
 
 
 def _lost_then(project: Path, seen: Observed) -> None:
@@ -164,7 +165,12 @@ def _lost_then(project: Path, seen: Observed) -> None:
     assert "NOT RECORDED notebooks/case.ipynb" in seen.out  # the summary printed
 
 
-SLEEPS = [("code", "import pathlib, time\npathlib.Path('../sleeping').touch()\ntime.sleep(8)"),
+# the notebook waits (up to 2 minutes) until the test has killed the server: no guessed sleep
+SLEEPS = [("code", "import pathlib, time\npathlib.Path('../sleeping').touch()\n"
+                   "for _ in range(600):\n"
+                   "    if pathlib.Path('../killed').exists():\n"
+                   "        break\n"
+                   "    time.sleep(0.2)"),
           ("code", "import nbops\nnbops.record('answer', 42)")]
 
 CASES = [

@@ -23,7 +23,15 @@ from tests.mlflow_server import MlflowServer
 NBOPS = str(Path(sys.executable).with_name("nbops"))
 
 
-def _cells(name: str, sleep: float) -> list:
+# a cell that waits (up to 2 minutes) for the test to say the server is dead: no sleep of a guessed length
+AWAIT_KILL = ("import pathlib, time\n"
+              "for _ in range(600):\n"
+              "    if pathlib.Path('../killed').exists():\n"
+              "        break\n"
+              "    time.sleep(0.2)")
+
+
+def _cells(name: str) -> list:
     return [
         ("code", "import mlflow, pathlib, time\n"
                  "from sklearn.linear_model import LogisticRegression\n"
@@ -33,7 +41,7 @@ def _cells(name: str, sleep: float) -> list:
                  " name='model')\n"
                  "mlflow.log_text('a figure', 'figures/curve.txt')\n"
                  f"pathlib.Path('../started-{name}').touch()"),
-        ("code", f"time.sleep({sleep})"),
+        ("code", AWAIT_KILL),
         ("code", "import nbops\nnbops.record('score', 0.9)"),
     ]
 
@@ -43,13 +51,15 @@ def _nbops(project: Path, env: dict[str, str], *args: str, timeout: float = 300)
 
 
 def _kill_server_once_started(proc: subprocess.Popen, server: MlflowServer, markers: list[Path]) -> tuple[str, str]:
-    """Kill SERVER once two of MARKERS exist (two notebooks asleep), then PROC's (stdout, stderr)."""
+    """Kill SERVER once two of MARKERS exist (two notebooks waiting), tell them (a `killed` file
+    beside the markers), then PROC's (stdout, stderr)."""
     try:
         deadline = time.monotonic() + 300  # a loaded 2-core machine starts kernels slowly
         while sum(m.exists() for m in markers) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert sum(m.exists() for m in markers) == 2, proc.communicate()
         server.kill()
+        (markers[0].parent / "killed").touch()
         return proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -63,7 +73,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
 
     names = ["a", "b", "c"]
     for name in names:
-        write_notebook(project / "notebooks" / f"{name}.ipynb", _cells(name, 12),
+        write_notebook(project / "notebooks" / f"{name}.ipynb", _cells(name),
                        nbops={"model": {"name": f"spooled-{name}", "gates": ["score >= 0.5"]}})
     server = MlflowServer(tmp_path / "server")
     server.start()
@@ -73,7 +83,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         proc = subprocess.Popen([NBOPS, "run", *(f"notebooks/{n}.ipynb" for n in names), "--jobs", "2",
                                  "--quiet"], cwd=project, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        # mid-batch: two notebooks asleep, the third not started
+        # mid-batch: two notebooks waiting, the third not started
         out, err = _kill_server_once_started(proc, server, [project / f"started-{n}" for n in names])
         assert proc.returncode == 4, (out, err)
         assert "Traceback" not in out + err, err
@@ -139,7 +149,8 @@ def test_server_killed_mid_sweep_keeps_the_points_and_exits_4(project, tmp_path)
     point in the spool, one line each; `nbops sync` uploads them once the server is back."""
     write_notebook(project / "notebooks" / "s.ipynb", [
         ("code", "c = 1", ["parameters"]),
-        ("code", "import pathlib, time\npathlib.Path(f'../started-{c}').touch()\ntime.sleep(8)"),
+        ("code", "import pathlib\npathlib.Path(f'../started-{c}').touch()"),
+        ("code", AWAIT_KILL),
         ("code", "import nbops\nnbops.record('score', c / 10)"),
     ])
     server = MlflowServer(tmp_path / "server")
