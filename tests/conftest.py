@@ -113,7 +113,8 @@ def xdist_group(rel: Path) -> str:
 def pytest_collection_modifyitems(config, items):
     """Mark every test under tests/integration and tests/e2e `slow`: each one starts a kernel, a
     server, Ray or an nbops subprocess (a pure test belongs in tests/unit). And give each its
-    pytest-xdist group (`xdist_group`, used only under `--dist loadgroup`)."""
+    pytest-xdist group (`xdist_group`, used only under `--dist loadgroup`); the "ray" group's
+    tests are marked `ray` too (`make test` runs them on their own, after the rest)."""
     for item in items:
         try:
             rel = item.path.resolve().relative_to(TESTS)
@@ -121,7 +122,10 @@ def pytest_collection_modifyitems(config, items):
             continue
         if rel.parts[0] in SLOW_TIERS:
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(xdist_group(rel)))
+        group = xdist_group(rel)
+        item.add_marker(pytest.mark.xdist_group(group))
+        if group == "ray":
+            item.add_marker(pytest.mark.ray)
 
 
 def write_notebook(path: Path, cells: list[tuple[str, str] | tuple[str, str, list[str]]],
