@@ -173,7 +173,8 @@ def test_timeouts_end_the_run_as_failed(project, mlflow_client, capsys, flags, e
 def test_what_a_kernel_leaves_in_its_temp_folder_goes_with_it(project, capsys):
     """nbops kills each kernel once its last cell has replied, so what the kernel meant to remove
     at exit (MLflow's scratch folders, an upstream download on a server, atexit handlers) never
-    is: each kernel gets a temp folder of its own (TMPDIR), removed after it."""
+    is: each kernel's TMPDIR is a folder in its own, removed after it (and swept with it after a
+    killed nbops: test_kernel_procs)."""
     nb_path = write_notebook(project / "notebooks" / "scratch.ipynb", [
         ("code", "import atexit, pathlib, shutil, tempfile\n"
                  "made = tempfile.mkdtemp(prefix='left-')\n"
@@ -183,8 +184,9 @@ def test_what_a_kernel_leaves_in_its_temp_folder_goes_with_it(project, capsys):
     ])
     assert main(["run", str(nb_path)]) == 0, capsys.readouterr()
     made = Path((project / "made.txt").read_text())
-    assert made.parent.name.startswith("nbops-kernel-"), made
-    assert not made.parent.exists(), sorted(made.parent.rglob("*"))
+    kernels = made.parent.parent  # the kernel's own folder (run/kernel_procs.py), its TMPDIR inside
+    assert made.parent.name == "tmp" and kernels.name.startswith("nbops-kernel-"), made
+    assert not kernels.exists(), sorted(kernels.rglob("*"))
 
 
 def test_no_track_logs_nothing_anywhere(project, capsys):

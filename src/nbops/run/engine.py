@@ -10,11 +10,7 @@ failed and where is failure.py's; secret parameters reach the kernel as secret_p
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,7 +60,7 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
     state: dict[str, Any] = {}
     start = time.perf_counter()
     failure: CellError | None = None
-    with open(kernel_log, "wb") as stderr, kernel_tmpdir(env) as env:
+    with open(kernel_log, "wb") as stderr:
         try:
             _execute_notebook(spec, env, on_cell, late_env, state, stderr)
         except Exception as exc:  # noqa: BLE001 - papermill's failures become the run's; a bug is raised
@@ -74,16 +70,6 @@ def execute(spec: RunSpec, env: dict[str, str] | None = None, debug: bool = Fals
             if isinstance(exc, OutputWriteError):  # a full disk: no truncated notebook is left or logged
                 out.unlink(missing_ok=True)
     return _result(spec, failure, state, time.perf_counter() - start, kernel_log)
-
-
-@contextmanager
-def kernel_tmpdir(env: dict[str, str] | None) -> Iterator[dict[str, str]]:
-    """ENV (else this process's) with TMPDIR a fresh folder of the kernel's own, removed once the
-    kernel has ended. nbops kills each kernel when its last cell has replied (papermill_engine.py),
-    so nothing the kernel meant to remove at exit is removed by it: MLflow's scratch folders, a
-    server's upstream downloads (nbops/upstream.py), the notebook's own tempfile use."""
-    with tempfile.TemporaryDirectory(prefix="nbops-kernel-") as folder:
-        yield {**(os.environ if env is None else env), "TMPDIR": folder}
 
 
 def _execute_notebook(spec: RunSpec, env: dict[str, str] | None, on_cell, late_env, state: dict[str, Any],

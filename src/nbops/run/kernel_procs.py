@@ -18,6 +18,9 @@ variable (`env -u NBOPS_KERNEL_TOKENS ...`, `env -i ...`) is not the run's: the 
 something meant to outlive it. Without /proc (macOS) only the process group is killed, by
 jupyter_client, as before.
 
+The kernel's TMPDIR is a folder inside its socket folder, so whatever temporary files the kernel
+leaves (it is killed, so its exit-time cleanups never run) go with the folder.
+
 What a killed nbops leaves is swept by the next kernel nbops starts and by `nbops runs gc`
 (`sweep`): processes whose token names an owner that is gone, and socket folders whose owner (a
 file `owner` in it, `host:pid:start`, as `run/orphans.py` writes owners; the pid also in the
@@ -49,6 +52,7 @@ from nbops.run.orphans import owner, owner_alive
 MARK = "NBOPS_KERNEL_TOKENS"  # space-separated: a kernel started inside a kernel's run adds its own
 OWNER_FILE = "owner"
 SCOPE_FILE = "scope"
+TMP_DIR = "tmp"  # the kernel's TMPDIR, in its folder: removed with it, or swept with it
 _KILL_ROUNDS = 20  # each round kills what the previous round's processes forked meanwhile
 _NO_OWNER_FILE_S = 24 * 3600.0  # a folder neither named nor marked by its owner: its age decides
 _swept = threading.Event()
@@ -220,7 +224,8 @@ def sweep_once() -> None:
 
 
 class KernelProcs:
-    """One kernel's marker and socket folder, from before its start to after its end."""
+    """One kernel's marker and socket folder (its TMPDIR inside), from before its start to
+    after its end."""
 
     def __init__(self, client_kwargs: dict[str, Any], kernel_name: str | None, start_kwargs: dict[str, Any]):
         """CLIENT_KWARGS: nbclient's (the socket configuration goes in); START_KWARGS: the kernel
@@ -234,6 +239,11 @@ class KernelProcs:
         if self.folder is not None:
             Path(self.folder, OWNER_FILE).write_text(owner(), encoding="utf-8")
             Path(self.folder, SCOPE_FILE).write_text(scope(), encoding="utf-8")
+            # the kernel's temporary files in its folder too: nbops kills each kernel once its
+            # last cell has replied, so nothing it meant to remove at exit ever was (MLflow's
+            # scratch folders, a server's upstream downloads, the notebook's atexit cleanups)
+            Path(self.folder, TMP_DIR).mkdir()
+            start_kwargs["env"]["TMPDIR"] = str(Path(self.folder, TMP_DIR))
 
     def end(self) -> None:
         """After the kernel is gone: kill what it started, remove its socket folder."""
