@@ -81,26 +81,26 @@ tools: $(GITLAB_CI_LOCAL_STAMP) system
 # The whole suite, with coverage of src/nbops, subprocesses included (the nbops CLI, servers and
 # kernels started by the tests are measured through coverage's `patch = ["subprocess"]`, see
 # pyproject.toml). The total is printed; .ci/run sets COV_FLOOR, the figure it must not drop below.
-# In three parts, so that a 2-core machine's cores are never idle and Ray never starts on a busy one:
+# In three parts, so that a 2-core machine's cores are busy and Ray never starts on a loaded one:
 # - Everything but the Ray tests, on three pytest-xdist workers (CI has 2 cores; most tests spend
 #   much of their time waiting on a kernel, a server or a subprocess, so a third worker fills the
-#   cores: 22.6 min against 25.1 with two, clean clones, 2026-12-07). `--dist loadgroup` with the
-#   groups tests/conftest.py gives (a file each; tests/server's stack and the browser tests each on
-#   one worker). PYTEST_WORKERS=0 runs serially.
-# - Beside it, at a lower priority, the version matrix tier (scripts/matrix.py, tests/matrix.txt):
-#   the store tests and the fences on the oldest and newest MLflow, papermill, nbclient and
-#   uvicorn nbops supports, each in its own cached .venv-mlflow-<version>/; its output is printed
-#   whole at the end. It takes the cores' idle time instead of three minutes of its own.
-# - Then the Ray tests (marked `ray` by tests/conftest.py), alone: a Ray head's raylet gives its
-#   Python agent about 27 s to start and dies after; beside three busy workers it once never came
-#   up in three tries (tests/ray_cluster.py, which no longer lets coverage trace Ray, says more).
-#   Their coverage is added to the rest (--cov-append) and the total checked there.
+#   cores: 22.6 min against 25.1 with two, clean clones, 2026-12-07; five test processes at once,
+#   the matrix beside three workers, took 33 min: the cores were oversubscribed). `--dist
+#   loadgroup` with the groups tests/conftest.py gives (a file each; tests/server's stack and the
+#   browser tests each on one worker). PYTEST_WORKERS=0 runs serially.
+# - Then the Ray tests (marked `ray` by tests/conftest.py) beside the version matrix tier
+#   (scripts/matrix.py, tests/matrix.txt: the store tests and the fences on the oldest and newest
+#   MLflow, papermill, nbclient and uvicorn nbops supports, each in its own cached
+#   .venv-mlflow-<version>/, a core each; its output printed whole when it ends). A Ray head's
+#   raylet gives its Python agent about 27 s to start and dies after; beside three busy workers
+#   it once never came up in three tries (tests/ray_cluster.py says more); beside the matrix it
+#   comes up in 15-17 s. The Ray tests' coverage is added to the rest (--cov-append) and the
+#   total checked there.
 # Each part runs whatever the others did; `make test` fails if any failed (pytest's 5, "no tests
 # ran", is no failure: PYTEST_ARGS may select none of one part's tests).
 COV_FLOOR ?= 0
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 3
-MATRIX_NICE ?= 5
 
 # Before the suite, at once: the venv then lint (ruff, mypy), the apt packages, gitlab-ci-local
 # (npm) and the version matrix's venvs; each one's output in one piece (-Otarget). Independent
@@ -114,11 +114,11 @@ matrix-venvs:
 
 test: test-setup
 	rm -f .coverage .coverage.*
-	status=0; log=$$(mktemp); \
-	nice -n $(MATRIX_NICE) $(PYTHON) scripts/matrix.py >$$log 2>&1 & matrix=$$!; \
-	trap 'kill $$matrix 2>/dev/null; rm -f $$log' EXIT; \
+	status=0; \
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not ray" --durations=25 --cov \
 	  --cov-report= $(PYTEST_ARGS) || { code=$$?; [ $$code = 5 ] || status=$$code; }; \
+	log=$$(mktemp); trap 'kill $$matrix 2>/dev/null; rm -f $$log' EXIT; \
+	$(PYTHON) scripts/matrix.py >$$log 2>&1 & matrix=$$!; \
 	$(BIN)/python -m pytest -m ray --durations=5 --cov --cov-append --cov-report=term:skip-covered \
 	  --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS) || { code=$$?; [ $$code = 5 ] || status=$$code; }; \
 	wait $$matrix || status=1; cat $$log; \

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.mlflow_server import free_port
+from tests.mlflow_server import free_port, server_env
 
 BIN = Path(sys.executable).parent
 ATTEMPTS = 3  # a raylet that never registered (seen once on a loaded CI machine) is started afresh
@@ -38,12 +38,11 @@ def _raylet_logs(temp: Path) -> str:
     return "\n".join(tails)
 
 
-# Ray's own Python processes not measured by coverage.py (`patch = ["subprocess"]` starts it in every
-# Python process the tests start): traced, the raylet's dashboard agent started so slowly beside a
-# busy suite that the raylet gave up waiting for it ("Check failed: ... Timed out waiting for file
-# .../metrics_agent_port_...") and the head never came up, in three tries of 80 s. nbops's side of
-# a Ray run, the driver, is measured in the test's own process.
-UNTRACED = {"COVERAGE_PROCESS_CONFIG": "", "COVERAGE_PROCESS_START": ""}
+# Ray's own Python processes not measured by coverage.py (tests/mlflow_server.py's UNTRACED): traced,
+# the raylet's dashboard agent started so slowly beside a busy suite that the raylet gave up
+# waiting for it ("Check failed: ... Timed out waiting for file .../metrics_agent_port_...", 27 s
+# after the start) and the head never came up, in three tries of 80 s. nbops's side of a Ray run,
+# the driver, is measured in the test's own process.
 ERROR_WORDS = ("FATAL", "Check failed", "ERROR", "rror:", "ailed", "imed out", "navailable", "Killed")
 
 
@@ -62,7 +61,7 @@ class Head:
                  "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
                  f"--temp-dir={self.temp}"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 # on a loaded 2-core CI machine the raylet can register after Ray's own 30 s wait
-                env={**os.environ, "RAY_raylet_start_wait_time_s": str(WAIT_S - 10), **UNTRACED})
+                env={**server_env(), "RAY_raylet_start_wait_time_s": str(WAIT_S - 10)})
 
     def wait_up(self) -> str | None:
         """None once the head is up (the address file is written before `--block` starts
