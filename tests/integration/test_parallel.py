@@ -190,8 +190,8 @@ def test_kernels_talk_over_private_unix_sockets_that_are_removed(project, mlflow
         assert records["transport"] == "ipc"
         assert os.path.dirname(records["folder"]) == str(scratch) and records["mode"] == 0o700
         # shell, iopub, stdin, control, heartbeat; the files naming the nbops that owns them and
-        # the sweep scope they belong to (run/kernel_procs.py)
-        assert sorted(records["sockets"]) == ["k-1", "k-2", "k-3", "k-4", "k-5", "owner", "scope"]
+        # the sweep scope they belong to, and the kernel's TMPDIR (run/kernel_procs.py)
+        assert sorted(records["sockets"]) == ["k-1", "k-2", "k-3", "k-4", "k-5", "owner", "scope", "tmp"]
     assert len({r["folder"] for r in seen}) == 3  # one folder per kernel
 
 
