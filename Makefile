@@ -87,7 +87,8 @@ tools: $(GITLAB_CI_LOCAL_STAMP) system
 #   cores: 22.6 min against 25.1 with two, clean clones, 2026-12-07; five test processes at once,
 #   the matrix beside three workers, took 33 min: the cores were oversubscribed). `--dist
 #   loadgroup` with the groups tests/conftest.py gives (a file each; tests/server's stack and the
-#   browser tests each on one worker). PYTEST_WORKERS=0 runs serially.
+#   browser tests each on one worker), handed out longest first (--no-loadscope-reorder keeps the
+#   conftest's order; xdist's own put the longest groups last). PYTEST_WORKERS=0 runs serially.
 # - Then the Ray tests (marked `ray` by tests/conftest.py) beside the version matrix tier
 #   (scripts/matrix.py, tests/matrix.txt: the store tests and the fences on the oldest and newest
 #   MLflow, papermill, nbclient and uvicorn nbops supports, each in its own cached
@@ -115,7 +116,8 @@ matrix-venvs:
 test: test-setup
 	rm -f .coverage .coverage.*
 	status=0; \
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not ray" --durations=25 --cov \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not ray" \
+	  --durations=25 --cov \
 	  --cov-report= $(PYTEST_ARGS) || { code=$$?; [ $$code = 5 ] || status=$$code; }; \
 	log=$$(mktemp); trap 'kill $$matrix 2>/dev/null; rm -f $$log' EXIT; \
 	$(PYTHON) scripts/matrix.py >$$log 2>&1 & matrix=$$!; \

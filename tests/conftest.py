@@ -126,6 +126,27 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group))
         if group == "ray":
             item.add_marker(pytest.mark.ray)
+    items.sort(key=_schedule_rank)
+
+
+# The order `make test` hands the groups out in (with --no-loadscope-reorder; xdist's own order is
+# by number of tests, which put the unit files' hundreds of quick tests first and the long groups
+# of few tests, tests/server's ten minutes above all, last, running alone at the end while the
+# other workers sat idle): the longest first, then e2e, integration and unit, whose many short
+# tests fill the workers' ends. A stable sort: a file's own order is kept.
+FIRST_GROUPS = ("server", "browser")
+TIER_ORDER = ("e2e", "integration", "unit")
+
+
+def _schedule_rank(item) -> tuple[int, int]:
+    try:
+        rel = item.path.resolve().relative_to(TESTS)
+    except ValueError:
+        return (2, 0)
+    group = xdist_group(rel)
+    if group in FIRST_GROUPS:
+        return (0, FIRST_GROUPS.index(group))
+    return (1, TIER_ORDER.index(rel.parts[0]) if rel.parts[0] in TIER_ORDER else len(TIER_ORDER))
 
 
 def write_notebook(path: Path, cells: list[tuple[str, str] | tuple[str, str, list[str]]],
