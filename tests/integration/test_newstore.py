@@ -29,6 +29,16 @@ def _store_files(root: Path) -> list[Path]:
     return [p for p in [root / "mlflow.db", *(f / "mlflow.db" for f in _creating(root))] if p.exists()]
 
 
+@pytest.fixture(autouse=True)
+def no_template(tmp_path, monkeypatch):
+    """An empty cache of store templates (run/newstore.py): the first creation is MLflow's own
+    migration, made in the cache, so a kill meets it; after the next run nothing is left there."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    yield cache / "nbops"
+    assert not _creating(cache / "nbops")
+
+
 KILL_POINTS = {
     "the creation has begun": lambda root: bool(_creating(root)) or (root / "mlflow.db").exists(),
     "its tables are being written": lambda root: any(p.stat().st_size > 0 for p in _store_files(root)),
@@ -98,3 +108,82 @@ def test_a_creation_folder_its_nbops_left_goes_with_the_next_command(project):
     left.mkdir()
     create_sqlite(f"sqlite:///{project / 'mlflow.db'}")  # the store is there: only the sweep
     assert not left.exists() and live.is_dir()
+
+
+def _experiments(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT experiment_id, name, artifact_location, lifecycle_stage, workspace "
+                           "FROM experiments").fetchall()
+
+
+def _schema(db: Path) -> tuple:
+    with sqlite3.connect(db) as con:
+        return (con.execute("SELECT version_num FROM alembic_version").fetchall(),
+                con.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall())
+
+
+def test_a_store_made_from_the_template_is_the_one_mlflow_makes(tmp_path, monkeypatch, no_template):
+    """The second store and every later one is a copy of the migrated template, with the Default
+    experiment MLflow would have made where it is created: same schema, same rows, and MLflow's
+    client logs into it, its Default experiment's artifacts under the creator's ./mlruns."""
+    from mlflow.tracking import MlflowClient
+
+    from nbops.run.newstore import create_sqlite
+
+    for name in ("first", "copied", "mlflows"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    create_sqlite(f"sqlite:///{tmp_path / 'first' / 'mlflow.db'}")  # makes the template
+    [template] = no_template.glob("mlflow-*.db")
+    monkeypatch.chdir(tmp_path / "copied")
+    before = int(time.time() * 1000)
+    create_sqlite("sqlite:///mlflow.db")
+    monkeypatch.chdir(tmp_path / "mlflows")
+    MlflowClient("sqlite:///mlflow.db").search_experiments()  # MLflow's own creation
+    copied, mlflows = tmp_path / "copied" / "mlflow.db", tmp_path / "mlflows" / "mlflow.db"
+    assert _schema(copied) == _schema(mlflows) == _schema(template)
+    assert _experiments(copied) == [(0, "Default", str(tmp_path / "copied" / "mlruns" / "0"), "active", "default")]
+    assert _experiments(mlflows) == [(0, "Default", str(tmp_path / "mlflows" / "mlruns" / "0"), "active", "default")]
+    with sqlite3.connect(copied) as con:
+        (created, updated), = con.execute("SELECT creation_time, last_update_time FROM experiments").fetchall()
+    assert before <= created == updated <= int(time.time() * 1000)
+    client = MlflowClient(f"sqlite:///{copied}")
+    run = client.create_run("0")
+    (tmp_path / "a.txt").write_text("a")
+    client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
+    client.set_terminated(run.info.run_id)
+    assert (tmp_path / "copied" / "mlruns" / "0" / run.info.run_id / "artifacts" / "a.txt").is_file()
+
+
+def test_a_template_nbops_no_longer_reads_is_not_used(tmp_path, monkeypatch, no_template):
+    """A template whose schema revision is not one nbops knows (a cache from another MLflow under
+    the same name, a damaged file): the store is MLflow's own migration instead."""
+    from nbops.run.newstore import create_sqlite
+
+    monkeypatch.chdir(tmp_path)
+    create_sqlite(f"sqlite:///{tmp_path / 'first.db'}")
+    [template] = no_template.glob("mlflow-*.db")
+    with sqlite3.connect(template) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    create_sqlite(f"sqlite:///{tmp_path / 'second.db'}")
+    assert _schema(tmp_path / "second.db") == _schema(tmp_path / "first.db")  # MLflow's revision
+    assert _experiments(tmp_path / "second.db") == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active",
+                                                     "default")]
+
+
+def test_a_first_run_with_the_template_cached_imports_no_mlflow(project, no_template):
+    """Once this user's template exists, a project's first `nbops run` makes its store from it and
+    writes its run through the embedded store's writer: no `import mlflow` at all."""
+    from nbops.run.newstore import create_sqlite
+
+    create_sqlite(f"sqlite:///{project.parent / 'elsewhere.db'}")  # the template, made once
+    assert list(no_template.glob("mlflow-*.db"))
+    write_notebook(project / "a.ipynb", [("code", "x = 1")])
+    script = ("import sys\nfrom nbops.cli.main import main\n"
+              "rc = main(['run', 'a.ipynb', '-q'])\n"
+              "print('RC', rc, 'MLFLOW', 'mlflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=300)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RC")]
+    assert lines and lines[-1] == "RC 0 MLFLOW False", out.stdout + out.stderr
+    assert _statuses(project / "mlflow.db") == ["FINISHED"]
+    assert _experiments(project / "mlflow.db")[0][:3] == (0, "Default", str(project / "mlruns" / "0"))

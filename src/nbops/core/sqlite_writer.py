@@ -271,3 +271,16 @@ class SqliteWriter:
                 json.dump(data, f, indent=2, default=str)
             self.log_artifact(run_id, str(file), parent)
         return None
+
+
+def own_default_experiment(db: Path, artifact_root: str, now_ms: int) -> None:
+    """DB, a copy of an empty store MLflow migrated elsewhere (run/newstore.py's template), given
+    the Default experiment MLflow would have made here: its artifact location under ARTIFACT_ROOT
+    (`<root>/0`, as MLflow's `append_to_uri_path`) and its times NOW_MS. `Unavailable` when the
+    copy fails the check, or is not an empty store with MLflow's Default experiment alone."""
+    with connect(db, write=True) as con:
+        rows = con.execute("SELECT experiment_id, name FROM experiments").fetchall()
+        if rows != [(0, "Default")] or con.execute("SELECT count(*) FROM runs").fetchone()[0]:
+            raise Unavailable("not an empty store")
+        con.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                    "WHERE experiment_id = 0", (posixpath.join(artifact_root, "0"), now_ms, now_ms))

@@ -55,6 +55,8 @@ class Tracker:
         localrun.sweep_dead(settings.root)  # the local runs of an nbops that was killed -9
         self.client: Any = LazyClient(self._open_client)
         self.local_first = localrun.logs_locally_first(self.uri)
+        if not self.local_first:
+            _create_embedded(self.uri)
         # a server is not needed until the first upload (or a sweep's parent run)
         self.store: Any = (LazyClient(lambda: ClientStore(self.client._get())) if self.local_first
                            else open_store(self.uri, self.client))
@@ -211,3 +213,21 @@ class Tracker:
             self.store.set_terminated(started.run_id, status)
         except Exception:  # noqa: BLE001 - not mapped: already failing; do not hide the first error
             pass
+
+
+def _create_embedded(uri: str) -> None:
+    """A project's new embedded store made before its writer opens it (run/newstore.py: from the
+    cached template, without `import mlflow`), so a first run needs no MLflow client either.
+    Whatever fails here is left to MLflow's client (orphans.open_client), which tries again and
+    says why in its words."""
+    if not uri.startswith("sqlite:///"):
+        return
+    from nbops.core.errors import NbopsError
+    from nbops.run.newstore import create_sqlite
+
+    try:
+        create_sqlite(uri)
+    except NbopsError:
+        raise
+    except Exception:  # noqa: BLE001 - not mapped: the same creation is retried, and mapped, by open_client
+        pass
