@@ -66,10 +66,10 @@ def _from_template(fresh: Path) -> bool:
     from nbops.core.mlflow_db import Unavailable
     from nbops.core.sqlite_writer import own_default_experiment
 
-    shutil.copyfile(template, fresh)
     try:
+        shutil.copyfile(template, fresh)
         own_default_experiment(fresh, root, int(time.time() * 1000))
-    except Unavailable:  # a template MLflow or nbops no longer reads as it did
+    except (Unavailable, OSError):  # a template nbops no longer reads as it did; a full disk
         fresh.unlink(missing_ok=True)
         return False
     return True
@@ -108,6 +108,8 @@ def _template() -> Path | None:
     try:
         _migrate(f"sqlite:///{tmp / path.name}")
         os.replace(tmp / path.name, path)
+    except OSError:  # the cache cannot take it (a full or read-only home): MLflow migrates in place
+        return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
