@@ -119,7 +119,7 @@ test: test-setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not ray" \
 	  --durations=25 --cov \
 	  --cov-report= $(PYTEST_ARGS) || { code=$$?; [ $$code = 5 ] || status=$$code; }; \
-	log=$$(mktemp); trap 'kill $$matrix 2>/dev/null; rm -f $$log' EXIT; \
+	log=$$(mktemp); trap 'kill $$matrix 2>/dev/null || true; rm -f $$log' EXIT; \
 	$(PYTHON) scripts/matrix.py >$$log 2>&1 & matrix=$$!; \
 	$(BIN)/python -m pytest -m ray --durations=5 --cov --cov-append --cov-report=term:skip-covered \
 	  --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS) || { code=$$?; [ $$code = 5 ] || status=$$code; }; \
