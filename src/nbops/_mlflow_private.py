@@ -23,6 +23,12 @@ unpromised, and why nbops uses it:
   all (`create_sqlalchemy_engine_with_retry`); core/reach.py lowers it once it has checked the
   login itself (`bound_db_retries`), so a database that is away fails within seconds.
 
+- `_MLFLOW_SERVER_ARTIFACT_ROOT` (a private environment variable, the name MLflow's tracking
+  utils read as `_SERVER_ARTIFACT_ROOT_ENV_VAR`): `mlflow server` sets it to its artifact root,
+  and MLflow's client then creates a new store's Default experiment there instead of ./mlruns.
+  run/newstore.py reads it (nothing is set) to know when a store it copies from its template
+  would differ from the one MLflow makes, and lets MLflow create that store itself.
+
 `missing(mlflow)` names whatever of this the installed MLflow lacks; tests/unit/
 test_fence_mlflow.py asserts it names nothing, so a release that moves them fails that test
 (`make test`, the version matrix) rather than a user's notebook.
@@ -41,6 +47,9 @@ PROVIDER_MODULE = "mlflow.tracking.context.abstract_context"
 PROVIDER_METHODS = frozenset({"in_context", "tags"})
 DB_UTILS_MODULE = "mlflow.store.db.utils"
 DB_RETRIES_NAME = "MAX_RETRY_COUNT"
+TRACKING_UTILS_MODULE = "mlflow.tracking._tracking_service.utils"
+SERVER_ARTIFACT_ROOT_NAME = "_SERVER_ARTIFACT_ROOT_ENV_VAR"
+SERVER_ARTIFACT_ROOT_VAR = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 
 
 def bound_db_retries(count: int) -> None:
@@ -115,4 +124,10 @@ def missing(mlflow: Any) -> list[str]:
             gone.append(f"{DB_UTILS_MODULE}.{DB_RETRIES_NAME} as a number")
     except (ImportError, AttributeError):
         gone.append(f"{DB_UTILS_MODULE}.{DB_RETRIES_NAME}")
+    try:
+        if getattr(importlib.import_module(TRACKING_UTILS_MODULE), SERVER_ARTIFACT_ROOT_NAME) \
+                != SERVER_ARTIFACT_ROOT_VAR:
+            gone.append(f"{TRACKING_UTILS_MODULE}.{SERVER_ARTIFACT_ROOT_NAME} == {SERVER_ARTIFACT_ROOT_VAR!r}")
+    except (ImportError, AttributeError):
+        gone.append(f"{TRACKING_UTILS_MODULE}.{SERVER_ARTIFACT_ROOT_NAME}")
     return gone

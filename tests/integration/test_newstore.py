@@ -192,3 +192,19 @@ def test_a_first_run_with_the_template_cached_imports_no_mlflow(project, no_temp
     assert lines and lines[-1] == "RC 0 MLFLOW False", out.stdout + out.stderr
     assert _statuses(project / "mlflow.db") == ["FINISHED"]
     assert _experiments(project / "mlflow.db")[0][:3] == (0, "Default", str(project / "mlruns" / "0"))
+
+
+def test_a_store_made_where_mlflow_server_set_its_artifact_root_is_mlflows_own(tmp_path, monkeypatch, no_template):
+    """Where MLflow's server variable names an artifact root (nbops/_mlflow_private.py), MLflow
+    puts a new store's Default experiment there, not in ./mlruns: the template's copy would
+    differ, so MLflow creates that store itself."""
+    from nbops._mlflow_private import SERVER_ARTIFACT_ROOT_VAR
+    from nbops.run.newstore import create_sqlite
+
+    monkeypatch.chdir(tmp_path)
+    create_sqlite(f"sqlite:///{tmp_path / 'first.db'}")  # the template, made without the variable
+    assert list(no_template.glob("mlflow-*.db"))
+    served = tmp_path / "served"
+    monkeypatch.setenv(SERVER_ARTIFACT_ROOT_VAR, str(served))
+    create_sqlite(f"sqlite:///{tmp_path / 'second.db'}")
+    assert _experiments(tmp_path / "second.db") == [(0, "Default", str(served / "0"), "active", "default")]

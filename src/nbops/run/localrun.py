@@ -5,8 +5,8 @@ and never on the server while the notebook runs. When the kernel is done, `colle
 store into a spool entry (run/spool.py), which run/upload.py delivers: a server or S3 that fails
 at any moment costs no run (the design W&B's and Neptune's offline modes use; MLflow has none).
 
-Opening a fresh MLflow database runs MLflow's migrations (seconds): a migrated empty database is
-kept once per MLflow version, `.nbops/cache/mlflow-<version>.db`, and copied for each run.
+Each local run's database is made by run/newstore.py: a copy of this user's migrated empty store
+for the installed MLflow (MLflow's own migrations take seconds).
 A local run whose nbops process died (kill -9) is removed by the next run, sync or `runs gc`.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,6 @@ from nbops.core.files import local_path
 from nbops.run import orphans, spool
 
 OWNER_FILE = "owner"
-CACHE_DIR = Path(".nbops") / "cache"
-_TEMPLATE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -46,38 +43,11 @@ def logs_locally_first(uri: str) -> bool:
     return scheme in ("http", "https", "postgresql", "postgres", "mysql", "mssql", "databricks")
 
 
-def _mlflow_version() -> str:
-    from importlib.metadata import version
-
-    return version("mlflow")
-
-
-def _template(project_root: Path) -> Path:
-    """A migrated, empty MLflow database for this MLflow version (made once, atomically)."""
-    import logging
-    import tempfile
-
-    root = project_root / CACHE_DIR
-    path = root / f"mlflow-{_mlflow_version()}.db"
-    with _TEMPLATE_LOCK:
-        if path.is_file():
-            return path
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".template-", dir=root) as tmp:
-            from mlflow.tracking import MlflowClient
-
-            for quiet in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables"
-                logging.getLogger(quiet).setLevel(logging.WARNING)
-            db = Path(tmp) / "mlflow.db"
-            MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)  # migrates
-            os.replace(db, path)
-    return path
-
-
 def open_local(project_root: Path, experiment: str, tags: dict[str, str], run_name: str,
                start_ms: int) -> tuple[LocalRun, Any]:
     """A new local run (its store, and the run-store object the Tracker writes through)."""
     from nbops.core.run_store import LazyClient, open_store
+    from nbops.run.newstore import create_sqlite
 
     root = spool.spool_root(project_root)
     sid = spool.new_id()
@@ -85,8 +55,8 @@ def open_local(project_root: Path, experiment: str, tags: dict[str, str], run_na
     folder.mkdir(parents=True)
     try:
         (folder / OWNER_FILE).write_text(orphans.owner(), encoding="utf-8")
-        shutil.copyfile(_template(project_root), folder / "mlflow.db")
         uri = f"sqlite:///{folder / 'mlflow.db'}"
+        create_sqlite(uri)
         store = open_store(uri, LazyClient(lambda: _client(uri)))
         exp_id = store.experiment_id(experiment, (folder / "artifacts").resolve().as_uri())
         run_id = store.create_run(exp_id, tags, run_name, start_ms)

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from nbops.core.store import sqlite_path
 from nbops.run.orphans import owner, owner_alive
 
 CREATING_PREFIX = ".mlflow-creating-"  # + owner pid and start time: a store being created
+_TEMPLATE_LOCK = threading.Lock()  # parallel runs in one nbops (`nbops run -j`) migrate it once
 
 
 def create_sqlite(uri: str) -> None:
@@ -79,7 +81,9 @@ def _default_artifact_root() -> str | None:
     """Where MLflow's client would put the Default experiment's artifacts for a store it creates
     in this process (its default root, ./mlruns, made absolute); None when a setting moves it
     (a server's artifact root, workspaces): MLflow then creates the store itself."""
-    if os.environ.get("_MLFLOW_SERVER_ARTIFACT_ROOT") or os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() \
+    from nbops._mlflow_private import SERVER_ARTIFACT_ROOT_VAR
+
+    if os.environ.get(SERVER_ARTIFACT_ROOT_VAR) or os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() \
             in ("1", "true"):
         return None
     return os.path.abspath("mlruns")
@@ -96,6 +100,11 @@ def _template() -> Path | None:
         return None
     cache = template_cache()
     path = cache / f"mlflow-{version}.db"
+    with _TEMPLATE_LOCK:
+        return _make_template(cache, path)
+
+
+def _make_template(cache: Path, path: Path) -> Path | None:
     try:
         _remove_abandoned(cache)  # what a killed creation left, even if another made the template
         if path.is_file():
