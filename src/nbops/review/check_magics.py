@@ -49,11 +49,14 @@ def code_text(source: str) -> str:
 
 def magic_names(cells: list[str]) -> tuple[set[str], set[str]]:
     """(names assigned, names used) by the statement magics of these code cells' sources; a used
-    module's import names count both as bound (`pd`) and as imported (`pandas`)."""
+    module's import names count both as bound (`pd`) and as imported (`pandas`). The cells' imports
+    are read only where a magic uses a name: most notebooks have no statement magic, and walking
+    every cell's tree was most of `nbops check`'s time (bench/bench_check.py)."""
     stored: set[str] = set()
     loaded: set[str] = set()
-    imports: dict[str, str] = {}
     for source in cells:
+        if "%" not in source:
+            continue
         for line in source.splitlines():
             m = _STATEMENT_MAGIC.match(line)
             statement = _statement(m.group(3)) if m else None
@@ -61,6 +64,18 @@ def magic_names(cells: list[str]) -> tuple[set[str], set[str]]:
                 for node in ast.walk(ast.parse(statement)):
                     if isinstance(node, ast.Name):
                         (stored if isinstance(node.ctx, ast.Store) else loaded).add(node.id)
+    if loaded:
+        imports = _imports(cells)
+        loaded |= {imports[name] for name in loaded if name in imports}
+    return stored, loaded
+
+
+def _imports(cells: list[str]) -> dict[str, str]:
+    """{bound name: imported module or name} of every import in these code cells."""
+    imports: dict[str, str] = {}
+    for source in cells:
+        if "import" not in source:
+            continue
         try:
             tree = ast.parse(code_text(source))
         except SyntaxError:
@@ -69,8 +84,7 @@ def magic_names(cells: list[str]) -> tuple[set[str], set[str]]:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 module = f"{node.module}." if isinstance(node, ast.ImportFrom) and node.module else ""
                 imports.update({a.asname or a.name.split(".")[0]: module + a.name for a in node.names})
-    loaded |= {imports[name] for name in loaded if name in imports}
-    return stored, loaded
+    return imports
 
 
 _NAME = re.compile(r"`([^`]+)`")
