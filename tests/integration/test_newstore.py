@@ -5,6 +5,7 @@ uses (or none), no RUNNING run, and no creation folder. Real `nbops run` process
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -208,3 +209,40 @@ def test_a_store_made_where_mlflow_server_set_its_artifact_root_is_mlflows_own(t
     monkeypatch.setenv(SERVER_ARTIFACT_ROOT_VAR, str(served))
     create_sqlite(f"sqlite:///{tmp_path / 'second.db'}")
     assert _experiments(tmp_path / "second.db") == [(0, "Default", str(served / "0"), "active", "default")]
+
+
+def test_a_cache_sqlite_cannot_open_leaves_the_store_to_mlflows_migration(tmp_path, monkeypatch):
+    """The template only saves time: where the cache cannot hold it (here a cache path longer than
+    sqlite opens, as a full or over-quota home fails it with sqlite's "disk I/O error"), the store
+    is MLflow's own migration in place, and the cache keeps no template and no creation folder."""
+    from nbops.run.newstore import create_sqlite
+
+    deep = tmp_path.joinpath(*["d" * 100] * 6)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(deep))
+    monkeypatch.chdir(tmp_path)
+    create_sqlite(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert _experiments(tmp_path / "mlflow.db") == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active",
+                                                     "default")]
+    assert not list((deep / "nbops").glob("*"))
+
+
+def test_another_hosts_creation_folder_is_left_to_it(project):
+    """A folder shared between machines (an NFS home, a shared project disk): another host's
+    creation, whose pid means nothing here, is never removed as abandoned; this host's is."""
+    import hashlib
+    import socket
+
+    from nbops.run.newstore import CREATING_PREFIX, create_sqlite
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    here = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+    there = hashlib.sha256(b"another-host").hexdigest()[:12]
+    ours = project / f"{CREATING_PREFIX}{gone.pid}-1-{here}-abcd"
+    theirs = project / f"{CREATING_PREFIX}{gone.pid}-1-{there}-efgh"
+    for folder in (ours, theirs):
+        folder.mkdir()
+        (folder / "mlflow.db").write_bytes(b"")
+    create_sqlite(f"sqlite:///{project / 'mlflow.db'}")
+    assert (project / "mlflow.db").is_file() and not ours.exists() and theirs.is_dir()
+    shutil.rmtree(theirs)

@@ -5,15 +5,19 @@ killed meanwhile (kill -9, a lost terminal) left a half-migrated file that every
 refused ("Online migration expected to match one row"). `create_sqlite` migrates the store in a
 folder of its own beside it, then links it into place: a link never replaces, so of two nbops
 creating one store at once the first one's is kept. The folder a killed creation left (named after
-its owner, as run/orphans.py names owners) is removed by the next creation.
+its owner and its host, as run/orphans.py names owners) is removed by the next creation on that
+host: a folder shared between machines (an NFS home, a project on a shared disk) keeps another
+machine's creation.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
@@ -23,7 +27,7 @@ from nbops.core.errors import map_mlflow_errors, mask_uri
 from nbops.core.store import sqlite_path
 from nbops.run.orphans import owner, owner_alive
 
-CREATING_PREFIX = ".mlflow-creating-"  # + owner pid and start time: a store being created
+CREATING_PREFIX = ".mlflow-creating-"  # + owner pid, start time and host: a store being created
 _TEMPLATE_LOCK = threading.Lock()  # parallel runs in one nbops (`nbops run -j`) migrate it once
 
 
@@ -39,8 +43,7 @@ def create_sqlite(uri: str) -> None:
         return
     db.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does
     _remove_abandoned(db.parent)
-    _, pid, start = owner().split(":")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{CREATING_PREFIX}{pid}-{start or 0}-", dir=db.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_creation_prefix(), dir=db.parent))
     try:
         fresh = tmp / db.name
         if not _from_template(fresh):
@@ -71,7 +74,7 @@ def _from_template(fresh: Path) -> bool:
     try:
         shutil.copyfile(template, fresh)
         own_default_experiment(fresh, root, int(time.time() * 1000))
-    except (Unavailable, OSError):  # a template nbops no longer reads as it did; a full disk
+    except (Unavailable, OSError, sqlite3.Error):  # a template nbops no longer reads; a full disk
         fresh.unlink(missing_ok=True)
         return False
     return True
@@ -98,26 +101,28 @@ def _template() -> Path | None:
     version = mlflow_version()
     if not version:
         return None
-    cache = template_cache()
-    path = cache / f"mlflow-{version}.db"
     with _TEMPLATE_LOCK:
-        return _make_template(cache, path)
+        return _make_template(version)
 
 
-def _make_template(cache: Path, path: Path) -> Path | None:
+def _make_template(version: str) -> Path | None:
     try:
+        cache = template_cache()
+        path = cache / f"mlflow-{version}.db"
         _remove_abandoned(cache)  # what a killed creation left, even if another made the template
         if path.is_file():
             return path
         cache.mkdir(parents=True, exist_ok=True)
-        _, pid, start = owner().split(":")
-        tmp = Path(tempfile.mkdtemp(prefix=f"{CREATING_PREFIX}{pid}-{start or 0}-", dir=cache))
-    except OSError:
+        tmp = Path(tempfile.mkdtemp(prefix=_creation_prefix(), dir=cache))
+    except (OSError, RuntimeError):  # no home (Path.home's RuntimeError), a read-only one
         return None
     try:
         _migrate(f"sqlite:///{tmp / path.name}")
         os.replace(tmp / path.name, path)
-    except OSError:  # the cache cannot take it (a full or read-only home): MLflow migrates in place
+    except Exception:  # noqa: BLE001 - the template only saves time, so whatever stops it (a full
+        # or over-quota home: OSError, or sqlite's "disk I/O error" through SQLAlchemy; a cache
+        # path longer than sqlite opens) leaves the store to MLflow's migration in place, which
+        # raises for a real problem. An interrupt is not an Exception and still ends the command.
         return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -127,6 +132,16 @@ def _make_template(cache: Path, path: Path) -> Path | None:
 def template_cache() -> Path:
     """Where the templates are kept: $XDG_CACHE_HOME/nbops, else ~/.cache/nbops."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nbops"
+
+
+def _host_mark() -> str:
+    """This host, as a creation folder's name carries it (a host name may hold any character)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+
+
+def _creation_prefix() -> str:
+    _, pid, start = owner().split(":")
+    return f"{CREATING_PREFIX}{pid}-{start or 0}-{_host_mark()}-"
 
 
 def _migrate(uri: str) -> None:
@@ -139,9 +154,14 @@ def _migrate(uri: str) -> None:
 
 
 def _remove_abandoned(folder: Path) -> None:
-    """The creation folders in FOLDER whose nbops is gone."""
+    """The creation folders in FOLDER whose nbops, on this host, is gone (another host's are
+    left: its pid means nothing here). A name of three parts is an older nbops's, without its
+    host: this host's."""
+    here = _host_mark()
     for tmp in folder.glob(f"{CREATING_PREFIX}*"):
-        pid, _, rest = tmp.name[len(CREATING_PREFIX):].partition("-")
-        start = rest.partition("-")[0]
+        parts = tmp.name[len(CREATING_PREFIX):].split("-")
+        if len(parts) < 3 or (len(parts) > 3 and parts[2] != here):
+            continue
+        pid, start = parts[0], parts[1]
         if pid.isdigit() and owner_alive(f"{socket.gethostname()}:{pid}:{'' if start == '0' else start}") is False:
             shutil.rmtree(tmp, ignore_errors=True)
