@@ -94,3 +94,32 @@ def test_seven_hostile_entries_are_quarantined_and_nothing_else_changes(project,
     again = _sync(project)
     assert again.returncode == 0 and "nothing to sync" in again.stdout
     assert not (root / "quarantine" / good.name).exists()
+
+
+def test_links_planted_in_the_spool_move_and_overwrite_nothing_outside_it(project, mlflow_client, tmp_path):
+    """A bad entry's `why.txt` linked to a file of the user's: replaced, the file untouched. A
+    `quarantine` linked to a folder elsewhere (where a moved folder would run: a site-packages):
+    the bad entry stays in the spool, said on one line, and nothing lands in that folder."""
+    mlflow_client()
+    root = spool.spool_root(project)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's\n")
+    bad = _write(root, tmp_path, status="RUNNING")
+    os.symlink(victim, bad / spool.WHY)
+    done = _sync(project)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert victim.read_text() == "the user's\n"
+    why = root / "quarantine" / bad.name / spool.WHY
+    assert not why.is_symlink() and "why.txt is a symlink" in why.read_text()
+
+    outside = tmp_path / "site-packages"
+    outside.mkdir()
+    (root / "quarantine").rename(tmp_path / "kept-quarantine")
+    os.symlink(outside, root / "quarantine")
+    planted = _write(root, tmp_path, status="RUNNING")
+    done = _sync(project)
+    out = done.stdout + done.stderr
+    assert done.returncode == 4 and "Traceback" not in out, out
+    (line,) = [line for line in out.splitlines() if planted.name in line]
+    assert line.startswith(f"not synced {planted.name}: ") and "is not a folder" in line, line
+    assert list(outside.iterdir()) == [] and (planted / spool.RECORD).is_file()

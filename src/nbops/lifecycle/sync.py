@@ -70,7 +70,10 @@ def sync_entry(client: Any, uri: str, experiment_id: Callable[[str], str], entry
             done = upload.deliver(client, uri, experiment_id, entry, record, registrar)
         except spool.BadEntry as exc:
             why = mask_uri(first_line(exc))
-            spool.quarantine(entry, why)
+            try:
+                spool.quarantine(entry, why)
+            except spool.Unsafe as unsafe:  # kept where it is, never uploaded: both said
+                return Synced(entry.name, "", error=f"{why}; {first_line(unsafe)}")
             return Synced(entry.name, "", quarantined=why)
         spool.remove(entry)
     model = f"{done.model_name} v{done.model_version}" if done.model_version else ""

@@ -29,6 +29,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -51,6 +52,10 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 
 class BadEntry(TrackingError):
     """A spool entry that is not one nbops wrote whole (quarantined, never uploaded)."""
+
+
+class Unsafe(TrackingError):
+    """The spool's own folders are not what nbops made (a link planted in them): nothing moved."""
 
 
 def spool_root(project_root: Path) -> Path:
@@ -294,15 +299,29 @@ def entries(root: Path) -> list[Path]:
 
 
 def quarantine(entry: Path, why: str) -> Path:
-    """Move a bad entry aside (never uploaded, never deleted: a person may want it), with WHY."""
+    """Move a bad entry aside (never uploaded, never deleted: a person may want it), with WHY.
+    Nothing is followed: a `quarantine` that is a link (the entry would move wherever it points)
+    is refused with `Unsafe`, the entry left where it is; a `why.txt` the entry holds is replaced,
+    never written through (a link to a file of the user's)."""
     folder = entry.parent / QUARANTINE
-    folder.mkdir(exist_ok=True)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        if not stat.S_ISDIR(folder.lstat().st_mode):
+            raise Unsafe(f"{folder} is not a folder (a link or a file), so the entry stays in the spool; "
+                         f"remove it", hint="nbops sync makes the quarantine folder again") from None
     dest = folder / entry.name
     if dest.exists() or dest.is_symlink():
         dest = folder / f"{entry.name}-{new_id()[:8]}"
     os.rename(entry, dest)
-    if dest.is_dir() and not dest.is_symlink():
-        (dest / WHY).write_text(why + "\n", encoding="utf-8")
+    if stat.S_ISDIR(dest.lstat().st_mode):
+        (dest / WHY).unlink(missing_ok=True)
+        try:
+            fd = os.open(dest / WHY, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except OSError:  # put back meanwhile: the line is said anyway (`nbops sync`'s output)
+            return dest
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(why + "\n")
     return dest
 
 
