@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from nbops.run import spool
 from tests.conftest import write_notebook
 from tests.mlflow_server import MlflowServer
 
@@ -114,7 +115,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         client = MlflowClient(server.uri, server.uri)  # registry too: not the process-wide one an in-process test set
         some = json.loads(next(backup.glob("*/spool.json")).read_text())
         half = client.create_run(client.get_experiment_by_name(some["experiment"]).experiment_id,
-                                 tags={"nbops.spool_id": some["spool_id"]}).info.run_id
+                                 tags={"nbops.spool_id": spool.claim(some["spool_id"])}).info.run_id
         retried = _nbops(project, env, "sync")
         assert retried.returncode == 0, (retried.stdout, retried.stderr)
         assert retried.stdout.count("synced notebooks/") == 3, retried.stdout
@@ -168,5 +169,51 @@ def test_server_killed_mid_sweep_keeps_the_points_and_exits_4(project, tmp_path)
         server.start()
         synced = _nbops(project, env, "sync")
         assert synced.returncode == 0 and synced.stdout.count("synced notebooks/s.ipynb") == 2, synced.stdout
+    finally:
+        server.kill()
+
+
+def test_a_run_whose_entry_cannot_be_written_is_parked_whole_and_synced(project, tmp_path):
+    """The spool entry of a finished local run cannot be written (here its temporary folder's name
+    is taken by a file, as a full disk fails the copy of what the kernel logged): the local run is
+    parked whole, never swept, listed by `sync --list`, and the next `nbops sync` uploads all of it
+    (the kernel's metric steps and artifact, nbops's records and notebook), not a thin record."""
+    from mlflow.tracking import MlflowClient
+
+    write_notebook(project / "notebooks" / "p.ipynb", [
+        ("code", "import mlflow, os, pathlib\n"
+                 "for step in range(3):\n"
+                 "    mlflow.log_metric('loss', 1.0 / (step + 1), step=step)\n"
+                 "mlflow.log_text('a figure', 'figures/curve.txt')\n"
+                 "run = pathlib.Path(os.environ['MLFLOW_TRACKING_URI'].removeprefix('sqlite:///')).parent\n"
+                 "(run.parent / ('.tmp-' + run.name.removeprefix('.run-'))).write_text('taken')"),
+        ("code", "import nbops\nnbops.record('score', 0.9)"),
+    ])
+    server = MlflowServer(tmp_path / "server")
+    server.start()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+    env.update(MLFLOW_TRACKING_URI=server.uri)
+    spooled = project / ".nbops" / "spool"
+    try:
+        ran = _nbops(project, env, "run", "notebooks/p.ipynb", "--quiet")
+        assert ran.returncode == 4 and "Traceback" not in ran.stdout + ran.stderr, (ran.stdout, ran.stderr)
+        assert "not recorded: kept in .nbops/spool/.parked-" in ran.stdout, ran.stdout
+        [parked] = spooled.glob(".parked-*")
+        swept = _nbops(project, env, "runs", "gc")  # sweeps the local runs of dead nbops processes
+        assert swept.returncode == 0 and parked.is_dir(), (swept.stdout, swept.stderr)
+        listed = _nbops(project, env, "sync", "--list")
+        assert "1 run(s) wait" in listed.stdout and "notebooks/p.ipynb  FINISHED" in listed.stdout, listed.stdout
+        for taken in spooled.glob(".tmp-*"):
+            taken.unlink()  # the disk has room again
+        synced = _nbops(project, env, "sync")
+        assert synced.returncode == 0 and "synced notebooks/p.ipynb" in synced.stdout, (synced.stdout, synced.stderr)
+        assert not list(spooled.iterdir())
+        client = MlflowClient(server.uri)
+        [run] = client.search_runs([client.get_experiment_by_name("notebooks/p").experiment_id])
+        assert run.info.status == "FINISHED" and run.data.metrics["score"] == 0.9
+        assert sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")) == \
+            [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/curve.txt"]
+        assert any(a.path.endswith(".ipynb") for a in client.list_artifacts(run.info.run_id, "notebook"))
     finally:
         server.kill()

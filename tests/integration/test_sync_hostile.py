@@ -5,6 +5,7 @@ no file outside an entry is ever read (a symlink to /etc/passwd is not followed)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def test_seven_hostile_entries_are_quarantined_and_nothing_else_changes(project,
     runs = all_runs(client)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     uploaded = [r for r in runs if r.info.run_id != theirs]
-    assert len(uploaded) == 1 and uploaded[0].data.tags["nbops.spool_id"] == good.name
+    assert len(uploaded) == 1 and uploaded[0].data.tags["nbops.spool_id"] == spool.claim(good.name)
     assert uploaded[0].data.params == {"n": "3"} and uploaded[0].data.metrics == {"acc": 0.9}
     paths = [a.path for a in client.list_artifacts(uploaded[0].info.run_id, "notebook")]
     assert paths == ["notebook/out.ipynb"]
@@ -123,3 +124,63 @@ def test_links_planted_in_the_spool_move_and_overwrite_nothing_outside_it(projec
     (line,) = [line for line in out.splitlines() if planted.name in line]
     assert line.startswith(f"not synced {planted.name}: ") and "is not a folder" in line, line
     assert list(outside.iterdir()) == [] and (planted / spool.RECORD).is_file()
+
+
+def test_a_forged_entry_naming_anothers_run_by_its_public_tag_changes_nothing(project, mlflow_client, tmp_path):
+    """Runs a spool entry made (or a Ray kernel logs directly) carry the entry's claim, a digest
+    of its private spool id. A forger who copies that public tag into an entry's spool_id, with
+    or without the run as its `server_run_id`, never reaches the run: it is not KILLED, replaced,
+    re-ended or deleted (before claims, both entries did so)."""
+    client = mlflow_client()
+    exp = client.create_experiment("notebooks/a")
+    tag = spool.claim(spool.new_id())
+    theirs = client.create_run(exp, tags={spool.SPOOL_TAG: tag, "owner": "them"}).info.run_id
+    client.log_metric(theirs, "acc", 0.5)
+    client.set_terminated(theirs, "FINISHED")
+    before = client.get_run(theirs)
+
+    root = spool.spool_root(project)
+    replacing = _write(root, tmp_path, spool_id=tag, server_run_id=theirs, status="FAILED")
+    done = _sync(project)
+    assert done.returncode == 2 and f"quarantined {replacing.name}: " in done.stderr, done.stdout + done.stderr
+    assert "names a run this entry did not create" in done.stderr
+    dropping = _write(root, tmp_path, spool_id=tag, status="KILLED")
+    done = _sync(project)
+    assert done.returncode == 0 and "synced notebooks/a.ipynb" in done.stdout, done.stdout + done.stderr
+
+    after = client.get_run(theirs)
+    assert (after.info.status, after.info.lifecycle_stage, after.info.end_time) == \
+        (before.info.status, "active", before.info.end_time)
+    assert after.data.tags == before.data.tags and after.data.metrics == before.data.metrics
+    forged = [r for r in all_runs(client) if r.info.run_id != theirs]
+    assert [r.data.tags[spool.SPOOL_TAG] for r in forged] == [spool.claim(dropping.name)]
+
+
+def test_a_forged_parked_run_uploads_no_file_from_outside_it(project, mlflow_client, tmp_path):
+    """A parked run (run/parked.py) is trusted no more than an entry: a `parked.json` naming a file
+    outside its folder, or a link inside it to one, makes no entry and uploads nothing; the
+    folder is kept and `nbops sync` says why on one line."""
+    from nbops.run import parked
+
+    client = mlflow_client()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the user's key\n")
+    root = spool.spool_root(project)
+    root.mkdir(parents=True, exist_ok=True)
+    folders = {}
+    for how, where in (("outside", str(secret)), ("up", "../../../secret.txt"), ("link", "kept/0/link.txt")):
+        sid = spool.new_id()
+        folder = root / f"{parked.PREFIX}{sid}"
+        (folder / "kept" / "0").mkdir(parents=True)
+        os.symlink(secret, folder / "kept" / "0" / "link.txt")
+        (folder / parked.PARKED).write_text(json.dumps({"record": {**_record(), "spool_id": sid},
+                                                        "files": {"notebook/x.txt": where}, "models": []}))
+        folders[how] = folder
+    done = _sync(project)
+    out = done.stdout + done.stderr
+    assert done.returncode == 4 and "Traceback" not in out, out
+    for how, folder in folders.items():
+        (line,) = [line for line in out.splitlines() if folder.name[len(parked.PREFIX):] in line]
+        assert "is not a file of its own" in line, (how, line)
+        assert folder.is_dir()
+    assert all_runs(client) == [] and not spool.entries(root)

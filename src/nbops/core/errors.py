@@ -24,6 +24,7 @@ into one line (plus a hint) and exit code 2. Anything else is a bug: exit 3 with
     │   │   ├── AlreadyExists     RESOURCE_ALREADY_EXISTS
     │   │   └── StoreInputError   INVALID_PARAMETER_VALUE, MALFORMED_REQUEST (also an InputError)
     │   ├── BadEntry          a spool entry that cannot be uploaded (run/spool.py)
+    │   ├── Unsafe            a link planted in the spool's own folders: nothing moved (run/spool.py)
     │   └── ArtifactStoreError  the artifact store failed under an upload (run/upload.py)
     ├── RegistryError         no such model, version or alias; a promotion refused
     ├── ModelError            a registered model that cannot load, or predicts nonsense

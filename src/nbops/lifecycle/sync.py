@@ -2,9 +2,9 @@
 
 Each entry is checked whole against the spool's schema before anything is written (a bad one goes
 to `.nbops/spool/quarantine/` with one line, and the others go on), then uploaded under its own
-lock by run/upload.py, exactly once (the server run carries the entry's spool id; a retried or
-concurrent sync finds it, or waits for nothing: an entry another process is uploading is left to
-it). The entry is removed only after the run, its artifacts and models, and its model version
+lock by run/upload.py, exactly once (the server run carries the entry's claim, a digest of its
+spool id; a retried or concurrent sync finds it, or waits for nothing: an entry another process
+is uploading is left to it). The entry is removed only after the run, its artifacts and models, and its model version
 (through the same gates as `nbops run`) are on the server.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from nbops.core.config import Settings
 from nbops.core.errors import first_line
 from nbops.core.store import mask_uri
-from nbops.run import localrun, spool, upload
+from nbops.run import localrun, parked, spool, upload
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,17 @@ def pending(settings: Settings) -> list[Waiting]:
             continue
         out.append(Waiting(entry.name, record.get("notebook", ""), record["status"], record.get("end_time") or 0,
                            len(record.get("files", [])), record.get("spooled_models", 0)))
+    for folder in parked.folders(spool.spool_root(settings.root)):  # entries the next sync writes
+        sid = folder.name[len(parked.PREFIX):]
+        try:
+            data = parked.describe(folder)
+        except ValueError as exc:
+            out.append(Waiting(sid, "", "", 0, 0, 0, problem=first_line(exc)))
+            continue
+        record, end = data["record"], data["record"].get("end_time")
+        out.append(Waiting(sid, str(record.get("notebook", "")), str(record.get("status", "")),
+                           end if isinstance(end, int) else 0, len(data.get("files") or {}),
+                           len(data.get("models") or [])))
     return out
 
 
@@ -87,11 +98,14 @@ def sync(settings: Settings, registrar: Any, on_done: Callable[[Synced], None] |
 
     localrun.sweep_dead(settings.root)  # the local runs of an nbops that was killed -9
     root = spool.spool_root(settings.root)
+    out = [Synced(sid, "", error=why) for sid, why in parked.unpark(root)]  # entries from parked runs
+    if on_done:
+        for done in out:
+            on_done(done)
     if not spool.entries(root):
-        return []
+        return out
     check_reachable(settings.resolved_tracking_uri)  # a server that is away: one line, at once
     tracker = Tracker(settings, registrar=registrar)
-    out = []
     for entry in spool.entries(root):
         try:
             done = sync_entry(tracker.client, tracker.uri, tracker._experiment_id, entry, registrar)

@@ -3,7 +3,9 @@
 With a tracking server, every run is logged locally first (run/localrun.py) and written here as an
 entry when the kernel is done; run/upload.py then delivers it (at once by `nbops run`, later by
 `nbops sync` when the server or its artifact store was away). An entry is the unit of "exactly
-once": the server run made from it carries its spool id (tag `nbops.spool_id`).
+once": the server run made from it carries its claim (tag `nbops.spool_id`), a digest of its spool
+id. The id itself never leaves the spool's owner: whoever reads the server (or forges an entry)
+cannot name a run the entry did not make, so a forged entry changes no one else's run.
 
 One entry is a folder named by its spool id (32 hex digits), written to a hidden temporary folder
 and renamed into place, so a reader sees a whole entry or none:
@@ -24,6 +26,7 @@ or the `nbops run` that wrote it) never uploads it at the same time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -43,7 +46,7 @@ FORMAT = 2
 FORMATS = (1, 2)  # format 1: written before runs were logged locally first (no datasets)
 SPOOL_DIR = Path(".nbops") / "spool"
 QUARANTINE = "quarantine"
-SPOOL_TAG = "nbops.spool_id"  # the uploaded run's tag: a retried sync finds it instead of duplicating
+SPOOL_TAG = "nbops.spool_id"  # the uploaded run's tag (`claim`): a retried sync finds it instead of duplicating
 RECORD = "spool.json"
 WHY = "why.txt"  # in a quarantined entry: the one line saying why
 FINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -64,6 +67,12 @@ def spool_root(project_root: Path) -> Path:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def claim(spool_id: str) -> str:
+    """The value of the `nbops.spool_id` tag of the server runs made for the entry SPOOL_ID: a
+    digest, public, of an id that stays private (a random 128-bit id, in the owner's spool only)."""
+    return hashlib.sha256(f"nbops spool entry {spool_id}".encode()).hexdigest()[:32]
 
 
 def metric_rows(values: dict[str, float], timestamp_ms: int | None = None, step: int = 0) -> list[dict[str, Any]]:
@@ -132,16 +141,16 @@ def release(fd: int | None) -> None:
 
 
 @contextmanager
-def holding(entry: Path) -> Iterator[bool]:
-    """The entry's upload lock: True when taken (the entry is still there), False when another
-    process holds it, or the entry was uploaded and removed meanwhile."""
+def holding(entry: Path, marker: str = RECORD) -> Iterator[bool]:
+    """The entry's upload lock: True when taken (the entry is still there: it holds MARKER), False
+    when another process holds it, or the entry was uploaded and removed meanwhile."""
     try:
         fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         yield False
         return
     try:
-        yield _lock(fd, wait=False) and (entry / RECORD).is_file()
+        yield _lock(fd, wait=False) and (entry / marker).is_file()
     finally:
         os.close(fd)
 
@@ -334,7 +343,8 @@ def remove(entry: Path) -> None:
 
 def pending_line(project_root: Path) -> str:
     """One line when the spool is not empty ('' when it is)."""
-    count = len(entries(spool_root(project_root)))
+    root = spool_root(project_root)
+    count = len(entries(root)) + (len(list(root.glob(".parked-*"))) if root.is_dir() else 0)  # run/parked.py
     if not count:
         return ""
     return (f"note: {count} run(s) not yet recorded are kept in {SPOOL_DIR}; "

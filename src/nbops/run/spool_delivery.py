@@ -1,6 +1,7 @@
 """A finished run through the spool: a run logged locally first (a tracking server) becomes a
 spool entry and is delivered at once, retried with backoff (run/upload.py); when the server
-cannot take it, the entry stays for `nbops sync` (NotDelivered). A run created on the store
+cannot take it, the entry stays for `nbops sync` (NotDelivered); when the entry cannot be
+written, the local run is parked whole for `nbops sync` (run/parked.py). A run created on the store
 directly whose record the store stopped taking is kept in the spool the same way."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from nbops.core.context import relative_to_repo
 from nbops.core.errors import first_line
 from nbops.core.store import mask_uri
-from nbops.run import keep, localrun, spool, upload
+from nbops.run import keep, localrun, parked, spool, upload
 from nbops.run.run_metadata import param_value
 from nbops.run.stage_data import NotDelivered, Registrar, RunResult, StartedRun, TrackedRun
 
@@ -44,7 +45,12 @@ class SpoolDelivery:
         base, files, models = localrun.collect(local)
         files.update(keep.artifacts(result, work, self.html_hide_input, base["tags"]))
         record = keep.record(started, result, self.registrar is not None, self.uri, base)
-        entry, fd = spool.write(spool.spool_root(self.root), record, files, models, hold=True)
+        try:
+            entry, fd = spool.write(spool.spool_root(self.root), record, files, models, hold=True)
+        except OSError as exc:  # a full disk (the entry copies what the kernel logged): parked whole
+            where = parked.park(local.folder, local.spool_id, record, files, models)
+            raise NotDelivered(self.kept_line(where, f"its spool entry could not be written: "
+                                                    f"{first_line(exc)}")) from None
         localrun.discard(local)
         try:
             delivered = self._deliver(entry, record)
@@ -89,7 +95,7 @@ class SpoolDelivery:
     def keep(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
         """A run created on the store directly whose record the store could not take (EXC, after
         retrying until the budget ran out): the whole record goes to the spool for `nbops sync`,
-        which replaces the partial run when it carries the entry's spool id; a line for the
+        which replaces the partial run when it carries the entry's claim; a line for the
         summary."""
         folder = Path(tempfile.mkdtemp(prefix="nbops-spool-"))
         try:
@@ -109,4 +115,4 @@ class SpoolDelivery:
 def _claims(started: StartedRun) -> bool:
     """Whether a spooled record of STARTED may replace its run on the store (it carries the
     entry's spool id); else the record is uploaded as a run of its own."""
-    return bool(started.run_id) and started.tags.get(spool.SPOOL_TAG) == started.spool_id
+    return bool(started.run_id) and started.tags.get(spool.SPOOL_TAG) == spool.claim(started.spool_id)

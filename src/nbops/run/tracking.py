@@ -120,7 +120,7 @@ class Tracker:
         sid = spool.new_id()
         tags = new.tags
         if self.local_first:  # the Ray executor with a server: a spooled record replaces this run by it
-            tags = {**tags, spool.SPOOL_TAG: sid}
+            tags = {**tags, spool.SPOOL_TAG: spool.claim(sid)}
         try:
             exp_id = self._experiment_id(new.experiment)
             run_id = self.store.create_run(exp_id, tags, new.run_name, new.start_time)
@@ -199,7 +199,7 @@ class Tracker:
     def keep_locally(self, started: StartedRun, result: RunResult, exc: BaseException) -> str:
         """A run created on the store directly whose record the store could not take (retried
         until the budget ran out): the whole record goes to the spool for `nbops sync`, which
-        replaces the partial run (it carries the entry's spool id); a line for the summary."""
+        replaces the partial run (it carries the entry's claim); a line for the summary."""
         self.heartbeat.remove(started.run_id)
         return self.delivery.keep(started, result, exc)
 

@@ -1,12 +1,13 @@
 """Deliver one spool entry (run/spool.py) to the tracking server, exactly once: `nbops run` right
 after a notebook, `nbops sync` later (lifecycle/sync.py).
 
-The server run made from an entry carries its spool id (`nbops.spool_id`) and, once every part
-is there, `nbops.sync=uploaded`. Before uploading, the runs with the entry's spool id are looked
-up: an uploaded one is the answer; one a killed upload left half-written is deleted and the entry
-uploaded again. No other server run is ever changed. While it uploads, the run carries this
-process's `nbops.owner`, so a sync killed midway leaves no RUNNING run for long: the next nbops
-command that opens the store ends it (run/orphans.py) and the next sync replaces it.
+The server run made from an entry carries its claim (`nbops.spool_id`: a digest of the entry's
+private spool id, run/spool.py) and, once every part is there, `nbops.sync=uploaded`. Before
+uploading, the runs with the entry's claim are looked up: an uploaded one is the answer; one a
+killed upload left half-written is deleted and the entry uploaded again. No other server run is
+ever changed. While it uploads, the run carries this process's `nbops.owner`, so a sync killed
+midway leaves no RUNNING run for long: the next nbops command that opens the store ends it
+(run/orphans.py) and the next sync replaces it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nbops.notebook.document import ModelSpec
 from nbops.run import orphans, spool
 
 UPLOADED_TAG = "nbops.sync"  # "uploaded": every part of the record is on the server
-REPLACED_TAG = "nbops.replaced_by"  # a partial server run (same spool id) the uploaded run replaces
+REPLACED_TAG = "nbops.replaced_by"  # a partial server run (same claim) the uploaded run replaces
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _create_run(client: Any, exp_id: str, entry: Path, record: dict[str, Any], m
                 more_models: list[tuple[dict[str, Any], Path]]) -> str:
     drop = {orphans.OWNER_TAG, orphans.HEARTBEAT_TAG, UPLOADED_TAG, spool.SPOOL_TAG}
     tags = {k: v for k, v in record["tags"].items() if k not in drop}
-    tags.update({spool.SPOOL_TAG: record["spool_id"], orphans.OWNER_TAG: orphans.owner()})
+    tags.update({spool.SPOOL_TAG: spool.claim(record["spool_id"]), orphans.OWNER_TAG: orphans.owner()})
     run = client.create_run(exp_id, start_time=record.get("start_time") or None, tags=tags,
                             run_name=record.get("run_name") or None)
     run_id = run.info.run_id
@@ -150,7 +151,7 @@ def _create_run(client: Any, exp_id: str, entry: Path, record: dict[str, Any], m
 
 def _drop(client: Any, run_id: str) -> None:
     """A half-uploaded run ends KILLED and deleted at once when the server still answers (else the
-    next sync does it: the run carries the entry's spool id)."""
+    next sync does it: the run carries the entry's claim)."""
     try:
         client.set_terminated(run_id, "KILLED")
         client.delete_run(run_id)
@@ -190,7 +191,7 @@ def _fill(client: Any, exp_id: str, run_id: str, entry: Path, record: dict[str, 
 
 def _check_server_run(client: Any, uri: str, record: dict[str, Any]) -> None:
     """A format-1 entry names the run nbops started on the server before it was lost: it is
-    only ever this entry's when it carries the entry's spool id (never any other run)."""
+    only ever this entry's when it carries the entry's claim (never any other run)."""
     named = record.get("server_run_id")
     if not named:
         return
@@ -199,7 +200,7 @@ def _check_server_run(client: Any, uri: str, record: dict[str, Any]) -> None:
             run = client.get_run(named)
     except NotFound:
         return
-    if run.data.tags.get(spool.SPOOL_TAG) != record["spool_id"]:
+    if run.data.tags.get(spool.SPOOL_TAG) != spool.claim(record["spool_id"]):
         raise spool.BadEntry(f"server_run_id {named} names a run this entry did not create",
                              hint="it is kept in .nbops/spool/quarantine/ and never uploaded")
 
@@ -215,10 +216,10 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
     sid = record["spool_id"]
     _check_server_run(client, uri, record)
     exp_id = experiment_id(record["experiment"])
-    found = client.search_runs([exp_id], filter_string=f"tags.`{spool.SPOOL_TAG}` = '{sid}'",
+    found = client.search_runs([exp_id], filter_string=f"tags.`{spool.SPOOL_TAG}` = '{spool.claim(sid)}'",
                                run_view_type=ViewType.ACTIVE_ONLY)
     run_id, partial = "", None
-    for run in found:  # only runs that carry this entry's spool id: ours
+    for run in found:  # only runs that carry this entry's claim: ours
         if run.data.tags.get(UPLOADED_TAG) == "uploaded" and not run_id:
             run_id = run.info.run_id
             if run.info.status != record["status"]:  # ended by someone else since: the record says

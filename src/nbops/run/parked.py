@@ -1,0 +1,118 @@
+"""A finished local run whose spool entry could not be written (a full disk: the entry copies
+what the kernel logged) is parked, never lost: its folder (run/localrun.py's `.run-<id>`, with
+its MLflow store, artifacts and models) is renamed `.parked-<id>`, which no sweep removes, and
+`parked.json` says what the entry holds. The next `nbops sync` writes the entry (`unpark`) and
+uploads it as any other. A parked folder is trusted no more than an entry: its files are taken
+only from inside it, never through a link, and the entry it makes is validated before upload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from nbops.core.errors import first_line
+from nbops.core.files import write_text_atomic
+from nbops.run import spool
+
+PREFIX = ".parked-"
+PARKED = "parked.json"
+KEPT = "kept"  # the files nbops logs from outside the folder (the executed notebook), copied in
+
+
+def park(folder: Path, spool_id: str, record: dict[str, Any], files: dict[str, Path],
+         models: list[tuple[dict[str, Any], Path]]) -> Path:
+    """FOLDER (a finished local run) parked with what its entry holds; the parked folder. The
+    rename comes first: it needs no space, and from then on no sweep takes the run."""
+    parked = folder.with_name(PREFIX + spool_id)
+    os.rename(folder, parked)
+
+    def inside(path: Path) -> str | None:
+        try:
+            return (parked / path.relative_to(folder)).relative_to(parked).as_posix()
+        except ValueError:
+            return None
+
+    kept: dict[str, str] = {}
+    for i, (rel, path) in enumerate(sorted(files.items())):
+        where = inside(path)
+        if where is None:  # outside the run's folder: a copy (the original may be run over)
+            try:
+                (parked / KEPT / str(i)).mkdir(parents=True)
+                shutil.copyfile(path, parked / KEPT / str(i) / path.name)
+                where = f"{KEPT}/{i}/{path.name}"
+            except OSError:  # still no space: the file stays where the run wrote it
+                record.setdefault("tags", {})["nbops.parked_without"] = rel
+                continue
+        kept[rel] = where
+    described = [[meta, where] for meta, path in models if (where := inside(path)) is not None]
+    try:
+        write_text_atomic(parked / PARKED, json.dumps({"record": record, "files": kept, "models": described},
+                                                      default=str))
+    except OSError:  # no space even for this: the folder is kept, and `nbops sync` says so
+        pass
+    return parked
+
+
+def folders(root: Path) -> list[Path]:
+    """The parked runs under the spool ROOT."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob(PREFIX + "*") if p.is_dir() and not p.is_symlink())
+
+
+def describe(folder: Path) -> dict[str, Any]:
+    """A parked run's record (for `nbops sync --list`); ValueError when it cannot be read."""
+    try:
+        data = json.loads((folder / PARKED).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder.name}: no readable {PARKED} ({first_line(exc)[:80]}); its MLflow "
+                         "store and files are in it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("record"), dict):
+        raise ValueError(f"{folder.name}: {PARKED} is not a parked run's description")
+    return data
+
+
+def unpark(root: Path) -> list[tuple[str, str]]:
+    """Each parked run under the spool ROOT made a spool entry (its folder then removed):
+    [(spool id, why not)] for those that are still parked. One another process holds is left."""
+    left = []
+    for folder in folders(root):
+        sid = folder.name[len(PREFIX):]
+        with spool.holding(folder, PARKED) as mine:
+            if not mine:
+                if not (folder / PARKED).exists() and folder.exists():
+                    left.append((sid, f"{folder.name}: no {PARKED} (the disk was full); its MLflow "
+                                      "store and files are in it"))
+                continue
+            gone = folder.with_name(f".tmp-done-{folder.name}")
+            try:
+                if not (root / sid).exists():  # else written by an unpark killed before the removal
+                    _write_entry(root, folder, sid)
+                os.rename(folder, gone)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                left.append((sid, first_line(exc)))
+                continue
+        shutil.rmtree(gone, ignore_errors=True)
+    return left
+
+
+def _write_entry(root: Path, folder: Path, sid: str) -> None:
+    data = describe(folder)
+    record = data["record"]
+    if record.get("spool_id") != sid:
+        raise ValueError(f"{folder.name}: its spool_id is not its folder's")
+    base = folder.resolve()
+
+    def local(rel: Any) -> Path:
+        path = folder / str(rel)
+        if path.is_symlink() or not path.resolve().is_relative_to(base):
+            raise ValueError(f"{folder.name}: {str(rel)[:80]!r} is not a file of its own")
+        return path
+
+    files = {str(rel): local(where) for rel, where in data.get("files", {}).items()}
+    models = [(meta, local(where)) for meta, where in data.get("models", [])]
+    spool.write(root, record, files, models)
