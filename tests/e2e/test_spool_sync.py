@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from nbops.run import spool
 from tests.conftest import write_notebook
 from tests.mlflow_server import MlflowServer
@@ -115,7 +117,7 @@ def test_server_killed_mid_batch_then_sync_twice(project, tmp_path):
         client = MlflowClient(server.uri, server.uri)  # registry too: not the process-wide one an in-process test set
         some = json.loads(next(backup.glob("*/spool.json")).read_text())
         half = client.create_run(client.get_experiment_by_name(some["experiment"]).experiment_id,
-                                 tags={"nbops.spool_id": spool.claim(some["spool_id"])}).info.run_id
+                                 tags={"nbops.spool_id": spool.claim(some["claim_key"])}).info.run_id
         retried = _nbops(project, env, "sync")
         assert retried.returncode == 0, (retried.stdout, retried.stderr)
         assert retried.stdout.count("synced notebooks/") == 3, retried.stdout
@@ -173,18 +175,30 @@ def test_server_killed_mid_sweep_keeps_the_points_and_exits_4(project, tmp_path)
         server.kill()
 
 
-def test_a_run_whose_entry_cannot_be_written_is_parked_whole_and_synced(project, tmp_path):
+@pytest.mark.parametrize("linked", [False, True], ids=["plain", "linked-nbops-folder"])
+def test_a_run_whose_entry_cannot_be_written_is_parked_whole_and_synced(project, tmp_path, linked):
     """The spool entry of a finished local run cannot be written (here its temporary folder's name
     is taken by a file, as a full disk fails the copy of what the kernel logged): the local run is
     parked whole, never swept, listed by `sync --list`, and the next `nbops sync` uploads all of it
-    (the kernel's metric steps and artifact, nbops's records and notebook), not a thin record."""
+    (the kernel's metric steps, artifact and model, nbops's records and notebook), not a thin
+    record; also where `.nbops` is a link (MLflow names the local run's files by resolved paths)."""
     from mlflow.tracking import MlflowClient
+
+    if linked:
+        elsewhere = tmp_path / "elsewhere"
+        if (project / ".nbops").exists():
+            shutil.move(project / ".nbops", elsewhere)
+        elsewhere.mkdir(exist_ok=True)
+        (project / ".nbops").symlink_to(elsewhere)
 
     write_notebook(project / "notebooks" / "p.ipynb", [
         ("code", "import mlflow, os, pathlib\n"
                  "for step in range(3):\n"
                  "    mlflow.log_metric('loss', 1.0 / (step + 1), step=step)\n"
                  "mlflow.log_text('a figure', 'figures/curve.txt')\n"
+                 "from sklearn.linear_model import LogisticRegression\n"
+                 "mlflow.sklearn.log_model(LogisticRegression().fit([[0], [1], [2], [3]], [0, 0, 1, 1]),"
+                 " name='model')\n"
                  "run = pathlib.Path(os.environ['MLFLOW_TRACKING_URI'].removeprefix('sqlite:///')).parent\n"
                  "(run.parent / ('.tmp-' + run.name.removeprefix('.run-'))).write_text('taken')"),
         ("code", "import nbops\nnbops.record('score', 0.9)"),
@@ -197,7 +211,7 @@ def test_a_run_whose_entry_cannot_be_written_is_parked_whole_and_synced(project,
     try:
         ran = _nbops(project, env, "run", "notebooks/p.ipynb", "--quiet")
         assert ran.returncode == 4 and "Traceback" not in ran.stdout + ran.stderr, (ran.stdout, ran.stderr)
-        assert "not recorded: kept in .nbops/spool/.parked-" in ran.stdout, ran.stdout
+        assert "not recorded: kept in " in ran.stdout and "spool/.parked-" in ran.stdout, ran.stdout
         [parked] = spooled.glob(".parked-*")
         swept = _nbops(project, env, "runs", "gc")  # sweeps the local runs of dead nbops processes
         assert swept.returncode == 0 and parked.is_dir(), (swept.stdout, swept.stderr)
@@ -215,5 +229,8 @@ def test_a_run_whose_entry_cannot_be_written_is_parked_whole_and_synced(project,
             [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
         assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/curve.txt"]
         assert any(a.path.endswith(".ipynb") for a in client.list_artifacts(run.info.run_id, "notebook"))
+        assert "nbops.parked_without" not in run.data.tags
+        [model] = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+        assert model.source_run_id == run.info.run_id
     finally:
         server.kill()

@@ -19,7 +19,7 @@ def _record(**changes):
     record = {"experiment": "notebooks/a", "run_name": "a", "notebook": "notebooks/a.ipynb",
               "tags": {"nbops.notebook": "notebooks/a.ipynb"}, "params": {"n": "3"},
               "metrics": spool.metric_rows({"acc": 0.9}, timestamp_ms=1000), "status": "FINISHED",
-              "model": None, "start_time": 1000, "end_time": 2000}
+              "model": None, "start_time": 1000, "end_time": 2000, "claim_key": spool.new_id()}
     record.update(changes)
     return record
 
@@ -65,6 +65,7 @@ def test_seven_hostile_entries_are_quarantined_and_nothing_else_changes(project,
     os.symlink("/etc/passwd", linked / "artifacts" / "notebook" / "passwd")
     hostile["is a symlink"] = linked
     good = _write(root, tmp_path, run_name="good")
+    good_claim = spool.claim(json.loads((good / spool.RECORD).read_text())["claim_key"])
 
     listed = _sync(project, "--list")
     assert listed.returncode == 0 and "8 run(s) wait" in listed.stdout, listed.stdout + listed.stderr
@@ -87,7 +88,7 @@ def test_seven_hostile_entries_are_quarantined_and_nothing_else_changes(project,
     runs = all_runs(client)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     uploaded = [r for r in runs if r.info.run_id != theirs]
-    assert len(uploaded) == 1 and uploaded[0].data.tags["nbops.spool_id"] == spool.claim(good.name)
+    assert len(uploaded) == 1 and uploaded[0].data.tags["nbops.spool_id"] == good_claim
     assert uploaded[0].data.params == {"n": "3"} and uploaded[0].data.metrics == {"acc": 0.9}
     paths = [a.path for a in client.list_artifacts(uploaded[0].info.run_id, "notebook")]
     assert paths == ["notebook/out.ipynb"]
@@ -127,33 +128,47 @@ def test_links_planted_in_the_spool_move_and_overwrite_nothing_outside_it(projec
 
 
 def test_a_forged_entry_naming_anothers_run_by_its_public_tag_changes_nothing(project, mlflow_client, tmp_path):
-    """Runs a spool entry made (or a Ray kernel logs directly) carry the entry's claim, a digest
-    of its private spool id. A forger who copies that public tag into an entry's spool_id, with
-    or without the run as its `server_run_id`, never reaches the run: it is not KILLED, replaced,
-    re-ended or deleted (before claims, both entries did so)."""
+    """Runs a spool entry made (or a Ray kernel logs directly) carry the entry's claim, a digest of
+    a key that never leaves the spool (not even its spool id, which nbops prints). A forger who
+    copies that public tag into an entry, as its claim_key or spool_id, with or without the run
+    as its `server_run_id`, never reaches the run; nor does an old-style entry (no claim_key)
+    naming a run an older nbops tagged with a spool id: such runs are only read."""
+    from nbops.run.upload import UPLOADED_TAG
+
     client = mlflow_client()
     exp = client.create_experiment("notebooks/a")
-    tag = spool.claim(spool.new_id())
-    theirs = client.create_run(exp, tags={spool.SPOOL_TAG: tag, "owner": "them"}).info.run_id
-    client.log_metric(theirs, "acc", 0.5)
-    client.set_terminated(theirs, "FINISHED")
-    before = client.get_run(theirs)
+    victims = {}
+    for name, tag, extra in (("claimed", spool.claim(spool.new_id()), {}),
+                             ("old, uploaded", spool.new_id(), {UPLOADED_TAG: "uploaded"}),
+                             ("old, partial", spool.new_id(), {})):
+        run_id = client.create_run(exp, tags={spool.SPOOL_TAG: tag, "owner": "them", **extra}).info.run_id
+        client.log_metric(run_id, "acc", 0.5)
+        client.set_terminated(run_id, "FINISHED")
+        victims[name] = (run_id, tag, client.get_run(run_id))
 
     root = spool.spool_root(project)
-    replacing = _write(root, tmp_path, spool_id=tag, server_run_id=theirs, status="FAILED")
+    run_id, tag, _ = victims["claimed"]
+    replacing = _write(root, tmp_path, claim_key=tag, server_run_id=run_id, status="FAILED")
     done = _sync(project)
     assert done.returncode == 2 and f"quarantined {replacing.name}: " in done.stderr, done.stdout + done.stderr
     assert "names a run this entry did not create" in done.stderr
-    dropping = _write(root, tmp_path, spool_id=tag, status="KILLED")
+    forged = [_write(root, tmp_path, claim_key=tag, status="KILLED"),
+              _write(root, tmp_path, spool_id=tag, status="KILLED")]
+    for name in ("old, uploaded", "old, partial"):
+        run_id, tag, _ = victims[name]
+        forged.append(_write(root, tmp_path, spool_id=tag, server_run_id=run_id, status="FAILED", end_time=1,
+                             claim_key=None))  # as an older nbops wrote them
     done = _sync(project)
-    assert done.returncode == 0 and "synced notebooks/a.ipynb" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and done.stdout.count("synced notebooks/a.ipynb") == 4, done.stdout + done.stderr
 
-    after = client.get_run(theirs)
-    assert (after.info.status, after.info.lifecycle_stage, after.info.end_time) == \
-        (before.info.status, "active", before.info.end_time)
-    assert after.data.tags == before.data.tags and after.data.metrics == before.data.metrics
-    forged = [r for r in all_runs(client) if r.info.run_id != theirs]
-    assert [r.data.tags[spool.SPOOL_TAG] for r in forged] == [spool.claim(dropping.name)]
+    for name, (run_id, _, before) in victims.items():
+        after = client.get_run(run_id)
+        assert (after.info.status, after.info.lifecycle_stage, after.info.end_time) == \
+            (before.info.status, "active", before.info.end_time), name
+        assert after.data.tags == before.data.tags and after.data.metrics == before.data.metrics, name
+    made = [r for r in all_runs(client) if r.info.run_id not in {v[0] for v in victims.values()}]
+    assert len(made) == 3  # the forged old-style entry naming an uploaded run counts as delivered by it
+    assert spool.entries(root) == []
 
 
 def test_a_forged_parked_run_uploads_no_file_from_outside_it(project, mlflow_client, tmp_path):

@@ -47,7 +47,7 @@ def record(started: Any, result: RunResult, can_register: bool, uri: str, base: 
            claims: bool = False) -> dict[str, Any]:
     """The entry's record: BASE (params, tags, metrics, datasets the run holds) with the run's
     records, final status and registration intent. STARTED: run/stage_data.py's StartedRun; CLAIMS:
-    its run on the store carries the entry's spool id, and the upload replaces it."""
+    its run on the store carries the entry's claim, and the upload replaces it."""
     from nbops.core.gates import failed_gates
 
     metrics, _ = split_metrics(result.records)
@@ -63,7 +63,8 @@ def record(started: Any, result: RunResult, can_register: bool, uri: str, base: 
                   "gates_held": not failed_gates(model.gates, metrics),
                   "register": bool(can_register and result.ok)}
     return {
-        "spool_id": started.spool_id, "tracking_uri": mask_uri(uri), "experiment": started.experiment,
+        "spool_id": started.spool_id, "claim_key": started.claim_key or spool.new_id(),
+        "tracking_uri": mask_uri(uri), "experiment": started.experiment,
         "run_name": started.run_name, "server_run_id": (started.run_id or None) if claims else None,
         "notebook": started.tags.get("nbops.notebook", ""), "tags": tags, "params": dict(base["params"]),
         "metrics": list(base["metrics"]) + spool.metric_rows(metrics), "datasets": list(base.get("datasets", [])),

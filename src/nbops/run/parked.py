@@ -26,29 +26,35 @@ KEPT = "kept"  # the files nbops logs from outside the folder (the executed note
 def park(folder: Path, spool_id: str, record: dict[str, Any], files: dict[str, Path],
          models: list[tuple[dict[str, Any], Path]]) -> Path:
     """FOLDER (a finished local run) parked with what its entry holds; the parked folder. The
-    rename comes first: it needs no space, and from then on no sweep takes the run."""
-    parked = folder.with_name(PREFIX + spool_id)
-    os.rename(folder, parked)
+    rename comes first: it needs no space, and from then on no sweep takes the run. Where each
+    file lies inside FOLDER is read before (MLflow gave the local store resolved paths: a linked
+    `.nbops` names the folder otherwise)."""
+    roots = (folder, folder.resolve())
 
     def inside(path: Path) -> str | None:
-        try:
-            return (parked / path.relative_to(folder)).relative_to(parked).as_posix()
-        except ValueError:
-            return None
+        for root in roots:
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return None
 
+    within = {rel: inside(path) for rel, path in files.items()}
+    placed = [(meta, inside(path)) for meta, path in models]
+    parked = folder.with_name(PREFIX + spool_id)
+    os.rename(folder, parked)
     kept: dict[str, str] = {}
+    dropped = [str(meta.get("name", "model")) for meta, where in placed if where is None]
     for i, (rel, path) in enumerate(sorted(files.items())):
-        where = inside(path)
-        if where is None:  # outside the run's folder: a copy (the original may be run over)
+        where = within[rel]
+        if where is None:  # outside the run's folder (the executed notebook): kept as it is now
             try:
-                (parked / KEPT / str(i)).mkdir(parents=True)
-                shutil.copyfile(path, parked / KEPT / str(i) / path.name)
-                where = f"{KEPT}/{i}/{path.name}"
+                where = _keep(path, parked / KEPT / str(i))
             except OSError:  # still no space: the file stays where the run wrote it
-                record.setdefault("tags", {})["nbops.parked_without"] = rel
+                dropped.append(rel)
                 continue
         kept[rel] = where
-    described = [[meta, where] for meta, path in models if (where := inside(path)) is not None]
+    if dropped:
+        record.setdefault("tags", {})["nbops.parked_without"] = ", ".join(dropped)[:5000]
+    described = [[meta, where] for meta, where in placed if where is not None]
     try:
         write_text_atomic(parked / PARKED, json.dumps({"record": record, "files": kept, "models": described},
                                                       default=str))
@@ -57,11 +63,25 @@ def park(folder: Path, spool_id: str, record: dict[str, Any], files: dict[str, P
     return parked
 
 
+def _keep(path: Path, into: Path) -> str:
+    """PATH kept in the folder INTO, its path under the parked folder: a copy, or where the disk
+    has no room for one, a hard link (no space needed; the executed notebook is replaced whole
+    by a later run, so the link keeps this one; a kernel log rewritten in place would not be)."""
+    into.mkdir(parents=True)
+    try:
+        shutil.copyfile(path, into / path.name)
+    except OSError:
+        (into / path.name).unlink(missing_ok=True)
+        os.link(path, into / path.name)
+    return f"{KEPT}/{into.name}/{path.name}"
+
+
 def folders(root: Path) -> list[Path]:
     """The parked runs under the spool ROOT."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob(PREFIX + "*") if p.is_dir() and not p.is_symlink())
+    return sorted(p for p in root.glob(PREFIX + "*")
+                  if spool.is_id(p.name[len(PREFIX):]) and p.is_dir() and not p.is_symlink())
 
 
 def describe(folder: Path) -> dict[str, Any]:

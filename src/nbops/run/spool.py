@@ -3,9 +3,11 @@
 With a tracking server, every run is logged locally first (run/localrun.py) and written here as an
 entry when the kernel is done; run/upload.py then delivers it (at once by `nbops run`, later by
 `nbops sync` when the server or its artifact store was away). An entry is the unit of "exactly
-once": the server run made from it carries its claim (tag `nbops.spool_id`), a digest of its spool
-id. The id itself never leaves the spool's owner: whoever reads the server (or forges an entry)
-cannot name a run the entry did not make, so a forged entry changes no one else's run.
+once": the server run made from it carries its claim (tag `nbops.spool_id`), a digest of the
+record's `claim_key`, a random id that is never printed and never leaves the spool: whoever reads
+the server (or the spool ids nbops prints) cannot forge an entry that names a run it did not
+make, so a forged entry changes no one else's run. An entry an older nbops wrote has no
+claim_key: its runs carry its spool id, which may be public, so run/upload.py reads them only.
 
 One entry is a folder named by its spool id (32 hex digits), written to a hidden temporary folder
 and renamed into place, so a reader sees a whole entry or none:
@@ -69,10 +71,15 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def claim(spool_id: str) -> str:
-    """The value of the `nbops.spool_id` tag of the server runs made for the entry SPOOL_ID: a
-    digest, public, of an id that stays private (a random 128-bit id, in the owner's spool only)."""
-    return hashlib.sha256(f"nbops spool entry {spool_id}".encode()).hexdigest()[:32]
+def is_id(name: str) -> bool:
+    """Whether NAME is a spool id (or claim key): 32 hex digits."""
+    return bool(_ID.match(name))
+
+
+def claim(key: str) -> str:
+    """The value of the `nbops.spool_id` tag of the server runs made for the entry whose record's
+    claim_key is KEY: a digest, public, of a key that stays private (random, 128 bits)."""
+    return hashlib.sha256(f"nbops spool entry {key}".encode()).hexdigest()[:32]
 
 
 def metric_rows(values: dict[str, float], timestamp_ms: int | None = None, step: int = 0) -> list[dict[str, Any]]:
@@ -222,6 +229,9 @@ def _check_record(record: dict[str, Any]) -> str:
         (record.get("server_run_id") is None or (isinstance(record["server_run_id"], str)
                                                  and bool(_ID.match(record["server_run_id"]))),
          "server_run_id is not a run id"),
+        (record.get("claim_key") is None or (isinstance(record["claim_key"], str)
+                                             and bool(_ID.match(record["claim_key"]))),
+         "claim_key is not a spool key"),
         (isinstance(record.get("files", []), list), "files is not a list"),
         (isinstance(record.get("datasets", []), list)
          and all(_str_map(d) and {"name", "digest"} <= d.keys() for d in record.get("datasets", [])),
@@ -344,7 +354,9 @@ def remove(entry: Path) -> None:
 def pending_line(project_root: Path) -> str:
     """One line when the spool is not empty ('' when it is)."""
     root = spool_root(project_root)
-    count = len(entries(root)) + (len(list(root.glob(".parked-*"))) if root.is_dir() else 0)  # run/parked.py
+    from nbops.run.parked import folders  # runs whose entries the next sync writes
+
+    count = len(entries(root)) + len(folders(root))
     if not count:
         return ""
     return (f"note: {count} run(s) not yet recorded are kept in {SPOOL_DIR}; "

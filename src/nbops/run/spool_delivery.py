@@ -41,13 +41,15 @@ class SpoolDelivery:
         gets it; when it cannot, the entry stays for `nbops sync` (NotDelivered)."""
         local = started.local
         assert local is not None
-        work = Path(tempfile.mkdtemp(prefix=".finish-", dir=local.folder))
         base, files, models = localrun.collect(local)
-        files.update(keep.artifacts(result, work, self.html_hide_input, base["tags"]))
-        record = keep.record(started, result, self.registrar is not None, self.uri, base)
+        record = None
         try:
+            work = Path(tempfile.mkdtemp(prefix=".finish-", dir=local.folder))
+            files.update(keep.artifacts(result, work, self.html_hide_input, base["tags"]))
+            record = keep.record(started, result, self.registrar is not None, self.uri, base)
             entry, fd = spool.write(spool.spool_root(self.root), record, files, models, hold=True)
         except OSError as exc:  # a full disk (the entry copies what the kernel logged): parked whole
+            record = record or keep.record(started, result, self.registrar is not None, self.uri, base)
             where = parked.park(local.folder, local.spool_id, record, files, models)
             raise NotDelivered(self.kept_line(where, f"its spool entry could not be written: "
                                                     f"{first_line(exc)}")) from None
@@ -115,4 +117,4 @@ class SpoolDelivery:
 def _claims(started: StartedRun) -> bool:
     """Whether a spooled record of STARTED may replace its run on the store (it carries the
     entry's spool id); else the record is uploaded as a run of its own."""
-    return bool(started.run_id) and started.tags.get(spool.SPOOL_TAG) == spool.claim(started.spool_id)
+    return bool(started.run_id) and started.tags.get(spool.SPOOL_TAG) == spool.claim(started.claim_key)

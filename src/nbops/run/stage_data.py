@@ -65,6 +65,7 @@ class StartedRun:
     start_time: int = 0
     local: LocalRun | None = None  # logged locally first (a tracking server)
     spool_id: str = ""  # the spool entry it becomes when the store cannot take it
+    claim_key: str = ""  # private: the run on the store carries spool.claim(claim_key) (a spooled record replaces it)
 
 
 class NotDelivered(Exception):  # noqa: N818 - an outcome, not a bug

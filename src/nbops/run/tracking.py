@@ -113,14 +113,14 @@ class Tracker:
             localrun.discard(local)
             raise
         return StartedRun("", local.experiment_id, new.tags, new.experiment, new.run_name, new.start_time,
-                          local, local.spool_id)
+                          local, local.spool_id, spool.new_id())
 
     def _start_on_store(self, new: NewRun, rel: str) -> StartedRun:
         """The run created on the store itself, with its params and datasets (or not at all)."""
-        sid = spool.new_id()
+        sid, key = spool.new_id(), spool.new_id()
         tags = new.tags
         if self.local_first:  # the Ray executor with a server: a spooled record replaces this run by it
-            tags = {**tags, spool.SPOOL_TAG: spool.claim(sid)}
+            tags = {**tags, spool.SPOOL_TAG: spool.claim(key)}
         try:
             exp_id = self._experiment_id(new.experiment)
             run_id = self.store.create_run(exp_id, tags, new.run_name, new.start_time)
@@ -139,7 +139,8 @@ class Tracker:
                 raise
             raise TrackingError(f"could not log the parameters of {rel}: {mask_uri(first_line(exc))}") from None
         self.heartbeat.add(run_id)
-        return StartedRun(run_id, exp_id, tags, new.experiment, new.run_name, new.start_time, spool_id=sid)
+        return StartedRun(run_id, exp_id, tags, new.experiment, new.run_name, new.start_time, spool_id=sid,
+                          claim_key=key)
 
     def start_sweep(self, notebook_path: Path, git: GitInfo, grid: dict[str, list]) -> StartedRun:
         """The parent run of a sweep: its grid as params; each point is a child run."""

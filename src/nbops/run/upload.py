@@ -2,12 +2,14 @@
 after a notebook, `nbops sync` later (lifecycle/sync.py).
 
 The server run made from an entry carries its claim (`nbops.spool_id`: a digest of the entry's
-private spool id, run/spool.py) and, once every part is there, `nbops.sync=uploaded`. Before
+private claim_key, run/spool.py) and, once every part is there, `nbops.sync=uploaded`. Before
 uploading, the runs with the entry's claim are looked up: an uploaded one is the answer; one a
 killed upload left half-written is deleted and the entry uploaded again. No other server run is
 ever changed. While it uploads, the run carries this process's `nbops.owner`, so a sync killed
 midway leaves no RUNNING run for long: the next nbops command that opens the store ends it
-(run/orphans.py) and the next sync replaces it.
+(run/orphans.py) and the next sync replaces it. An entry an older nbops wrote (no claim_key)
+finds its runs by its spool id, which may be public: such runs are only read (an uploaded one is
+the answer), never ended, replaced or deleted, so a forged old-style entry changes nothing.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def _create_run(client: Any, exp_id: str, entry: Path, record: dict[str, Any], m
                 more_models: list[tuple[dict[str, Any], Path]]) -> str:
     drop = {orphans.OWNER_TAG, orphans.HEARTBEAT_TAG, UPLOADED_TAG, spool.SPOOL_TAG}
     tags = {k: v for k, v in record["tags"].items() if k not in drop}
-    tags.update({spool.SPOOL_TAG: spool.claim(record["spool_id"]), orphans.OWNER_TAG: orphans.owner()})
+    tags.update({spool.SPOOL_TAG: _tag(record), orphans.OWNER_TAG: orphans.owner()})
     run = client.create_run(exp_id, start_time=record.get("start_time") or None, tags=tags,
                             run_name=record.get("run_name") or None)
     run_id = run.info.run_id
@@ -189,9 +191,16 @@ def _fill(client: Any, exp_id: str, run_id: str, entry: Path, record: dict[str, 
     client.set_tag(run_id, UPLOADED_TAG, "uploaded")
 
 
+def _tag(record: dict[str, Any]) -> str:
+    """The `nbops.spool_id` tag of the runs made for RECORD: its claim; an older nbops's entry
+    (no claim_key) tagged them with its spool id."""
+    key = record.get("claim_key")
+    return spool.claim(key) if key else record["spool_id"]
+
+
 def _check_server_run(client: Any, uri: str, record: dict[str, Any]) -> None:
-    """A format-1 entry names the run nbops started on the server before it was lost: it is
-    only ever this entry's when it carries the entry's claim (never any other run)."""
+    """An entry may name the run nbops started on the server before it was lost: it is only
+    ever this entry's when it carries the entry's claim (never any other run)."""
     named = record.get("server_run_id")
     if not named:
         return
@@ -200,7 +209,7 @@ def _check_server_run(client: Any, uri: str, record: dict[str, Any]) -> None:
             run = client.get_run(named)
     except NotFound:
         return
-    if run.data.tags.get(spool.SPOOL_TAG) != spool.claim(record["spool_id"]):
+    if run.data.tags.get(spool.SPOOL_TAG) != _tag(record):
         raise spool.BadEntry(f"server_run_id {named} names a run this entry did not create",
                              hint="it is kept in .nbops/spool/quarantine/ and never uploaded")
 
@@ -213,17 +222,19 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
     from mlflow.entities import ViewType
 
     mlflow_settings(QUIET_MLFLOW)  # no "View run" lines
-    sid = record["spool_id"]
+    claimed = bool(record.get("claim_key"))  # else an older nbops's entry: its runs are only read
     _check_server_run(client, uri, record)
     exp_id = experiment_id(record["experiment"])
-    found = client.search_runs([exp_id], filter_string=f"tags.`{spool.SPOOL_TAG}` = '{spool.claim(sid)}'",
+    found = client.search_runs([exp_id], filter_string=f"tags.`{spool.SPOOL_TAG}` = '{_tag(record)}'",
                                run_view_type=ViewType.ACTIVE_ONLY)
     run_id, partial = "", None
     for run in found:  # only runs that carry this entry's claim: ours
         if run.data.tags.get(UPLOADED_TAG) == "uploaded" and not run_id:
             run_id = run.info.run_id
-            if run.info.status != record["status"]:  # ended by someone else since: the record says
+            if claimed and run.info.status != record["status"]:  # ended by someone else since
                 client.set_terminated(run_id, record["status"], end_time=record.get("end_time") or None)
+        elif not claimed:
+            continue
         elif run.info.run_id == record.get("server_run_id"):
             partial = run  # started on the server before it was lost: replaced, never deleted
         else:  # half-uploaded by an attempt that was killed: uploaded again below
