@@ -31,6 +31,12 @@ def _write(root: Path, tmp: Path, models=(), **changes) -> Path:
     return entry
 
 
+LOG_MODEL = ("import sys, mlflow\n"
+             "from sklearn.linear_model import LogisticRegression\n"
+             "with mlflow.start_run(run_id=sys.argv[1]):\n"
+             "    mlflow.sklearn.log_model(LogisticRegression().fit([[0], [1], [2], [3]], [0, 0, 1, 1]), name='model')")
+
+
 def _sync(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nbops", "sync", *args], cwd=project, capture_output=True,
                           text=True, timeout=180)
@@ -143,6 +149,10 @@ def test_a_forged_entry_naming_anothers_run_by_its_public_tag_changes_nothing(pr
                              ("old, partial", spool.new_id(), {})):
         run_id = client.create_run(exp, tags={spool.SPOOL_TAG: tag, "owner": "them", **extra}).info.run_id
         client.log_metric(run_id, "acc", 0.5)
+        if name == "old, uploaded":  # their model: never registered by someone else's entry
+            logged = subprocess.run([sys.executable, "-c", LOG_MODEL, run_id], cwd=project, capture_output=True,
+                                    text=True, timeout=180, env={**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
+            assert logged.returncode == 0, logged.stderr
         client.set_terminated(run_id, "FINISHED")
         victims[name] = (run_id, tag, client.get_run(run_id))
 
@@ -157,7 +167,8 @@ def test_a_forged_entry_naming_anothers_run_by_its_public_tag_changes_nothing(pr
     for name in ("old, uploaded", "old, partial"):
         run_id, tag, _ = victims[name]
         forged.append(_write(root, tmp_path, spool_id=tag, server_run_id=run_id, status="FAILED", end_time=1,
-                             claim_key=None))  # as an older nbops wrote them
+                             claim_key=None,  # as an older nbops wrote them
+                             model={"name": "stolen", "gates": [], "register": True, "gates_held": True}))
     done = _sync(project)
     assert done.returncode == 0 and done.stdout.count("synced notebooks/a.ipynb") == 4, done.stdout + done.stderr
 
@@ -169,6 +180,7 @@ def test_a_forged_entry_naming_anothers_run_by_its_public_tag_changes_nothing(pr
     made = [r for r in all_runs(client) if r.info.run_id not in {v[0] for v in victims.values()}]
     assert len(made) == 3  # the forged old-style entry naming an uploaded run counts as delivered by it
     assert spool.entries(root) == []
+    assert not client.search_model_versions("name = 'stolen'")  # no version made of their run
 
 
 def test_a_forged_parked_run_uploads_no_file_from_outside_it(project, mlflow_client, tmp_path):

@@ -239,6 +239,7 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
             partial = run  # started on the server before it was lost: replaced, never deleted
         else:  # half-uploaded by an attempt that was killed: uploaded again below
             _drop(client, run.info.run_id)
+    found_uploaded = bool(run_id)
     if not run_id:
         run_id = _create(client, uri, exp_id, entry, record, partial)
     if partial is not None:
@@ -251,6 +252,9 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
     versions = client.search_model_versions(f"run_id = '{run_id}'")
     if versions:
         return Delivered(run_id, exp_id, versions[0].name, str(versions[0].version))
+    if found_uploaded and not claimed:  # found by a spool id, which may be public: not proof enough
+        return Delivered(run_id, exp_id, note="not registered: an older nbops's entry found this run "
+                                              "uploaded (register its model with MLflow if it is yours)")
     name, version, note = registrar(client, uri, run_id, model_spec(intent))
     if version is None and note.startswith("registration failed"):
         # the store failed while registering (the registrar says so instead of raising): the entry
