@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from nbops.run import spool
 from tests.conftest import all_runs
@@ -211,3 +214,34 @@ def test_a_forged_parked_run_uploads_no_file_from_outside_it(project, mlflow_cli
         assert "is not a file of its own" in line, (how, line)
         assert folder.is_dir()
     assert all_runs(client) == [] and not spool.entries(root)
+
+
+@pytest.mark.parametrize("swapped", ["file", "folder"])
+def test_a_file_swapped_for_a_link_after_the_check_is_never_uploaded(project, mlflow_client, tmp_path, swapped):
+    """The window a racing writer of the spool has: the entry was validated (as `nbops sync` does
+    under its lock), then a file or a folder of it is swapped for a link to the user's key. The
+    upload reads a snapshot that follows no link: the entry is refused as a bad one (sync
+    quarantines it), no run is made, nothing of the key reaches the store, no snapshot is left."""
+    from nbops.run import upload
+
+    client = mlflow_client()
+    secret = tmp_path / "keys" / "out.ipynb"
+    secret.parent.mkdir()
+    secret.write_text("PRIVATE KEY\n")
+    root = spool.spool_root(project)
+    entry = _write(root, tmp_path)
+    record = spool.validate(entry)
+    target = entry / "artifacts" / "notebook" / ("out.ipynb" if swapped == "file" else "")
+    if swapped == "file":
+        target.unlink()
+    else:
+        shutil.rmtree(target)
+    os.symlink(secret if swapped == "file" else secret.parent, target)
+
+    def experiment_id(name: str) -> str:
+        found = client.get_experiment_by_name(name)
+        return found.experiment_id if found else client.create_experiment(name)
+
+    with pytest.raises(spool.BadEntry, match="is a symlink"):
+        upload.deliver(client, "sqlite:///mlflow.db", experiment_id, entry, record, None)
+    assert all_runs(client) == [] and not list(root.glob(".tmp-snap-*"))

@@ -218,7 +218,16 @@ def deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: P
             record: dict[str, Any], registrar: Any) -> Delivered:
     """Upload ENTRY (validated as RECORD) unless an earlier attempt did, then register its model
     when the record asks for it and the gates hold. The caller holds the entry's lock and
-    removes the entry after this returns."""
+    removes the entry after this returns. What is read is a snapshot of ENTRY, validated again
+    (run/snapshot.py): a file swapped for a link since RECORD's check is never followed."""
+    from nbops.run.snapshot import snapshot
+
+    with snapshot(entry) as snap:
+        return _deliver(client, uri, experiment_id, snap, spool.validate(snap), registrar)
+
+
+def _deliver(client: Any, uri: str, experiment_id: Callable[[str], str], entry: Path,
+             record: dict[str, Any], registrar: Any) -> Delivered:
     from mlflow.entities import ViewType
 
     mlflow_settings(QUIET_MLFLOW)  # no "View run" lines
