@@ -2,8 +2,9 @@
 what the kernel logged) is parked, never lost: its folder (run/localrun.py's `.run-<id>`, with
 its MLflow store, artifacts and models) is renamed `.parked-<id>`, which no sweep removes, and
 `parked.json` says what the entry holds. The next `nbops sync` writes the entry (`unpark`) and
-uploads it as any other. A parked folder is trusted no more than an entry: its files are taken
-only from inside it, never through a link, and the entry it makes is validated before upload.
+uploads it as any other. A parked folder is trusted no more than an entry: the entry is written
+from a snapshot of it that follows no link (run/snapshot.py), its files taken only from inside
+it, and validated before upload.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from nbops.core.errors import first_line
 from nbops.core.files import write_text_atomic
 from nbops.run import spool
+from nbops.run.snapshot import snapshot
 
 PREFIX = ".parked-"
 PARKED = "parked.json"
@@ -111,9 +113,10 @@ def unpark(root: Path) -> list[tuple[str, str]]:
             gone = folder.with_name(f".tmp-done-{folder.name}")
             try:
                 if not (root / sid).exists():  # else written by an unpark killed before the removal
-                    _write_entry(root, folder, sid)
+                    with snapshot(folder) as snap:  # read as it is now, through no link
+                        _write_entry(root, snap, sid)
                 os.rename(folder, gone)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, spool.BadEntry) as exc:
                 left.append((sid, first_line(exc)))
                 continue
         shutil.rmtree(gone, ignore_errors=True)
