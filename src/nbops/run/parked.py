@@ -49,7 +49,7 @@ def park(folder: Path, spool_id: str, record: dict[str, Any], files: dict[str, P
         where = within[rel]
         if where is None:  # outside the run's folder (the executed notebook): kept as it is now
             try:
-                where = _keep(path, parked / KEPT / str(i))
+                where = _keep(path, parked, i)
             except OSError:  # still no space: the file stays where the run wrote it
                 dropped.append(rel)
                 continue
@@ -65,17 +65,18 @@ def park(folder: Path, spool_id: str, record: dict[str, Any], files: dict[str, P
     return parked
 
 
-def _keep(path: Path, into: Path) -> str:
-    """PATH kept in the folder INTO, its path under the parked folder: a copy, or where the disk
-    has no room for one, a hard link (no space needed; the executed notebook is replaced whole
-    by a later run, so the link keeps this one; a kernel log rewritten in place would not be)."""
-    into.mkdir(parents=True)
+def _keep(path: Path, parked: Path, i: int) -> str:
+    """PATH kept in PARKED, its path there: a copy, or where the disk has no room for one, a
+    hard link beside the run's files (no new folder, no space; the executed notebook is
+    replaced whole by a later run, so the link keeps this one; a kernel log rewritten in place
+    would not be)."""
     try:
-        shutil.copyfile(path, into / path.name)
+        (parked / KEPT / str(i)).mkdir(parents=True)
+        shutil.copyfile(path, parked / KEPT / str(i) / path.name)
+        return f"{KEPT}/{i}/{path.name}"
     except OSError:
-        (into / path.name).unlink(missing_ok=True)
-        os.link(path, into / path.name)
-    return f"{KEPT}/{into.name}/{path.name}"
+        os.link(path, parked / f"{KEPT}-{i}-{path.name}")
+        return f"{KEPT}-{i}-{path.name}"
 
 
 def folders(root: Path) -> list[Path]:
@@ -113,7 +114,7 @@ def unpark(root: Path) -> list[tuple[str, str]]:
             gone = folder.with_name(f".tmp-done-{folder.name}")
             try:
                 if not (root / sid).exists():  # else written by an unpark killed before the removal
-                    with snapshot(folder) as snap:  # read as it is now, through no link
+                    with snapshot(folder, skip_links=True) as snap:  # as it is now, through no link
                         _write_entry(root, snap, sid)
                 os.rename(folder, gone)
             except (OSError, ValueError, KeyError, TypeError, AttributeError, spool.BadEntry) as exc:
@@ -132,7 +133,7 @@ def _write_entry(root: Path, folder: Path, sid: str) -> None:
 
     def local(rel: Any) -> Path:
         path = folder / str(rel)
-        if path.is_symlink() or not path.resolve().is_relative_to(base):
+        if path.is_symlink() or not path.resolve().is_relative_to(base) or not path.exists():
             raise ValueError(f"{folder.name}: {str(rel)[:80]!r} is not a file of its own")
         return path
 

@@ -49,6 +49,9 @@ class SpoolDelivery:
             record = keep.record(started, result, self.registrar is not None, self.uri, base)
             entry, fd = spool.write(spool.spool_root(self.root), record, files, models, hold=True)
         except OSError as exc:  # a full disk (the entry copies what the kernel logged): parked whole
+            for path in (result.output_path, result.kernel_log):  # if nbops's own files were not made
+                if path is not None and path.is_file():
+                    files.setdefault(f"notebook/{path.name}", path)
             record = record or keep.record(started, result, self.registrar is not None, self.uri, base)
             where = parked.park(local.folder, local.spool_id, record, files, models)
             raise NotDelivered(self.kept_line(where, f"its spool entry could not be written: "
