@@ -3,9 +3,10 @@
 Each entry is checked whole against the spool's schema before anything is written (a bad one goes
 to `.nbops/spool/quarantine/` with one line, and the others go on), then uploaded under its own
 lock by run/upload.py, exactly once (the server run carries the entry's claim, a digest of its
-private claim_key; a retried or concurrent sync finds it, or waits for nothing: an entry another process
-is uploading is left to it). The entry is removed only after the run, its artifacts and models, and its model version
-(through the same gates as `nbops run`) are on the server.
+private claim_key; a retried or concurrent sync finds it, or waits for nothing: an entry another
+process is uploading is left to it). The entry is removed only after the run, its artifacts and
+models, and its model version (through the same gates as `nbops run`) are on the server. A run
+parked because its entry could not be written (run/parked.py) is made an entry first.
 """
 
 from __future__ import annotations

@@ -328,7 +328,7 @@ def quarantine(entry: Path, why: str) -> Path:
     except FileExistsError:
         if not stat.S_ISDIR(folder.lstat().st_mode):
             raise Unsafe(f"{folder} is not a folder (a link or a file), so the entry stays in the spool; "
-                         f"remove it", hint="nbops sync makes the quarantine folder again") from None
+                         "remove it", hint="nbops sync makes the quarantine folder again") from None
     dest = folder / entry.name
     if dest.exists() or dest.is_symlink():
         dest = folder / f"{entry.name}-{new_id()[:8]}"
